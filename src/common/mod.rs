@@ -1,0 +1,11 @@
+//! Building blocks every other module may use: shutdown signalling, retry backoff,
+//! redacted secrets and rustls client setup. This module depends on nothing else in the crate.
+
+pub mod backoff;
+pub mod secret;
+pub mod shutdown;
+pub mod tls;
+pub mod units;
+
+pub use backoff::Backoff;
+pub use secret::Secret;

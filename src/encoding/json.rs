@@ -1,0 +1,122 @@
+//! JSON output: string escaping and the flattened-object encoder used by the file sink, the
+//! syslog `json` body and the HEC event.
+
+use super::Encoder;
+use crate::model::flatten::{flattened, FlatValue};
+use crate::model::LogRecord;
+
+/// Writes one flattened JSON object per log: `{"__time__":1700000000,"__topic__":"t",...}`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FlatJsonEncoder;
+
+impl Encoder for FlatJsonEncoder {
+    fn encode(&self, record: &LogRecord<'_>, out: &mut Vec<u8>) {
+        write_flat_object(record, out);
+    }
+}
+
+/// Appends the flattened form of `record` as a JSON object (see [`crate::model::flatten`]).
+pub fn write_flat_object(record: &LogRecord<'_>, out: &mut Vec<u8>) {
+    out.push(b'{');
+    for (index, (key, value)) in flattened(record).enumerate() {
+        if index > 0 {
+            out.push(b',');
+        }
+        out.push(b'"');
+        let key_start = out.len();
+        key.write_to(out);
+        escape_in_place_from(out, key_start);
+        out.extend_from_slice(b"\":");
+        match value {
+            FlatValue::Integer(number) => {
+                out.extend_from_slice(itoa::Buffer::new().format(number).as_bytes())
+            }
+            FlatValue::NumericText(number) => {
+                out.push(b'"');
+                out.extend_from_slice(itoa::Buffer::new().format(number).as_bytes());
+                out.push(b'"');
+            }
+            FlatValue::Text(text) => write_string(text, out),
+        }
+    }
+    out.push(b'}');
+}
+
+/// Appends `text` as a quoted JSON string.
+pub fn write_string(text: &str, out: &mut Vec<u8>) {
+    out.push(b'"');
+    write_escaped(text, out);
+    out.push(b'"');
+}
+
+/// Appends `text` escaped for use inside a JSON string (without quotes).
+pub fn write_escaped(text: &str, out: &mut Vec<u8>) {
+    let bytes = text.as_bytes();
+    let mut clean_from = 0;
+    for (index, &byte) in bytes.iter().enumerate() {
+        let escape: &[u8] = match byte {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x00..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[clean_from..index]);
+        if escape.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[(byte >> 4) as usize]);
+            out.push(HEX[(byte & 0xf) as usize]);
+        } else {
+            out.extend_from_slice(escape);
+        }
+        clean_from = index + 1;
+    }
+    out.extend_from_slice(&bytes[clean_from..]);
+}
+
+/// Escapes, in place, the text appended to `out` since `start` (used for keys written in parts).
+fn escape_in_place_from(out: &mut Vec<u8>, start: usize) {
+    let needs_escape = out[start..]
+        .iter()
+        .any(|&byte| byte < 0x20 || byte == b'"' || byte == b'\\');
+    if needs_escape {
+        let raw = out.split_off(start);
+        write_escaped(&String::from_utf8_lossy(&raw), out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::RecordsBuilder;
+
+    #[test]
+    fn flat_object_is_valid_json_with_integer_time() {
+        let records = RecordsBuilder::new()
+            .group("t", "10.0.0.1", &[("tk", "tv")])
+            .log(
+                1_700_000_000,
+                Some(123),
+                &[("k", "v\"\n\u{1}é"), ("we\"ird", "")],
+            )
+            .build();
+        let mut out = Vec::new();
+        FlatJsonEncoder.encode(&records.get(0).unwrap(), &mut out);
+        let parsed: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            parsed,
+            serde_json::json!({
+                "__time__": 1_700_000_000,
+                "__time_ns_part__": "123",
+                "__topic__": "t",
+                "__source__": "10.0.0.1",
+                "__tag__:tk": "tv",
+                "k": "v\"\n\u{1}é",
+                "we\"ird": ""
+            })
+        );
+    }
+}

@@ -1,0 +1,12 @@
+//! Pure, synchronous encoders that turn a [`LogRecord`] into bytes in a caller's buffer.
+//! Framing (octet counting, newline) is kept apart from formatting.
+
+use crate::model::LogRecord;
+
+/// Formats one log into `out` (appending; the caller clears or frames it).
+pub trait Encoder: Send + Sync {
+    /// Appends the encoded form of `record` to `out`.
+    fn encode(&self, record: &LogRecord<'_>, out: &mut Vec<u8>);
+}
+
+pub mod json;

@@ -1,0 +1,46 @@
+//! A batch: the logs of one pull from one shard, with the cursors around them.
+
+use std::fmt;
+use std::sync::Arc;
+
+use super::ack::AckToken;
+use super::record::LogRecords;
+
+/// Identifies a shard across logstores: `logstore/shard`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ShardKey {
+    /// Logstore name.
+    pub logstore: Arc<str>,
+    /// Shard id within the logstore.
+    pub shard: u32,
+}
+
+impl fmt::Display for ShardKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.logstore, self.shard)
+    }
+}
+
+/// Logs pulled from one shard in one request.
+#[derive(Debug)]
+pub struct Batch {
+    /// Where the logs came from.
+    pub shard: ShardKey,
+    /// Position of this batch among the shard's batches in this process (0, 1, 2, ...).
+    pub sequence: u64,
+    /// Cursor the pull started at.
+    pub cursor: String,
+    /// Cursor after the last log group of this batch: the checkpoint once it is delivered.
+    pub next_cursor: String,
+    /// The logs.
+    pub records: LogRecords,
+}
+
+/// What a sink receives: a shared batch and the token it settles once the batch is delivered.
+#[derive(Debug)]
+pub struct SinkBatch {
+    /// The batch, shared by every sink.
+    pub batch: Arc<Batch>,
+    /// Settle with `delivered()` only after the destination has confirmed every log.
+    pub ack: AckToken,
+}

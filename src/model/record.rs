@@ -1,0 +1,392 @@
+//! Log records stored as spans into one shared buffer.
+//!
+//! A pulled batch is decompressed into one buffer; decoding it records byte spans for every
+//! topic, source, tag and content instead of allocating a string per field. [`LogRecords`]
+//! owns the buffer and the span tables; [`LogRecord`] is a borrowed view of one log.
+
+use bytes::Bytes;
+
+/// A byte range `[start, start + len)` of the records buffer, always on UTF-8 boundaries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Span {
+    /// Offset of the first byte.
+    pub start: u32,
+    /// Length in bytes.
+    pub len: u32,
+}
+
+impl Span {
+    /// Creates a span.
+    pub fn new(start: usize, len: usize) -> Self {
+        Self {
+            start: start as u32,
+            len: len as u32,
+        }
+    }
+
+    fn range(self) -> std::ops::Range<usize> {
+        self.start as usize..(self.start + self.len) as usize
+    }
+}
+
+/// A key/value pair (a log content or a log-group tag) as two spans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FieldSpan {
+    /// The key.
+    pub key: Span,
+    /// The value.
+    pub value: Span,
+}
+
+/// Per log-group data shared by the logs of that group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GroupSpans {
+    /// `__topic__`, empty when unset.
+    pub topic: Span,
+    /// `__source__`, empty when unset.
+    pub source: Span,
+    /// Index range of this group's tags in the tag table.
+    pub tags: (u32, u32),
+}
+
+/// Per log data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RecordSpans {
+    /// Unix seconds.
+    pub time: u32,
+    /// Nanosecond part, when the producer set one.
+    pub time_ns: Option<u32>,
+    /// Index of the log group the log belongs to.
+    pub group: u32,
+    /// Index range of this log's contents in the field table.
+    pub fields: (u32, u32),
+}
+
+/// The logs of one batch: a buffer plus span tables. Cheap to share behind an `Arc`.
+#[derive(Debug, Clone, Default)]
+pub struct LogRecords {
+    buffer: Bytes,
+    groups: Vec<GroupSpans>,
+    records: Vec<RecordSpans>,
+    tags: Vec<FieldSpan>,
+    fields: Vec<FieldSpan>,
+}
+
+/// One log, borrowed from its [`LogRecords`].
+#[derive(Debug, Clone, Copy)]
+pub struct LogRecord<'a> {
+    /// Unix seconds (`__time__`).
+    pub time: u32,
+    /// Nanosecond part of the time (`__time_ns_part__`), when set.
+    pub time_ns: Option<u32>,
+    /// `__topic__` of the log group, empty when unset.
+    pub topic: &'a str,
+    /// `__source__` of the log group, empty when unset.
+    pub source: &'a str,
+    /// Tags of the log group (`__tag__:KEY`), in wire order.
+    pub tags: Fields<'a>,
+    /// The log's contents, in wire order.
+    pub fields: Fields<'a>,
+}
+
+/// Iterable key/value pairs of a record, borrowed from the buffer.
+#[derive(Debug, Clone, Copy)]
+pub struct Fields<'a> {
+    buffer: &'a [u8],
+    spans: &'a [FieldSpan],
+}
+
+impl<'a> Fields<'a> {
+    /// Number of pairs.
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// True when there are no pairs.
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// The pairs in order.
+    pub fn iter(
+        &self,
+    ) -> impl DoubleEndedIterator<Item = (&'a str, &'a str)> + ExactSizeIterator + 'a {
+        let buffer = self.buffer;
+        self.spans
+            .iter()
+            .map(move |pair| (text(buffer, pair.key), text(buffer, pair.value)))
+    }
+
+    /// The value of the last pair named `key` (later pairs win, as in the flattened form).
+    pub fn get(&self, key: &str) -> Option<&'a str> {
+        self.iter().rev().find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
+}
+
+impl<'a> IntoIterator for Fields<'a> {
+    type Item = (&'a str, &'a str);
+    type IntoIter = Box<dyn ExactSizeIterator<Item = (&'a str, &'a str)> + 'a>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        Box::new(self.iter())
+    }
+}
+
+fn text(buffer: &[u8], span: Span) -> &str {
+    // Every span was checked to hold UTF-8 when the records were built; the fallback only
+    // guards against a span table that does not match its buffer.
+    std::str::from_utf8(&buffer[span.range()]).unwrap_or_default()
+}
+
+impl<'a> LogRecord<'a> {
+    /// Looks a field up by its flattened name: `__topic__`, `__source__`, `__tag__:NAME`, or a
+    /// content key (contents win over the reserved names, as in the flattened form).
+    pub fn lookup(&self, name: &str) -> Option<&'a str> {
+        if let Some(value) = self.fields.get(name) {
+            return Some(value);
+        }
+        match name {
+            "__topic__" => Some(self.topic),
+            "__source__" => Some(self.source),
+            _ => name
+                .strip_prefix("__tag__:")
+                .and_then(|tag| self.tags.get(tag)),
+        }
+    }
+}
+
+impl LogRecords {
+    /// Assembles records from a buffer and span tables built by a decoder.
+    ///
+    /// # Errors
+    ///
+    /// Fails when a span lies outside the buffer or does not hold UTF-8, or an index range
+    /// points outside its table, so a view never panics or shows garbage later.
+    pub fn from_parts(
+        buffer: Bytes,
+        groups: Vec<GroupSpans>,
+        records: Vec<RecordSpans>,
+        tags: Vec<FieldSpan>,
+        fields: Vec<FieldSpan>,
+    ) -> Result<Self, InvalidSpans> {
+        let check_span = |span: Span| {
+            let range = span.range();
+            buffer
+                .get(range)
+                .map(std::str::from_utf8)
+                .is_some_and(|text| text.is_ok())
+        };
+        let spans_ok = groups
+            .iter()
+            .all(|g| check_span(g.topic) && check_span(g.source))
+            && tags
+                .iter()
+                .chain(&fields)
+                .all(|f| check_span(f.key) && check_span(f.value));
+        let ranges_ok = groups
+            .iter()
+            .all(|g| g.tags.0 <= g.tags.1 && g.tags.1 as usize <= tags.len())
+            && records.iter().all(|r| {
+                (r.group as usize) < groups.len()
+                    && r.fields.0 <= r.fields.1
+                    && r.fields.1 as usize <= fields.len()
+            });
+        if !(spans_ok && ranges_ok) {
+            return Err(InvalidSpans);
+        }
+        Ok(Self {
+            buffer,
+            groups,
+            records,
+            tags,
+            fields,
+        })
+    }
+
+    /// Number of logs.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// True when there are no logs.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Number of log groups the logs came from.
+    pub fn group_count(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// Size of the underlying buffer in bytes (the raw, uncompressed size of the batch).
+    pub fn buffer_len(&self) -> usize {
+        self.buffer.len()
+    }
+
+    /// The log at `index`.
+    pub fn get(&self, index: usize) -> Option<LogRecord<'_>> {
+        let record = self.records.get(index)?;
+        let group = self.groups[record.group as usize];
+        let buffer = &self.buffer[..];
+        Some(LogRecord {
+            time: record.time,
+            time_ns: record.time_ns,
+            topic: text(buffer, group.topic),
+            source: text(buffer, group.source),
+            tags: Fields {
+                buffer,
+                spans: &self.tags[group.tags.0 as usize..group.tags.1 as usize],
+            },
+            fields: Fields {
+                buffer,
+                spans: &self.fields[record.fields.0 as usize..record.fields.1 as usize],
+            },
+        })
+    }
+
+    /// All logs in order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = LogRecord<'_>> + '_ {
+        (0..self.records.len()).map(move |index| self.get(index).expect("index in range"))
+    }
+}
+
+/// A span table did not match its buffer.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("record spans do not match their buffer")]
+pub struct InvalidSpans;
+
+/// Builds [`LogRecords`] from owned strings: for tests, examples, generators and custom sources.
+///
+/// ```
+/// use siem_forwarder::model::RecordsBuilder;
+/// let records = RecordsBuilder::new()
+///     .group("audit", "10.0.0.1", &[("region", "cn-hangzhou")])
+///     .log(1_700_000_000, Some(5), &[("user", "alice"), ("action", "login")])
+///     .build();
+/// let log = records.get(0).unwrap();
+/// assert_eq!(log.fields.get("user"), Some("alice"));
+/// assert_eq!(log.lookup("__tag__:region"), Some("cn-hangzhou"));
+/// ```
+#[derive(Debug, Default)]
+pub struct RecordsBuilder {
+    buffer: Vec<u8>,
+    groups: Vec<GroupSpans>,
+    records: Vec<RecordSpans>,
+    tags: Vec<FieldSpan>,
+    fields: Vec<FieldSpan>,
+}
+
+impl RecordsBuilder {
+    /// An empty builder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn push_text(&mut self, text: &str) -> Span {
+        let span = Span::new(self.buffer.len(), text.len());
+        self.buffer.extend_from_slice(text.as_bytes());
+        span
+    }
+
+    fn push_pair(&mut self, key: &str, value: &str) -> FieldSpan {
+        FieldSpan {
+            key: self.push_text(key),
+            value: self.push_text(value),
+        }
+    }
+
+    /// Starts a log group; following [`RecordsBuilder::log`] calls belong to it.
+    pub fn group(mut self, topic: &str, source: &str, tags: &[(&str, &str)]) -> Self {
+        let topic = self.push_text(topic);
+        let source = self.push_text(source);
+        let first_tag = self.tags.len() as u32;
+        for (key, value) in tags {
+            let pair = self.push_pair(key, value);
+            self.tags.push(pair);
+        }
+        self.groups.push(GroupSpans {
+            topic,
+            source,
+            tags: (first_tag, self.tags.len() as u32),
+        });
+        self
+    }
+
+    /// Adds a log to the current group (an empty group is started when there is none).
+    pub fn log(mut self, time: u32, time_ns: Option<u32>, fields: &[(&str, &str)]) -> Self {
+        if self.groups.is_empty() {
+            self = self.group("", "", &[]);
+        }
+        let first_field = self.fields.len() as u32;
+        for (key, value) in fields {
+            let pair = self.push_pair(key, value);
+            self.fields.push(pair);
+        }
+        self.records.push(RecordSpans {
+            time,
+            time_ns,
+            group: (self.groups.len() - 1) as u32,
+            fields: (first_field, self.fields.len() as u32),
+        });
+        self
+    }
+
+    /// Finishes the records.
+    pub fn build(self) -> LogRecords {
+        LogRecords::from_parts(
+            Bytes::from(self.buffer),
+            self.groups,
+            self.records,
+            self.tags,
+            self.fields,
+        )
+        .expect("spans built from owned strings are valid")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builder_round_trips_groups_and_logs() {
+        let records = RecordsBuilder::new()
+            .group("t1", "s1", &[("tk", "tv")])
+            .log(10, None, &[("a", "1"), ("b", "2")])
+            .log(11, Some(7), &[])
+            .group("t2", "", &[])
+            .log(12, None, &[("__topic__", "override"), ("é", "ü")])
+            .build();
+        assert_eq!(records.len(), 3);
+        assert_eq!(records.group_count(), 2);
+        let first = records.get(0).unwrap();
+        assert_eq!(first.topic, "t1");
+        assert_eq!(
+            first.fields.iter().collect::<Vec<_>>(),
+            [("a", "1"), ("b", "2")]
+        );
+        assert_eq!(first.lookup("__tag__:tk"), Some("tv"));
+        let second = records.get(1).unwrap();
+        assert_eq!(second.time_ns, Some(7));
+        assert!(second.fields.is_empty());
+        let third = records.get(2).unwrap();
+        assert_eq!(third.lookup("__topic__"), Some("override"));
+        assert_eq!(third.lookup("__tag__:tk"), None);
+        assert_eq!(third.fields.get("é"), Some("ü"));
+    }
+
+    #[test]
+    fn spans_outside_the_buffer_are_rejected() {
+        let bad = LogRecords::from_parts(
+            Bytes::from_static(b"abc"),
+            vec![GroupSpans {
+                topic: Span::new(2, 5),
+                ..GroupSpans::default()
+            }],
+            vec![],
+            vec![],
+            vec![],
+        );
+        assert_eq!(bad.unwrap_err(), InvalidSpans);
+    }
+}

@@ -1,0 +1,47 @@
+//! Destinations. Every sink implements [`Sink`]: it owns its loop, takes [`SinkBatch`]es from
+//! a bounded channel (so a slow destination slows the pull), and settles each batch's ack only
+//! after the destination confirmed every log of it.
+
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+pub use crate::model::batch::SinkBatch;
+
+/// Why a sink stopped or failed its health check.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// The sink's configuration cannot work (bad TLS file, bad URL, ...).
+    #[error("invalid sink configuration: {0}")]
+    Config(String),
+    /// The destination permanently refused data; the sink stopped rather than drop logs.
+    #[error("destination rejected data permanently: {0}")]
+    Rejected(String),
+    /// The destination could not be reached or answered with an error.
+    #[error("destination unavailable: {0}")]
+    Unavailable(String),
+    /// A local I/O error (e.g. the file sink's disk).
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A destination for log batches.
+#[async_trait]
+pub trait Sink: Send {
+    /// The sink's name, used in logs, metrics and health.
+    fn name(&self) -> &str;
+
+    /// Checks that the destination is reachable and accepts our credentials, without sending
+    /// logs. Called at start-up; failures are reported but do not stop the process.
+    async fn healthcheck(&self) -> Result<(), SinkError>;
+
+    /// Delivers batches until `input` closes (every batch handed over) or `shutdown` fires.
+    /// Settles each batch's ack with `delivered()` only after the destination confirmed it.
+    /// On shutdown, batches not yet confirmed are dropped unacknowledged, so their shards keep
+    /// their checkpoints before them.
+    async fn run(
+        self: Box<Self>,
+        input: mpsc::Receiver<SinkBatch>,
+        shutdown: CancellationToken,
+    ) -> Result<(), SinkError>;
+}

@@ -1,0 +1,208 @@
+//! The Prometheus metrics of the process. Labels stay low-cardinality: logstore, shard, sink.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::OnceLock;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// Labels of per-shard series.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ShardLabels {
+    /// Logstore name.
+    pub logstore: String,
+    /// Shard id.
+    pub shard: String,
+}
+
+/// Labels of per-logstore series.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct LogstoreLabels {
+    /// Logstore name.
+    pub logstore: String,
+}
+
+/// Labels of per-sink series.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct SinkLabels {
+    /// The sink's name (from config, or `TYPE-INDEX`).
+    pub sink: String,
+}
+
+impl SinkLabels {
+    /// Labels for the sink called `name`.
+    pub fn new(name: &str) -> Self {
+        Self {
+            sink: name.to_owned(),
+        }
+    }
+}
+
+impl ShardLabels {
+    /// Labels for `logstore`/`shard`.
+    pub fn new(logstore: &str, shard: u32) -> Self {
+        Self {
+            logstore: logstore.to_owned(),
+            shard: shard.to_string(),
+        }
+    }
+}
+
+/// Every metric the forwarder exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Logs pulled from the log service.
+    pub pulled_logs: Family<ShardLabels, Counter>,
+    /// Raw (uncompressed) bytes pulled from the log service.
+    pub pulled_bytes: Family<ShardLabels, Counter>,
+    /// Failed pull attempts (network, server or decode errors).
+    pub pull_errors: Family<ShardLabels, Counter>,
+    /// Checkpoints written to the log service.
+    pub checkpoints_committed: Family<ShardLabels, Counter>,
+    /// Seconds between now and the receive time of the last delivered log, per shard.
+    pub checkpoint_lag_seconds: Family<ShardLabels, Gauge<f64, AtomicU64>>,
+    /// Shards this process currently holds.
+    pub held_shards: Family<LogstoreLabels, Gauge>,
+    /// Raw bytes pulled but not yet delivered by every sink.
+    pub inflight_bytes: Gauge,
+    /// Logs a sink delivered (confirmed by the destination).
+    pub sink_delivered_events: Family<SinkLabels, Counter>,
+    /// Bytes a sink wrote to its destination (after encoding, before compression).
+    pub sink_delivered_bytes: Family<SinkLabels, Counter>,
+    /// Send attempts that failed (and will be retried).
+    pub sink_failed_requests: Family<SinkLabels, Counter>,
+    /// Retries of a send.
+    pub sink_retries: Family<SinkLabels, Counter>,
+    /// Logs the destination rejected permanently and that were written to the dead-letter file.
+    pub sink_dead_lettered_events: Family<SinkLabels, Counter>,
+    /// Messages cut to fit a size limit (e.g. the UDP datagram maximum).
+    pub sink_truncated_messages: Family<SinkLabels, Counter>,
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let mut registry = Registry::with_prefix("siem_forwarder");
+        let metrics = Self {
+            pulled_logs: Family::default(),
+            pulled_bytes: Family::default(),
+            pull_errors: Family::default(),
+            checkpoints_committed: Family::default(),
+            checkpoint_lag_seconds: Family::default(),
+            held_shards: Family::default(),
+            inflight_bytes: Gauge::default(),
+            sink_delivered_events: Family::default(),
+            sink_delivered_bytes: Family::default(),
+            sink_failed_requests: Family::default(),
+            sink_retries: Family::default(),
+            sink_dead_lettered_events: Family::default(),
+            sink_truncated_messages: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "pulled_logs",
+            "Logs pulled from the log service",
+            metrics.pulled_logs.clone(),
+        );
+        registry.register(
+            "pulled_bytes",
+            "Raw bytes pulled from the log service",
+            metrics.pulled_bytes.clone(),
+        );
+        registry.register(
+            "pull_errors",
+            "Failed pull attempts",
+            metrics.pull_errors.clone(),
+        );
+        registry.register(
+            "checkpoints_committed",
+            "Checkpoints written to the log service",
+            metrics.checkpoints_committed.clone(),
+        );
+        registry.register(
+            "checkpoint_lag_seconds",
+            "Age of the newest delivered log per shard",
+            metrics.checkpoint_lag_seconds.clone(),
+        );
+        registry.register(
+            "held_shards",
+            "Shards held by this process",
+            metrics.held_shards.clone(),
+        );
+        registry.register(
+            "inflight_bytes",
+            "Raw bytes pulled and not yet delivered",
+            metrics.inflight_bytes.clone(),
+        );
+        registry.register(
+            "sink_delivered_events",
+            "Logs confirmed by the destination",
+            metrics.sink_delivered_events.clone(),
+        );
+        registry.register(
+            "sink_delivered_bytes",
+            "Encoded bytes sent to the destination",
+            metrics.sink_delivered_bytes.clone(),
+        );
+        registry.register(
+            "sink_failed_requests",
+            "Failed send attempts",
+            metrics.sink_failed_requests.clone(),
+        );
+        registry.register(
+            "sink_retries",
+            "Retried sends",
+            metrics.sink_retries.clone(),
+        );
+        registry.register(
+            "sink_dead_lettered_events",
+            "Logs rejected by the destination and dead-lettered",
+            metrics.sink_dead_lettered_events.clone(),
+        );
+        registry.register(
+            "sink_truncated_messages",
+            "Messages truncated to fit a size limit",
+            metrics.sink_truncated_messages.clone(),
+        );
+        Self {
+            registry,
+            ..metrics
+        }
+    }
+
+    /// Renders every metric in the Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("writing to a String cannot fail");
+        text
+    }
+}
+
+/// The process-wide metrics.
+pub fn metrics() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(Metrics::new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_show_up_in_the_text_format() {
+        let metrics = metrics();
+        metrics
+            .sink_delivered_events
+            .get_or_create(&SinkLabels::new("unit-test-sink"))
+            .inc_by(3);
+        let text = metrics.render();
+        assert!(
+            text.contains("siem_forwarder_sink_delivered_events_total{sink=\"unit-test-sink\"} 3"),
+            "{text}"
+        );
+    }
+}

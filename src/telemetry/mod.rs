@@ -1,0 +1,8 @@
+//! Logs, metrics and health: tracing setup, the Prometheus registry, component health, and
+//! the HTTP endpoint that serves `/metrics`, `/healthz`, `/readyz` and `/status`.
+
+pub mod health;
+pub mod metrics;
+
+pub use health::{health, HealthState};
+pub use metrics::metrics;
