@@ -20,4 +20,5 @@ pub mod common;
 pub mod encoding;
 pub mod model;
 pub mod sinks;
+pub mod source;
 pub mod telemetry;

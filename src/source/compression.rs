@@ -1,0 +1,160 @@
+//! Body compression as the log service signals it in `x-log-compresstype`: a raw LZ4 block
+//! (no frame, no size prefix; the size travels in `x-log-bodyrawsize`), a zstd frame, or
+//! zlib-wrapped deflate.
+
+use std::io::{Read, Write};
+
+/// Largest decompressed body accepted, so a bogus `x-log-bodyrawsize` cannot exhaust memory.
+pub const MAX_RAW_SIZE: usize = 256 << 20;
+
+/// A compression type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// Uncompressed.
+    None,
+    /// Raw LZ4 block.
+    Lz4,
+    /// zstd frame.
+    Zstd,
+    /// zlib-wrapped deflate.
+    Deflate,
+}
+
+/// Compression failed or the header named an unknown type.
+#[derive(Debug, thiserror::Error)]
+pub enum CompressionError {
+    /// Unknown `x-log-compresstype`.
+    #[error("unsupported compress type `{0}`")]
+    Unsupported(String),
+    /// The declared raw size is above [`MAX_RAW_SIZE`].
+    #[error("declared raw size {0} exceeds the limit of {MAX_RAW_SIZE} bytes")]
+    TooLarge(usize),
+    /// The body does not decompress to the declared size.
+    #[error("corrupt {kind} body: {reason}")]
+    Corrupt {
+        /// Compression type.
+        kind: &'static str,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+impl Compression {
+    /// Parses `x-log-compresstype`; empty means uncompressed.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`CompressionError::Unsupported`] for unknown names.
+    pub fn from_header(value: &str) -> Result<Self, CompressionError> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "" => Ok(Self::None),
+            "lz4" => Ok(Self::Lz4),
+            "zstd" => Ok(Self::Zstd),
+            "deflate" => Ok(Self::Deflate),
+            other => Err(CompressionError::Unsupported(other.to_owned())),
+        }
+    }
+
+    /// The header value, or `None` for uncompressed.
+    pub fn header_value(self) -> Option<&'static str> {
+        match self {
+            Self::None => None,
+            Self::Lz4 => Some("lz4"),
+            Self::Zstd => Some("zstd"),
+            Self::Deflate => Some("deflate"),
+        }
+    }
+
+    /// Compresses `raw`.
+    pub fn compress(self, raw: &[u8]) -> Vec<u8> {
+        match self {
+            Self::None => raw.to_vec(),
+            Self::Lz4 => lz4_flex::block::compress(raw),
+            Self::Zstd => zstd::bulk::compress(raw, 1).expect("zstd compresses any input"),
+            Self::Deflate => {
+                let mut encoder =
+                    flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+                encoder
+                    .write_all(raw)
+                    .expect("writing to a Vec cannot fail");
+                encoder.finish().expect("writing to a Vec cannot fail")
+            }
+        }
+    }
+
+    /// Decompresses `body` whose uncompressed size is `raw_size`.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`CompressionError`] when the size is over the limit or the body is corrupt.
+    pub fn decompress(self, body: &[u8], raw_size: usize) -> Result<Vec<u8>, CompressionError> {
+        if raw_size > MAX_RAW_SIZE {
+            return Err(CompressionError::TooLarge(raw_size));
+        }
+        let corrupt = |kind, reason: String| CompressionError::Corrupt { kind, reason };
+        let raw = match self {
+            Self::None => body.to_vec(),
+            Self::Lz4 => lz4_flex::block::decompress(body, raw_size)
+                .map_err(|error| corrupt("lz4", error.to_string()))?,
+            Self::Zstd => zstd::bulk::decompress(body, raw_size)
+                .map_err(|error| corrupt("zstd", error.to_string()))?,
+            Self::Deflate => {
+                let mut raw = Vec::with_capacity(raw_size);
+                flate2::read::ZlibDecoder::new(body)
+                    .take(raw_size as u64 + 1)
+                    .read_to_end(&mut raw)
+                    .map_err(|error| corrupt("deflate", error.to_string()))?;
+                raw
+            }
+        };
+        if raw.len() != raw_size && self != Self::None {
+            return Err(corrupt(
+                self.header_value().unwrap_or("raw"),
+                format!("decompressed to {} bytes, expected {raw_size}", raw.len()),
+            ));
+        }
+        Ok(raw)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lz4_block_matches_the_spec_vector() {
+        let raw: Vec<u8> = (0..46u8).collect();
+        let compressed = Compression::Lz4.compress(&raw);
+        assert_eq!(compressed.len(), 48);
+        assert_eq!(&compressed[..2], &[0xf0, 0x1f]);
+        assert_eq!(&compressed[2..], &raw[..]);
+    }
+
+    #[test]
+    fn every_type_round_trips() {
+        let raw = b"hello hello hello hello hello log service".repeat(50);
+        for kind in [
+            Compression::None,
+            Compression::Lz4,
+            Compression::Zstd,
+            Compression::Deflate,
+        ] {
+            let body = kind.compress(&raw);
+            assert_eq!(kind.decompress(&body, raw.len()).unwrap(), raw, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn wrong_sizes_and_garbage_are_errors() {
+        let body = Compression::Lz4.compress(b"abcdefabcdefabcdef");
+        assert!(Compression::Lz4.decompress(&body, 5).is_err());
+        assert!(Compression::Zstd.decompress(b"garbage", 10).is_err());
+        assert!(Compression::Deflate.decompress(b"garbage", 10).is_err());
+        assert!(matches!(
+            Compression::Lz4.decompress(b"", MAX_RAW_SIZE + 1),
+            Err(CompressionError::TooLarge(_))
+        ));
+        assert!(Compression::from_header("snappy").is_err());
+        assert_eq!(Compression::from_header("").unwrap(), Compression::None);
+    }
+}
