@@ -18,6 +18,7 @@
 
 pub mod common;
 pub mod encoding;
+pub mod local_server;
 pub mod model;
 pub mod sinks;
 pub mod source;

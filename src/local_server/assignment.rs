@@ -1,0 +1,228 @@
+//! Server-side shard assignment of one consumer group, without I/O.
+//!
+//! On each heartbeat: register the consumer and what it reports holding, expire consumers
+//! silent for longer than the group timeout, give unowned shards to the least-loaded consumer,
+//! rebalance while loads differ by more than one (keeping owners where possible), and answer
+//! with the consumer's shards minus any that another live consumer still reports holding:
+//! a shard is released before it is granted, so no shard is consumed by two at once.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+struct Member {
+    last_seen: Instant,
+    reported: BTreeSet<u32>,
+}
+
+/// Membership and ownership of one consumer group.
+#[derive(Debug, Clone, Default)]
+pub struct Assignment {
+    members: BTreeMap<String, Member>,
+    owners: BTreeMap<u32, String>,
+}
+
+impl Assignment {
+    /// Handles a heartbeat from `consumer` holding `reported`, given the shards that may be
+    /// assigned now, and returns the shards the consumer should hold (sorted).
+    pub fn heartbeat(
+        &mut self,
+        consumer: &str,
+        reported: &[u32],
+        eligible: &BTreeSet<u32>,
+        timeout: Duration,
+        now: Instant,
+    ) -> Vec<u32> {
+        self.members.insert(
+            consumer.to_owned(),
+            Member {
+                last_seen: now,
+                reported: reported.iter().copied().collect(),
+            },
+        );
+        self.expire(timeout, now);
+        self.owners.retain(|shard, _| eligible.contains(shard));
+        self.assign_unowned(eligible);
+        self.rebalance();
+        self.owned_by(consumer)
+            .filter(|shard| {
+                !self
+                    .members
+                    .iter()
+                    .any(|(name, member)| name != consumer && member.reported.contains(shard))
+            })
+            .collect()
+    }
+
+    /// Drops consumers silent for longer than `timeout`, and their ownerships.
+    pub fn expire(&mut self, timeout: Duration, now: Instant) {
+        let expired: Vec<String> = self
+            .members
+            .iter()
+            .filter(|(_, member)| now.saturating_duration_since(member.last_seen) > timeout)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in expired {
+            tracing::info!(consumer = %name, "consumer timed out; releasing its shards");
+            self.members.remove(&name);
+            self.owners.retain(|_, owner| *owner != name);
+        }
+    }
+
+    /// True when `consumer` is a live member (as of the last expiry).
+    pub fn is_member(&self, consumer: &str) -> bool {
+        self.members.contains_key(consumer)
+    }
+
+    /// The current owner of `shard`.
+    pub fn owner(&self, shard: u32) -> Option<&str> {
+        self.owners.get(&shard).map(String::as_str)
+    }
+
+    fn owned_by<'a>(&'a self, consumer: &'a str) -> impl Iterator<Item = u32> + 'a {
+        self.owners
+            .iter()
+            .filter(move |(_, owner)| owner.as_str() == consumer)
+            .map(|(shard, _)| *shard)
+    }
+
+    fn loads(&self) -> BTreeMap<&str, usize> {
+        let mut loads: BTreeMap<&str, usize> =
+            self.members.keys().map(|name| (name.as_str(), 0)).collect();
+        for owner in self.owners.values() {
+            *loads.entry(owner.as_str()).or_default() += 1;
+        }
+        loads
+    }
+
+    /// The least-loaded member, ties broken by name.
+    fn idlest(&self) -> Option<String> {
+        self.loads()
+            .into_iter()
+            .min_by_key(|(name, load)| (*load, *name))
+            .map(|(name, _)| name.to_owned())
+    }
+
+    fn assign_unowned(&mut self, eligible: &BTreeSet<u32>) {
+        for shard in eligible {
+            if self.owners.contains_key(shard) {
+                continue;
+            }
+            match self.idlest() {
+                Some(consumer) => {
+                    self.owners.insert(*shard, consumer);
+                }
+                None => return,
+            }
+        }
+    }
+
+    fn rebalance(&mut self) {
+        loop {
+            let loads = self.loads();
+            let Some((busiest, max)) = loads
+                .iter()
+                .max_by_key(|(name, load)| (**load, std::cmp::Reverse(**name)))
+                .map(|(name, load)| (name.to_string(), *load))
+            else {
+                return;
+            };
+            let Some((idlest, min)) = loads
+                .iter()
+                .min_by_key(|(name, load)| (**load, **name))
+                .map(|(name, load)| (name.to_string(), *load))
+            else {
+                return;
+            };
+            if max <= min + 1 {
+                return;
+            }
+            // Move the busiest consumer's highest shard.
+            let shard = self
+                .owned_by(&busiest)
+                .last()
+                .expect("the busiest consumer owns shards");
+            self.owners.insert(shard, idlest);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TIMEOUT: Duration = Duration::from_secs(10);
+
+    fn shards(n: u32) -> BTreeSet<u32> {
+        (0..n).collect()
+    }
+
+    #[test]
+    fn first_consumer_gets_everything_then_shares_after_release() {
+        let mut group = Assignment::default();
+        let t0 = Instant::now();
+        let all = shards(4);
+        assert_eq!(group.heartbeat("c1", &[], &all, TIMEOUT, t0), [0, 1, 2, 3]);
+        assert_eq!(
+            group.heartbeat("c1", &[0, 1, 2, 3], &all, TIMEOUT, t0),
+            [0, 1, 2, 3]
+        );
+        // c2 joins: ownership of two shards moves, but c1 still reports them.
+        assert!(group.heartbeat("c2", &[], &all, TIMEOUT, t0).is_empty());
+        let c1 = group.heartbeat("c1", &[0, 1, 2, 3], &all, TIMEOUT, t0);
+        assert_eq!(c1.len(), 2);
+        let moved: Vec<u32> = all.iter().copied().filter(|s| !c1.contains(s)).collect();
+        assert!(
+            group.heartbeat("c2", &[], &all, TIMEOUT, t0).is_empty(),
+            "not before release"
+        );
+        // c1 released the moved shards.
+        group.heartbeat("c1", &c1, &all, TIMEOUT, t0);
+        assert_eq!(group.heartbeat("c2", &[], &all, TIMEOUT, t0), moved);
+    }
+
+    #[test]
+    fn dead_consumer_shards_move_after_the_timeout() {
+        let mut group = Assignment::default();
+        let t0 = Instant::now();
+        let all = shards(6);
+        for name in ["a", "b", "c"] {
+            group.heartbeat(name, &[], &all, TIMEOUT, t0);
+        }
+        let a = group.heartbeat("a", &[], &all, TIMEOUT, t0);
+        let b = group.heartbeat("b", &[], &all, TIMEOUT, t0);
+        let c = group.heartbeat("c", &[], &all, TIMEOUT, t0);
+        assert_eq!((a.len(), b.len(), c.len()), (2, 2, 2));
+        // c dies; a and b keep heartbeating.
+        let later = t0 + TIMEOUT + Duration::from_secs(1);
+        group.heartbeat("a", &a, &all, TIMEOUT, later);
+        let b2 = group.heartbeat("b", &b, &all, TIMEOUT, later);
+        let a2 = group.heartbeat("a", &a, &all, TIMEOUT, later);
+        assert_eq!(a2.len() + b2.len(), 6);
+        assert!(!group.is_member("c"));
+        assert!(a2.iter().all(|s| !b2.contains(s)));
+    }
+
+    #[test]
+    fn loads_stay_balanced_and_sticky() {
+        let mut group = Assignment::default();
+        let t0 = Instant::now();
+        let all = shards(8);
+        let names = ["p1", "p2", "p3"];
+        for _ in 0..3 {
+            for name in names {
+                let held = group.owned_by(name).collect::<Vec<_>>();
+                group.heartbeat(name, &held, &all, TIMEOUT, t0);
+            }
+        }
+        let loads: Vec<usize> = names.iter().map(|n| group.owned_by(n).count()).collect();
+        assert_eq!(loads.iter().sum::<usize>(), 8);
+        assert!(loads.iter().all(|load| (2..=3).contains(load)), "{loads:?}");
+        let before = group.owners.clone();
+        for name in names {
+            let held = group.owned_by(name).collect::<Vec<_>>();
+            group.heartbeat(name, &held, &all, TIMEOUT, t0);
+        }
+        assert_eq!(group.owners, before, "a stable group does not move shards");
+    }
+}

@@ -1,0 +1,641 @@
+//! HTTP routing of the local server: request parsing, signature verification, and one
+//! handler per SLS API. Handlers answer with the SLS JSON bodies and headers the official
+//! SDKs read (lowercase header names, `x-log-requestid` on every response).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::state::{valid_name, Failure, Logstore, Project};
+use super::LocalServer;
+use crate::source::auth::{self, SignedRequest, VerifyError};
+use crate::source::compression::Compression;
+use crate::source::{cursor, protobuf, ApiErrorCode};
+
+/// Upper bound of one PullLogs response's raw size; the server returns fewer groups than
+/// asked rather than more bytes (clients handle short batches).
+const MAX_PULL_BYTES: usize = 8 << 20;
+
+type Reply = Response<Full<Bytes>>;
+type Outcome = Result<Reply, Failure>;
+
+/// A parsed request, after the body was read and the signature checked.
+struct Call {
+    method: Method,
+    segments: Vec<String>,
+    query: Vec<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+    project: Option<String>,
+}
+
+impl Call {
+    fn param(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    fn required(&self, name: &str) -> Result<&str, Failure> {
+        self.param(name)
+            .ok_or_else(|| invalid(format!("missing query parameter `{name}`")))
+    }
+
+    fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("")
+    }
+
+    fn json<T: for<'de> Deserialize<'de>>(&self) -> Result<T, Failure> {
+        serde_json::from_slice(&self.body).map_err(|error| {
+            Failure::new(
+                ApiErrorCode::PostBodyInvalid,
+                format!("invalid json body: {error}"),
+            )
+        })
+    }
+
+    fn project<'a>(&self, server: &'a LocalServer) -> Result<Arc<Project>, Failure> {
+        let name = self.project.as_deref().ok_or_else(|| {
+            Failure::new(
+                ApiErrorCode::ProjectNotExist,
+                "no project in the Host header (expected PROJECT.HOST)",
+            )
+        })?;
+        server.projects.project(name)
+    }
+}
+
+fn invalid(message: impl Into<String>) -> Failure {
+    Failure::new(ApiErrorCode::ParameterInvalid, message)
+}
+
+fn decode_query(query: Option<&str>) -> Vec<(String, String)> {
+    let decode = |text: &str| {
+        percent_encoding::percent_decode_str(text)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    query
+        .unwrap_or("")
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| match pair.split_once('=') {
+            Some((key, value)) => (decode(key), decode(value)),
+            None => (decode(pair), String::new()),
+        })
+        .collect()
+}
+
+/// The project named by the Host header (or the authority of an absolute-form target):
+/// the text before the first dot, unless the host is a bare IP address or `localhost`.
+fn project_from_host(request: &Request<hyper::body::Incoming>) -> Option<String> {
+    let authority = request
+        .uri()
+        .authority()
+        .map(|authority| authority.host().to_owned())
+        .or_else(|| {
+            let host = request.headers().get(http::header::HOST)?.to_str().ok()?;
+            Some(strip_port(host).to_owned())
+        })?;
+    let host = authority.trim_start_matches('[').trim_end_matches(']');
+    if host.parse::<std::net::IpAddr>().is_ok() || host == "localhost" {
+        return None;
+    }
+    host.split_once('.').map(|(project, _)| project.to_owned())
+}
+
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host
+            .split_once(']')
+            .map_or(host, |(inside, _)| &inside[..])
+            .trim_start_matches('[');
+    }
+    host.rsplit_once(':').map_or(host, |(name, _)| name)
+}
+
+impl LocalServer {
+    /// Answers one HTTP request.
+    pub(super) async fn handle(self: Arc<Self>, request: Request<hyper::body::Incoming>) -> Reply {
+        let request_id = self.next_request_id();
+        let outcome = match self.read_call(request).await {
+            Ok(call) => self.clone().dispatch(call).await,
+            Err(failure) => Err(failure),
+        };
+        let mut reply = outcome.unwrap_or_else(|failure| error_reply(&failure));
+        if let Ok(value) = HeaderValue::from_str(&request_id) {
+            reply.headers_mut().insert("x-log-requestid", value);
+        }
+        reply
+    }
+
+    async fn read_call(&self, request: Request<hyper::body::Incoming>) -> Result<Call, Failure> {
+        let too_large = || {
+            Failure::new(
+                ApiErrorCode::PostBodyTooLarge,
+                format!("body exceeds {} bytes", self.config.max_body_bytes),
+            )
+        };
+        let declared_length = request
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok()?.parse::<usize>().ok());
+        if declared_length.is_some_and(|length| length > self.config.max_body_bytes) {
+            return Err(too_large());
+        }
+        let project = project_from_host(&request);
+        let (parts, body) = request.into_parts();
+        let body = Limited::new(body, self.config.max_body_bytes)
+            .collect()
+            .await
+            .map_err(|error| {
+                if error.is::<http_body_util::LengthLimitError>() {
+                    too_large()
+                } else {
+                    Failure::new(
+                        ApiErrorCode::PostBodyInvalid,
+                        format!("cannot read body: {error}"),
+                    )
+                }
+            })?
+            .to_bytes();
+        let path = parts.uri.path().to_owned();
+        let query = decode_query(parts.uri.query());
+        let signed = SignedRequest {
+            method: parts.method.as_str(),
+            path: &path,
+            query: &query,
+            headers: &parts.headers,
+        };
+        auth::verify(
+            &self.config.access_key_id,
+            self.config.access_key_secret.expose(),
+            &signed,
+        )
+        .map_err(|error| {
+            let code = match error {
+                VerifyError::Unsigned | VerifyError::Malformed => ApiErrorCode::Unauthorized,
+                VerifyError::UnknownAccessKeyId(_) => ApiErrorCode::InvalidAccessKeyId,
+                VerifyError::Mismatch => ApiErrorCode::SignatureNotMatch,
+            };
+            Failure::new(code, error.to_string())
+        })?;
+        let declared_md5 = parts
+            .headers
+            .get("content-md5")
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("");
+        if !declared_md5.is_empty() && !declared_md5.eq_ignore_ascii_case(&auth::content_md5(&body))
+        {
+            return Err(Failure::new(
+                ApiErrorCode::PostBodyInvalid,
+                "content-md5 does not match the body",
+            ));
+        }
+        Ok(Call {
+            method: parts.method,
+            segments: path
+                .split('/')
+                .filter(|segment| !segment.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            query,
+            headers: parts.headers,
+            body,
+            project,
+        })
+    }
+
+    async fn dispatch(self: Arc<Self>, call: Call) -> Outcome {
+        let segments: Vec<&str> = call.segments.iter().map(String::as_str).collect();
+        match (&call.method, segments.as_slice()) {
+            (&Method::POST, []) => self.create_project(&call),
+            (&Method::GET, ["logstores"]) => self.list_logstores(&call),
+            (&Method::POST, ["logstores"]) => self.create_logstore(&call),
+            (&Method::POST, ["logstores", logstore]) => {
+                self.put_logs(&call, logstore, ShardChoice::Balanced).await
+            }
+            (&Method::GET, ["logstores", logstore, "shards"]) => json_reply(
+                &serde_json::to_value(self.logstore(&call, logstore)?.shard_infos())
+                    .expect("shards serialize"),
+            ),
+            (&Method::POST, ["logstores", logstore, "shards", "lb"]) => {
+                self.put_logs(&call, logstore, ShardChoice::Balanced).await
+            }
+            (&Method::POST, ["logstores", logstore, "shards", "route"]) => {
+                let key = call.required("key")?.to_owned();
+                self.put_logs(&call, logstore, ShardChoice::HashKey(key))
+                    .await
+            }
+            (&Method::POST, ["logstores", logstore, "shards", shard]) => {
+                if call.param("action").is_some() {
+                    return Err(invalid(
+                        "shard split and merge are not supported by the local server",
+                    ));
+                }
+                let shard = parse_shard(shard)?;
+                self.put_logs(&call, logstore, ShardChoice::Shard(shard))
+                    .await
+            }
+            (&Method::GET, ["logstores", logstore, "shards", shard]) => {
+                let logstore = self.logstore(&call, logstore)?;
+                let shard = parse_shard(shard)?;
+                match call.required("type")? {
+                    "cursor" => get_cursor(&call, &logstore, shard),
+                    "cursor_time" => get_cursor_time(&call, &logstore, shard),
+                    "log" | "logs" => pull_logs(call, logstore, shard).await,
+                    other => Err(invalid(format!("unknown type `{other}`"))),
+                }
+            }
+            (&Method::GET, ["logstores", logstore, "consumergroups"]) => {
+                let groups: Vec<_> = self
+                    .logstore(&call, logstore)?
+                    .list_groups()
+                    .into_iter()
+                    .map(|(name, timeout, order)| json!({"name": name, "timeout": timeout, "order": order}))
+                    .collect();
+                json_reply(&json!(groups))
+            }
+            (&Method::POST, ["logstores", logstore, "consumergroups"]) => {
+                #[derive(Deserialize)]
+                struct Create {
+                    #[serde(rename = "consumerGroup")]
+                    consumer_group: String,
+                    timeout: u32,
+                    #[serde(default)]
+                    order: bool,
+                }
+                let body: Create = call.json()?;
+                if body.timeout == 0 {
+                    return Err(invalid("timeout must be positive"));
+                }
+                self.logstore(&call, logstore)?.create_group(
+                    &body.consumer_group,
+                    body.timeout,
+                    body.order,
+                )?;
+                Ok(empty_reply())
+            }
+            (&Method::PUT, ["logstores", logstore, "consumergroups", group]) => {
+                #[derive(Deserialize)]
+                struct Update {
+                    timeout: Option<u32>,
+                    order: Option<bool>,
+                }
+                let body: Update = call.json()?;
+                self.logstore(&call, logstore)?
+                    .update_group(group, body.timeout, body.order)?;
+                Ok(empty_reply())
+            }
+            (&Method::DELETE, ["logstores", logstore, "consumergroups", group]) => {
+                self.logstore(&call, logstore)?.delete_group(group)?;
+                Ok(empty_reply())
+            }
+            (&Method::POST, ["logstores", logstore, "consumergroups", group]) => {
+                let logstore = self.logstore(&call, logstore)?;
+                let consumer = call.required("consumer")?;
+                match call.required("type")? {
+                    "heartbeat" => {
+                        let reported: Vec<u32> = if call.body.is_empty() {
+                            Vec::new()
+                        } else {
+                            call.json()?
+                        };
+                        json_reply(&json!(logstore.heartbeat(group, consumer, &reported)?))
+                    }
+                    "checkpoint" => {
+                        #[derive(Deserialize)]
+                        struct Update {
+                            shard: u32,
+                            checkpoint: String,
+                        }
+                        let body: Update = call.json()?;
+                        if cursor::decode(&body.checkpoint).is_err() {
+                            return Err(Failure::new(
+                                ApiErrorCode::InvalidShardCheckPoint,
+                                format!("checkpoint `{}` is not a cursor", body.checkpoint),
+                            ));
+                        }
+                        let force = call
+                            .param("forceSuccess")
+                            .is_none_or(|v| v.eq_ignore_ascii_case("true"));
+                        logstore.update_checkpoint(
+                            group,
+                            consumer,
+                            body.shard,
+                            body.checkpoint,
+                            force,
+                        )?;
+                        Ok(empty_reply())
+                    }
+                    other => Err(invalid(format!("unknown type `{other}`"))),
+                }
+            }
+            (&Method::GET, ["logstores", logstore, "consumergroups", group]) => {
+                let shard = call.param("shard").map(parse_shard).transpose()?;
+                let checkpoints: Vec<_> = self
+                    .logstore(&call, logstore)?
+                    .checkpoints(group, shard)?
+                    .into_iter()
+                    .map(|(shard, checkpoint)| {
+                        json!({
+                            "shard": shard,
+                            "checkpoint": checkpoint.checkpoint,
+                            "updateTime": checkpoint.update_time,
+                            "consumer": checkpoint.consumer,
+                        })
+                    })
+                    .collect();
+                json_reply(&json!(checkpoints))
+            }
+            _ => Err(invalid(format!(
+                "no api for {} {}",
+                call.method,
+                call.segments.join("/")
+            ))),
+        }
+    }
+
+    fn logstore(&self, call: &Call, name: &str) -> Result<Arc<Logstore>, Failure> {
+        call.project(self)?.logstore(name)
+    }
+
+    fn create_project(&self, call: &Call) -> Outcome {
+        #[derive(Deserialize)]
+        struct Create {
+            #[serde(rename = "projectName")]
+            project_name: String,
+        }
+        let body: Create = call.json()?;
+        if !valid_name(&body.project_name) {
+            return Err(invalid(format!(
+                "invalid project name `{}`",
+                body.project_name
+            )));
+        }
+        self.projects.ensure_project(&body.project_name)?;
+        Ok(empty_reply())
+    }
+
+    fn list_logstores(&self, call: &Call) -> Outcome {
+        let names = call.project(self)?.logstore_names();
+        json_reply(&json!({"count": names.len(), "total": names.len(), "logstores": names}))
+    }
+
+    fn create_logstore(&self, call: &Call) -> Outcome {
+        #[derive(Deserialize)]
+        struct Create {
+            #[serde(rename = "logstoreName")]
+            logstore_name: String,
+            #[serde(rename = "shardCount", default = "default_shards")]
+            shard_count: u32,
+        }
+        fn default_shards() -> u32 {
+            2
+        }
+        let body: Create = call.json()?;
+        if !valid_name(&body.logstore_name) || !(1..=256).contains(&body.shard_count) {
+            return Err(invalid("invalid logstore name or shard count"));
+        }
+        call.project(self)?
+            .ensure_logstore(&body.logstore_name, body.shard_count)?;
+        Ok(empty_reply())
+    }
+
+    async fn put_logs(&self, call: &Call, logstore: &str, choice: ShardChoice) -> Outcome {
+        let logstore = self.logstore(call, logstore)?;
+        let shard = match choice {
+            ShardChoice::Balanced => logstore.shard_for_write(None)?,
+            ShardChoice::HashKey(key) => logstore.shard_for_write(Some(&key))?,
+            ShardChoice::Shard(id) => logstore.shard(id)?,
+        };
+        let compression = Compression::from_header(call.header("x-log-compresstype"))
+            .map_err(|error| Failure::new(ApiErrorCode::InvalidCompressType, error.to_string()))?;
+        let raw_size = match compression {
+            Compression::None => call.body.len(),
+            _ => call
+                .header("x-log-bodyrawsize")
+                .parse()
+                .map_err(|_| invalid("x-log-bodyrawsize is required with x-log-compresstype"))?,
+        };
+        let body = call.body.clone();
+        let limit = self.config.max_body_bytes;
+        tokio::task::spawn_blocking(move || {
+            if raw_size > limit.saturating_mul(4) {
+                return Err(Failure::new(
+                    ApiErrorCode::PostBodyTooLarge,
+                    "uncompressed body is too large",
+                ));
+            }
+            let raw = compression
+                .decompress(&body, raw_size)
+                .map_err(|error| Failure::new(ApiErrorCode::PostBodyInvalid, error.to_string()))?;
+            let logs = protobuf::count_logs_in_group(&raw)
+                .map_err(|error| Failure::new(ApiErrorCode::PostBodyInvalid, error.to_string()))?;
+            if logs == 0 {
+                return Err(Failure::new(
+                    ApiErrorCode::PostBodyInvalid,
+                    "log group holds no log",
+                ));
+            }
+            shard.append(&raw)?;
+            Ok(empty_reply())
+        })
+        .await
+        .map_err(|error| Failure::new(ApiErrorCode::InternalServerError, error.to_string()))?
+    }
+}
+
+enum ShardChoice {
+    Balanced,
+    HashKey(String),
+    Shard(u32),
+}
+
+fn parse_shard(text: &str) -> Result<u32, Failure> {
+    text.parse().map_err(|_| {
+        Failure::new(
+            ApiErrorCode::ShardNotExist,
+            format!("shard `{text}` does not exist"),
+        )
+    })
+}
+
+fn parse_position(text: &str, end: u64) -> Result<u64, Failure> {
+    let position = cursor::decode(text).map_err(|_| {
+        Failure::new(
+            ApiErrorCode::InvalidCursor,
+            format!("cursor `{text}` is malformed"),
+        )
+    })?;
+    u64::try_from(position)
+        .ok()
+        .filter(|position| *position <= end)
+        .ok_or_else(|| {
+            Failure::new(
+                ApiErrorCode::InvalidCursor,
+                format!("cursor `{text}` is out of range"),
+            )
+        })
+}
+
+fn get_cursor(call: &Call, logstore: &Logstore, shard: u32) -> Outcome {
+    let shard = logstore.shard(shard)?;
+    let position = match call.required("from")? {
+        "begin" => 0,
+        "end" => shard.end(),
+        time => shard.position_at(
+            time.parse::<i64>()
+                .map_err(|_| {
+                    invalid(format!(
+                        "`from` must be begin, end or unix seconds, not `{time}`"
+                    ))
+                })?
+                .clamp(0, i64::from(u32::MAX)) as u32,
+        ),
+    };
+    json_reply(&json!({"cursor": cursor::encode(position as i64)}))
+}
+
+fn get_cursor_time(call: &Call, logstore: &Logstore, shard: u32) -> Outcome {
+    let shard = logstore.shard(shard)?;
+    let position = parse_position(call.required("cursor")?, shard.end())?;
+    json_reply(&json!({"cursor_time": shard.time_before(position + 1)}))
+}
+
+/// The compression for a pull response from the client's `Accept-Encoding` (lz4 when absent).
+fn pull_compression(accept: Option<&str>) -> Compression {
+    let Some(accept) = accept else {
+        return Compression::Lz4;
+    };
+    let offered: Vec<&str> = accept
+        .split(',')
+        .map(|item| item.split(';').next().unwrap_or("").trim())
+        .collect();
+    [Compression::Lz4, Compression::Zstd, Compression::Deflate]
+        .into_iter()
+        .find(|kind| offered.contains(&kind.header_value().unwrap_or("")))
+        .unwrap_or(Compression::None)
+}
+
+async fn pull_logs(call: Call, logstore: Arc<Logstore>, shard_id: u32) -> Outcome {
+    let shard = logstore.shard(shard_id)?;
+    let end = shard.end();
+    let position = parse_position(call.required("cursor")?, end)?;
+    let count: usize = match call.param("count") {
+        None => 1000,
+        Some(text) => text
+            .parse()
+            .ok()
+            .filter(|count| (1..=1000).contains(count))
+            .ok_or_else(|| invalid("count must be between 1 and 1000"))?,
+    };
+    let until = match call.param("end_cursor").or_else(|| call.param("endCursor")) {
+        Some(text) if !text.is_empty() => Some(parse_position(text, end)?),
+        _ => None,
+    };
+    let compression = pull_compression(
+        call.headers
+            .get("accept-encoding")
+            .and_then(|v| v.to_str().ok()),
+    );
+    let pulled = tokio::task::spawn_blocking(move || {
+        shard.read(position, count, MAX_PULL_BYTES, until, |raw| {
+            let body = if raw.is_empty() {
+                Vec::new()
+            } else {
+                compression.compress(raw)
+            };
+            (raw.len(), body)
+        })
+    })
+    .await
+    .map_err(|error| Failure::new(ApiErrorCode::InternalServerError, error.to_string()))?;
+    let (raw_size, body) = pulled.payload;
+    let mut reply = Response::new(Full::new(Bytes::from(body)));
+    let headers = reply.headers_mut();
+    let mut set = |name: &'static str, value: String| {
+        headers.insert(
+            name,
+            HeaderValue::from_str(&value).expect("header values are ascii"),
+        );
+    };
+    set("content-type", "application/x-protobuf".into());
+    set("x-log-cursor", cursor::encode(pulled.next as i64));
+    set("x-log-count", pulled.count.to_string());
+    set("x-log-bodyrawsize", raw_size.to_string());
+    set(
+        "x-log-end-of-cursor",
+        u8::from(pulled.next == pulled.end).to_string(),
+    );
+    set(
+        "x-log-read-last-cursor",
+        (pulled.next as i64 - 1).to_string(),
+    );
+    set("x-log-cursor-time", pulled.cursor_time.to_string());
+    if raw_size > 0 {
+        if let Some(kind) = compression.header_value() {
+            set("x-log-compresstype", kind.into());
+        }
+    }
+    Ok(reply)
+}
+
+fn json_reply(value: &serde_json::Value) -> Outcome {
+    let mut reply = Response::new(Full::new(Bytes::from(value.to_string())));
+    reply
+        .headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/json"));
+    Ok(reply)
+}
+
+fn empty_reply() -> Reply {
+    Response::new(Full::new(Bytes::new()))
+}
+
+fn error_reply(failure: &Failure) -> Reply {
+    let body = json!({"errorCode": failure.code.as_str(), "errorMessage": failure.message});
+    let mut reply = Response::new(Full::new(Bytes::from(body.to_string())));
+    *reply.status_mut() =
+        StatusCode::from_u16(failure.code.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+    reply
+        .headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/json"));
+    reply
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_values_are_percent_decoded() {
+        let pairs = decode_query(Some("type=log&cursor=MA%3D%3D&count=1000&flag"));
+        assert_eq!(pairs[1], ("cursor".to_owned(), "MA==".to_owned()));
+        assert_eq!(pairs[3], ("flag".to_owned(), String::new()));
+    }
+
+    #[test]
+    fn pull_compression_prefers_lz4() {
+        assert_eq!(pull_compression(None), Compression::Lz4);
+        assert_eq!(pull_compression(Some("lz4")), Compression::Lz4);
+        assert_eq!(pull_compression(Some("zstd, deflate")), Compression::Zstd);
+        assert_eq!(pull_compression(Some("deflate")), Compression::Deflate);
+        assert_eq!(pull_compression(Some("")), Compression::None);
+    }
+
+    #[test]
+    fn ports_are_stripped_from_hosts() {
+        assert_eq!(strip_port("proj.example.com:8080"), "proj.example.com");
+        assert_eq!(strip_port("proj.127.0.0.1"), "proj.127.0.0.1");
+        assert_eq!(strip_port("[::1]:80"), "::1");
+    }
+}

@@ -1,0 +1,548 @@
+//! The server's object tree: projects hold logstores; a logstore holds shards and consumer
+//! groups. Every operation returns a [`Failure`] carrying the SLS error code to answer with.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::assignment::Assignment;
+use super::store::{self, read_json, write_json_atomically, Shard, ShardInfo, StoreError};
+use crate::source::ApiErrorCode;
+
+/// An operation failed with an SLS error code and message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The error code (its HTTP status comes with it).
+    pub code: ApiErrorCode,
+    /// The message for `errorMessage`.
+    pub message: String,
+}
+
+impl Failure {
+    /// A failure with `code`.
+    pub fn new(code: ApiErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(error: StoreError) -> Self {
+        tracing::error!(%error, "local server storage failure");
+        Failure::new(ApiErrorCode::InternalServerError, error.to_string())
+    }
+}
+
+/// A consumer-group checkpoint as stored and as GetCheckPoint reports it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// The cursor to resume from.
+    pub checkpoint: String,
+    /// When it was written, in microseconds since the epoch.
+    #[serde(rename = "updateTime")]
+    pub update_time: u64,
+    /// Who wrote it.
+    pub consumer: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct GroupRecord {
+    timeout: u32,
+    order: bool,
+    #[serde(default)]
+    checkpoints: BTreeMap<u32, Checkpoint>,
+}
+
+#[derive(Debug)]
+struct Group {
+    record: GroupRecord,
+    assignment: Assignment,
+}
+
+/// A logstore: its shards and consumer groups.
+#[derive(Debug)]
+pub struct Logstore {
+    dir: PathBuf,
+    shards: RwLock<Vec<(ShardInfo, Arc<Shard>)>>,
+    groups: Mutex<BTreeMap<String, Group>>,
+    next_shard: AtomicUsize,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct LogstoreMeta {
+    shards: Vec<ShardInfo>,
+}
+
+fn now_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+impl Logstore {
+    fn meta_path(dir: &Path) -> PathBuf {
+        dir.join("meta.json")
+    }
+
+    fn groups_path(&self) -> PathBuf {
+        self.dir.join("consumer-groups.json")
+    }
+
+    /// Opens a logstore directory, creating it with `shard_count` shards when new.
+    fn open(dir: PathBuf, shard_count: u32) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(&dir).map_err(store::io_error(&dir))?;
+        let meta_path = Self::meta_path(&dir);
+        let meta = match read_json::<LogstoreMeta>(&meta_path)? {
+            Some(meta) => meta,
+            None => {
+                let meta = LogstoreMeta {
+                    shards: store::even_shards(shard_count, store::unix_now()),
+                };
+                write_json_atomically(&meta_path, &meta)?;
+                meta
+            }
+        };
+        let shards = meta
+            .shards
+            .into_iter()
+            .map(|info| {
+                let shard = Shard::open(&dir, info.shard_id)?;
+                Ok((info, Arc::new(shard)))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let records: BTreeMap<String, GroupRecord> =
+            read_json(&dir.join("consumer-groups.json"))?.unwrap_or_default();
+        let groups = records
+            .into_iter()
+            .map(|(name, record)| {
+                (
+                    name,
+                    Group {
+                        record,
+                        assignment: Assignment::default(),
+                    },
+                )
+            })
+            .collect();
+        Ok(Self {
+            dir,
+            shards: RwLock::new(shards),
+            groups: Mutex::new(groups),
+            next_shard: AtomicUsize::new(0),
+        })
+    }
+
+    /// Shard metadata, for ListShards.
+    pub fn shard_infos(&self) -> Vec<ShardInfo> {
+        let shards = self.shards.read().expect("shards lock");
+        shards.iter().map(|(info, _)| info.clone()).collect()
+    }
+
+    /// The shard with id `shard_id`.
+    ///
+    /// # Errors
+    ///
+    /// `ShardNotExist` when there is none.
+    pub fn shard(&self, shard_id: u32) -> Result<Arc<Shard>, Failure> {
+        let shards = self.shards.read().expect("shards lock");
+        shards
+            .iter()
+            .find(|(info, _)| info.shard_id == shard_id)
+            .map(|(_, shard)| shard.clone())
+            .ok_or_else(|| {
+                Failure::new(
+                    ApiErrorCode::ShardNotExist,
+                    format!("shard {shard_id} does not exist"),
+                )
+            })
+    }
+
+    /// A writable shard for a load-balanced write (round robin), or the one whose hash range
+    /// holds `hash_key` (32 hex digits).
+    ///
+    /// # Errors
+    ///
+    /// `ParameterInvalid` for a malformed key, `LogStoreWithoutShard` with no writable shard.
+    pub fn shard_for_write(&self, hash_key: Option<&str>) -> Result<Arc<Shard>, Failure> {
+        let shards = self.shards.read().expect("shards lock");
+        let writable: Vec<&(ShardInfo, Arc<Shard>)> = shards
+            .iter()
+            .filter(|(info, _)| info.is_readwrite())
+            .collect();
+        if writable.is_empty() {
+            return Err(Failure::new(
+                ApiErrorCode::LogStoreWithoutShard,
+                "no writable shard",
+            ));
+        }
+        let chosen = match hash_key {
+            None => writable[self.next_shard.fetch_add(1, Ordering::Relaxed) % writable.len()],
+            Some(key) => {
+                let key = key.to_ascii_lowercase();
+                if key.len() != 32 || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(Failure::new(
+                        ApiErrorCode::ParameterInvalid,
+                        "hash key must be 32 hex digits",
+                    ));
+                }
+                writable
+                    .iter()
+                    .find(|(info, _)| {
+                        info.inclusive_begin_key <= key
+                            && (key < info.exclusive_end_key
+                                || info.exclusive_end_key == "ffffffffffffffffffffffffffffffff")
+                    })
+                    .copied()
+                    .ok_or_else(|| {
+                        Failure::new(ApiErrorCode::ShardNotExist, "no shard holds the key")
+                    })?
+            }
+        };
+        Ok(chosen.1.clone())
+    }
+
+    fn persist_groups(&self, groups: &BTreeMap<String, Group>) -> Result<(), Failure> {
+        let records: BTreeMap<&String, &GroupRecord> = groups
+            .iter()
+            .map(|(name, group)| (name, &group.record))
+            .collect();
+        write_json_atomically(&self.groups_path(), &records).map_err(Failure::from)
+    }
+
+    /// Lists consumer groups as `(name, timeout, order)`.
+    pub fn list_groups(&self) -> Vec<(String, u32, bool)> {
+        let groups = self.groups.lock().expect("groups lock");
+        groups
+            .iter()
+            .map(|(name, group)| (name.clone(), group.record.timeout, group.record.order))
+            .collect()
+    }
+
+    /// Creates a consumer group.
+    ///
+    /// # Errors
+    ///
+    /// `ConsumerGroupAlreadyExist`, or a storage failure.
+    pub fn create_group(&self, name: &str, timeout: u32, order: bool) -> Result<(), Failure> {
+        let mut groups = self.groups.lock().expect("groups lock");
+        if groups.contains_key(name) {
+            return Err(Failure::new(
+                ApiErrorCode::ConsumerGroupAlreadyExist,
+                format!("consumer group {name} already exists"),
+            ));
+        }
+        groups.insert(
+            name.to_owned(),
+            Group {
+                record: GroupRecord {
+                    timeout,
+                    order,
+                    checkpoints: BTreeMap::new(),
+                },
+                assignment: Assignment::default(),
+            },
+        );
+        self.persist_groups(&groups)
+    }
+
+    /// Updates a group's timeout and/or order.
+    ///
+    /// # Errors
+    ///
+    /// `ConsumerGroupNotExist`, or a storage failure.
+    pub fn update_group(
+        &self,
+        name: &str,
+        timeout: Option<u32>,
+        order: Option<bool>,
+    ) -> Result<(), Failure> {
+        let mut groups = self.groups.lock().expect("groups lock");
+        let group = groups.get_mut(name).ok_or_else(|| group_missing(name))?;
+        if let Some(timeout) = timeout {
+            group.record.timeout = timeout;
+        }
+        if let Some(order) = order {
+            group.record.order = order;
+        }
+        self.persist_groups(&groups)
+    }
+
+    /// Deletes a group and its checkpoints.
+    ///
+    /// # Errors
+    ///
+    /// `ConsumerGroupNotExist`, or a storage failure.
+    pub fn delete_group(&self, name: &str) -> Result<(), Failure> {
+        let mut groups = self.groups.lock().expect("groups lock");
+        groups.remove(name).ok_or_else(|| group_missing(name))?;
+        self.persist_groups(&groups)
+    }
+
+    /// A heartbeat: returns the shards `consumer` should hold now.
+    ///
+    /// # Errors
+    ///
+    /// `ConsumerGroupNotExist`.
+    pub fn heartbeat(
+        &self,
+        group_name: &str,
+        consumer: &str,
+        reported: &[u32],
+    ) -> Result<Vec<u32>, Failure> {
+        let eligible: BTreeSet<u32> = self
+            .shard_infos()
+            .iter()
+            .filter(|info| info.is_readwrite())
+            .map(|info| info.shard_id)
+            .collect();
+        let mut groups = self.groups.lock().expect("groups lock");
+        let group = groups
+            .get_mut(group_name)
+            .ok_or_else(|| group_missing(group_name))?;
+        let timeout = Duration::from_secs(group.record.timeout.into());
+        Ok(group
+            .assignment
+            .heartbeat(consumer, reported, &eligible, timeout, Instant::now()))
+    }
+
+    /// Checkpoints of one shard (when `shard` is given) or of every shard; shards never
+    /// checkpointed are listed with an empty checkpoint.
+    ///
+    /// # Errors
+    ///
+    /// `ConsumerGroupNotExist`.
+    pub fn checkpoints(
+        &self,
+        group_name: &str,
+        shard: Option<u32>,
+    ) -> Result<Vec<(u32, Checkpoint)>, Failure> {
+        let shard_ids: Vec<u32> = self
+            .shard_infos()
+            .iter()
+            .map(|info| info.shard_id)
+            .filter(|id| shard.is_none_or(|wanted| wanted == *id))
+            .collect();
+        let groups = self.groups.lock().expect("groups lock");
+        let group = groups
+            .get(group_name)
+            .ok_or_else(|| group_missing(group_name))?;
+        Ok(shard_ids
+            .into_iter()
+            .map(|id| {
+                let checkpoint = group
+                    .record
+                    .checkpoints
+                    .get(&id)
+                    .cloned()
+                    .unwrap_or(Checkpoint {
+                        checkpoint: String::new(),
+                        update_time: 0,
+                        consumer: String::new(),
+                    });
+                (id, checkpoint)
+            })
+            .collect())
+    }
+
+    /// Stores a checkpoint. Without `force`, the consumer must be a live member owning the
+    /// shard.
+    ///
+    /// # Errors
+    ///
+    /// `ConsumerGroupNotExist`, `ShardNotExist`, `ConsumerNotExist`, `ConsumerNotMatch`,
+    /// or a storage failure.
+    pub fn update_checkpoint(
+        &self,
+        group_name: &str,
+        consumer: &str,
+        shard: u32,
+        checkpoint: String,
+        force: bool,
+    ) -> Result<(), Failure> {
+        self.shard(shard)?;
+        let mut groups = self.groups.lock().expect("groups lock");
+        let group = groups
+            .get_mut(group_name)
+            .ok_or_else(|| group_missing(group_name))?;
+        if !force {
+            let timeout = Duration::from_secs(group.record.timeout.into());
+            group.assignment.expire(timeout, Instant::now());
+            if !group.assignment.is_member(consumer) {
+                return Err(Failure::new(
+                    ApiErrorCode::ConsumerNotExist,
+                    format!("consumer {consumer} is not a member of the group"),
+                ));
+            }
+            if group.assignment.owner(shard) != Some(consumer) {
+                return Err(Failure::new(
+                    ApiErrorCode::ConsumerNotMatch,
+                    format!("shard {shard} is not held by consumer {consumer}"),
+                ));
+            }
+        }
+        group.record.checkpoints.insert(
+            shard,
+            Checkpoint {
+                checkpoint,
+                update_time: now_micros(),
+                consumer: consumer.to_owned(),
+            },
+        );
+        self.persist_groups(&groups)
+    }
+}
+
+fn group_missing(name: &str) -> Failure {
+    Failure::new(
+        ApiErrorCode::ConsumerGroupNotExist,
+        format!("consumer group {name} does not exist"),
+    )
+}
+
+/// A project and its logstores.
+#[derive(Debug)]
+pub struct Project {
+    dir: PathBuf,
+    logstores: RwLock<BTreeMap<String, Arc<Logstore>>>,
+}
+
+impl Project {
+    /// The logstore called `name`.
+    ///
+    /// # Errors
+    ///
+    /// `LogStoreNotExist`.
+    pub fn logstore(&self, name: &str) -> Result<Arc<Logstore>, Failure> {
+        self.logstores
+            .read()
+            .expect("logstores lock")
+            .get(name)
+            .cloned()
+            .ok_or_else(|| {
+                Failure::new(
+                    ApiErrorCode::LogStoreNotExist,
+                    format!("logstore {name} does not exist"),
+                )
+            })
+    }
+
+    /// Creates a logstore with `shards` shards; an existing one is kept as it is.
+    ///
+    /// # Errors
+    ///
+    /// A storage failure.
+    pub fn ensure_logstore(&self, name: &str, shards: u32) -> Result<Arc<Logstore>, StoreError> {
+        let mut logstores = self.logstores.write().expect("logstores lock");
+        if let Some(existing) = logstores.get(name) {
+            return Ok(existing.clone());
+        }
+        let logstore = Arc::new(Logstore::open(self.dir.join(name), shards)?);
+        logstores.insert(name.to_owned(), logstore.clone());
+        Ok(logstore)
+    }
+
+    /// Logstore names.
+    pub fn logstore_names(&self) -> Vec<String> {
+        self.logstores
+            .read()
+            .expect("logstores lock")
+            .keys()
+            .cloned()
+            .collect()
+    }
+}
+
+/// Every project of the server, backed by the data directory.
+#[derive(Debug)]
+pub struct Projects {
+    dir: PathBuf,
+    projects: RwLock<BTreeMap<String, Arc<Project>>>,
+}
+
+impl Projects {
+    /// Opens the data directory and every project and logstore in it.
+    ///
+    /// # Errors
+    ///
+    /// A storage failure.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(store::io_error(dir))?;
+        let projects = Self {
+            dir: dir.to_owned(),
+            projects: RwLock::new(BTreeMap::new()),
+        };
+        for project_entry in list_dirs(dir)? {
+            let project = projects.ensure_project(&project_entry)?;
+            for logstore in list_dirs(&dir.join(&project_entry))? {
+                project.ensure_logstore(&logstore, 1)?;
+            }
+        }
+        Ok(projects)
+    }
+
+    /// The project called `name`.
+    ///
+    /// # Errors
+    ///
+    /// `ProjectNotExist`.
+    pub fn project(&self, name: &str) -> Result<Arc<Project>, Failure> {
+        self.projects
+            .read()
+            .expect("projects lock")
+            .get(name)
+            .cloned()
+            .ok_or_else(|| {
+                Failure::new(
+                    ApiErrorCode::ProjectNotExist,
+                    format!("project {name} does not exist"),
+                )
+            })
+    }
+
+    /// Creates a project; an existing one is kept.
+    ///
+    /// # Errors
+    ///
+    /// A storage failure.
+    pub fn ensure_project(&self, name: &str) -> Result<Arc<Project>, StoreError> {
+        let mut projects = self.projects.write().expect("projects lock");
+        if let Some(existing) = projects.get(name) {
+            return Ok(existing.clone());
+        }
+        let dir = self.dir.join(name);
+        std::fs::create_dir_all(&dir).map_err(store::io_error(&dir))?;
+        let project = Arc::new(Project {
+            dir,
+            logstores: RwLock::new(BTreeMap::new()),
+        });
+        projects.insert(name.to_owned(), project.clone());
+        Ok(project)
+    }
+}
+
+fn list_dirs(dir: &Path) -> Result<Vec<String>, StoreError> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(store::io_error(dir))? {
+        let entry = entry.map_err(store::io_error(dir))?;
+        if entry.file_type().map_err(store::io_error(dir))?.is_dir() {
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// Checks a project or logstore name: lowercase letters, digits, `-` and `_`, 2 to 63 chars.
+pub fn valid_name(name: &str) -> bool {
+    (2..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}

@@ -1,0 +1,428 @@
+//! Durable shard storage of the local server.
+//!
+//! Each shard keeps the `LogGroupList` entries it received, back to back, in memory and in
+//! `shard-N.data`, with `shard-N.index` holding one 12-byte record per group (end offset and
+//! receive time). A group's position (its cursor) is its index. PullLogs serves a slice of
+//! the stored bytes as is: a run of list entries is itself a valid `LogGroupList`.
+//!
+//! Durability: a PutLogs is answered only after the data and index records were written and
+//! fsynced. On start-up a data tail without an index record (a crash between the two writes)
+//! is cut off, so every acknowledged group survives and nothing half-written is served.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::source::protobuf;
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A file could not be read or written.
+    #[error("storage i/o on `{path}`: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A metadata file is not valid.
+    #[error("corrupt metadata `{path}`: {reason}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+pub(crate) fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Current Unix time in seconds.
+pub fn unix_now() -> u32 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs() as u32)
+        .unwrap_or(0)
+}
+
+/// Shard metadata as ListShards reports it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ShardInfo {
+    /// Shard id.
+    #[serde(rename = "shardID")]
+    pub shard_id: u32,
+    /// `readwrite` or `readonly`.
+    pub status: String,
+    /// First MD5 key of the shard's hash range (32 hex digits).
+    #[serde(rename = "inclusiveBeginKey")]
+    pub inclusive_begin_key: String,
+    /// End of the hash range (exclusive).
+    #[serde(rename = "exclusiveEndKey")]
+    pub exclusive_end_key: String,
+    /// Creation time, Unix seconds.
+    #[serde(rename = "createTime")]
+    pub create_time: u32,
+}
+
+impl ShardInfo {
+    /// True when the shard accepts writes.
+    pub fn is_readwrite(&self) -> bool {
+        self.status == "readwrite"
+    }
+}
+
+/// Splits the 128-bit key space evenly into `count` shards.
+pub fn even_shards(count: u32, create_time: u32) -> Vec<ShardInfo> {
+    let count = u128::from(count.max(1));
+    // floor(index * 2^128 / count), computed without overflowing: 2^128 = q * count + r + 1.
+    let (quotient, remainder) = (u128::MAX / count, u128::MAX % count);
+    let boundary = |index: u128| index * quotient + index * (remainder + 1) / count;
+    (0..count)
+        .map(|index| {
+            let begin = boundary(index);
+            let end = if index + 1 == count {
+                "ffffffffffffffffffffffffffffffff".to_owned()
+            } else {
+                format!("{:032x}", boundary(index + 1))
+            };
+            ShardInfo {
+                shard_id: index as u32,
+                status: "readwrite".to_owned(),
+                inclusive_begin_key: format!("{begin:032x}"),
+                exclusive_end_key: end,
+                create_time,
+            }
+        })
+        .collect()
+}
+
+/// What a pull returns: list entries of consecutive groups and where they end.
+#[derive(Debug)]
+pub struct PulledRange<T> {
+    /// The `LogGroupList` bytes (or what the caller made of them).
+    pub payload: T,
+    /// Number of groups returned.
+    pub count: usize,
+    /// Position after the last group returned.
+    pub next: u64,
+    /// Receive time of the last group returned (or of the one before the cursor).
+    pub cursor_time: u32,
+    /// Position one past the newest stored group.
+    pub end: u64,
+}
+
+#[derive(Debug, Default)]
+struct ShardData {
+    /// Stored list entries back to back.
+    bytes: Vec<u8>,
+    /// End offset of each group's entry in `bytes`.
+    ends: Vec<u64>,
+    /// Receive time of each group, non-decreasing.
+    receive_times: Vec<u32>,
+    data_file: Option<File>,
+    index_file: Option<File>,
+}
+
+/// One shard's stored groups.
+#[derive(Debug)]
+pub struct Shard {
+    data: RwLock<ShardData>,
+    data_path: PathBuf,
+    index_path: PathBuf,
+}
+
+const INDEX_RECORD: usize = 12;
+
+impl Shard {
+    /// Opens (or creates) the shard files in `dir`, recovering from a torn last write.
+    ///
+    /// # Errors
+    ///
+    /// Fails on I/O errors.
+    pub fn open(dir: &Path, shard_id: u32) -> Result<Self, StoreError> {
+        let data_path = dir.join(format!("shard-{shard_id}.data"));
+        let index_path = dir.join(format!("shard-{shard_id}.index"));
+        let open = |path: &Path| {
+            OpenOptions::new()
+                .create(true)
+                .read(true)
+                .append(true)
+                .open(path)
+                .map_err(io_error(path))
+        };
+        let mut data_file = open(&data_path)?;
+        let mut index_file = open(&index_path)?;
+        let mut index = Vec::new();
+        index_file
+            .read_to_end(&mut index)
+            .map_err(io_error(&index_path))?;
+        let whole_records = index.len() / INDEX_RECORD;
+        let mut ends = Vec::with_capacity(whole_records);
+        let mut receive_times = Vec::with_capacity(whole_records);
+        for record in index.chunks_exact(INDEX_RECORD) {
+            ends.push(u64::from_le_bytes(record[..8].try_into().expect("8 bytes")));
+            receive_times.push(u32::from_le_bytes(record[8..].try_into().expect("4 bytes")));
+        }
+        let mut bytes = Vec::new();
+        data_file
+            .read_to_end(&mut bytes)
+            .map_err(io_error(&data_path))?;
+        let indexed_len = ends.last().copied().unwrap_or(0);
+        if (bytes.len() as u64) < indexed_len {
+            return Err(StoreError::Corrupt {
+                path: data_path,
+                reason: format!(
+                    "data ends at {} but the index expects {indexed_len}",
+                    bytes.len()
+                ),
+            });
+        }
+        if bytes.len() as u64 > indexed_len || index.len() % INDEX_RECORD != 0 {
+            tracing::warn!(path = %data_path.display(), "dropping a partially written tail");
+            bytes.truncate(indexed_len as usize);
+            data_file
+                .set_len(indexed_len)
+                .map_err(io_error(&data_path))?;
+            index_file
+                .set_len((whole_records * INDEX_RECORD) as u64)
+                .map_err(io_error(&index_path))?;
+        }
+        Ok(Self {
+            data: RwLock::new(ShardData {
+                bytes,
+                ends,
+                receive_times,
+                data_file: Some(data_file),
+                index_file: Some(index_file),
+            }),
+            data_path,
+            index_path,
+        })
+    }
+
+    /// Appends one encoded `LogGroup` durably and returns its position.
+    ///
+    /// # Errors
+    ///
+    /// Fails on I/O errors; the group is then not stored.
+    pub fn append(&self, log_group: &[u8]) -> Result<u64, StoreError> {
+        let mut entry = Vec::with_capacity(protobuf::list_entry_len(log_group.len()));
+        protobuf::append_list_entry(&mut entry, log_group);
+        let mut data = self.data.write().expect("shard lock");
+        let receive_time = unix_now().max(data.receive_times.last().copied().unwrap_or(0));
+        let end = data.bytes.len() as u64 + entry.len() as u64;
+        let mut record = [0u8; INDEX_RECORD];
+        record[..8].copy_from_slice(&end.to_le_bytes());
+        record[8..].copy_from_slice(&receive_time.to_le_bytes());
+        let data_file = data.data_file.as_mut().expect("open shard");
+        data_file
+            .write_all(&entry)
+            .and_then(|()| data_file.sync_data())
+            .map_err(io_error(&self.data_path))?;
+        let index_file = data.index_file.as_mut().expect("open shard");
+        index_file
+            .write_all(&record)
+            .and_then(|()| index_file.sync_data())
+            .map_err(io_error(&self.index_path))?;
+        data.bytes.extend_from_slice(&entry);
+        data.ends.push(end);
+        data.receive_times.push(receive_time);
+        Ok(data.ends.len() as u64 - 1)
+    }
+
+    /// Number of stored groups (the end cursor's position).
+    pub fn end(&self) -> u64 {
+        self.data.read().expect("shard lock").ends.len() as u64
+    }
+
+    /// The position of the first group received at or after `time`, or the end.
+    pub fn position_at(&self, time: u32) -> u64 {
+        let data = self.data.read().expect("shard lock");
+        data.receive_times
+            .partition_point(|received| *received < time) as u64
+    }
+
+    /// Receive time of the group before `position` (the cursor's time), or 0.
+    pub fn time_before(&self, position: u64) -> u32 {
+        let data = self.data.read().expect("shard lock");
+        position
+            .checked_sub(1)
+            .and_then(|index| data.receive_times.get(index as usize).copied())
+            .unwrap_or(0)
+    }
+
+    /// Reads up to `max_groups` groups (and at most about `max_bytes`, but always at least
+    /// one group) from `position`, stopping before `until` when given, and hands the raw
+    /// `LogGroupList` bytes to `serve` while the shard is read-locked (no copy).
+    pub fn read<T>(
+        &self,
+        position: u64,
+        max_groups: usize,
+        max_bytes: usize,
+        until: Option<u64>,
+        serve: impl FnOnce(&[u8]) -> T,
+    ) -> PulledRange<T> {
+        let data = self.data.read().expect("shard lock");
+        let end = data.ends.len() as u64;
+        let stop = until.unwrap_or(end).min(end).max(position);
+        let start_offset = offset_before(&data.ends, position);
+        let mut next = position;
+        while next < stop && (next - position) < max_groups as u64 {
+            let candidate_end = data.ends[next as usize];
+            if next > position && (candidate_end - start_offset) as usize > max_bytes {
+                break;
+            }
+            next += 1;
+        }
+        let end_offset = offset_before(&data.ends, next);
+        let payload = serve(&data.bytes[start_offset as usize..end_offset as usize]);
+        let cursor_time = next
+            .checked_sub(1)
+            .and_then(|index| data.receive_times.get(index as usize).copied())
+            .unwrap_or(0);
+        PulledRange {
+            payload,
+            count: (next - position) as usize,
+            next,
+            cursor_time,
+            end,
+        }
+    }
+}
+
+fn offset_before(ends: &[u64], position: u64) -> u64 {
+    position
+        .checked_sub(1)
+        .map(|index| ends[index as usize])
+        .unwrap_or(0)
+}
+
+/// Writes `value` as JSON to `path` atomically: temp file, fsync, rename, fsync the directory.
+///
+/// # Errors
+///
+/// Fails on I/O errors; the previous file is then left intact.
+pub fn write_json_atomically<T: Serialize>(path: &Path, value: &T) -> Result<(), StoreError> {
+    let temp = path.with_extension("json.tmp");
+    let text = serde_json::to_vec_pretty(value).expect("metadata serializes");
+    let mut file = File::create(&temp).map_err(io_error(&temp))?;
+    file.write_all(&text)
+        .and_then(|()| file.sync_all())
+        .map_err(io_error(&temp))?;
+    fs::rename(&temp, path).map_err(io_error(path))?;
+    if let Some(dir) = path.parent() {
+        File::open(dir)
+            .and_then(|dir| dir.sync_all())
+            .map_err(io_error(dir))?;
+    }
+    Ok(())
+}
+
+/// Reads a JSON file, or `None` when it does not exist.
+///
+/// # Errors
+///
+/// Fails on I/O errors or invalid JSON.
+pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, StoreError> {
+    match fs::read(path) {
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|error| StoreError::Corrupt {
+                    path: path.to_owned(),
+                    reason: error.to_string(),
+                })
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(io_error(path)(error)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::protobuf::{Log, LogGroup};
+
+    fn group(text: &str) -> Vec<u8> {
+        LogGroup {
+            logs: vec![Log {
+                time: 1,
+                time_ns: None,
+                contents: vec![("msg".into(), text.into())],
+            }],
+            ..LogGroup::default()
+        }
+        .to_bytes()
+    }
+
+    #[test]
+    fn appended_groups_survive_reopen_and_torn_tails_are_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let shard = Shard::open(dir.path(), 0).unwrap();
+            assert_eq!(shard.append(&group("a")).unwrap(), 0);
+            assert_eq!(shard.append(&group("b")).unwrap(), 1);
+        }
+        // A crash after the data write but before the index write.
+        let mut data = OpenOptions::new()
+            .append(true)
+            .open(dir.path().join("shard-0.data"))
+            .unwrap();
+        data.write_all(b"\x0a\x05junk").unwrap();
+        let shard = Shard::open(dir.path(), 0).unwrap();
+        assert_eq!(shard.end(), 2);
+        let pulled = shard.read(0, 10, usize::MAX, None, |bytes| bytes.to_vec());
+        assert_eq!((pulled.count, pulled.next, pulled.end), (2, 2, 2));
+        let records =
+            crate::source::protobuf::decode_log_group_list(pulled.payload.into()).unwrap();
+        let texts: Vec<_> = records
+            .iter()
+            .map(|r| r.fields.get("msg").unwrap().to_owned())
+            .collect();
+        assert_eq!(texts, ["a", "b"]);
+        assert_eq!(shard.append(&group("c")).unwrap(), 2);
+    }
+
+    #[test]
+    fn reads_respect_count_bytes_and_end_cursor() {
+        let dir = tempfile::tempdir().unwrap();
+        let shard = Shard::open(dir.path(), 3).unwrap();
+        for index in 0..10 {
+            shard.append(&group(&index.to_string())).unwrap();
+        }
+        assert_eq!(shard.read(2, 3, usize::MAX, None, |_| ()).next, 5);
+        assert_eq!(shard.read(2, 100, usize::MAX, Some(4), |_| ()).next, 4);
+        assert_eq!(
+            shard.read(2, 100, 1, None, |_| ()).count,
+            1,
+            "at least one group"
+        );
+        let at_end = shard.read(10, 100, usize::MAX, None, |bytes| bytes.len());
+        assert_eq!((at_end.count, at_end.next, at_end.payload), (0, 10, 0));
+        assert_eq!(shard.position_at(0), 0);
+        assert_eq!(shard.position_at(u32::MAX), 10);
+    }
+
+    #[test]
+    fn even_shards_cover_the_key_space() {
+        let shards = even_shards(4, 0);
+        assert_eq!(shards[0].inclusive_begin_key, "0".repeat(32));
+        assert_eq!(shards[1].inclusive_begin_key, shards[0].exclusive_end_key);
+        assert_eq!(shards[3].exclusive_end_key, "f".repeat(32));
+        assert_eq!(
+            even_shards(2, 0)[1].inclusive_begin_key,
+            format!("8{}", "0".repeat(31))
+        );
+    }
+}
