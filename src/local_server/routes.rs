@@ -62,7 +62,7 @@ impl Call {
         })
     }
 
-    fn project<'a>(&self, server: &'a LocalServer) -> Result<Arc<Project>, Failure> {
+    fn project(&self, server: &LocalServer) -> Result<Arc<Project>, Failure> {
         let name = self.project.as_deref().ok_or_else(|| {
             Failure::new(
                 ApiErrorCode::ProjectNotExist,
@@ -116,7 +116,7 @@ fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
         return host
             .split_once(']')
-            .map_or(host, |(inside, _)| &inside[..])
+            .map_or(host, |(inside, _)| inside)
             .trim_start_matches('[');
     }
     host.rsplit_once(':').map_or(host, |(name, _)| name)

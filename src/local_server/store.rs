@@ -18,6 +18,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::source::protobuf;
+pub use crate::source::ShardInfo;
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
@@ -54,32 +55,6 @@ pub fn unix_now() -> u32 {
         .duration_since(UNIX_EPOCH)
         .map(|elapsed| elapsed.as_secs() as u32)
         .unwrap_or(0)
-}
-
-/// Shard metadata as ListShards reports it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct ShardInfo {
-    /// Shard id.
-    #[serde(rename = "shardID")]
-    pub shard_id: u32,
-    /// `readwrite` or `readonly`.
-    pub status: String,
-    /// First MD5 key of the shard's hash range (32 hex digits).
-    #[serde(rename = "inclusiveBeginKey")]
-    pub inclusive_begin_key: String,
-    /// End of the hash range (exclusive).
-    #[serde(rename = "exclusiveEndKey")]
-    pub exclusive_end_key: String,
-    /// Creation time, Unix seconds.
-    #[serde(rename = "createTime")]
-    pub create_time: u32,
-}
-
-impl ShardInfo {
-    /// True when the shard accepts writes.
-    pub fn is_readwrite(&self) -> bool {
-        self.status == "readwrite"
-    }
 }
 
 /// Splits the 128-bit key space evenly into `count` shards.

@@ -1,0 +1,365 @@
+//! The log-service HTTP client: endpoint and Host handling, signing, retries with capped,
+//! jittered backoff on network errors and 5xx, and typed errors. The API operations live in
+//! [`super::api`], one file each.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method};
+
+use super::auth::{self, SignedRequest, SECURITY_TOKEN_HEADER};
+use super::error::ApiError;
+use crate::common::{Backoff, Secret};
+
+/// Where and as whom to connect.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// `https://cn-hangzhou.log.aliyuncs.com`, or `http://127.0.0.1:PORT` / `http://localhost:PORT`.
+    pub endpoint: String,
+    /// The project all calls address.
+    pub project: String,
+    /// AccessKey id.
+    pub access_key_id: String,
+    /// AccessKey secret.
+    pub access_key_secret: Secret,
+    /// STS security token, when using temporary credentials.
+    pub security_token: Option<Secret>,
+    /// Per-request timeout.
+    pub request_timeout: Duration,
+    /// Attempts per call for network errors and 5xx answers (1 = no retry).
+    pub max_attempts: u32,
+    /// Sent as `User-Agent`.
+    pub user_agent: String,
+}
+
+impl ClientConfig {
+    /// A configuration with default timeouts and retries.
+    pub fn new(
+        endpoint: &str,
+        project: &str,
+        access_key_id: &str,
+        access_key_secret: Secret,
+    ) -> Self {
+        Self {
+            endpoint: endpoint.to_owned(),
+            project: project.to_owned(),
+            access_key_id: access_key_id.to_owned(),
+            access_key_secret,
+            security_token: None,
+            request_timeout: Duration::from_secs(60),
+            max_attempts: 4,
+            user_agent: concat!("siem-forwarder/", env!("CARGO_PKG_VERSION")).to_owned(),
+        }
+    }
+}
+
+/// A failed call.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server answered with an SLS error.
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    /// The server could not be reached or the connection broke.
+    #[error("cannot reach the log service at {endpoint}: {source}")]
+    Network {
+        /// The endpoint.
+        endpoint: String,
+        /// The cause.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The server answered 200 with something that is not what the API returns.
+    #[error("malformed {api} response: {reason}")]
+    BadResponse {
+        /// The API called.
+        api: &'static str,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The endpoint cannot be used.
+    #[error("invalid endpoint `{0}`: expected http(s)://HOST[:PORT]")]
+    InvalidEndpoint(String),
+}
+
+impl ClientError {
+    /// True for failures that may pass by themselves (network, 5xx, quotas).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Api(error) => error.is_retryable(),
+            Self::Network { .. } | Self::BadResponse { .. } => true,
+            Self::InvalidEndpoint(_) => false,
+        }
+    }
+
+    /// The API error code, when the server sent one.
+    pub fn api_code(&self) -> Option<&super::ApiErrorCode> {
+        match self {
+            Self::Api(error) => Some(&error.code),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn bad_response(api: &'static str, reason: impl ToString) -> Self {
+        Self::BadResponse {
+            api,
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// One API request before signing.
+#[derive(Debug)]
+pub(crate) struct ApiRequest {
+    pub method: Method,
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl ApiRequest {
+    pub fn new(method: Method, path: String) -> Self {
+        Self {
+            method,
+            path,
+            query: Vec::new(),
+            headers: HeaderMap::new(),
+            body: Bytes::new(),
+        }
+    }
+
+    pub fn query(mut self, key: &str, value: impl ToString) -> Self {
+        self.query.push((key.to_owned(), value.to_string()));
+        self
+    }
+
+    pub fn header(mut self, name: &'static str, value: &str) -> Self {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            self.headers.insert(name, value);
+        }
+        self
+    }
+
+    pub fn json_body(self, body: &serde_json::Value) -> Self {
+        let mut request = self.header("content-type", "application/json");
+        request.body = Bytes::from(body.to_string());
+        request
+    }
+}
+
+/// A successful answer.
+#[derive(Debug)]
+pub(crate) struct ApiResponse {
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl ApiResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|value| value.to_str().ok())
+    }
+
+    pub fn json<T: for<'de> serde::Deserialize<'de>>(
+        &self,
+        api: &'static str,
+    ) -> Result<T, ClientError> {
+        serde_json::from_slice(&self.body).map_err(|error| ClientError::bad_response(api, error))
+    }
+}
+
+/// A client of one project.
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    config: ClientConfig,
+    /// Scheme and address to connect to, e.g. `http://127.0.0.1:8080`.
+    base_url: String,
+    /// `Host` header: `PROJECT.HOST` without a port.
+    host_header: String,
+}
+
+impl Client {
+    /// Creates a client. For a cloud endpoint it connects to `PROJECT.HOST`; for an IP address
+    /// or `localhost` endpoint it connects to that address and sends `Host: PROJECT.HOST`.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the endpoint is not an http(s) URL.
+    pub fn new(config: ClientConfig) -> Result<Self, ClientError> {
+        let invalid = || ClientError::InvalidEndpoint(config.endpoint.clone());
+        let trimmed = config.endpoint.trim().trim_end_matches('/');
+        let with_scheme = if trimmed.contains("://") {
+            trimmed.to_owned()
+        } else {
+            format!("http://{trimmed}")
+        };
+        let url: http::Uri = with_scheme.parse().map_err(|_| invalid())?;
+        let scheme = url
+            .scheme_str()
+            .filter(|s| *s == "http" || *s == "https")
+            .ok_or_else(invalid)?;
+        let authority = url.authority().ok_or_else(invalid)?;
+        let host = authority.host();
+        let bare_host = host.trim_start_matches('[').trim_end_matches(']');
+        let is_address = bare_host.parse::<std::net::IpAddr>().is_ok() || bare_host == "localhost";
+        let host_header = format!("{}.{}", config.project, host);
+        let base_url = if is_address {
+            format!("{scheme}://{authority}")
+        } else {
+            format!("{scheme}://{}.{}", config.project, authority.as_str())
+        };
+        let http = reqwest::Client::builder()
+            .use_rustls_tls()
+            .timeout(config.request_timeout)
+            .pool_idle_timeout(Duration::from_secs(50))
+            .tcp_nodelay(true)
+            .user_agent(&config.user_agent)
+            .build()
+            .map_err(|error| ClientError::Network {
+                endpoint: config.endpoint.clone(),
+                source: error,
+            })?;
+        Ok(Self {
+            http,
+            config,
+            base_url,
+            host_header,
+        })
+    }
+
+    /// The project this client addresses.
+    pub fn project(&self) -> &str {
+        &self.config.project
+    }
+
+    /// The endpoint as configured.
+    pub fn endpoint(&self) -> &str {
+        &self.config.endpoint
+    }
+
+    /// Sends a request, retrying network errors and 5xx answers with backoff.
+    pub(crate) async fn send(
+        &self,
+        api: &'static str,
+        request: ApiRequest,
+    ) -> Result<ApiResponse, ClientError> {
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+        let mut attempt = 1;
+        loop {
+            match self.send_once(&request).await {
+                Err(error) if error.is_retryable() && attempt < self.config.max_attempts => {
+                    let delay = backoff.next_delay();
+                    tracing::debug!(api, %error, attempt, ?delay, "log service call failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    async fn send_once(&self, request: &ApiRequest) -> Result<ApiResponse, ClientError> {
+        let mut headers = request.headers.clone();
+        let mut set = |name: &'static str, value: &str| {
+            headers.insert(
+                name,
+                HeaderValue::from_str(value).expect("header value is valid"),
+            );
+        };
+        set("x-log-apiversion", "0.6.0");
+        set("x-log-signaturemethod", "hmac-sha1");
+        set(
+            "date",
+            &httpdate::fmt_http_date(std::time::SystemTime::now()),
+        );
+        set("host", &self.host_header);
+        if !request.body.is_empty() {
+            set("content-md5", &auth::content_md5(&request.body));
+        }
+        if let Some(token) = &self.config.security_token {
+            set(SECURITY_TOKEN_HEADER, token.expose());
+        }
+        let signed = SignedRequest {
+            method: request.method.as_str(),
+            path: &request.path,
+            query: &request.query,
+            headers: &headers,
+        };
+        let authorization = auth::authorization(
+            &self.config.access_key_id,
+            self.config.access_key_secret.expose(),
+            &signed,
+        );
+        headers.insert(
+            "authorization",
+            HeaderValue::from_str(&authorization).expect("authorization is ascii"),
+        );
+        let url = format!("{}{}", self.base_url, request.path);
+        let network = |source| ClientError::Network {
+            endpoint: self.config.endpoint.clone(),
+            source,
+        };
+        let response = self
+            .http
+            .request(request.method.clone(), url)
+            .query(&request.query)
+            .headers(headers)
+            .body(request.body.clone())
+            .send()
+            .await
+            .map_err(network)?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.bytes().await.map_err(network)?;
+        if status.is_success() {
+            return Ok(ApiResponse { headers, body });
+        }
+        let request_id = headers
+            .get("x-log-requestid")
+            .and_then(|value| value.to_str().ok());
+        Err(ApiError::from_response(status.as_u16(), &body, request_id).into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(endpoint: &str) -> Client {
+        Client::new(ClientConfig::new(
+            endpoint,
+            "proj",
+            "id",
+            Secret::new("secret"),
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn cloud_endpoints_put_the_project_in_the_host() {
+        let cloud = client("https://cn-hangzhou.log.aliyuncs.com");
+        assert_eq!(cloud.base_url, "https://proj.cn-hangzhou.log.aliyuncs.com");
+        assert_eq!(cloud.host_header, "proj.cn-hangzhou.log.aliyuncs.com");
+        let bare = client("cn-hangzhou.log.aliyuncs.com");
+        assert_eq!(bare.base_url, "http://proj.cn-hangzhou.log.aliyuncs.com");
+    }
+
+    #[test]
+    fn address_endpoints_connect_there_with_a_project_host() {
+        let local = client("http://127.0.0.1:18080/");
+        assert_eq!(local.base_url, "http://127.0.0.1:18080");
+        assert_eq!(local.host_header, "proj.127.0.0.1");
+        let named = client("localhost:9000");
+        assert_eq!(named.base_url, "http://localhost:9000");
+        assert_eq!(named.host_header, "proj.localhost");
+    }
+
+    #[test]
+    fn non_http_endpoints_are_rejected() {
+        let config = ClientConfig::new("ftp://example.com", "proj", "id", Secret::new("s"));
+        assert!(matches!(
+            Client::new(config),
+            Err(ClientError::InvalidEndpoint(_))
+        ));
+    }
+}
