@@ -23,3 +23,5 @@ pub mod model;
 pub mod sinks;
 pub mod source;
 pub mod telemetry;
+
+pub mod cli;

@@ -3,8 +3,9 @@
 //! On each heartbeat: register the consumer and what it reports holding, expire consumers
 //! silent for longer than the group timeout, give unowned shards to the least-loaded consumer,
 //! rebalance while loads differ by more than one (keeping owners where possible), and answer
-//! with the consumer's shards minus any that another live consumer still reports holding:
-//! a shard is released before it is granted, so no shard is consumed by two at once.
+//! with the consumer's shards minus any that another live consumer still reports holding or
+//! was last told to hold: a shard is released before it is granted, so no shard is consumed
+//! by two at once.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -12,7 +13,10 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone)]
 struct Member {
     last_seen: Instant,
+    /// What the consumer said it holds (including shards it is still draining).
     reported: BTreeSet<u32>,
+    /// What the last heartbeat response told it to hold.
+    granted: BTreeSet<u32>,
 }
 
 /// Membership and ownership of one consumer group.
@@ -33,25 +37,32 @@ impl Assignment {
         timeout: Duration,
         now: Instant,
     ) -> Vec<u32> {
-        self.members.insert(
-            consumer.to_owned(),
-            Member {
+        let member = self
+            .members
+            .entry(consumer.to_owned())
+            .or_insert_with(|| Member {
                 last_seen: now,
-                reported: reported.iter().copied().collect(),
-            },
-        );
+                reported: BTreeSet::new(),
+                granted: BTreeSet::new(),
+            });
+        member.last_seen = now;
+        member.reported = reported.iter().copied().collect();
         self.expire(timeout, now);
         self.owners.retain(|shard, _| eligible.contains(shard));
         self.assign_unowned(eligible);
         self.rebalance();
-        self.owned_by(consumer)
+        let granted: BTreeSet<u32> = self
+            .owned_by(consumer)
             .filter(|shard| {
-                !self
-                    .members
-                    .iter()
-                    .any(|(name, member)| name != consumer && member.reported.contains(shard))
+                !self.members.iter().any(|(name, member)| {
+                    name != consumer
+                        && (member.reported.contains(shard) || member.granted.contains(shard))
+                })
             })
-            .collect()
+            .collect();
+        let member = self.members.get_mut(consumer).expect("inserted above");
+        member.granted = granted.clone();
+        granted.into_iter().collect()
     }
 
     /// Drops consumers silent for longer than `timeout`, and their ownerships.
@@ -182,6 +193,25 @@ mod tests {
     }
 
     #[test]
+    fn a_shard_granted_but_not_yet_reported_is_not_granted_twice() {
+        let mut group = Assignment::default();
+        let t0 = Instant::now();
+        let all = shards(4);
+        assert_eq!(group.heartbeat("c2", &[], &all, TIMEOUT, t0), [0, 1, 2, 3]);
+        // c1 joins before c2 has reported anything: ownership moves, but c2 was told to hold
+        // every shard, so c1 gets nothing yet.
+        assert!(group.heartbeat("c1", &[], &all, TIMEOUT, t0).is_empty());
+        let kept = group.heartbeat("c2", &[0, 1, 2, 3], &all, TIMEOUT, t0);
+        assert_eq!(kept.len(), 2);
+        assert!(
+            group.heartbeat("c1", &[], &all, TIMEOUT, t0).is_empty(),
+            "c2 still drains"
+        );
+        group.heartbeat("c2", &kept, &all, TIMEOUT, t0);
+        assert_eq!(group.heartbeat("c1", &[], &all, TIMEOUT, t0).len(), 2);
+    }
+
+    #[test]
     fn dead_consumer_shards_move_after_the_timeout() {
         let mut group = Assignment::default();
         let t0 = Instant::now();
@@ -194,8 +224,11 @@ mod tests {
         let c = group.heartbeat("c", &[], &all, TIMEOUT, t0);
         assert_eq!((a.len(), b.len(), c.len()), (2, 2, 2));
         // c dies; a and b keep heartbeating.
+        let midway = t0 + TIMEOUT / 2;
+        group.heartbeat("a", &a, &all, TIMEOUT, midway);
+        group.heartbeat("b", &b, &all, TIMEOUT, midway);
         let later = t0 + TIMEOUT + Duration::from_secs(1);
-        group.heartbeat("a", &a, &all, TIMEOUT, later);
+        assert_eq!(group.heartbeat("a", &a, &all, TIMEOUT, later).len(), 3);
         let b2 = group.heartbeat("b", &b, &all, TIMEOUT, later);
         let a2 = group.heartbeat("a", &a, &all, TIMEOUT, later);
         assert_eq!(a2.len() + b2.len(), 6);

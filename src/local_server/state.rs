@@ -307,9 +307,18 @@ impl Logstore {
             .get_mut(group_name)
             .ok_or_else(|| group_missing(group_name))?;
         let timeout = Duration::from_secs(group.record.timeout.into());
-        Ok(group
-            .assignment
-            .heartbeat(consumer, reported, &eligible, timeout, Instant::now()))
+        let assigned =
+            group
+                .assignment
+                .heartbeat(consumer, reported, &eligible, timeout, Instant::now());
+        tracing::debug!(
+            group = group_name,
+            consumer,
+            ?reported,
+            ?assigned,
+            "heartbeat"
+        );
+        Ok(assigned)
     }
 
     /// Checkpoints of one shard (when `shard` is given) or of every shard; shards never

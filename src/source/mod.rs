@@ -8,6 +8,7 @@ pub mod client;
 pub mod compression;
 pub mod cursor;
 pub mod error;
+pub mod json_lines;
 pub mod protobuf;
 
 pub use api::shards::ShardInfo;

@@ -2,6 +2,7 @@
 //! the HTTP endpoint that serves `/metrics`, `/healthz`, `/readyz` and `/status`.
 
 pub mod health;
+pub mod logging;
 pub mod metrics;
 
 pub use health::{health, HealthState};

@@ -1,0 +1,256 @@
+//! Command-line interface: clap subcommands and their thin glue to the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use futures::{StreamExt, TryStreamExt};
+
+use crate::common::shutdown::termination_signal;
+use crate::common::Secret;
+use crate::local_server::generator::AuditLogGenerator;
+use crate::local_server::{LocalServer, LocalServerConfig, LogstoreSpec, DEFAULT_MAX_BODY_BYTES};
+use crate::source::api::put_logs::PutTarget;
+use crate::source::json_lines::log_groups_from_json_lines;
+use crate::source::protobuf::LogGroup;
+use crate::source::{Client, ClientConfig};
+use crate::telemetry::logging::{self, LogFormat};
+
+/// Forwards logs from Alibaba Cloud Log Service consumer groups to SIEMs.
+#[derive(Debug, Parser)]
+#[command(name = "siem-forwarder", version, about)]
+pub struct Cli {
+    /// Format of the process's own log lines (stderr).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the embedded SLS-compatible log service.
+    LocalServer(LocalServerArgs),
+    /// Write logs to a logstore: JSON lines from a file, or generated audit logs.
+    Put(PutArgs),
+}
+
+/// AccessKey options shared by the commands that sign requests.
+#[derive(Debug, Args)]
+pub struct AccessKeyArgs {
+    /// AccessKey id.
+    #[arg(long, env = "SLS_AK_ID", default_value = "local")]
+    pub access_key_id: String,
+    /// AccessKey secret.
+    #[arg(
+        long,
+        env = "SLS_AK_KEY",
+        default_value = "local-secret",
+        hide_env_values = true,
+        hide_default_value = true
+    )]
+    pub access_key_secret: String,
+}
+
+/// Options of `local-server`.
+#[derive(Debug, Args)]
+pub struct LocalServerArgs {
+    /// Address to listen on (port 0 picks a free port; the chosen address is printed).
+    #[arg(long, default_value = "127.0.0.1:18080")]
+    pub listen: SocketAddr,
+    /// Directory for shards and checkpoints (created when missing).
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// Project that `--logstore` entries belong to.
+    #[arg(long, default_value = "siem-demo")]
+    pub project: String,
+    /// Logstore to create when missing, as NAME or NAME:SHARDS (default 4 shards). Repeatable.
+    #[arg(long = "logstore", value_parser = parse_logstore)]
+    pub logstores: Vec<(String, u32)>,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, default_value_t = DEFAULT_MAX_BODY_BYTES)]
+    pub max_body_bytes: usize,
+    /// Credentials every request must be signed with.
+    #[command(flatten)]
+    pub access_key: AccessKeyArgs,
+}
+
+fn parse_logstore(text: &str) -> Result<(String, u32), String> {
+    let (name, shards) = match text.split_once(':') {
+        Some((name, shards)) => {
+            let shards: u32 = shards
+                .parse()
+                .map_err(|_| format!("`{shards}` is not a shard count"))?;
+            (name, shards)
+        }
+        None => (text, 4),
+    };
+    if name.is_empty() || !(1..=256).contains(&shards) {
+        return Err("expected NAME or NAME:SHARDS with 1 to 256 shards".into());
+    }
+    Ok((name.to_owned(), shards))
+}
+
+/// Options of `put`.
+#[derive(Debug, Args)]
+pub struct PutArgs {
+    /// Log service endpoint, e.g. http://127.0.0.1:18080 or https://cn-hangzhou.log.aliyuncs.com.
+    #[arg(long, env = "SLS_ENDPOINT")]
+    pub endpoint: String,
+    /// Project.
+    #[arg(long, env = "SLS_PROJECT")]
+    pub project: String,
+    /// Logstore.
+    #[arg(long, env = "SLS_LOGSTORE")]
+    pub logstore: String,
+    /// JSON lines to write (`-` for standard input).
+    #[arg(
+        long,
+        conflicts_with = "generate",
+        required_unless_present = "generate"
+    )]
+    pub file: Option<PathBuf>,
+    /// Number of generated audit logs to write, spread over all shards.
+    #[arg(long)]
+    pub generate: Option<usize>,
+    /// Logs per generated log group.
+    #[arg(long, default_value_t = 512)]
+    pub group_size: usize,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// Credentials.
+    #[command(flatten)]
+    pub access_key: AccessKeyArgs,
+}
+
+/// Parses the command line and runs the command.
+pub async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.log_format);
+    let outcome = match cli.command {
+        Command::LocalServer(args) => local_server(args).await,
+        Command::Put(args) => put(args).await,
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn local_server(args: LocalServerArgs) -> anyhow::Result<()> {
+    let config = LocalServerConfig {
+        data_dir: args.data_dir.clone(),
+        access_key_id: args.access_key.access_key_id,
+        access_key_secret: Secret::new(args.access_key.access_key_secret),
+        max_body_bytes: args.max_body_bytes,
+        logstores: args
+            .logstores
+            .into_iter()
+            .map(|(logstore, shards)| LogstoreSpec {
+                project: args.project.clone(),
+                logstore,
+                shards,
+            })
+            .collect(),
+    };
+    let server = LocalServer::open(config)
+        .with_context(|| format!("cannot open data directory {}", args.data_dir.display()))?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let address = listener.local_addr()?;
+    tracing::info!(%address, data_dir = %args.data_dir.display(), "local log service listening");
+    println!("listening on {address}");
+    server
+        .run(listener, async {
+            if let Err(error) = termination_signal().await {
+                tracing::error!(%error, "cannot listen for signals");
+            }
+        })
+        .await?;
+    tracing::info!("local log service stopped");
+    Ok(())
+}
+
+async fn put(args: PutArgs) -> anyhow::Result<()> {
+    let config = ClientConfig::new(
+        &args.endpoint,
+        &args.project,
+        &args.access_key.access_key_id,
+        Secret::new(args.access_key.access_key_secret),
+    );
+    let client = Arc::new(Client::new(config)?);
+    let now = crate::local_server::store::unix_now();
+    let batches: Vec<(Option<String>, LogGroup)> = match (&args.file, args.generate) {
+        (Some(path), _) => {
+            let text = if path.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin()).context("cannot read standard input")?
+            } else {
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?
+            };
+            let groups = log_groups_from_json_lines(&text, now)
+                .with_context(|| format!("in {}", path.display()))?;
+            groups.into_iter().map(|group| (None, group)).collect()
+        }
+        (None, Some(count)) => {
+            let shards = client
+                .list_shards(&args.logstore)
+                .await
+                .context("cannot list the logstore's shards")?;
+            let keys: Vec<String> = shards
+                .iter()
+                .filter(|shard| shard.is_readwrite())
+                .map(|shard| shard.inclusive_begin_key.clone())
+                .collect();
+            if keys.is_empty() {
+                bail!("logstore {} has no writable shard", args.logstore);
+            }
+            let mut generator = AuditLogGenerator::new(u64::from(now));
+            let group_size = args.group_size.max(1);
+            let mut batches = Vec::new();
+            let mut remaining = count;
+            while remaining > 0 {
+                let size = remaining.min(group_size);
+                let key = keys[batches.len() % keys.len()].clone();
+                batches.push((Some(key), generator.group(size, now)));
+                remaining -= size;
+            }
+            batches
+        }
+        (None, None) => bail!("give --file or --generate"),
+    };
+    let logs: usize = batches.iter().map(|(_, group)| group.logs.len()).sum();
+    let groups = batches.len();
+    futures::stream::iter(batches)
+        .map(|(key, group)| {
+            let client = client.clone();
+            let logstore = args.logstore.clone();
+            async move {
+                let target = key
+                    .as_deref()
+                    .map_or(PutTarget::LoadBalanced, PutTarget::HashKey);
+                client.put_logs(&logstore, target, &group).await
+            }
+        })
+        .buffer_unordered(args.concurrency.max(1))
+        .try_collect::<Vec<()>>()
+        .await
+        .context("put failed")?;
+    tracing::info!(logs, groups, logstore = %args.logstore, "logs written");
+    println!(
+        "wrote {logs} logs in {groups} log groups to {}",
+        args.logstore
+    );
+    Ok(())
+}

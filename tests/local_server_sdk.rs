@@ -1,0 +1,271 @@
+//! The unmodified official Python SDK (`aliyun-log-python-sdk`) against the local server:
+//! its plain API calls, and two `ConsumerWorker` processes sharing one consumer group.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use siem_forwarder::local_server::generator::AuditLogGenerator;
+use siem_forwarder::source::api::cursor::CursorFrom;
+use siem_forwarder::source::api::put_logs::PutTarget;
+use support::{
+    poll_until, sdk_proxy_env, sdk_python, wait_until, TestServer, AK_ID, AK_SECRET, PROJECT,
+};
+use tokio::process::Command;
+
+fn script(name: &str) -> String {
+    support::repo_root()
+        .join("tests/python")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+async fn run_sdk_client(server: &TestServer, logstore: &str, args: &[&str]) -> Value {
+    let (endpoint, env) = sdk_proxy_env(server);
+    let output = Command::new(sdk_python())
+        .arg(script("sdk_client.py"))
+        .args(args)
+        .args([
+            "--endpoint",
+            &endpoint,
+            "--project",
+            PROJECT,
+            "--logstore",
+            logstore,
+        ])
+        .args(["--access-key-id", AK_ID, "--access-key-secret", AK_SECRET])
+        .envs(env)
+        .output()
+        .await
+        .expect("run python");
+    assert!(
+        output.status.success(),
+        "sdk_client.py failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("json from sdk_client.py")
+}
+
+#[tokio::test]
+async fn python_sdk_puts_lists_seeks_and_pulls() {
+    let server = TestServer::start(&[("sdk", 2)]).await;
+    let result = run_sdk_client(&server, "sdk", &["basic"]).await;
+
+    assert_eq!(result["shards"], serde_json::json!([0, 1]));
+    let logs = result["logs"].as_array().unwrap();
+    assert_eq!(logs.len(), 10, "two put_logs calls of five logs each");
+    let shards_used: BTreeSet<u64> = logs
+        .iter()
+        .map(|log| log["__shard__"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        shards_used.len(),
+        2,
+        "load-balanced puts spread over both shards"
+    );
+    for log in logs {
+        assert_eq!(log["__topic__"], "sdk-topic");
+        assert_eq!(log["__source__"], "10.1.2.3");
+        assert_eq!(log["__tag__:origin"], "python");
+        assert_eq!(log["text"], "héllo \"sdk\"");
+        let index: u64 = log["index"].as_str().unwrap().parse().unwrap();
+        assert_eq!(log["__time__"].as_u64().unwrap(), 1_700_000_000 + index);
+    }
+    for (shard, cursors) in result["cursors"].as_object().unwrap() {
+        assert_eq!(cursors["begin"], "MA==", "shard {shard}");
+        assert_eq!(cursors["end"], "MQ==", "one group per shard");
+        assert_eq!(cursors["after_pull"], cursors["end"], "shard {shard}");
+        assert_eq!(
+            cursors["time_before"], cursors["begin"],
+            "a time before the data is the begin"
+        );
+        assert_eq!(
+            cursors["time_future"], cursors["end"],
+            "a time after the data is the end"
+        );
+    }
+}
+
+/// One Python consumer process and the files it writes.
+struct Consumer {
+    name: String,
+    output: std::path::PathBuf,
+    events: std::path::PathBuf,
+    child: tokio::process::Child,
+}
+
+impl Consumer {
+    fn spawn(server: &TestServer, dir: &Path, logstore: &str, group: &str, name: &str) -> Self {
+        let (endpoint, env) = sdk_proxy_env(server);
+        let output = dir.join(format!("{name}.jsonl"));
+        let events = dir.join(format!("{name}.events"));
+        let child = Command::new(sdk_python())
+            .arg(script("sdk_consumer.py"))
+            .args([
+                "--endpoint",
+                &endpoint,
+                "--project",
+                PROJECT,
+                "--logstore",
+                logstore,
+            ])
+            .args(["--group", group, "--consumer", name])
+            .args(["--access-key-id", AK_ID, "--access-key-secret", AK_SECRET])
+            .arg("--output")
+            .arg(&output)
+            .arg("--events")
+            .arg(&events)
+            .envs(env)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join(format!("{name}.stderr"))).expect("stderr file"))
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn python consumer");
+        Self {
+            name: name.to_owned(),
+            output,
+            events,
+            child,
+        }
+    }
+
+    /// Shards whose worker is initialised and not shut down.
+    fn holding(&self) -> BTreeSet<u32> {
+        let text = std::fs::read_to_string(&self.events).unwrap_or_default();
+        let mut held = BTreeSet::new();
+        for line in text.lines() {
+            match line.split_once(' ') {
+                Some(("init", shard)) => held.insert(shard.parse().unwrap()),
+                Some(("shutdown", shard)) => held.remove(&shard.parse().unwrap()),
+                _ => false,
+            };
+        }
+        held
+    }
+
+    fn logs(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.output)
+            .unwrap_or_default()
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("consumer output is json"))
+            .collect()
+    }
+
+    async fn stop(&mut self) {
+        let pid = self.child.id().expect("running") as i32;
+        // SAFETY-free: kill(2) via the command line keeps the test free of libc bindings.
+        let status = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await
+            .unwrap();
+        assert!(status.success());
+        let exit = tokio::time::timeout(Duration::from_secs(60), self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("{} did not stop within 60s", self.name))
+            .unwrap();
+        assert!(exit.success(), "{} exited with {exit}", self.name);
+    }
+}
+
+#[tokio::test]
+async fn python_consumer_workers_split_shards_and_consume_each_log_once() {
+    const LOGS: usize = 20_000;
+    let server = TestServer::start(&[("audit", 4)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut consumers = [
+        Consumer::spawn(&server, dir.path(), "audit", "sdk-group", "c1"),
+        Consumer::spawn(&server, dir.path(), "audit", "sdk-group", "c2"),
+    ];
+
+    let settled = poll_until(Duration::from_secs(60), || {
+        let held: Vec<BTreeSet<u32>> = consumers.iter().map(Consumer::holding).collect();
+        async move { held.iter().all(|shards| shards.len() == 2) && held[0].is_disjoint(&held[1]) }
+    })
+    .await;
+    if !settled {
+        for name in ["c1", "c2"] {
+            let stderr = std::fs::read_to_string(dir.path().join(format!("{name}.stderr")))
+                .unwrap_or_default();
+            let events = std::fs::read_to_string(dir.path().join(format!("{name}.events")))
+                .unwrap_or_default();
+            eprintln!("--- {name} events:\n{events}\n--- {name} stderr:\n{stderr}");
+        }
+        panic!("the two consumers did not settle on two shards each within 60s");
+    }
+
+    let client = server.client();
+    let shards = client.list_shards("audit").await.unwrap();
+    let mut generator = AuditLogGenerator::new(1);
+    for batch in 0..LOGS / 500 {
+        let shard = &shards[batch % shards.len()];
+        let group = generator.group(500, 1_700_000_000);
+        client
+            .put_logs(
+                "audit",
+                PutTarget::HashKey(&shard.inclusive_begin_key),
+                &group,
+            )
+            .await
+            .unwrap();
+    }
+
+    wait_until("all logs to be consumed", Duration::from_secs(120), || {
+        let total: usize = consumers.iter().map(|c| c.logs().len()).sum();
+        async move { total >= LOGS }
+    })
+    .await;
+    let held: Vec<BTreeSet<u32>> = consumers.iter().map(Consumer::holding).collect();
+    for consumer in &mut consumers {
+        consumer.stop().await;
+    }
+
+    let mut seen = HashSet::new();
+    let mut shards_by_consumer: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
+    for consumer in &consumers {
+        for log in consumer.logs() {
+            assert!(
+                seen.insert(log["event_id"].as_str().unwrap().to_owned()),
+                "log consumed twice: {log}"
+            );
+            shards_by_consumer
+                .entry(consumer.name.clone())
+                .or_default()
+                .insert(log["__shard__"].as_u64().unwrap());
+        }
+    }
+    assert_eq!(seen.len(), LOGS, "every log consumed exactly once");
+    for (index, consumer) in consumers.iter().enumerate() {
+        let consumed: BTreeSet<u32> = shards_by_consumer[&consumer.name]
+            .iter()
+            .map(|s| *s as u32)
+            .collect();
+        assert_eq!(
+            consumed, held[index],
+            "{} consumed exactly the shards it held",
+            consumer.name
+        );
+    }
+
+    let checkpoints =
+        run_sdk_client(&server, "audit", &["checkpoints", "--group", "sdk-group"]).await;
+    let checkpoints = checkpoints["checkpoints"].as_array().unwrap();
+    assert_eq!(checkpoints.len(), 4);
+    for checkpoint in checkpoints {
+        let shard = checkpoint["shard"].as_u64().unwrap() as u32;
+        let end = client
+            .get_cursor("audit", shard, CursorFrom::End)
+            .await
+            .unwrap();
+        assert_eq!(
+            checkpoint["checkpoint"],
+            end.as_str(),
+            "shard {shard} checkpoint is at the end"
+        );
+    }
+}

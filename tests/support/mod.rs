@@ -1,0 +1,192 @@
+//! Helpers shared by the integration tests: an in-process local log service on
+//! `127.0.0.1:0`, the official Python SDK's interpreter, and waiting on conditions.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use siem_forwarder::common::shutdown::CancellationToken;
+use siem_forwarder::common::Secret;
+use siem_forwarder::local_server::{LocalServer, LocalServerConfig, LogstoreSpec};
+use siem_forwarder::source::{Client, ClientConfig};
+
+pub const PROJECT: &str = "test-project";
+pub const AK_ID: &str = "test-ak-id";
+pub const AK_SECRET: &str = "test-ak-secret";
+
+/// A local log service running on a tokio task, stored in a temporary directory.
+pub struct TestServer {
+    pub address: SocketAddr,
+    pub data_dir: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+    shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<()>>,
+    logstores: Vec<(String, u32)>,
+    pub max_body_bytes: usize,
+}
+
+impl TestServer {
+    /// Starts a server with the given `(logstore, shards)` in [`PROJECT`].
+    pub async fn start(logstores: &[(&str, u32)]) -> Self {
+        Self::start_with_limit(
+            logstores,
+            siem_forwarder::local_server::DEFAULT_MAX_BODY_BYTES,
+        )
+        .await
+    }
+
+    /// Like [`TestServer::start`] with a request body limit.
+    pub async fn start_with_limit(logstores: &[(&str, u32)], max_body_bytes: usize) -> Self {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let mut server = Self {
+            address: "127.0.0.1:0".parse().unwrap(),
+            data_dir: temp.path().to_owned(),
+            _temp: Some(temp),
+            shutdown: CancellationToken::new(),
+            task: None,
+            logstores: logstores.iter().map(|(n, s)| (n.to_string(), *s)).collect(),
+            max_body_bytes,
+        };
+        server.launch("127.0.0.1:0".parse().unwrap()).await;
+        server
+    }
+
+    async fn launch(&mut self, bind: SocketAddr) {
+        let config = LocalServerConfig {
+            data_dir: self.data_dir.clone(),
+            access_key_id: AK_ID.into(),
+            access_key_secret: Secret::new(AK_SECRET),
+            max_body_bytes: self.max_body_bytes,
+            logstores: self
+                .logstores
+                .iter()
+                .map(|(logstore, shards)| LogstoreSpec {
+                    project: PROJECT.into(),
+                    logstore: logstore.clone(),
+                    shards: *shards,
+                })
+                .collect(),
+        };
+        let server = LocalServer::open(config).expect("open local server");
+        let listener = tokio::net::TcpListener::bind(bind).await.expect("bind");
+        self.address = listener.local_addr().unwrap();
+        self.shutdown = CancellationToken::new();
+        let shutdown = self.shutdown.clone();
+        self.task = Some(tokio::spawn(async move {
+            server
+                .run(listener, async move { shutdown.cancelled().await })
+                .await
+                .expect("local server run");
+        }));
+    }
+
+    /// Stops the server and waits until it is gone.
+    pub async fn stop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task");
+        }
+    }
+
+    /// Stops the server and starts it again on the same data directory and port.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        let address = self.address;
+        self.launch(address).await;
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// A client of [`PROJECT`] with the right key.
+    pub fn client(&self) -> Client {
+        self.client_with(PROJECT, AK_SECRET)
+    }
+
+    /// A client of `project` signing with `secret`, without retries.
+    pub fn client_with(&self, project: &str, secret: &str) -> Client {
+        let mut config = ClientConfig::new(&self.endpoint(), project, AK_ID, Secret::new(secret));
+        config.max_attempts = 1;
+        Client::new(config).expect("client")
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// The repository root.
+pub fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The Python interpreter of the virtualenv with the official SDK (made by
+/// `scripts/setup-python-sdk.sh`, which `scripts/test.sh` runs).
+pub fn sdk_python() -> PathBuf {
+    let python = std::env::var_os("SLS_SDK_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".venv/sls-sdk/bin/python"));
+    assert!(
+        python.exists(),
+        "the official Python SDK is not installed at {}; run scripts/test.sh (or scripts/setup-python-sdk.sh)",
+        python.display()
+    );
+    python
+}
+
+/// Environment that makes the Python SDK reach `server` through `HTTP_PROXY`, and the
+/// endpoint to give it: a made-up host name on the server's port.
+pub fn sdk_proxy_env(server: &TestServer) -> (String, Vec<(&'static str, String)>) {
+    let proxy = format!("http://{}", server.address);
+    let endpoint = format!("sls.test:{}", server.address.port());
+    let env = vec![
+        ("HTTP_PROXY", proxy.clone()),
+        ("http_proxy", proxy),
+        ("NO_PROXY", String::new()),
+        ("no_proxy", String::new()),
+    ];
+    (endpoint, env)
+}
+
+/// Polls `condition` every 100 ms until it returns true (then true) or `timeout` passes
+/// (then false).
+pub async fn poll_until<F, Fut>(timeout: Duration, mut condition: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Like [`poll_until`], failing the test on timeout.
+pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    assert!(
+        poll_until(timeout, condition).await,
+        "timed out after {timeout:?} waiting for {what}"
+    );
+}
+
+/// Shares a value between a test and the closures it polls with.
+pub fn shared<T>(value: T) -> Arc<std::sync::Mutex<T>> {
+    Arc::new(std::sync::Mutex::new(value))
+}
