@@ -18,9 +18,15 @@ use support::{TestServer, AK_ID, AK_SECRET, PROJECT};
 async fn pull_everything(client: &Client, logstore: &str) -> usize {
     let mut total = 0;
     for shard in client.list_shards(logstore).await.unwrap() {
-        let mut cursor = client.get_cursor(logstore, shard.shard_id, CursorFrom::Begin).await.unwrap();
+        let mut cursor = client
+            .get_cursor(logstore, shard.shard_id, CursorFrom::Begin)
+            .await
+            .unwrap();
         loop {
-            let pulled = client.pull_logs(logstore, shard.shard_id, &cursor, 1000).await.unwrap();
+            let pulled = client
+                .pull_logs(logstore, shard.shard_id, &cursor, 1000)
+                .await
+                .unwrap();
             if pulled.group_count == 0 {
                 break;
             }
@@ -37,20 +43,50 @@ async fn restart_between_writing_and_reading_loses_nothing() {
     let client = server.client();
     let mut generator = AuditLogGenerator::new(3);
     for _ in 0..12 {
-        client.put_logs("audit", PutTarget::LoadBalanced, &generator.group(250, 1_700_000_000)).await.unwrap();
+        client
+            .put_logs(
+                "audit",
+                PutTarget::LoadBalanced,
+                &generator.group(250, 1_700_000_000),
+            )
+            .await
+            .unwrap();
     }
-    client.create_consumer_group("audit", "g", 30, false).await.unwrap();
-    client.update_checkpoint("audit", "g", "c1", 1, "Mg==", true).await.unwrap();
+    client
+        .create_consumer_group("audit", "g", 30, false)
+        .await
+        .unwrap();
+    client
+        .update_checkpoint("audit", "g", "c1", 1, "Mg==", true)
+        .await
+        .unwrap();
 
     server.restart().await;
     let client = server.client();
 
     assert_eq!(pull_everything(&client, "audit").await, 3000);
-    let checkpoint = client.get_checkpoint("audit", "g", 1).await.unwrap().unwrap();
-    assert_eq!((checkpoint.checkpoint.as_str(), checkpoint.consumer.as_str()), ("Mg==", "c1"));
-    assert!(checkpoint.update_time > 1_700_000_000_000_000, "microseconds");
-    let never = client.get_checkpoint("audit", "g", 0).await.unwrap().unwrap();
-    assert_eq!(never.checkpoint, "", "a shard never checkpointed is listed with an empty cursor");
+    let checkpoint = client
+        .get_checkpoint("audit", "g", 1)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (checkpoint.checkpoint.as_str(), checkpoint.consumer.as_str()),
+        ("Mg==", "c1")
+    );
+    assert!(
+        checkpoint.update_time > 1_700_000_000_000_000,
+        "microseconds"
+    );
+    let never = client
+        .get_checkpoint("audit", "g", 0)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        never.checkpoint, "",
+        "a shard never checkpointed is listed with an empty cursor"
+    );
     let groups = client.list_consumer_groups("audit").await.unwrap();
     assert_eq!((groups[0].name.as_str(), groups[0].timeout), ("g", 30));
 }
@@ -63,25 +99,57 @@ fn api_code(result: Result<impl std::fmt::Debug, ClientError>) -> (u16, ApiError
 }
 
 /// Sends a request signed (or not) by hand, for bodies the client would never produce.
-async fn raw_request(server: &TestServer, method: &str, path: &str, body: Vec<u8>, sign: bool) -> (u16, serde_json::Value) {
+async fn raw_request(
+    server: &TestServer,
+    method: &str,
+    path: &str,
+    body: Vec<u8>,
+    sign: bool,
+) -> (u16, serde_json::Value) {
     let mut headers = HeaderMap::new();
     let date = httpdate::fmt_http_date(SystemTime::now());
     headers.insert("date", HeaderValue::from_str(&date).unwrap());
     headers.insert("x-log-apiversion", HeaderValue::from_static("0.6.0"));
-    headers.insert("x-log-signaturemethod", HeaderValue::from_static("hmac-sha1"));
-    headers.insert("x-log-bodyrawsize", HeaderValue::from_str(&body.len().to_string()).unwrap());
-    headers.insert("content-type", HeaderValue::from_static("application/x-protobuf"));
-    headers.insert("host", HeaderValue::from_str(&format!("{PROJECT}.127.0.0.1")).unwrap());
+    headers.insert(
+        "x-log-signaturemethod",
+        HeaderValue::from_static("hmac-sha1"),
+    );
+    headers.insert(
+        "x-log-bodyrawsize",
+        HeaderValue::from_str(&body.len().to_string()).unwrap(),
+    );
+    headers.insert(
+        "content-type",
+        HeaderValue::from_static("application/x-protobuf"),
+    );
+    headers.insert(
+        "host",
+        HeaderValue::from_str(&format!("{PROJECT}.127.0.0.1")).unwrap(),
+    );
     if !body.is_empty() {
-        headers.insert("content-md5", HeaderValue::from_str(&auth::content_md5(&body)).unwrap());
+        headers.insert(
+            "content-md5",
+            HeaderValue::from_str(&auth::content_md5(&body)).unwrap(),
+        );
     }
     if sign {
-        let request = SignedRequest { method, path, query: &[], headers: &headers };
+        let request = SignedRequest {
+            method,
+            path,
+            query: &[],
+            headers: &headers,
+        };
         let authorization = auth::authorization(AK_ID, AK_SECRET, &request);
-        headers.insert("authorization", HeaderValue::from_str(&authorization).unwrap());
+        headers.insert(
+            "authorization",
+            HeaderValue::from_str(&authorization).unwrap(),
+        );
     }
     let response = reqwest::Client::new()
-        .request(method.parse().unwrap(), format!("{}{path}", server.endpoint()))
+        .request(
+            method.parse().unwrap(),
+            format!("{}{path}", server.endpoint()),
+        )
         .headers(headers)
         .body(body)
         .send()
@@ -98,47 +166,95 @@ async fn bad_input_gets_the_sls_error_and_the_server_stays_up() {
     let client = server.client();
 
     // Malformed protobuf.
-    let (status, body) = raw_request(&server, "POST", "/logstores/audit/shards/lb", b"\x0a\xff\xff".to_vec(), true).await;
-    assert_eq!((status, body["errorCode"].as_str()), (400, Some("PostBodyInvalid")), "{body}");
+    let (status, body) = raw_request(
+        &server,
+        "POST",
+        "/logstores/audit/shards/lb",
+        b"\x0a\xff\xff".to_vec(),
+        true,
+    )
+    .await;
+    assert_eq!(
+        (status, body["errorCode"].as_str()),
+        (400, Some("PostBodyInvalid")),
+        "{body}"
+    );
     assert!(body["errorMessage"].as_str().unwrap().contains("protobuf"));
 
     // Unsigned, and signed with the wrong secret.
-    let (status, body) = raw_request(&server, "GET", "/logstores/audit/shards", Vec::new(), false).await;
-    assert_eq!((status, body["errorCode"].as_str()), (401, Some("Unauthorized")));
+    let (status, body) =
+        raw_request(&server, "GET", "/logstores/audit/shards", Vec::new(), false).await;
+    assert_eq!(
+        (status, body["errorCode"].as_str()),
+        (401, Some("Unauthorized"))
+    );
     let wrong_secret = server.client_with(PROJECT, "not-the-secret");
-    assert_eq!(api_code(wrong_secret.list_shards("audit").await), (401, ApiErrorCode::SignatureNotMatch));
+    assert_eq!(
+        api_code(wrong_secret.list_shards("audit").await),
+        (401, ApiErrorCode::SignatureNotMatch)
+    );
 
     // Unknown project, logstore and shard.
     let elsewhere = server.client_with("no-such-project", AK_SECRET);
-    assert_eq!(api_code(elsewhere.list_shards("audit").await), (404, ApiErrorCode::ProjectNotExist));
-    assert_eq!(api_code(client.list_shards("nope").await), (404, ApiErrorCode::LogStoreNotExist));
+    assert_eq!(
+        api_code(elsewhere.list_shards("audit").await),
+        (404, ApiErrorCode::ProjectNotExist)
+    );
+    assert_eq!(
+        api_code(client.list_shards("nope").await),
+        (404, ApiErrorCode::LogStoreNotExist)
+    );
     assert_eq!(
         api_code(client.get_cursor("audit", 7, CursorFrom::Begin).await),
         (400, ApiErrorCode::ShardNotExist)
     );
 
     // Invalid cursors: not base64, and beyond the end.
-    assert_eq!(api_code(client.pull_logs("audit", 0, "%%%", 10).await), (400, ApiErrorCode::InvalidCursor));
-    assert_eq!(api_code(client.pull_logs("audit", 0, "OTk=", 10).await), (400, ApiErrorCode::InvalidCursor));
+    assert_eq!(
+        api_code(client.pull_logs("audit", 0, "%%%", 10).await),
+        (400, ApiErrorCode::InvalidCursor)
+    );
+    assert_eq!(
+        api_code(client.pull_logs("audit", 0, "OTk=", 10).await),
+        (400, ApiErrorCode::InvalidCursor)
+    );
 
     // A body over the limit (random bytes do not compress).
     let mut noise = vec![0u8; 3 << 20];
     rand::thread_rng().fill_bytes(&mut noise);
-    let noise: String = noise.iter().map(|b| char::from(b'a' + b % 26)).collect::<String>();
+    let noise: String = noise
+        .iter()
+        .map(|b| char::from(b'a' + b % 26))
+        .collect::<String>();
     let huge = LogGroup {
-        logs: vec![Log { time: 1, time_ns: None, contents: vec![("blob".into(), noise)] }],
+        logs: vec![Log {
+            time: 1,
+            time_ns: None,
+            contents: vec![("blob".into(), noise)],
+        }],
         ..LogGroup::default()
     };
     assert_eq!(
-        api_code(client.put_logs("audit", PutTarget::LoadBalanced, &huge).await),
+        api_code(
+            client
+                .put_logs("audit", PutTarget::LoadBalanced, &huge)
+                .await
+        ),
         (413, ApiErrorCode::PostBodyTooLarge)
     );
 
     // Still serving.
     let fine = LogGroup {
-        logs: vec![Log { time: 1, time_ns: None, contents: vec![("k".into(), "v".into())] }],
+        logs: vec![Log {
+            time: 1,
+            time_ns: None,
+            contents: vec![("k".into(), "v".into())],
+        }],
         ..LogGroup::default()
     };
-    client.put_logs("audit", PutTarget::LoadBalanced, &fine).await.unwrap();
+    client
+        .put_logs("audit", PutTarget::LoadBalanced, &fine)
+        .await
+        .unwrap();
     assert_eq!(pull_everything(&client, "audit").await, 1);
 }

@@ -47,9 +47,27 @@ impl Assignment {
             });
         member.last_seen = now;
         member.reported = reported.iter().copied().collect();
+        // Shards the consumer was told to hold but no longer reports, it gave up on purpose
+        // (shutdown, or a lost shard): hand them on now instead of after the timeout.
+        let released: BTreeSet<u32> = member
+            .granted
+            .difference(&member.reported)
+            .copied()
+            .collect();
+        if !released.is_empty() && member.reported.is_empty() {
+            tracing::info!(
+                consumer,
+                "consumer released every shard; removing it from the group"
+            );
+            self.members.remove(consumer);
+            self.owners.retain(|_, owner| owner != consumer);
+            return Vec::new();
+        }
+        self.owners
+            .retain(|shard, owner| !(owner == consumer && released.contains(shard)));
         self.expire(timeout, now);
         self.owners.retain(|shard, _| eligible.contains(shard));
-        self.assign_unowned(eligible);
+        self.assign_unowned(eligible, &released, consumer);
         self.rebalance();
         let granted: BTreeSet<u32> = self
             .owned_by(consumer)
@@ -85,6 +103,20 @@ impl Assignment {
         self.members.contains_key(consumer)
     }
 
+    /// True when `consumer` may write the checkpoint of `shard`: it was told to hold the shard
+    /// or still reports holding it (draining after a rebalance), and no other consumer was
+    /// told to hold it.
+    pub fn may_checkpoint(&self, consumer: &str, shard: u32) -> bool {
+        let holds = self.members.get(consumer).is_some_and(|member| {
+            member.granted.contains(&shard) || member.reported.contains(&shard)
+        });
+        holds
+            && !self
+                .members
+                .iter()
+                .any(|(name, member)| name != consumer && member.granted.contains(&shard))
+    }
+
     /// The current owner of `shard`.
     pub fn owner(&self, shard: u32) -> Option<&str> {
         self.owners.get(&shard).map(String::as_str)
@@ -106,20 +138,29 @@ impl Assignment {
         loads
     }
 
-    /// The least-loaded member, ties broken by name.
-    fn idlest(&self) -> Option<String> {
+    /// The least-loaded member other than `excluded`, ties broken by name.
+    fn idlest(&self, excluded: Option<&str>) -> Option<String> {
         self.loads()
             .into_iter()
+            .filter(|(name, _)| Some(*name) != excluded)
             .min_by_key(|(name, load)| (*load, *name))
             .map(|(name, _)| name.to_owned())
     }
 
-    fn assign_unowned(&mut self, eligible: &BTreeSet<u32>) {
+    /// Gives unowned shards to the idlest consumer; `released` shards never go straight back
+    /// to `releaser`, the consumer that just let them go.
+    fn assign_unowned(
+        &mut self,
+        eligible: &BTreeSet<u32>,
+        released: &BTreeSet<u32>,
+        releaser: &str,
+    ) {
         for shard in eligible {
             if self.owners.contains_key(shard) {
                 continue;
             }
-            match self.idlest() {
+            let excluded = released.contains(shard).then_some(releaser);
+            match self.idlest(excluded) {
                 Some(consumer) => {
                     self.owners.insert(*shard, consumer);
                 }
@@ -212,25 +253,70 @@ mod tests {
     }
 
     #[test]
+    fn released_shards_move_at_once_and_a_leaving_consumer_is_forgotten() {
+        let mut group = Assignment::default();
+        let t0 = Instant::now();
+        let all = shards(4);
+        group.heartbeat("a", &[], &all, TIMEOUT, t0);
+        group.heartbeat("b", &[], &all, TIMEOUT, t0);
+        let a = group.heartbeat("a", &[0, 1, 2, 3], &all, TIMEOUT, t0);
+        group.heartbeat("a", &a, &all, TIMEOUT, t0);
+        let b = group.heartbeat("b", &[], &all, TIMEOUT, t0);
+        assert_eq!((a.len(), b.len()), (2, 2));
+        // b stops: it releases everything with an empty heartbeat.
+        assert!(group.heartbeat("b", &[], &all, TIMEOUT, t0).is_empty());
+        assert!(!group.is_member("b"));
+        assert_eq!(group.heartbeat("a", &a, &all, TIMEOUT, t0), [0, 1, 2, 3]);
+        // a gives up shard 0 alone (e.g. it lost it): it goes to nobody else, and not back to a.
+        group.heartbeat("c", &[], &all, TIMEOUT, t0);
+        let a = group.heartbeat("a", &[1, 2, 3], &all, TIMEOUT, t0);
+        assert!(!a.contains(&0));
+        assert!(group.heartbeat("c", &[], &all, TIMEOUT, t0).contains(&0));
+    }
+
+    #[test]
+    fn a_draining_consumer_may_still_checkpoint() {
+        let mut group = Assignment::default();
+        let t0 = Instant::now();
+        let all = shards(2);
+        let a = group.heartbeat("a", &[], &all, TIMEOUT, t0);
+        group.heartbeat("a", &a, &all, TIMEOUT, t0);
+        group.heartbeat("b", &[], &all, TIMEOUT, t0);
+        let moved = 1 - group.heartbeat("a", &[0, 1], &all, TIMEOUT, t0)[0];
+        assert!(group.may_checkpoint("a", moved), "a drains the moved shard");
+        assert!(
+            !group.may_checkpoint("b", moved),
+            "b was not granted it yet"
+        );
+        group.heartbeat("a", &[1 - moved], &all, TIMEOUT, t0);
+        group.heartbeat("b", &[], &all, TIMEOUT, t0);
+        assert!(group.may_checkpoint("b", moved));
+        assert!(!group.may_checkpoint("a", moved));
+    }
+
+    #[test]
     fn dead_consumer_shards_move_after_the_timeout() {
         let mut group = Assignment::default();
         let t0 = Instant::now();
         let all = shards(6);
-        for name in ["a", "b", "c"] {
-            group.heartbeat(name, &[], &all, TIMEOUT, t0);
+        let mut held: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
+        for _ in 0..3 {
+            for name in ["a", "b", "c"] {
+                let reported = held.get(name).cloned().unwrap_or_default();
+                held.insert(name, group.heartbeat(name, &reported, &all, TIMEOUT, t0));
+            }
         }
-        let a = group.heartbeat("a", &[], &all, TIMEOUT, t0);
-        let b = group.heartbeat("b", &[], &all, TIMEOUT, t0);
-        let c = group.heartbeat("c", &[], &all, TIMEOUT, t0);
+        let (a, b, c) = (held["a"].clone(), held["b"].clone(), held["c"].clone());
         assert_eq!((a.len(), b.len(), c.len()), (2, 2, 2));
         // c dies; a and b keep heartbeating.
         let midway = t0 + TIMEOUT / 2;
         group.heartbeat("a", &a, &all, TIMEOUT, midway);
         group.heartbeat("b", &b, &all, TIMEOUT, midway);
         let later = t0 + TIMEOUT + Duration::from_secs(1);
-        assert_eq!(group.heartbeat("a", &a, &all, TIMEOUT, later).len(), 3);
+        let a1 = group.heartbeat("a", &a, &all, TIMEOUT, later);
+        assert_eq!(a1.len(), 3);
         let b2 = group.heartbeat("b", &b, &all, TIMEOUT, later);
-        let a2 = group.heartbeat("a", &a, &all, TIMEOUT, later);
+        let a2 = group.heartbeat("a", &a1, &all, TIMEOUT, later);
         assert_eq!(a2.len() + b2.len(), 6);
         assert!(!group.is_member("c"));
         assert!(a2.iter().all(|s| !b2.contains(s)));
@@ -242,10 +328,11 @@ mod tests {
         let t0 = Instant::now();
         let all = shards(8);
         let names = ["p1", "p2", "p3"];
-        for _ in 0..3 {
+        let mut held: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
+        for _ in 0..4 {
             for name in names {
-                let held = group.owned_by(name).collect::<Vec<_>>();
-                group.heartbeat(name, &held, &all, TIMEOUT, t0);
+                let reported = held.get(name).cloned().unwrap_or_default();
+                held.insert(name, group.heartbeat(name, &reported, &all, TIMEOUT, t0));
             }
         }
         let loads: Vec<usize> = names.iter().map(|n| group.owned_by(n).count()).collect();
@@ -253,8 +340,7 @@ mod tests {
         assert!(loads.iter().all(|load| (2..=3).contains(load)), "{loads:?}");
         let before = group.owners.clone();
         for name in names {
-            let held = group.owned_by(name).collect::<Vec<_>>();
-            group.heartbeat(name, &held, &all, TIMEOUT, t0);
+            group.heartbeat(name, &held[name], &all, TIMEOUT, t0);
         }
         assert_eq!(group.owners, before, "a stable group does not move shards");
     }

@@ -389,7 +389,7 @@ impl Logstore {
                     format!("consumer {consumer} is not a member of the group"),
                 ));
             }
-            if group.assignment.owner(shard) != Some(consumer) {
+            if !group.assignment.may_checkpoint(consumer, shard) {
                 return Err(Failure::new(
                     ApiErrorCode::ConsumerNotMatch,
                     format!("shard {shard} is not held by consumer {consumer}"),
