@@ -11,6 +11,7 @@ use futures::{StreamExt, TryStreamExt};
 
 use crate::common::shutdown::termination_signal;
 use crate::common::Secret;
+use crate::config::ForwarderConfig;
 use crate::local_server::generator::AuditLogGenerator;
 use crate::local_server::{LocalServer, LocalServerConfig, LogstoreSpec, DEFAULT_MAX_BODY_BYTES};
 use crate::source::api::put_logs::PutTarget;
@@ -34,10 +35,22 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Join the consumer group(s) and forward logs until SIGTERM or SIGINT.
+    Run(ConfigArgs),
+    /// Check a configuration file without connecting anywhere.
+    Validate(ConfigArgs),
     /// Run the embedded SLS-compatible log service.
     LocalServer(LocalServerArgs),
     /// Write logs to a logstore: JSON lines from a file, or generated audit logs.
     Put(PutArgs),
+}
+
+/// Options of the commands that read a configuration file.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// The TOML configuration file.
+    #[arg(long, short)]
+    pub config: PathBuf,
 }
 
 /// AccessKey options shared by the commands that sign requests.
@@ -134,6 +147,8 @@ pub async fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_format);
     let outcome = match cli.command {
+        Command::Run(args) => run(args).await,
+        Command::Validate(args) => validate(args),
         Command::LocalServer(args) => local_server(args).await,
         Command::Put(args) => put(args).await,
     };
@@ -145,6 +160,25 @@ pub async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+async fn run(args: ConfigArgs) -> anyhow::Result<()> {
+    let config = ForwarderConfig::load(&args.config)?;
+    let shutdown = crate::common::shutdown::token_cancelled_on_signal();
+    crate::app::run(config, shutdown).await?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+fn validate(args: ConfigArgs) -> anyhow::Result<()> {
+    let config = ForwarderConfig::load(&args.config)?;
+    crate::app::build_sinks(&config.sinks).with_context(|| format!("{}", args.config.display()))?;
+    println!(
+        "{}: ok ({} sink(s))",
+        args.config.display(),
+        config.sinks.len()
+    );
+    Ok(())
 }
 
 async fn local_server(args: LocalServerArgs) -> anyhow::Result<()> {

@@ -17,6 +17,7 @@
 //! - [`sinks`]: the [`sinks::Sink`] trait and the destinations.
 
 pub mod common;
+pub mod consumer;
 pub mod encoding;
 pub mod local_server;
 pub mod model;
@@ -24,4 +25,9 @@ pub mod sinks;
 pub mod source;
 pub mod telemetry;
 
+pub mod pipeline;
+
+pub mod config;
+
+pub mod app;
 pub mod cli;

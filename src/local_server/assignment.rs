@@ -117,11 +117,6 @@ impl Assignment {
                 .any(|(name, member)| name != consumer && member.granted.contains(&shard))
     }
 
-    /// The current owner of `shard`.
-    pub fn owner(&self, shard: u32) -> Option<&str> {
-        self.owners.get(&shard).map(String::as_str)
-    }
-
     fn owned_by<'a>(&'a self, consumer: &'a str) -> impl Iterator<Item = u32> + 'a {
         self.owners
             .iter()

@@ -8,6 +8,9 @@ use tokio_util::sync::CancellationToken;
 
 pub use crate::model::batch::SinkBatch;
 
+pub mod console;
+pub mod file;
+
 /// Why a sink stopped or failed its health check.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {

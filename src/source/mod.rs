@@ -6,6 +6,7 @@ pub mod api;
 pub mod auth;
 pub mod client;
 pub mod compression;
+pub mod config;
 pub mod cursor;
 pub mod error;
 pub mod json_lines;

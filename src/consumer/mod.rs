@@ -1,0 +1,180 @@
+//! The consumer-group runtime, as the official consumer libraries behave: join (creating the
+//! group when absent), heartbeat the held shards, run one task per assigned shard, hand batches
+//! to the pipeline, and commit each shard's checkpoint only past batches every sink delivered.
+//!
+//! - [`heartbeat`]: held plus draining shards; eviction after the group timeout.
+//! - [`worker`]: reconciles assigned shards against running tasks.
+//! - [`shard`]: start cursor → pull → hand on → drain.
+//! - [`checkpoint`]: the pure fetched/delivered/committed tracker.
+
+pub mod checkpoint;
+pub mod config;
+pub mod heartbeat;
+pub mod shard;
+pub mod worker;
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch, Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+pub use config::{ConsumerConfig, StartPosition};
+use heartbeat::Heartbeat;
+use shard::ShardTask;
+use worker::Worker;
+
+use crate::common::Backoff;
+use crate::model::batch::SinkBatch;
+use crate::model::ShardKey;
+use crate::source::{ApiErrorCode, Client, ClientError};
+
+/// Why the runtime could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumerError {
+    /// Joining the consumer group failed for a reason that retrying cannot fix.
+    #[error("cannot join consumer group `{group}` on logstore `{logstore}`: {source}")]
+    Join {
+        /// Logstore.
+        logstore: String,
+        /// Group.
+        group: String,
+        /// The API error.
+        #[source]
+        source: ClientError,
+    },
+    /// The configuration is invalid.
+    #[error("invalid consumer configuration: {0}")]
+    Config(String),
+}
+
+/// Consumes `logstores` as one member of the configured group until `shutdown`, sending
+/// every pulled batch to `output`. Returns after every shard drained, committed its final
+/// checkpoint and was released.
+///
+/// # Errors
+///
+/// [`ConsumerError`] when the group cannot be joined (unknown logstore, bad credentials).
+pub async fn run(
+    client: Client,
+    logstores: &[String],
+    config: ConsumerConfig,
+    output: mpsc::Sender<SinkBatch>,
+    shutdown: CancellationToken,
+) -> Result<(), ConsumerError> {
+    config.validate().map_err(ConsumerError::Config)?;
+    let consumer: Arc<str> = config.consumer_name().into();
+    let config = Arc::new(config);
+    let budget = Arc::new(Semaphore::new(
+        config.max_inflight_bytes.0.min(u64::from(u32::MAX)) as usize,
+    ));
+    tracing::info!(group = %config.group, consumer = %consumer, ?logstores, "joining consumer group");
+    let mut members = tokio::task::JoinSet::new();
+    for logstore in logstores {
+        if !ensure_group(&client, logstore, &config, &shutdown).await? {
+            break;
+        }
+        let template = ShardTask {
+            client: client.clone(),
+            key: ShardKey {
+                logstore: logstore.as_str().into(),
+                shard: 0,
+            },
+            group: config.group.as_str().into(),
+            consumer: consumer.clone(),
+            config: config.clone(),
+            output: output.clone(),
+            budget: budget.clone(),
+        };
+        members.spawn(run_member(template, config.clone(), shutdown.clone()));
+    }
+    drop(output);
+    while members.join_next().await.is_some() {}
+    tracing::info!(group = %config.group, consumer = %consumer, "left consumer group");
+    Ok(())
+}
+
+/// One logstore's heartbeat and worker; the heartbeat outlives the worker's drain.
+async fn run_member(template: ShardTask, config: Arc<ConsumerConfig>, shutdown: CancellationToken) {
+    let running = Arc::new(Mutex::new(BTreeSet::new()));
+    let poke = Arc::new(Notify::new());
+    let (assigned_tx, assigned_rx) = watch::channel(BTreeSet::new());
+    let heartbeat = Heartbeat {
+        client: template.client.clone(),
+        logstore: template.key.logstore.to_string(),
+        group: config.group.clone(),
+        consumer: template.consumer.to_string(),
+        interval: config.heartbeat_interval.0,
+        timeout: config.group_timeout(),
+        running: running.clone(),
+        poke: poke.clone(),
+    };
+    let heartbeat_stop = CancellationToken::new();
+    let heartbeat_task = tokio::spawn(heartbeat.run(assigned_tx, heartbeat_stop.clone()));
+    Worker {
+        template,
+        running,
+        poke,
+    }
+    .run(assigned_rx, shutdown)
+    .await;
+    heartbeat_stop.cancel();
+    if let Err(error) = heartbeat_task.await {
+        tracing::error!(%error, "heartbeat task failed");
+    }
+}
+
+/// Creates the group when absent and aligns its timeout and order. Retries transient
+/// failures until `shutdown`; returns false when shut down first.
+async fn ensure_group(
+    client: &Client,
+    logstore: &str,
+    config: &ConsumerConfig,
+    shutdown: &CancellationToken,
+) -> Result<bool, ConsumerError> {
+    let timeout = config.group_timeout().as_secs().max(1) as u32;
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+    loop {
+        let attempt = async {
+            let groups = client.list_consumer_groups(logstore).await?;
+            match groups.iter().find(|group| group.name == config.group) {
+                Some(group) if group.timeout == timeout && group.order == config.ordered => Ok(()),
+                Some(_) => {
+                    client
+                        .update_consumer_group(logstore, &config.group, timeout, config.ordered)
+                        .await
+                }
+                None => match client
+                    .create_consumer_group(logstore, &config.group, timeout, config.ordered)
+                    .await
+                {
+                    Err(error)
+                        if error.api_code() == Some(&ApiErrorCode::ConsumerGroupAlreadyExist) =>
+                    {
+                        client
+                            .update_consumer_group(logstore, &config.group, timeout, config.ordered)
+                            .await
+                    }
+                    other => other,
+                },
+            }
+        };
+        match attempt.await {
+            Ok(()) => return Ok(true),
+            Err(error) if error.is_retryable() => {
+                tracing::warn!(logstore, group = %config.group, %error, "cannot join the consumer group yet; retrying");
+                if !backoff.wait(shutdown).await {
+                    return Ok(false);
+                }
+            }
+            Err(source) => {
+                return Err(ConsumerError::Join {
+                    logstore: logstore.to_owned(),
+                    group: config.group.clone(),
+                    source,
+                })
+            }
+        }
+    }
+}

@@ -1,0 +1,433 @@
+//! One shard's task: find the start cursor, pull and hand batches on, wait for their
+//! delivery, commit checkpoints, and drain when the shard is taken away or the process stops.
+//!
+//! States: initializing (checkpoint, else the start position) → consuming → draining (no
+//! more pulls; in-flight batches get until the drain deadline) → done (final checkpoint).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::stream::{FuturesOrdered, StreamExt};
+use futures::Future;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use super::checkpoint::CheckpointTracker;
+use super::config::{ConsumerConfig, StartPosition};
+use crate::common::Backoff;
+use crate::model::ack::{self, DeliveryStatus};
+use crate::model::batch::SinkBatch;
+use crate::model::{Batch, ShardKey};
+use crate::source::api::cursor::CursorFrom;
+use crate::source::api::pull_logs::PullResult;
+use crate::source::{ApiErrorCode, Client, ClientError};
+use crate::telemetry::metrics::{metrics, ShardLabels};
+
+/// The largest reservation of the in-flight budget taken before a pull.
+const MAX_FETCH_RESERVATION: usize = 16 << 20;
+
+/// Commit attempts when a shard is released.
+const FINAL_COMMIT_ATTEMPTS: u32 = 3;
+
+/// Everything a shard task needs.
+#[derive(Debug, Clone)]
+pub struct ShardTask {
+    /// Log-service client.
+    pub client: Client,
+    /// Which shard.
+    pub key: ShardKey,
+    /// Consumer group name.
+    pub group: Arc<str>,
+    /// This consumer's name.
+    pub consumer: Arc<str>,
+    /// Consumer settings.
+    pub config: Arc<ConsumerConfig>,
+    /// Where batches go (the pipeline).
+    pub output: mpsc::Sender<SinkBatch>,
+    /// The process-wide in-flight byte budget.
+    pub budget: Arc<Semaphore>,
+}
+
+/// How a shard task ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShardExit {
+    /// Drained and committed (or gave up on in-flight batches at the deadline).
+    Released,
+    /// The server says another consumer owns the shard now; nothing more was committed.
+    Lost,
+    /// Stopped before the start cursor was known.
+    NeverStarted,
+}
+
+type Delivery = Pin<Box<dyn Future<Output = DeliveredBatch> + Send>>;
+type Fetch = Pin<Box<dyn Future<Output = FetchOutcome> + Send>>;
+
+struct DeliveredBatch {
+    number: u64,
+    status: DeliveryStatus,
+    _permit: OwnedSemaphorePermit,
+    raw_bytes: usize,
+    newest_log_time: u32,
+}
+
+enum FetchOutcome {
+    Pulled(Box<PullResult>, OwnedSemaphorePermit),
+    Failed(ClientError),
+    Stopped,
+}
+
+impl ShardTask {
+    fn labels(&self) -> ShardLabels {
+        ShardLabels::new(&self.key.logstore, self.key.shard)
+    }
+
+    /// Runs the shard until `stop` (taken away or shutdown), then drains and commits.
+    pub async fn run(self, stop: CancellationToken) -> ShardExit {
+        let Some(start) = self.start_cursor(&stop).await else {
+            return ShardExit::NeverStarted;
+        };
+        let (cursor, from_checkpoint) = start;
+        tracing::info!(shard = %self.key, %cursor, from_checkpoint, "shard consuming");
+        let mut run = ShardRun {
+            tracker: CheckpointTracker::new(&cursor, from_checkpoint),
+            cursor,
+            deliveries: FuturesOrdered::new(),
+            task: self,
+        };
+        let exit = run.consume(&stop).await;
+        if exit == ShardExit::Lost {
+            return exit;
+        }
+        run.drain().await
+    }
+
+    /// The checkpoint, else the configured start position. Retries until `stop`.
+    async fn start_cursor(&self, stop: &CancellationToken) -> Option<(String, bool)> {
+        let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+        loop {
+            match self.resolve_start().await {
+                Ok(start) => return Some(start),
+                Err(error) => {
+                    tracing::warn!(shard = %self.key, %error, "cannot find the start cursor; retrying");
+                    if !backoff.wait(stop).await {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn resolve_start(&self) -> Result<(String, bool), ClientError> {
+        let checkpoint = self
+            .client
+            .get_checkpoint(&self.key.logstore, &self.group, self.key.shard)
+            .await?;
+        if let Some(checkpoint) = checkpoint.filter(|c| !c.checkpoint.is_empty()) {
+            return Ok((checkpoint.checkpoint, true));
+        }
+        let from = match self.config.start {
+            StartPosition::Begin => CursorFrom::Begin,
+            StartPosition::End => CursorFrom::End,
+            StartPosition::Time(seconds) => CursorFrom::Time(seconds),
+        };
+        let cursor = self
+            .client
+            .get_cursor(&self.key.logstore, self.key.shard, from)
+            .await?;
+        Ok((cursor, false))
+    }
+
+    /// A pull of the next batch: waits for `not_before`, reserves budget, pulls.
+    fn fetch(&self, cursor: String, not_before: Instant, stop: CancellationToken) -> Fetch {
+        let task = self.clone();
+        Box::pin(async move {
+            let reservation = (task.config.max_inflight_bytes.0 as usize / 4)
+                .clamp(1, MAX_FETCH_RESERVATION) as u32;
+            let waited = async {
+                tokio::time::sleep_until(not_before.into()).await;
+                task.budget.clone().acquire_many_owned(reservation).await
+            };
+            let permit = tokio::select! {
+                permit = waited => permit.expect("the budget semaphore is never closed"),
+                () = stop.cancelled() => return FetchOutcome::Stopped,
+            };
+            let pulled = tokio::select! {
+                pulled = task.client.pull_logs(&task.key.logstore, task.key.shard, &cursor, task.config.max_fetch_groups) => pulled,
+                () = stop.cancelled() => return FetchOutcome::Stopped,
+            };
+            match pulled {
+                Ok(result) => FetchOutcome::Pulled(Box::new(result), permit),
+                Err(error) => FetchOutcome::Failed(error),
+            }
+        })
+    }
+}
+
+/// The state of a consuming shard.
+struct ShardRun {
+    task: ShardTask,
+    tracker: CheckpointTracker,
+    /// Where the next pull starts.
+    cursor: String,
+    deliveries: FuturesOrdered<Delivery>,
+}
+
+/// What [`ShardRun::commit`] found.
+enum CommitOutcome {
+    Done,
+    Lost,
+    Failed,
+}
+
+impl ShardRun {
+    async fn consume(&mut self, stop: &CancellationToken) -> ShardExit {
+        let config = self.task.config.clone();
+        let mut commit_timer = tokio::time::interval(config.checkpoint_interval.0);
+        commit_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
+        let mut next_fetch = Instant::now();
+        let mut fetch: Option<Fetch> = None;
+        // After a failed delivery: no new pulls until in-flight batches settle, then rewind.
+        let mut rewinding = false;
+        loop {
+            if fetch.is_none() && !rewinding && self.deliveries.len() < config.max_inflight_batches
+            {
+                fetch = Some(
+                    self.task
+                        .fetch(self.cursor.clone(), next_fetch, stop.clone()),
+                );
+            }
+            tokio::select! {
+                biased;
+                Some(delivered) = self.deliveries.next(), if !self.deliveries.is_empty() => {
+                    if !self.settle(delivered) {
+                        rewinding = true;
+                        fetch = None;
+                    }
+                    if rewinding && self.deliveries.is_empty() {
+                        rewinding = false;
+                        self.cursor = self.tracker.rewind().to_owned();
+                        next_fetch = Instant::now() + backoff.next_delay();
+                        tracing::warn!(shard = %self.task.key, cursor = %self.cursor, "redelivering from the last delivered position");
+                    }
+                }
+                () = stop.cancelled() => return ShardExit::Released,
+                _ = commit_timer.tick() => {
+                    if let CommitOutcome::Lost = self.commit().await {
+                        return ShardExit::Lost;
+                    }
+                }
+                outcome = async { fetch.as_mut().expect("guarded").await }, if fetch.is_some() => {
+                    fetch = None;
+                    match outcome {
+                        FetchOutcome::Pulled(pulled, permit) => {
+                            backoff.reset();
+                            next_fetch = if pulled.group_count == 0 {
+                                Instant::now() + config.fetch_interval.0
+                            } else {
+                                Instant::now()
+                            };
+                            if pulled.group_count > 0 && !self.hand_on(*pulled, permit, stop).await {
+                                return ShardExit::Released;
+                            }
+                        }
+                        FetchOutcome::Failed(error) => {
+                            metrics().pull_errors.get_or_create(&self.task.labels()).inc();
+                            if error.api_code() == Some(&ApiErrorCode::InvalidCursor) {
+                                self.recover_invalid_cursor(&error).await;
+                            } else {
+                                tracing::warn!(shard = %self.task.key, cursor = %self.cursor, %error, "pull failed; retrying");
+                            }
+                            next_fetch = Instant::now() + backoff.next_delay();
+                        }
+                        FetchOutcome::Stopped => return ShardExit::Released,
+                    }
+                }
+            }
+        }
+    }
+
+    /// The cursor fell out of the retained data (TTL) or is corrupt: continue from the oldest
+    /// retained log, which loses nothing that still exists.
+    async fn recover_invalid_cursor(&mut self, error: &ClientError) {
+        match self
+            .task
+            .client
+            .get_cursor(
+                &self.task.key.logstore,
+                self.task.key.shard,
+                CursorFrom::Begin,
+            )
+            .await
+        {
+            Ok(begin) => {
+                tracing::error!(shard = %self.task.key, cursor = %self.cursor, %begin, %error, "cursor no longer valid; continuing from the oldest retained log");
+                if self.deliveries.is_empty() {
+                    self.tracker = CheckpointTracker::new(&begin, false);
+                }
+                self.cursor = begin;
+            }
+            Err(begin_error) => {
+                tracing::warn!(shard = %self.task.key, %error, %begin_error, "cursor invalid and the begin cursor is unavailable; retrying")
+            }
+        }
+    }
+
+    /// Sends a pulled batch to the pipeline. Returns false when stopped while waiting.
+    async fn hand_on(
+        &mut self,
+        pulled: PullResult,
+        mut permit: OwnedSemaphorePermit,
+        stop: &CancellationToken,
+    ) -> bool {
+        let labels = self.task.labels();
+        let raw_bytes = pulled.raw_size;
+        metrics()
+            .pulled_logs
+            .get_or_create(&labels)
+            .inc_by(pulled.records.len() as u64);
+        metrics()
+            .pulled_bytes
+            .get_or_create(&labels)
+            .inc_by(raw_bytes as u64);
+        // Keep exactly the batch's size reserved (at least one byte) until it is delivered.
+        let keep = raw_bytes.clamp(1, permit.num_permits());
+        if let Some(extra) = permit.split(permit.num_permits() - keep) {
+            drop(extra);
+        }
+        metrics().inflight_bytes.inc_by(raw_bytes as i64);
+        let newest_log_time = pulled
+            .records
+            .iter()
+            .map(|record| record.time)
+            .max()
+            .unwrap_or(0);
+        let number = self.tracker.fetched(&pulled.next_cursor);
+        let batch = Arc::new(Batch {
+            shard: self.task.key.clone(),
+            sequence: number,
+            cursor: std::mem::replace(&mut self.cursor, pulled.next_cursor.clone()),
+            next_cursor: pulled.next_cursor,
+            records: pulled.records,
+        });
+        let (token, receiver) = ack::channel();
+        let sent = tokio::select! {
+            sent = self.task.output.send(SinkBatch { batch, ack: token }) => sent.is_ok(),
+            () = stop.cancelled() => false,
+        };
+        if !sent {
+            metrics().inflight_bytes.dec_by(raw_bytes as i64);
+            return false;
+        }
+        self.deliveries.push_back(Box::pin(async move {
+            DeliveredBatch {
+                number,
+                status: receiver.await,
+                _permit: permit,
+                raw_bytes,
+                newest_log_time,
+            }
+        }));
+        true
+    }
+
+    /// Records a delivery outcome; false when the batch failed.
+    fn settle(&mut self, delivered: DeliveredBatch) -> bool {
+        metrics().inflight_bytes.dec_by(delivered.raw_bytes as i64);
+        match delivered.status {
+            DeliveryStatus::Delivered => {
+                if let Err(error) = self.tracker.delivered(delivered.number) {
+                    tracing::error!(shard = %self.task.key, %error, "checkpoint tracker refused a delivery");
+                }
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_secs_f64())
+                    .unwrap_or(0.0);
+                metrics()
+                    .checkpoint_lag_seconds
+                    .get_or_create(&self.task.labels())
+                    .set((now - f64::from(delivered.newest_log_time)).max(0.0));
+                true
+            }
+            DeliveryStatus::Failed(reason) => {
+                tracing::error!(shard = %self.task.key, batch = delivered.number, %reason, "batch not delivered; the checkpoint stays before it");
+                false
+            }
+        }
+    }
+
+    /// Writes the delivered position as the checkpoint, if it moved.
+    async fn commit(&mut self) -> CommitOutcome {
+        let Some(cursor) = self.tracker.to_commit().map(str::to_owned) else {
+            return CommitOutcome::Done;
+        };
+        let task = &self.task;
+        match task
+            .client
+            .update_checkpoint(
+                &task.key.logstore,
+                &task.group,
+                &task.consumer,
+                task.key.shard,
+                &cursor,
+                false,
+            )
+            .await
+        {
+            Ok(()) => {
+                self.tracker
+                    .committed(&cursor)
+                    .expect("committing the offered cursor");
+                metrics()
+                    .checkpoints_committed
+                    .get_or_create(&task.labels())
+                    .inc();
+                tracing::debug!(shard = %task.key, %cursor, "checkpoint committed");
+                CommitOutcome::Done
+            }
+            Err(error)
+                if matches!(
+                    error.api_code(),
+                    Some(ApiErrorCode::ConsumerNotMatch | ApiErrorCode::ConsumerNotExist)
+                ) =>
+            {
+                tracing::warn!(shard = %task.key, %error, "shard is owned by another consumer now; stopping without committing");
+                CommitOutcome::Lost
+            }
+            Err(error) => {
+                tracing::warn!(shard = %task.key, %cursor, %error, "checkpoint commit failed; will retry");
+                CommitOutcome::Failed
+            }
+        }
+    }
+
+    /// Waits for in-flight batches until the drain deadline, then commits the final position.
+    async fn drain(mut self) -> ShardExit {
+        let deadline = tokio::time::Instant::now() + self.task.config.drain_timeout.0;
+        while !self.deliveries.is_empty() {
+            match tokio::time::timeout_at(deadline, self.deliveries.next()).await {
+                Ok(Some(delivered)) => {
+                    self.settle(delivered);
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    tracing::warn!(shard = %self.task.key, undelivered = self.deliveries.len(), "drain deadline passed; the next owner redelivers the undelivered batches");
+                    break;
+                }
+            }
+        }
+        for attempt in 1..=FINAL_COMMIT_ATTEMPTS {
+            match self.commit().await {
+                CommitOutcome::Done => break,
+                CommitOutcome::Lost => return ShardExit::Lost,
+                CommitOutcome::Failed if attempt < FINAL_COMMIT_ATTEMPTS => {
+                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+                }
+                CommitOutcome::Failed => {}
+            }
+        }
+        tracing::info!(shard = %self.task.key, checkpoint = %self.tracker.committed_cursor(), "shard released");
+        ShardExit::Released
+    }
+}

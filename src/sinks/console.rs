@@ -1,0 +1,83 @@
+//! The `console` sink: writes each log to standard output, for trying things out.
+
+use async_trait::async_trait;
+use serde::Deserialize;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{Sink, SinkBatch, SinkError};
+use crate::encoding::json::FlatJsonEncoder;
+use crate::encoding::Encoder;
+use crate::telemetry::metrics::{metrics, SinkLabels};
+
+/// Settings of the `console` sink.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleSinkConfig {
+    /// Sink name for logs and metrics. Default `console-N`.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+impl ConsoleSinkConfig {
+    /// Builds the sink.
+    pub fn build(&self, name: &str) -> ConsoleSink {
+        ConsoleSink {
+            name: name.to_owned(),
+            encoder: Box::new(FlatJsonEncoder),
+        }
+    }
+}
+
+/// Prints one encoded log per line.
+pub struct ConsoleSink {
+    name: String,
+    encoder: Box<dyn Encoder>,
+}
+
+#[async_trait]
+impl Sink for ConsoleSink {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn healthcheck(&self) -> Result<(), SinkError> {
+        Ok(())
+    }
+
+    async fn run(
+        self: Box<Self>,
+        mut input: mpsc::Receiver<SinkBatch>,
+        shutdown: CancellationToken,
+    ) -> Result<(), SinkError> {
+        let mut stdout = tokio::io::stdout();
+        let labels = SinkLabels::new(&self.name);
+        let mut buffer = Vec::new();
+        loop {
+            let item = tokio::select! {
+                item = input.recv() => item,
+                () = shutdown.cancelled() => None,
+            };
+            let Some(SinkBatch { batch, ack }) = item else {
+                return Ok(());
+            };
+            buffer.clear();
+            for record in batch.records.iter() {
+                self.encoder.encode(&record, &mut buffer);
+                buffer.push(b'\n');
+            }
+            stdout.write_all(&buffer).await?;
+            stdout.flush().await?;
+            metrics()
+                .sink_delivered_events
+                .get_or_create(&labels)
+                .inc_by(batch.records.len() as u64);
+            metrics()
+                .sink_delivered_bytes
+                .get_or_create(&labels)
+                .inc_by(buffer.len() as u64);
+            ack.delivered();
+        }
+    }
+}
