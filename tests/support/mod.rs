@@ -2,6 +2,8 @@
 //! `127.0.0.1:0`, the official Python SDK's interpreter, and waiting on conditions.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod forwarder;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -184,6 +186,38 @@ where
         poll_until(timeout, condition).await,
         "timed out after {timeout:?} waiting for {what}"
     );
+}
+
+/// Writes `count` generated audit logs, spread evenly over the shards of `logstore` in
+/// groups of `group_size`, stamped `time`; returns nothing until every write succeeded.
+pub async fn put_audit_logs(
+    client: &Client,
+    logstore: &str,
+    count: usize,
+    group_size: usize,
+    seed: u64,
+) {
+    use siem_forwarder::local_server::generator::AuditLogGenerator;
+    use siem_forwarder::source::api::put_logs::PutTarget;
+    let shards = client.list_shards(logstore).await.expect("list shards");
+    let mut generator = AuditLogGenerator::new(seed);
+    let mut written = 0;
+    let mut index = 0;
+    while written < count {
+        let size = group_size.min(count - written);
+        let shard = &shards[index % shards.len()];
+        let group = generator.group(size, 1_700_000_000);
+        client
+            .put_logs(
+                logstore,
+                PutTarget::HashKey(&shard.inclusive_begin_key),
+                &group,
+            )
+            .await
+            .expect("put logs");
+        written += size;
+        index += 1;
+    }
 }
 
 /// Shares a value between a test and the closures it polls with.

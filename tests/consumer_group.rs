@@ -1,0 +1,331 @@
+//! The consumer-group runtime with real `siem-forwarder run` processes sharing one group on
+//! the local server: balancing, crash and clean hand-over, resume, start positions.
+
+mod support;
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Mutex;
+
+use siem_forwarder::local_server::store::unix_now;
+use support::forwarder::{event_id, fast_consumer, Forwarder};
+use support::{put_audit_logs, wait_until, TestServer};
+
+/// The tests of this file start several processes each and check hand-over timings; they
+/// run one at a time so that they do not compete for the machine's cores.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
+
+/// Every delivered log across `forwarders`, counted by event id.
+fn delivery_counts(forwarders: &[&Forwarder]) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for forwarder in forwarders {
+        for log in forwarder.delivered() {
+            *counts.entry(event_id(&log)).or_default() += 1;
+        }
+    }
+    counts
+}
+
+async fn wait_for_all(forwarders: &[&Forwarder], expected: usize, timeout: Duration) {
+    wait_until(
+        &format!("{expected} distinct logs delivered"),
+        timeout,
+        || {
+            let distinct = delivery_counts(forwarders).len();
+            async move { distinct >= expected }
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn three_processes_balance_eight_shards_and_deliver_everything_once() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    const LOGS: usize = 50_000;
+    let server = TestServer::start(&[("audit", 8)]).await;
+    put_audit_logs(&server.client(), "audit", LOGS, 500, 11).await;
+    let dir = tempfile::tempdir().unwrap();
+    let forwarders: Vec<Forwarder> = ["p1", "p2", "p3"]
+        .iter()
+        .map(|name| Forwarder::spawn(&server, dir.path(), "audit", &fast_consumer("g", name), ""))
+        .collect();
+    wait_until(
+        "each process to hold 2 or 3 shards",
+        Duration::from_secs(30),
+        || {
+            let held: Vec<BTreeSet<u32>> = forwarders.iter().map(Forwarder::assigned).collect();
+            async move {
+                let all: BTreeSet<u32> = held.iter().flatten().copied().collect();
+                held.iter().all(|shards| (2..=3).contains(&shards.len())) && all.len() == 8
+            }
+        },
+    )
+    .await;
+    // Measured on the processes' own log timestamps: from the last one joining to the last
+    // assignment change. Two heartbeat intervals of 1 s, plus 0.5 s for scheduling on a
+    // two-core machine running three forwarders and the server.
+    let joined = forwarders
+        .iter()
+        .filter_map(|f| f.logged_at("joining consumer group", true))
+        .max()
+        .unwrap();
+    let balanced = forwarders
+        .iter()
+        .filter_map(|f| f.logged_at("shard assignment changed", false))
+        .max()
+        .unwrap();
+    let balanced_after = (balanced - joined).to_std().unwrap();
+    assert!(
+        balanced_after <= Duration::from_millis(2_500),
+        "balanced {balanced_after:?} after the last join"
+    );
+
+    let all: Vec<&Forwarder> = forwarders.iter().collect();
+    wait_for_all(&all, LOGS, Duration::from_secs(120)).await;
+    let counts = delivery_counts(&all);
+    assert_eq!(counts.len(), LOGS);
+    let twice: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        twice.is_empty(),
+        "{} logs delivered more than once",
+        twice.len()
+    );
+}
+
+#[tokio::test]
+async fn kill_nine_moves_shards_after_the_timeout_and_loses_nothing() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let server = TestServer::start(&[("audit", 8)]).await;
+    let client = server.client();
+    let dir = tempfile::tempdir().unwrap();
+    let mut forwarders: Vec<Forwarder> = ["k1", "k2", "k3"]
+        .iter()
+        .map(|name| Forwarder::spawn(&server, dir.path(), "audit", &fast_consumer("g", name), ""))
+        .collect();
+    wait_until("a balanced group", Duration::from_secs(30), || {
+        let held: Vec<usize> = forwarders.iter().map(|f| f.assigned().len()).collect();
+        async move { held.iter().sum::<usize>() == 8 && held.iter().all(|n| *n >= 2) }
+    })
+    .await;
+
+    // Mid-stream: logs keep arriving while the victim is killed.
+    put_audit_logs(&client, "audit", 20_000, 250, 21).await;
+    wait_until(
+        "the victim to deliver some logs",
+        Duration::from_secs(30),
+        || {
+            let delivered = forwarders[0].delivered().len();
+            async move { delivered > 0 }
+        },
+    )
+    .await;
+    forwarders[0].kill().await;
+    let killed_at = Instant::now();
+    put_audit_logs(&client, "audit", 20_000, 250, 22).await;
+
+    let survivors = &forwarders[1..];
+    wait_until(
+        "the survivors to hold every shard",
+        Duration::from_secs(30),
+        || {
+            let held: BTreeSet<u32> = survivors.iter().flat_map(Forwarder::assigned).collect();
+            async move { held.len() == 8 }
+        },
+    )
+    .await;
+    let moved_after = killed_at.elapsed();
+    assert!(
+        moved_after >= Duration::from_secs(3),
+        "shards moved before the 4s group timeout: {moved_after:?}"
+    );
+    assert!(
+        moved_after <= Duration::from_secs(10),
+        "shards moved only after {moved_after:?}"
+    );
+
+    let everyone: Vec<&Forwarder> = forwarders.iter().collect();
+    wait_for_all(&everyone, 40_000, Duration::from_secs(120)).await;
+    let victim_logs: BTreeSet<String> = forwarders[0].delivered().iter().map(event_id).collect();
+    let counts = delivery_counts(&everyone);
+    assert_eq!(counts.len(), 40_000, "every log delivered at least once");
+    for (id, count) in &counts {
+        if *count > 1 {
+            assert!(
+                victim_logs.contains(id),
+                "log {id} duplicated although the killed process never delivered it"
+            );
+        }
+    }
+    let duplicates = counts.values().filter(|n| **n > 1).count();
+    assert!(duplicates <= victim_logs.len());
+}
+
+#[tokio::test]
+async fn sigterm_exits_cleanly_and_hands_over_at_once_without_duplicates() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let server = TestServer::start(&[("audit", 8)]).await;
+    let client = server.client();
+    let dir = tempfile::tempdir().unwrap();
+    let mut forwarders: Vec<Forwarder> = ["t1", "t2", "t3"]
+        .iter()
+        .map(|name| Forwarder::spawn(&server, dir.path(), "audit", &fast_consumer("g", name), ""))
+        .collect();
+    wait_until("a balanced group", Duration::from_secs(30), || {
+        let held: Vec<usize> = forwarders.iter().map(|f| f.assigned().len()).collect();
+        async move { held.iter().sum::<usize>() == 8 && held.iter().all(|n| *n >= 2) }
+    })
+    .await;
+    put_audit_logs(&client, "audit", 20_000, 250, 31).await;
+    wait_until(
+        "the leaver to deliver some logs",
+        Duration::from_secs(30),
+        || {
+            let delivered = forwarders[0].delivered().len();
+            async move { delivered > 0 }
+        },
+    )
+    .await;
+
+    let (code, took) = forwarders[0].terminate(Duration::from_secs(15)).await;
+    assert_eq!(code, Some(0), "clean exit");
+    assert!(
+        took < Duration::from_secs(10),
+        "exited within the 10s drain deadline: {took:?}"
+    );
+    let left_at = Instant::now();
+    wait_until(
+        "the others to hold every shard",
+        Duration::from_secs(30),
+        || {
+            let held: BTreeSet<u32> = forwarders[1..]
+                .iter()
+                .flat_map(Forwarder::assigned)
+                .collect();
+            async move { held.len() == 8 }
+        },
+    )
+    .await;
+    assert!(
+        left_at.elapsed() < Duration::from_secs(3),
+        "moved at once, not after the 4s timeout: {:?}",
+        left_at.elapsed()
+    );
+
+    put_audit_logs(&client, "audit", 10_000, 250, 32).await;
+    let everyone: Vec<&Forwarder> = forwarders.iter().collect();
+    wait_for_all(&everyone, 30_000, Duration::from_secs(120)).await;
+    let counts = delivery_counts(&everyone);
+    assert_eq!(counts.len(), 30_000);
+    assert!(counts.values().all(|n| *n == 1), "no log delivered twice");
+}
+
+#[tokio::test]
+async fn a_restarted_process_resumes_from_its_checkpoints() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let server = TestServer::start(&[("audit", 4)]).await;
+    let client = server.client();
+    let dir = tempfile::tempdir().unwrap();
+    put_audit_logs(&client, "audit", 8_000, 400, 41).await;
+    let mut first = Forwarder::spawn(&server, dir.path(), "audit", &fast_consumer("g", "r1"), "");
+    wait_for_all(&[&first], 8_000, Duration::from_secs(60)).await;
+    let (code, _) = first.terminate(Duration::from_secs(15)).await;
+    assert_eq!(code, Some(0));
+
+    put_audit_logs(&client, "audit", 2_000, 400, 42).await;
+    let second = Forwarder::spawn(&server, dir.path(), "audit", &fast_consumer("g", "r2"), "");
+    wait_for_all(&[&first, &second], 10_000, Duration::from_secs(60)).await;
+    assert_eq!(
+        second.delivered().len(),
+        2_000,
+        "only the logs written after the checkpoints"
+    );
+    let counts = delivery_counts(&[&first, &second]);
+    assert!(counts.values().all(|n| *n == 1));
+}
+
+#[tokio::test]
+async fn start_positions_apply_only_where_no_checkpoint_exists() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let server = TestServer::start(&[("audit", 2)]).await;
+    let client = server.client();
+    let dir = tempfile::tempdir().unwrap();
+    put_audit_logs(&client, "audit", 1_000, 250, 51).await; // 2 groups per shard
+                                                            // A later second: the server stamps groups with their receive time in whole seconds.
+    let first_written = unix_now();
+    wait_until(
+        "the clock to pass the first write",
+        Duration::from_secs(3),
+        || async move { unix_now() > first_written },
+    )
+    .await;
+    let later = chrono::DateTime::from_timestamp(i64::from(unix_now()), 0)
+        .unwrap()
+        .to_rfc3339();
+    put_audit_logs(&client, "audit", 500, 250, 50).await;
+    // Shard 0 of group "from-end" already has a checkpoint after its first group.
+    client
+        .create_consumer_group("audit", "from-end", 4, false)
+        .await
+        .unwrap();
+    client
+        .update_checkpoint("audit", "from-end", "someone", 0, "MQ==", true)
+        .await
+        .unwrap();
+
+    let begin = Forwarder::spawn(
+        &server,
+        dir.path(),
+        "audit",
+        &fast_consumer("from-begin", "b1"),
+        "",
+    );
+    let time_config = format!("{}start = \"{later}\"\n", fast_consumer("from-time", "m1"));
+    let from_time = Forwarder::spawn(&server, dir.path(), "audit", &time_config, "");
+    let end_config = format!("{}start = \"end\"\n", fast_consumer("from-end", "e1"));
+    let end = Forwarder::spawn(&server, dir.path(), "audit", &end_config, "");
+    wait_for_all(&[&begin], 1_500, Duration::from_secs(60)).await;
+    let existing: BTreeSet<String> = begin.delivered().iter().map(event_id).collect();
+    wait_for_all(&[&from_time], 500, Duration::from_secs(60)).await;
+    let second_batch: BTreeSet<String> = begin.delivered()[..].iter().map(event_id).collect();
+    let timed: Vec<String> = from_time.delivered().iter().map(event_id).collect();
+    assert_eq!(
+        timed.len(),
+        500,
+        "a start time skips what was received before it"
+    );
+    assert!(timed.iter().all(|id| second_batch.contains(id)));
+    wait_until(
+        "the end-start consumer to hold both shards",
+        Duration::from_secs(30),
+        || {
+            let held = end.assigned().len();
+            async move { held == 2 }
+        },
+    )
+    .await;
+    // The checkpointed shard 0 resumes after its first group: its other two groups (500
+    // logs) are delivered; shard 1 starts at the end and delivers nothing old.
+    wait_until(
+        "the checkpointed shard's remaining logs",
+        Duration::from_secs(30),
+        || {
+            let delivered = end.delivered().len();
+            async move { delivered >= 500 }
+        },
+    )
+    .await;
+    put_audit_logs(&client, "audit", 500, 250, 52).await;
+    wait_until("new logs at the end", Duration::from_secs(30), || {
+        let delivered = end.delivered().len();
+        async move { delivered >= 1_000 }
+    })
+    .await;
+    let from_end: Vec<String> = end.delivered().iter().map(event_id).collect();
+    assert_eq!(from_end.len(), 1_000);
+    let old = from_end.iter().filter(|id| existing.contains(*id)).count();
+    assert_eq!(
+        old, 500,
+        "only the checkpointed shard's remainder predates the start"
+    );
+}
