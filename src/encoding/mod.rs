@@ -10,3 +10,4 @@ pub trait Encoder: Send + Sync {
 }
 
 pub mod json;
+pub mod hec;
