@@ -458,12 +458,12 @@ async fn oversized_requests_are_split_and_a_lone_oversized_event_dead_lettered()
     assert!(text.contains("\"code\":413") && text.contains("\"shard\":\"actiontrail/9\""));
 }
 
-fn certificate_authority() -> (rcgen::CertifiedIssuer<'static, rcgen::KeyPair>, String) {
+fn certificate_authority(name: &str) -> (rcgen::CertifiedIssuer<'static, rcgen::KeyPair>, String) {
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     params
         .distinguished_name
-        .push(rcgen::DnType::CommonName, "hec test ca");
+        .push(rcgen::DnType::CommonName, name);
     let issuer =
         rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap()).unwrap();
     let pem = issuer.pem();
@@ -491,8 +491,8 @@ fn tls_server_config(issuer: &rcgen::CertifiedIssuer<'static, rcgen::KeyPair>) -
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_with_a_ca_file_works_and_an_untrusted_certificate_is_refused() {
-    let (issuer, ca_pem) = certificate_authority();
-    let (_, other_ca_pem) = certificate_authority();
+    let (issuer, ca_pem) = certificate_authority("hec test ca");
+    let (_, other_ca_pem) = certificate_authority("somebody else's ca");
     let directory = tempfile::tempdir().unwrap();
     let trusted = directory.path().join("ca.pem");
     let untrusted = directory.path().join("other-ca.pem");
