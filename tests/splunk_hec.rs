@@ -562,3 +562,53 @@ async fn raw_endpoint_sends_one_line_per_log_with_static_metadata() {
         0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_leaves_unconfirmed_batches_unacknowledged() {
+    let server = HecServer::start(HecServerOptions::default()).await;
+    server.set_busy(true);
+    let running = Running::start(&config(&server, ""), "hec-shutdown");
+    let (batch, receiver) = audit_batch(0, 0, 0, 10, None);
+    running.send(batch).await;
+    eventually("a busy answer", Duration::from_secs(10), || {
+        server
+            .counters()
+            .busy_answers
+            .load(std::sync::atomic::Ordering::SeqCst)
+            >= 1
+    })
+    .await;
+    running.shutdown.cancel();
+    let outcome = tokio::time::timeout(Duration::from_secs(5), receiver)
+        .await
+        .expect("settles at shutdown");
+    assert!(matches!(outcome, DeliveryStatus::Failed(_)), "{outcome:?}");
+    assert_eq!(server.event_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ack_ids_are_awaited_even_when_ack_is_not_configured() {
+    let server = HecServer::start(HecServerOptions {
+        ack: true,
+        ..HecServerOptions::default()
+    })
+    .await;
+    server.set_withhold_acks(true);
+    let running = Running::start(&config(&server, "ack = false"), "hec-ack-detect");
+    let (batch, mut receiver) = audit_batch(0, 0, 0, 10, None);
+    running.send(batch).await;
+    eventually("the data request", Duration::from_secs(10), || {
+        server.event_count() == 10
+    })
+    .await;
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert_eq!(receiver.try_outcome(), None, "waits for the ackId it was given");
+    }
+    server.set_withhold_acks(false);
+    let outcome = tokio::time::timeout(Duration::from_secs(10), receiver)
+        .await
+        .expect("settles after the ack");
+    assert_eq!(outcome, DeliveryStatus::Delivered);
+    running.finish().await;
+}
