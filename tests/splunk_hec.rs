@@ -412,7 +412,7 @@ async fn withheld_ack_is_resent_after_the_timeout_and_settles_only_after_the_ack
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn oversized_requests_are_split_and_a_lone_oversized_event_dead_lettered() {
+async fn oversized_requests_are_split_and_oversized_events_dead_lettered() {
     let server = HecServer::start(HecServerOptions {
         max_content_length: 4_000,
         ..HecServerOptions::default()
@@ -422,40 +422,72 @@ async fn oversized_requests_are_split_and_a_lone_oversized_event_dead_lettered()
     let dead_letters = directory.path().join("dead.jsonl");
     let config = config(
         &server,
-        &format!("dead_letter_path = {:?}", dead_letters.display().to_string()),
+        &format!(
+            "dead_letter_path = {:?}\nmax_event_bytes = 8000",
+            dead_letters.display().to_string()
+        ),
     );
     let running = Running::start(&config, "hec-413");
     let (batch, receiver) = audit_batch(0, 0, 0, 40, None);
-    let huge = "x".repeat(5_000);
-    let mut records = RecordsBuilder::new().group("other", "", &[]);
-    records = records.log(BASE_TIME, None, &[("id", "1000"), ("blob", huge.as_str())]);
-    let (ack, huge_receiver) = channel();
-    let huge_batch = SinkBatch {
-        batch: Arc::new(Batch {
+    running.send(batch).await;
+    let mut receivers = vec![receiver];
+    // One event over the collector's limit (413 when alone), one over max_event_bytes (never
+    // sent).
+    for (shard, size) in [(8, 5_000), (9, 10_000)] {
+        let blob = "x".repeat(size);
+        let records = RecordsBuilder::new()
+            .group("other", "", &[])
+            .log(BASE_TIME, None, &[("id", "1000"), ("blob", blob.as_str())])
+            .build();
+        let (ack, receiver) = channel();
+        let batch = Batch {
             shard: ShardKey {
                 logstore: "actiontrail".into(),
-                shard: 9,
+                shard,
             },
             sequence: 0,
             cursor: String::new(),
             next_cursor: String::new(),
-            records: records.build(),
-        }),
-        ack,
-    };
-    running.send(batch).await;
-    running.send(huge_batch).await;
-    all_delivered(vec![receiver, huge_receiver], Duration::from_secs(20)).await;
+            records,
+        };
+        running
+            .send(SinkBatch {
+                batch: Arc::new(batch),
+                ack,
+            })
+            .await;
+        receivers.push(receiver);
+    }
+    all_delivered(receivers, Duration::from_secs(20)).await;
     running.finish().await;
     let events = server.events();
     assert_eq!(
         by_id(&events).keys().copied().collect::<Vec<_>>(),
         (0..40).collect::<Vec<_>>()
     );
-    assert!(server.counters().too_large.load(std::sync::atomic::Ordering::SeqCst) >= 2);
+    let too_large = server
+        .counters()
+        .too_large
+        .load(std::sync::atomic::Ordering::SeqCst);
+    assert!(too_large >= 2, "split after 413: {too_large}");
     let text = std::fs::read_to_string(&dead_letters).expect("dead-letter file");
-    assert_eq!(text.lines().count(), 1);
-    assert!(text.contains("\"code\":413") && text.contains("\"shard\":\"actiontrail/9\""));
+    let mut letters: Vec<serde_json::Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    letters.sort_by_key(|letter| letter["shard"].as_str().unwrap_or_default().to_owned());
+    assert_eq!(letters.len(), 2);
+    assert_eq!(letters[0]["shard"], "actiontrail/8");
+    assert_eq!(letters[0]["code"], 413);
+    assert_eq!(letters[1]["shard"], "actiontrail/9");
+    assert!(letters[1]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("exceeds max_event_bytes"));
+    assert_eq!(
+        letters[1]["event"]["event"]["blob"].as_str().map(str::len),
+        Some(10_000)
+    );
 }
 
 fn certificate_authority(name: &str) -> (rcgen::CertifiedIssuer<'static, rcgen::KeyPair>, String) {

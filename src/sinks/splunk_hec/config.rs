@@ -106,6 +106,10 @@ pub struct SplunkHecSinkConfig {
     /// Limits of one request. Default: `{ max_events = 1000, max_bytes = "1MiB", timeout = "1s" }`.
     #[serde(default)]
     pub batch: BatchConfig,
+    /// Largest encoded event sent; a larger one is written to the dead-letter file instead
+    /// (Splunk's `maxEventSize` defaults to 5 MiB). Default: `"5MiB"`.
+    #[serde(default = "default_max_event_bytes")]
+    pub max_event_bytes: ByteSize,
     /// HTTP requests in flight at once (several keep-alive connections). Default: `4`.
     #[serde(default = "default_max_in_flight")]
     pub max_in_flight: usize,
@@ -205,6 +209,9 @@ fn default_ack_timeout() -> HumanDuration {
 fn default_max_pending_acks() -> usize {
     64
 }
+fn default_max_event_bytes() -> ByteSize {
+    ByteSize(5 << 20)
+}
 fn default_max_in_flight() -> usize {
     4
 }
@@ -276,6 +283,9 @@ impl SplunkHecSinkConfig {
         }
         if self.batch.max_bytes.0 == 0 {
             return Err(invalid("batch.max_bytes", "must be at least 1 byte"));
+        }
+        if self.max_event_bytes.0 == 0 {
+            return Err(invalid("max_event_bytes", "must be at least 1 byte"));
         }
         let positive_durations = [
             ("batch.timeout", self.batch.timeout),

@@ -42,7 +42,7 @@ pub use config::SplunkHecSinkConfig;
 use config::{Compression, HecEndpoint};
 use dead_letter::DeadLetterFile;
 use request::{HecRequest, RequestBuilder, RequestLimits};
-use sender::{deliver, Shared, Timing};
+use sender::{deliver, Shared, DeliveryPolicy};
 use service::{ClientSettings, HecClient};
 
 use super::{Sink, SinkBatch, SinkError};
@@ -86,7 +86,8 @@ impl SplunkHecSink {
             .dead_letter_path
             .clone()
             .unwrap_or_else(|| format!("{name}-dead-letter.jsonl").into());
-        let timing = Timing {
+        let policy = DeliveryPolicy {
+            max_event_bytes: usize::try_from(config.max_event_bytes.0).unwrap_or(usize::MAX),
             retry_initial: config.retry_initial_backoff.0,
             retry_max: config.retry_max_backoff.0,
             pause_retry: config.pause_retry_interval.0,
@@ -97,13 +98,14 @@ impl SplunkHecSink {
             client,
             DeadLetterFile::new(dead_letter_path),
             config.max_in_flight,
-            timing,
+            policy,
             gzip,
             config.ack,
         );
         let limits = RequestLimits {
             max_events: config.batch.max_events,
             max_bytes: usize::try_from(config.batch.max_bytes.0).unwrap_or(usize::MAX),
+            max_event_bytes: usize::try_from(config.max_event_bytes.0).unwrap_or(usize::MAX),
         };
         Ok(Self {
             shared: Arc::new(shared),

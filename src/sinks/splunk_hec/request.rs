@@ -151,6 +151,8 @@ pub(crate) struct RequestLimits {
     pub max_events: usize,
     /// Uncompressed body bytes at most (a single larger event goes alone).
     pub max_bytes: usize,
+    /// Larger events go alone, to be dead-lettered without sending.
+    pub max_event_bytes: usize,
 }
 
 /// Encodes incoming batches into requests, cutting a request when it is full.
@@ -193,13 +195,17 @@ impl RequestBuilder {
                     self.scratch.push(b'\n');
                 }
             }
+            let oversized = self.scratch.len() > self.limits.max_event_bytes;
             let would_overflow =
                 self.current.body.len() + self.scratch.len() > self.limits.max_bytes;
-            if !self.current.is_empty() && would_overflow {
+            if !self.current.is_empty() && (would_overflow || oversized) {
                 full.push(self.take());
             }
             self.current.push_encoded(&self.scratch, &delivery);
-            if self.current.len() >= self.limits.max_events {
+            if oversized
+                || self.current.len() >= self.limits.max_events
+                || self.current.body.len() >= self.limits.max_bytes
+            {
                 full.push(self.take());
             }
         }
@@ -255,6 +261,7 @@ mod tests {
             RequestLimits {
                 max_events,
                 max_bytes,
+                max_event_bytes: 200,
             },
         )
     }
@@ -291,9 +298,37 @@ mod tests {
         let mut builder = builder(100, 10, HecEndpoint::Event);
         let (batch, _) = sink_batch(1, 3);
         let full = builder.push(batch);
-        assert_eq!(full.len(), 2);
+        assert_eq!(full.len(), 3);
         assert!(full.iter().all(|request| request.len() == 1));
-        assert_eq!(builder.take().len(), 1);
+        assert!(builder.is_empty());
+    }
+
+    #[test]
+    fn oversized_events_go_alone() {
+        let mut builder = builder(100, usize::MAX, HecEndpoint::Event);
+        let (small, _) = sink_batch(1, 1);
+        builder.push(small);
+        let mut records = RecordsBuilder::new();
+        let huge = "x".repeat(300);
+        records = records.log(1, None, &[("id", huge.as_str())]);
+        let (ack, _receiver) = channel();
+        let huge_batch = SinkBatch {
+            batch: Arc::new(Batch {
+                shard: ShardKey {
+                    logstore: "ls".into(),
+                    shard: 2,
+                },
+                sequence: 0,
+                cursor: String::new(),
+                next_cursor: String::new(),
+                records: records.build(),
+            }),
+            ack,
+        };
+        let full = builder.push(huge_batch);
+        assert_eq!(full.iter().map(HecRequest::len).collect::<Vec<_>>(), [1, 1]);
+        assert!(full[1].body().len() > 300);
+        assert!(builder.is_empty());
     }
 
     #[test]

@@ -47,8 +47,8 @@ pub(crate) struct Shared {
     pub health: HealthReporter,
     /// Requests on the wire at most.
     pub in_flight: Arc<Semaphore>,
-    /// Retry timing.
-    pub timing: Timing,
+    /// Retry policy.
+    pub policy: DeliveryPolicy,
     /// Gzip bodies.
     pub gzip: bool,
     /// Whether the configuration asked for indexer acknowledgement.
@@ -57,9 +57,11 @@ pub(crate) struct Shared {
     slow_until: Mutex<Option<Instant>>,
 }
 
-/// Delays of the retry paths.
+/// Limits and delays of the delivery paths.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Timing {
+pub(crate) struct DeliveryPolicy {
+    /// Larger single events are dead-lettered without sending.
+    pub max_event_bytes: usize,
     /// First retry delay.
     pub retry_initial: Duration,
     /// Longest retry delay.
@@ -78,7 +80,7 @@ impl Shared {
         client: HecClient,
         dead_letters: DeadLetterFile,
         max_in_flight: usize,
-        timing: Timing,
+        policy: DeliveryPolicy,
         gzip: bool,
         ack_expected: bool,
     ) -> Self {
@@ -90,7 +92,7 @@ impl Shared {
             dead_letters,
             health: HealthReporter::new(name),
             in_flight: Arc::new(Semaphore::new(max_in_flight)),
-            timing,
+            policy,
             gzip,
             ack_expected,
             slow_until: Mutex::new(None),
@@ -138,8 +140,16 @@ impl Delivery<'_> {
     async fn deliver_one(&mut self, request: HecRequest) -> Result<(), Cancelled> {
         let shared = self.shared;
         let metrics = crate::telemetry::metrics();
-        let mut backoff = Backoff::new(shared.timing.retry_initial, shared.timing.retry_max);
+        let mut backoff = Backoff::new(shared.policy.retry_initial, shared.policy.retry_max);
         let mut payload: Option<Bytes> = None;
+        if request.len() == 1 && request.body().len() > shared.policy.max_event_bytes {
+            let reason = format!(
+                "not sent: event of {} bytes exceeds max_event_bytes ({})",
+                request.body().len(),
+                shared.policy.max_event_bytes
+            );
+            return self.dead_letter(&request, 0, 413, &reason).await;
+        }
         loop {
             self.hold_connection_slot().await?;
             self.wait_if_slowed().await?;
@@ -185,7 +195,7 @@ impl Delivery<'_> {
                 Outcome::Pause { reason } => {
                     failed();
                     shared.health.paused(&reason);
-                    self.sleep(shared.timing.pause_retry).await?;
+                    self.sleep(shared.policy.pause_retry).await?;
                 }
                 Outcome::DataError {
                     code,
@@ -242,7 +252,7 @@ impl Delivery<'_> {
             Some(CapacityWarning::QueueNearlyFull) => {
                 tracing::warn!(sink = %self.shared.name, "collector queue nearly full; slowing down");
                 if let Ok(mut until) = self.shared.slow_until.lock() {
-                    *until = Some(Instant::now() + self.shared.timing.retry_initial);
+                    *until = Some(Instant::now() + self.shared.policy.retry_initial);
                 }
             }
             Some(CapacityWarning::AckNearlyFull) => self.shared.acks.poll_soon(),
@@ -285,14 +295,14 @@ impl Delivery<'_> {
         self.in_flight = None;
         tokio::select! {
             _ = self.shutdown.cancelled() => Err(Cancelled),
-            result = tokio::time::timeout(shared.timing.ack_timeout, acked) => match result {
+            result = tokio::time::timeout(shared.policy.ack_timeout, acked) => match result {
                 Ok(Ok(())) => Ok(true),
                 Ok(Err(_)) => Err(Cancelled),
                 Err(_) => {
                     tracing::warn!(
                         sink = %shared.name,
                         ack_id,
-                        timeout = ?shared.timing.ack_timeout,
+                        timeout = ?shared.policy.ack_timeout,
                         "indexer acknowledgement did not come in time; sending the request again (it may be indexed twice)"
                     );
                     Ok(false)
@@ -351,7 +361,7 @@ impl Delivery<'_> {
             reason,
             event: event_value(request.event_text(index)),
         };
-        let mut backoff = Backoff::new(shared.timing.retry_initial, shared.timing.retry_max);
+        let mut backoff = Backoff::new(shared.policy.retry_initial, shared.policy.retry_max);
         while let Err(error) = shared.dead_letters.write(&letter).await {
             tracing::error!(sink = %shared.name, %error, path = %shared.dead_letters.path().display(), "cannot write the dead-letter file; holding the event");
             self.sleep(backoff.next_delay()).await?;

@@ -25,7 +25,7 @@ struct AckReply {
 /// Why an acknowledgement query failed.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum AckQueryError {
-    /// The token has indexer acknowledgement off (code 14) or the endpoint refused the query.
+    /// The token has indexer acknowledgement off (code 14) or there is no ack endpoint.
     #[error("acknowledgement query refused: {0}")]
     Refused(String),
     /// Network error, server error or an unreadable answer; try again later.
@@ -172,8 +172,11 @@ impl HecClient {
             .map_err(failed)?;
         let status = response.status();
         let body = response.bytes().await.map_err(failed)?;
-        if status.is_client_error() {
-            let reply: HecReply = serde_json::from_slice(&body).unwrap_or_default();
+        let reply: HecReply = serde_json::from_slice(&body).unwrap_or_default();
+        // Only "ACK is disabled" (code 14) or a collector without the endpoint turns
+        // acknowledgement off; token errors and throttling are retried.
+        let no_acks = reply.code == Some(14) || matches!(status.as_u16(), 404 | 405);
+        if no_acks {
             let text = reply.text.unwrap_or_default();
             return Err(AckQueryError::Refused(format!(
                 "http {status}, hec code {}: {text}",
