@@ -38,9 +38,20 @@ const TOPIC: &str = "actiontrail_audit_event";
 
 fn audit_batches(total: usize) -> Vec<LogRecords> {
     let mut rng = rand::thread_rng();
-    let actions = ["ConsoleSignin", "CreateInstance", "DeleteBucket", "AttachPolicy", "RunCommand"];
+    let actions = [
+        "ConsoleSignin",
+        "CreateInstance",
+        "DeleteBucket",
+        "AttachPolicy",
+        "RunCommand",
+    ];
     let results = ["success", "failure"];
-    let regions = ["cn-hangzhou", "cn-shanghai", "ap-southeast-1", "eu-central-1"];
+    let regions = [
+        "cn-hangzhou",
+        "cn-shanghai",
+        "ap-southeast-1",
+        "eu-central-1",
+    ];
     (0..total.div_ceil(LOGS_PER_BATCH))
         .map(|batch| {
             let region = regions[batch % regions.len()];

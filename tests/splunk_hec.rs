@@ -9,13 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hec_server::{HecServer, HecServerOptions, IndexedEvent};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use siem_forwarder::model::ack::channel;
 use siem_forwarder::model::batch::{Batch, ShardKey};
 use siem_forwarder::model::{AckReceiver, DeliveryStatus, RecordsBuilder};
 use siem_forwarder::sinks::splunk_hec::SplunkHecSinkConfig;
 use siem_forwarder::sinks::{Sink, SinkBatch, SinkError};
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
 use siem_forwarder::telemetry::metrics::SinkLabels;
 use siem_forwarder::telemetry::{health, metrics, HealthState};
 use tokio::sync::mpsc;
@@ -291,7 +291,10 @@ async fn bad_event_is_dead_lettered_and_the_others_indexed_once() {
     let dead_letters = directory.path().join("dead.jsonl");
     let config = config(
         &server,
-        &format!("dead_letter_path = {:?}", dead_letters.display().to_string()),
+        &format!(
+            "dead_letter_path = {:?}",
+            dead_letters.display().to_string()
+        ),
     );
     let running = Running::start(&config, "hec-bad-event");
     let (first, first_ack) = audit_batch(0, 0, 0, 50, Some(17));
@@ -378,11 +381,17 @@ async fn withheld_ack_is_resent_after_the_timeout_and_settles_only_after_the_ack
             .ack_ids_issued
             .load(std::sync::atomic::Ordering::SeqCst)
     };
-    eventually("a resend after the ack timeout", Duration::from_secs(10), || {
-        issued() >= 2
-    })
+    eventually(
+        "a resend after the ack timeout",
+        Duration::from_secs(10),
+        || issued() >= 2,
+    )
     .await;
-    assert_eq!(receiver.try_outcome(), None, "no ack settled before the indexer ack");
+    assert_eq!(
+        receiver.try_outcome(),
+        None,
+        "no ack settled before the indexer ack"
+    );
     assert!(server.event_count() >= 20, "the request was sent again");
 
     server.set_withhold_acks(false);
@@ -502,7 +511,9 @@ fn certificate_authority(name: &str) -> (rcgen::CertifiedIssuer<'static, rcgen::
     (issuer, pem)
 }
 
-fn tls_server_config(issuer: &rcgen::CertifiedIssuer<'static, rcgen::KeyPair>) -> Arc<rustls::ServerConfig> {
+fn tls_server_config(
+    issuer: &rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+) -> Arc<rustls::ServerConfig> {
     let key = rcgen::KeyPair::generate().unwrap();
     let certificate = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
         .unwrap()
@@ -537,7 +548,10 @@ async fn https_with_a_ca_file_works_and_an_untrusted_certificate_is_refused() {
     .await;
 
     let tls_line = |path: &std::path::Path| {
-        format!("tls = {{ ca_file = {:?}, verify = true }}", path.display().to_string())
+        format!(
+            "tls = {{ ca_file = {:?}, verify = true }}",
+            path.display().to_string()
+        )
     };
     let good = config(&server, &tls_line(&trusted));
     good.build("hec-tls")
@@ -635,7 +649,11 @@ async fn ack_ids_are_awaited_even_when_ack_is_not_configured() {
     .await;
     for _ in 0..10 {
         tokio::time::sleep(Duration::from_millis(30)).await;
-        assert_eq!(receiver.try_outcome(), None, "waits for the ackId it was given");
+        assert_eq!(
+            receiver.try_outcome(),
+            None,
+            "waits for the ackId it was given"
+        );
     }
     server.set_withhold_acks(false);
     let outcome = tokio::time::timeout(Duration::from_secs(10), receiver)

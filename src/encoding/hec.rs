@@ -215,8 +215,14 @@ mod tests {
 
     #[test]
     fn time_uses_integer_digits() {
-        assert_eq!(time_text(1_709_622_489, Some(123_456_000)), "1709622489.123456");
-        assert_eq!(time_text(1_709_622_489, Some(123_456_789)), "1709622489.123456");
+        assert_eq!(
+            time_text(1_709_622_489, Some(123_456_000)),
+            "1709622489.123456"
+        );
+        assert_eq!(
+            time_text(1_709_622_489, Some(123_456_789)),
+            "1709622489.123456"
+        );
         assert_eq!(time_text(1_709_622_490, None), "1709622490");
         assert_eq!(time_text(1_709_622_490, Some(999)), "1709622490");
         assert_eq!(time_text(1, Some(1_000)), "1.000001");
@@ -238,7 +244,11 @@ mod tests {
     fn envelope_carries_metadata_fields_and_the_flattened_event() {
         let records = RecordsBuilder::new()
             .group("audit", "10.0.0.1", &[("region", "cn-hangzhou")])
-            .log(1_700_000_000, Some(5_000), &[("user", "alice"), ("idx", "")])
+            .log(
+                1_700_000_000,
+                Some(5_000),
+                &[("user", "alice"), ("idx", "")],
+            )
             .build();
         let encoder = HecEncoder {
             metadata: HecMetadata {
@@ -286,7 +296,8 @@ mod tests {
 
     #[test]
     fn json_text_is_expanded_only_for_listed_topics_and_valid_json() {
-        let nested = "{\"eventName\":\"ConsoleSignin\",\n \"userIdentity\":{\"type\":\"ram-user\"}}";
+        let nested =
+            "{\"eventName\":\"ConsoleSignin\",\n \"userIdentity\":{\"type\":\"ram-user\"}}";
         let records = RecordsBuilder::new()
             .group("actiontrail_audit_event", "", &[])
             .log(1, None, &[("event", nested), ("other", "{\"a\":1}")])

@@ -315,24 +315,23 @@ async fn handle(
     if let Some(channel) = &channel {
         state.channels_seen.lock().unwrap().insert(channel.clone());
     }
-    let token_ok = || match authorization.as_deref() {
-        None => Err(hec(401, "Token is required", 2)),
+    // The refusal to send, or `None` when the token is accepted.
+    let token_refusal = || match authorization.as_deref() {
+        None => Some(hec(401, "Token is required", 2)),
         Some(value) => match value.strip_prefix("Splunk ") {
-            None => Err(hec(401, "Invalid authorization", 3)),
-            Some(token)
-                if token == state.token && state.token_accepted.load(Ordering::SeqCst) =>
-            {
-                Ok(())
+            None => Some(hec(401, "Invalid authorization", 3)),
+            Some(token) if token == state.token && state.token_accepted.load(Ordering::SeqCst) => {
+                None
             }
             Some(_) => {
                 state.counters.token_refusals.fetch_add(1, Ordering::SeqCst);
-                Err(hec(403, "Invalid token", 4))
+                Some(hec(403, "Invalid token", 4))
             }
         },
     };
     let response = match path.as_str() {
         "/services/collector/health" | "/services/collector/health/1.0" => {
-            if authorization.is_some() && token_ok().is_err() {
+            if authorization.is_some() && token_refusal().is_some() {
                 hec(400, "Invalid token", 21)
             } else if state.busy.load(Ordering::SeqCst) {
                 hec(503, "HEC is unhealthy, queues are full", 18)
@@ -340,9 +339,9 @@ async fn handle(
                 hec(200, "HEC is healthy", 17)
             }
         }
-        "/services/collector/ack" => match token_ok() {
-            Err(refusal) => refusal,
-            Ok(()) => acks(&state, channel.as_deref(), &body),
+        "/services/collector/ack" => match token_refusal() {
+            Some(refusal) => refusal,
+            None => acks(&state, channel.as_deref(), &body),
         },
         "/services/collector"
         | "/services/collector/event"
@@ -350,12 +349,15 @@ async fn handle(
         | "/services/collector/raw"
         | "/services/collector/raw/1.0" => {
             state.counters.data_requests.fetch_add(1, Ordering::SeqCst);
-            match token_ok() {
-                Err(refusal) => refusal,
-                Ok(()) => data(&state, &path, channel, encoding.as_deref(), &body),
+            match token_refusal() {
+                Some(refusal) => refusal,
+                None => data(&state, &path, channel, encoding.as_deref(), &body),
             }
         }
-        _ => reply(404, json!({"text": "The requested URL was not found on this server.", "code": 404})),
+        _ => reply(
+            404,
+            json!({"text": "The requested URL was not found on this server.", "code": 404}),
+        ),
     };
     Ok(response)
 }
@@ -439,9 +441,7 @@ fn data(
         return hec(200, "Success", 0);
     }
     let mut channels = state.channels.lock().unwrap();
-    let acks = channels
-        .entry(channel.unwrap_or_default())
-        .or_default();
+    let acks = channels.entry(channel.unwrap_or_default()).or_default();
     let ack_id = acks.next_id;
     acks.next_id += 1;
     acks.unreported.insert(ack_id);
@@ -461,7 +461,9 @@ fn parse_events(body: &[u8]) -> (Vec<IndexedEvent>, Option<Value>) {
             Some(Err(_)) => {
                 return (
                     accepted,
-                    Some(json!({"text": "Invalid data format", "code": 6, "invalid-event-number": index})),
+                    Some(
+                        json!({"text": "Invalid data format", "code": 6, "invalid-event-number": index}),
+                    ),
                 )
             }
             Some(Ok(value)) => value,
@@ -473,13 +475,17 @@ fn parse_events(body: &[u8]) -> (Vec<IndexedEvent>, Option<Value>) {
             None => {
                 return (
                     accepted,
-                    Some(json!({"text": "Event field is required", "code": 12, "invalid-event-number": index})),
+                    Some(
+                        json!({"text": "Event field is required", "code": 12, "invalid-event-number": index}),
+                    ),
                 )
             }
             Some(Value::String(text)) if text.is_empty() => {
                 return (
                     accepted,
-                    Some(json!({"text": "Event field cannot be blank", "code": 13, "invalid-event-number": index})),
+                    Some(
+                        json!({"text": "Event field cannot be blank", "code": 13, "invalid-event-number": index}),
+                    ),
                 )
             }
             Some(_) => {}
@@ -526,7 +532,10 @@ fn acks(state: &State, channel: Option<&str>, body: &[u8]) -> Response<Full<Byte
     for id in ids.iter().filter_map(Value::as_u64) {
         let indexed = !withhold && pending.unreported.remove(&id);
         if indexed {
-            state.counters.ack_ids_released.fetch_add(1, Ordering::SeqCst);
+            state
+                .counters
+                .ack_ids_released
+                .fetch_add(1, Ordering::SeqCst);
         }
         answer.insert(id.to_string(), Value::Bool(indexed));
     }

@@ -349,7 +349,10 @@ impl SplunkHecSinkConfig {
         let mut url = reqwest::Url::parse(self.url.trim())
             .map_err(|error| invalid("url", format!("not a valid URL: {error}")))?;
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-            return Err(invalid("url", "must be an http:// or https:// URL with a host"));
+            return Err(invalid(
+                "url",
+                "must be an http:// or https:// URL with a host",
+            ));
         }
         if url.query().is_some() || url.fragment().is_some() {
             return Err(invalid("url", "must not carry a query or fragment"));
@@ -443,7 +446,11 @@ mod tests {
         ] {
             let mut config = parse(DOCUMENTED);
             config.url = pasted.into();
-            assert_eq!(config.base_url().unwrap().as_str(), "https://h:8088/", "{pasted}");
+            assert_eq!(
+                config.base_url().unwrap().as_str(),
+                "https://h:8088/",
+                "{pasted}"
+            );
         }
         let mut config = parse(DOCUMENTED);
         config.url = "https://h/splunk/services/collector".into();
@@ -458,7 +465,10 @@ mod tests {
             ("batch = { max_events = 0 }", "batch.max_events"),
             ("max_in_flight = 0", "max_in_flight"),
             ("ack_timeout = \"0s\"", "ack_timeout"),
-            ("endpoint = \"raw\"\nindexed_fields = [\"a\"]", "indexed_fields"),
+            (
+                "endpoint = \"raw\"\nindexed_fields = [\"a\"]",
+                "indexed_fields",
+            ),
         ];
         for (line, key) in cases {
             let base: String = DOCUMENTED

@@ -40,7 +40,10 @@ impl BatchDelivery {
     /// Confirms `events` events (accepted, or dead-lettered); settles the ack after the last.
     pub fn confirm(&self, events: usize) {
         let before = self.unconfirmed.fetch_sub(events, Ordering::AcqRel);
-        debug_assert!(before >= events, "more events confirmed than the batch holds");
+        debug_assert!(
+            before >= events,
+            "more events confirmed than the batch holds"
+        );
         if before == events {
             // NOTE: no await happens under this std mutex.
             let token = self.ack.lock().map(|mut ack| ack.take()).ok().flatten();

@@ -42,7 +42,7 @@ pub use config::SplunkHecSinkConfig;
 use config::{Compression, HecEndpoint};
 use dead_letter::DeadLetterFile;
 use request::{HecRequest, RequestBuilder, RequestLimits};
-use sender::{deliver, Shared, DeliveryPolicy};
+use sender::{deliver, DeliveryPolicy, Shared};
 use service::{ClientSettings, HecClient};
 
 use super::{Sink, SinkBatch, SinkError};

@@ -46,7 +46,9 @@ impl HecRequest {
     }
 
     fn event_range(&self, index: usize) -> Range<usize> {
-        let start = index.checked_sub(1).map_or(0, |before| self.events[before].end);
+        let start = index
+            .checked_sub(1)
+            .map_or(0, |before| self.events[before].end);
         start..self.events[index].end
     }
 
@@ -118,8 +120,8 @@ impl HecRequest {
     pub fn settle(&self, range: Range<usize>) {
         let mut run_start = range.start;
         for index in range.clone() {
-            let next_differs = index + 1 == range.end
-                || self.events[index + 1].batch != self.events[index].batch;
+            let next_differs =
+                index + 1 == range.end || self.events[index + 1].batch != self.events[index].batch;
             if next_differs {
                 self.event_batch(index).confirm(index + 1 - run_start);
                 run_start = index + 1;

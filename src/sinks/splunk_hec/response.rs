@@ -161,7 +161,10 @@ mod tests {
             }
         );
         assert_eq!(
-            outcome(200, r#"{"text":"HEC queue is approaching its capacity limit","code":24}"#),
+            outcome(
+                200,
+                r#"{"text":"HEC queue is approaching its capacity limit","code":24}"#
+            ),
             Outcome::Accepted {
                 ack_id: None,
                 warning: Some(CapacityWarning::QueueNearlyFull)
@@ -177,7 +180,10 @@ mod tests {
             Outcome::Retry { .. }
         ));
         assert!(matches!(
-            outcome(503, r#"{"text":"Server is busy","code":9,"invalid-event-number":0}"#),
+            outcome(
+                503,
+                r#"{"text":"Server is busy","code":9,"invalid-event-number":0}"#
+            ),
             Outcome::Retry { .. }
         ));
     }

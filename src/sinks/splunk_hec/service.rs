@@ -113,7 +113,9 @@ impl HecClient {
         };
         let mut data_url = join(settings.data_path)?;
         if !settings.data_query.is_empty() {
-            data_url.query_pairs_mut().extend_pairs(&settings.data_query);
+            data_url
+                .query_pairs_mut()
+                .extend_pairs(&settings.data_query);
         }
         Ok(Self {
             data_url,
@@ -250,9 +252,13 @@ impl reqwest::dns::Resolve for AliasResolver {
             name.as_str().to_owned()
         };
         Box::pin(async move {
-            let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+            let host = host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned();
             let addresses = tokio::net::lookup_host((host.as_str(), 0)).await?;
-            let addresses: reqwest::dns::Addrs = Box::new(addresses.collect::<Vec<_>>().into_iter());
+            let addresses: reqwest::dns::Addrs =
+                Box::new(addresses.collect::<Vec<_>>().into_iter());
             Ok(addresses)
         })
     }
