@@ -515,10 +515,11 @@ fn tls_server_config(
     issuer: &rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
 ) -> Arc<rustls::ServerConfig> {
     let key = rcgen::KeyPair::generate().unwrap();
-    let certificate = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
-        .unwrap()
-        .signed_by(&key, issuer)
-        .unwrap();
+    let certificate =
+        rcgen::CertificateParams::new(vec!["localhost".to_owned(), "hec.internal".to_owned()])
+            .unwrap()
+            .signed_by(&key, issuer)
+            .unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -565,6 +566,23 @@ async fn https_with_a_ca_file_works_and_an_untrusted_certificate_is_refused() {
     all_delivered(vec![receiver], Duration::from_secs(10)).await;
     running.finish().await;
     assert_eq!(by_id(&server.events()).len(), 20);
+
+    // Connecting by IP address to a certificate issued for a name: `server_name` is the name
+    // presented (SNI) and verified.
+    let port = server.url().rsplit(':').next().unwrap().to_owned();
+    let by_address = config(
+        &server,
+        &format!(
+            "url = \"https://127.0.0.1:{port}\"\ntls = {{ ca_file = {:?}, server_name = \"hec.internal\" }}",
+            trusted.display().to_string()
+        ),
+    );
+    by_address
+        .build("hec-tls-sni")
+        .unwrap()
+        .healthcheck()
+        .await
+        .expect("server_name is verified instead of the address");
 
     let bad = config(&server, &tls_line(&untrusted));
     let error = bad
