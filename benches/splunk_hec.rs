@@ -76,6 +76,8 @@ fn audit_batches(total: usize) -> Vec<LogRecords> {
                         r#""acsRegion":"{region}","sourceIpAddress":"{ip}","userAgent":"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36","#,
                         r#""userIdentity":{{"type":"ram-user","principalId":"2{pid:015}","accountId":"1{acct:015}","userName":"{user}","accessKeyId":"LTAI{key:016x}"}},"#,
                         r#""requestParameters":{{"InstanceId":"i-bp{inst:016x}","RegionId":"{region}","ClientToken":"{token:08x}"}},"#,
+                        r#""additionalEventData":{{"loginAccount":"{user}@1{acct:015}.onaliyun.com","mfaChecked":"true","callbackUrl":"https://ecs.console.aliyun.com/#/server/region/{region}"}},"#,
+                        r#""resourceName":"acs:ecs:{region}:1{acct:015}:instance/i-bp{inst:016x}","#,
                         r#""responseElements":{{"RequestId":"{request_id}"}},"errorCode":"{error}","serviceName":"Ecs","apiVersion":"2014-05-26"}}"#
                     ),
                     request_id = request_id,

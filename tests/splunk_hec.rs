@@ -113,6 +113,7 @@ fn audit_batch(
 }
 
 struct Running {
+    channel: String,
     input: Option<mpsc::Sender<SinkBatch>>,
     shutdown: CancellationToken,
     task: JoinHandle<Result<(), SinkError>>,
@@ -121,10 +122,12 @@ struct Running {
 impl Running {
     fn start(config: &SplunkHecSinkConfig, name: &str) -> Self {
         let sink = config.build(name).expect("sink builds");
+        let channel = sink.channel().to_owned();
         let (input, receiver) = mpsc::channel(64);
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(Box::new(sink).run(receiver, shutdown.clone()));
         Self {
+            channel,
             input: Some(input),
             shutdown,
             task,
@@ -211,6 +214,7 @@ async fn clean_run_indexes_20000_logs_exactly_once_with_exact_time_and_fields() 
         receivers.push(receiver);
     }
     all_delivered(receivers, Duration::from_secs(60)).await;
+    let sink_channel = running.channel.clone();
     running.finish().await;
 
     let events = server.events();
@@ -246,7 +250,11 @@ async fn clean_run_indexes_20000_logs_exactly_once_with_exact_time_and_fields() 
         requests
     );
     let channels = server.channels_seen();
-    assert_eq!(channels.len(), 1, "one channel GUID on every request");
+    assert_eq!(
+        channels.into_iter().collect::<Vec<_>>(),
+        [sink_channel],
+        "the sink's channel GUID on every request"
+    );
     assert_eq!(
         counter(&metrics().sink_delivered_events, "hec-clean"),
         20_000

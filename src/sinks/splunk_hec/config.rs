@@ -68,7 +68,8 @@ pub struct SplunkHecSinkConfig {
     #[serde(default)]
     pub host: Option<String>,
     /// Field whose non-empty value is the `host`. Default: `"__source__"` (the producer's
-    /// address); set to `""` to send no host from the logs.
+    /// address); set to `""` to send no host from the logs. The raw endpoint uses the static
+    /// `host` only.
     #[serde(default = "default_host_field")]
     pub host_field: String,
     /// Flattened fields sent as index-time `fields` (event endpoint only). Default: none.
