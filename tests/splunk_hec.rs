@@ -342,7 +342,15 @@ async fn bad_event_is_dead_lettered_and_the_others_indexed_once() {
 async fn refused_token_pauses_the_sink_until_the_token_is_accepted_again() {
     let server = HecServer::start(HecServerOptions::default()).await;
     server.set_token_accepted(false);
-    let running = Running::start(&config(&server, ""), "hec-token");
+    let config = config(&server, "");
+    let refused = config
+        .build("hec-token-probe")
+        .unwrap()
+        .healthcheck()
+        .await
+        .expect_err("the health check reports the refused token");
+    assert!(matches!(refused, SinkError::Rejected(_)), "{refused}");
+    let running = Running::start(&config, "hec-token");
     let mut receivers = Vec::new();
     for index in 0..3u32 {
         let (batch, receiver) = audit_batch(index, 0, index * 100, 100, None);

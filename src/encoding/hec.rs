@@ -240,6 +240,51 @@ mod tests {
         }
     }
 
+    proptest! {
+        #[test]
+        fn any_text_encodes_to_parseable_json_with_the_same_values(
+            topic in "\\PC{0,8}",
+            pairs in proptest::collection::vec(("[a-z]{1,6}", any::<String>()), 0..6),
+            nanos in proptest::option::of(0u32..1_000_000_000),
+            text_format: bool,
+        ) {
+            let fields: Vec<(&str, &str)> =
+                pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let records = RecordsBuilder::new()
+                .group(&topic, "host\u{1}", &[("t\"ag", "v\n")])
+                .log(42, nanos, &fields)
+                .build();
+            let keys: Vec<String> = pairs.iter().map(|(k, _)| k.clone()).collect();
+            let encoder = HecEncoder {
+                event_format: if text_format { HecEventFormat::Text } else { HecEventFormat::Object },
+                indexed_fields: keys.clone(),
+                expand_json: HashMap::from([(topic.clone(), keys)]),
+                ..HecEncoder::default()
+            };
+            let mut out = Vec::new();
+            encoder.encode_event(&records.get(0).unwrap(), &mut out);
+            let value: serde_json::Value = serde_json::from_slice(&out).unwrap();
+            let event = if text_format {
+                serde_json::from_str(value["event"].as_str().unwrap()).unwrap()
+            } else {
+                value["event"].clone()
+            };
+            prop_assert_eq!(&event["__tag__:t\"ag"], "v\n");
+            let record = records.get(0).unwrap();
+            for (key, _) in &pairs {
+                let expected = record.fields.get(key).unwrap();
+                prop_assert_eq!(&value["fields"][key.as_str()], expected);
+                match &event[key.as_str()] {
+                    serde_json::Value::String(text) => prop_assert_eq!(text, expected),
+                    expanded => prop_assert_eq!(
+                        expanded,
+                        &serde_json::from_str::<serde_json::Value>(expected).unwrap()
+                    ),
+                }
+            }
+        }
+    }
+
     #[test]
     fn envelope_carries_metadata_fields_and_the_flattened_event() {
         let records = RecordsBuilder::new()

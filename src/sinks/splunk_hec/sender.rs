@@ -189,7 +189,13 @@ impl Delivery<'_> {
                     failed();
                     metrics.sink_retries.get_or_create(&shared.labels).inc();
                     let delay = backoff.next_delay_at_least(retry_after.unwrap_or_default());
-                    tracing::warn!(sink = %shared.name, %reason, ?delay, events = request.len(), "request not taken; retrying");
+                    let attempt = backoff.attempts();
+                    // The first failure and every tenth after it, so a long outage stays readable.
+                    if attempt % 10 == 1 {
+                        tracing::warn!(sink = %shared.name, %reason, ?delay, attempt, events = request.len(), "request not taken; retrying");
+                    } else {
+                        tracing::debug!(sink = %shared.name, %reason, ?delay, attempt, "request not taken; retrying");
+                    }
                     self.sleep(delay).await?;
                 }
                 Outcome::Pause { reason } => {
