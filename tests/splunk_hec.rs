@@ -696,3 +696,44 @@ async fn ack_ids_are_awaited_even_when_ack_is_not_configured() {
     assert_eq!(outcome, DeliveryStatus::Delivered);
     running.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_acks_are_bounded_and_hold_back_further_requests() {
+    let server = HecServer::start(HecServerOptions {
+        ack: true,
+        ..HecServerOptions::default()
+    })
+    .await;
+    server.set_withhold_acks(true);
+    let config = config(
+        &server,
+        "ack = true\nmax_pending_acks = 1\nmax_in_flight = 1\nbatch = { max_events = 10 }",
+    );
+    let running = Running::start(&config, "hec-ack-bound");
+    let mut receivers = Vec::new();
+    for index in 0..3u32 {
+        let (batch, receiver) = audit_batch(0, u64::from(index), index * 10, 10, None);
+        running.send(batch).await;
+        receivers.push(receiver);
+    }
+    let requests = || {
+        server
+            .counters()
+            .data_requests
+            .load(std::sync::atomic::Ordering::SeqCst)
+    };
+    eventually("the first request", Duration::from_secs(10), || {
+        requests() == 1
+    })
+    .await;
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert_eq!(requests(), 1, "no second request while one awaits its ack");
+        assert!(none_settled(&mut receivers));
+    }
+    server.set_withhold_acks(false);
+    all_delivered(receivers, Duration::from_secs(10)).await;
+    running.finish().await;
+    assert_eq!(by_id(&server.events()).len(), 30);
+    assert_eq!(requests(), 3);
+}
