@@ -207,9 +207,11 @@ async fn clean_run_indexes_20000_logs_exactly_once_with_exact_time_and_fields() 
     let config = config(&server, "");
     let running = Running::start(&config, "hec-clean");
     let mut receivers = Vec::new();
-    for index in 0..40u32 {
+    // Batches of 400 in requests of at most 500: most requests carry parts of two batches
+    // from different shards.
+    for index in 0..50u32 {
         let shard = index % 4;
-        let (batch, receiver) = audit_batch(shard, u64::from(index / 4), index * 500, 500, None);
+        let (batch, receiver) = audit_batch(shard, u64::from(index / 4), index * 400, 400, None);
         running.send(batch).await;
         receivers.push(receiver);
     }
@@ -225,7 +227,7 @@ async fn clean_run_indexes_20000_logs_exactly_once_with_exact_time_and_fields() 
         let time_key = format!("{{\"time\":{},", expected_time(n));
         assert!(event.raw.starts_with(&time_key), "{n}: {}", event.raw);
         let value = &event.value;
-        let shard = (n / 500) % 4;
+        let shard = (n / 400) % 4;
         assert_eq!(value["index"], "alicloud");
         assert_eq!(value["sourcetype"], "alicloud:actiontrail");
         assert_eq!(value["host"], format!("10.0.0.{shard}"));
