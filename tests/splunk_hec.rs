@@ -739,3 +739,24 @@ async fn pending_acks_are_bounded_and_hold_back_further_requests() {
     assert_eq!(by_id(&server.events()).len(), 30);
     assert_eq!(requests(), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_nearly_full_answers_count_as_success() {
+    let server = HecServer::start(HecServerOptions::default()).await;
+    server.set_nearly_full(true);
+    let config = config(&server, "batch = { max_events = 10 }");
+    let running = Running::start(&config, "hec-nearly-full");
+    let mut receivers = Vec::new();
+    for index in 0..5u32 {
+        let (batch, receiver) = audit_batch(0, u64::from(index), index * 10, 10, None);
+        running.send(batch).await;
+        receivers.push(receiver);
+    }
+    all_delivered(receivers, Duration::from_secs(10)).await;
+    running.finish().await;
+    assert_eq!(by_id(&server.events()).len(), 50);
+    assert_eq!(
+        counter(&metrics().sink_failed_requests, "hec-nearly-full"),
+        0
+    );
+}

@@ -10,7 +10,8 @@
 //! - `Authorization: Splunk <token>`: none gives 401 `{"text":"Token is required","code":2}`, a
 //!   different scheme 401 code 3 "Invalid authorization", a wrong token 403
 //!   `{"text":"Invalid token","code":4}`.
-//! - When busy: 503 `{"text":"Server is busy","code":9}` with `Retry-After`.
+//! - When busy: 503 `{"text":"Server is busy","code":9}` with `Retry-After`. When nearly
+//!   full: successes are 200 `{"text":"HEC queue is approaching its capacity limit","code":24}`.
 //! - When the token has indexer acknowledgement on, a data request without a channel
 //!   (`X-Splunk-Request-Channel` header or `?channel=`) gets 400
 //!   `{"text":"Data channel is missing","code":10}`, a channel that is not a GUID 400 code 11.
@@ -114,6 +115,7 @@ struct State {
     ack: bool,
     max_content_length: usize,
     busy: AtomicBool,
+    nearly_full: AtomicBool,
     token_accepted: AtomicBool,
     withhold_acks: AtomicBool,
     reject_marker: Mutex<Option<String>>,
@@ -147,6 +149,7 @@ impl HecServer {
             ack: options.ack,
             max_content_length: options.max_content_length,
             busy: AtomicBool::new(false),
+            nearly_full: AtomicBool::new(false),
             token_accepted: AtomicBool::new(true),
             withhold_acks: AtomicBool::new(false),
             reject_marker: Mutex::new(None),
@@ -183,6 +186,12 @@ impl HecServer {
     /// Answers 503 "Server is busy" (code 9) to data requests while on.
     pub fn set_busy(&self, busy: bool) {
         self.state.busy.store(busy, Ordering::SeqCst);
+    }
+
+    /// Answers successes with 200 code 24 ("HEC queue is approaching its capacity limit")
+    /// while on.
+    pub fn set_nearly_full(&self, nearly_full: bool) {
+        self.state.nearly_full.store(nearly_full, Ordering::SeqCst);
     }
 
     /// Refuses every token (403 code 4) while off.
@@ -437,8 +446,14 @@ fn data(
     if accepted_count == 0 {
         return hec(400, "No data", 5);
     }
+    let nearly_full = state.nearly_full.load(Ordering::SeqCst);
+    let (text, code) = if nearly_full {
+        ("HEC queue is approaching its capacity limit", 24)
+    } else {
+        ("Success", 0)
+    };
     if !state.ack {
-        return hec(200, "Success", 0);
+        return hec(200, text, code);
     }
     let mut channels = state.channels.lock().unwrap();
     let acks = channels.entry(channel.unwrap_or_default()).or_default();
@@ -446,7 +461,7 @@ fn data(
     acks.next_id += 1;
     acks.unreported.insert(ack_id);
     state.counters.ack_ids_issued.fetch_add(1, Ordering::SeqCst);
-    reply(200, json!({"text": "Success", "code": 0, "ackId": ack_id}))
+    reply(200, json!({"text": text, "code": code, "ackId": ack_id}))
 }
 
 /// Parses back-to-back objects; stops at the first bad one with its error answer.
