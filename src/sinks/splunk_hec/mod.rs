@@ -186,7 +186,7 @@ impl Sink for SplunkHecSink {
         let mut flush_at: Option<Instant> = None;
         let mut input_open = true;
         while input_open {
-            let ready: Vec<HecRequest> = tokio::select! {
+            let step = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
                 Some(joined) = dispatcher.tasks.join_next(), if !dispatcher.tasks.is_empty() => {
@@ -194,15 +194,43 @@ impl Sink for SplunkHecSink {
                     continue;
                 }
                 _ = tokio::time::sleep_until(flush_at.unwrap_or_else(Instant::now)), if flush_at.is_some() => {
-                    vec![builder.take()]
+                    Step::Flush
                 }
                 received = input.recv() => match received {
-                    Some(batch) => builder.push(batch),
-                    None => {
-                        input_open = false;
-                        if builder.is_empty() { Vec::new() } else { vec![builder.take()] }
-                    }
+                    Some(batch) => Step::Encode(batch),
+                    None => Step::Closed,
                 },
+            };
+            let ready = match step {
+                Step::Flush => vec![builder.take()],
+                Step::Closed => {
+                    input_open = false;
+                    if builder.is_empty() {
+                        Vec::new()
+                    } else {
+                        vec![builder.take()]
+                    }
+                }
+                Step::Encode(batch) => {
+                    // Encoding a batch takes milliseconds: keep it off the async workers.
+                    let encoded = tokio::task::spawn_blocking(move || {
+                        let full = builder.push(batch);
+                        (builder, full)
+                    })
+                    .await;
+                    match encoded {
+                        Ok((returned, full)) => {
+                            builder = returned;
+                            full
+                        }
+                        Err(error) => {
+                            ack_stop.cancel();
+                            return Err(SinkError::Unavailable(format!(
+                                "encoding task failed: {error}"
+                            )));
+                        }
+                    }
+                }
             };
             if builder.is_empty() {
                 flush_at = None;
@@ -222,6 +250,16 @@ impl Sink for SplunkHecSink {
         }
         Ok(())
     }
+}
+
+/// What the sink loop does next.
+enum Step {
+    /// The oldest pending event waited `batch.timeout`: send what there is.
+    Flush,
+    /// Encode a new batch.
+    Encode(SinkBatch),
+    /// The input closed: send what there is, then drain.
+    Closed,
 }
 
 /// Starts request tasks within the in-flight and pending limits.
