@@ -486,6 +486,16 @@ mod tests {
     }
 
     #[test]
+    fn the_token_never_shows_in_debug_output() {
+        let mut config = parse(DOCUMENTED);
+        config.tls.ca_file = None;
+        let sink = config.build("splunk").unwrap();
+        let debug = format!("{config:?} {sink:?}");
+        assert!(debug.contains("Sensitive") || debug.contains("redacted"));
+        assert!(!debug.contains("00000000-0000"), "{debug}");
+    }
+
+    #[test]
     fn missing_tls_file_fails_the_build() {
         let mut config = parse(DOCUMENTED);
         config.tls.ca_file = Some("/nonexistent/ca.pem".into());
