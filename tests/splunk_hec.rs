@@ -760,3 +760,69 @@ async fn queue_nearly_full_answers_count_as_success() {
         0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resend_after_an_ack_timeout_that_meets_a_data_error_is_split() {
+    let server = HecServer::start(HecServerOptions {
+        ack: true,
+        ..HecServerOptions::default()
+    })
+    .await;
+    server.set_withhold_acks(true);
+    let directory = tempfile::tempdir().unwrap();
+    let dead_letters = directory.path().join("dead.jsonl");
+    let config = config(
+        &server,
+        &format!(
+            "ack = true\nack_timeout = \"500ms\"\ndead_letter_path = {:?}",
+            dead_letters.display().to_string()
+        ),
+    );
+    let running = Running::start(&config, "hec-ack-resend-split");
+    let (batch, mut receiver) = audit_batch(0, 0, 0, 10, Some(5));
+    running.send(batch).await;
+    let issued = || {
+        server
+            .counters()
+            .ack_ids_issued
+            .load(std::sync::atomic::Ordering::SeqCst)
+    };
+    eventually("the first request", Duration::from_secs(10), || {
+        issued() == 1
+    })
+    .await;
+    // The resend (after the ack timeout, from the kept gzip payload) meets a rejection.
+    server.set_reject_marker(Some("POISON"));
+    eventually("the rejected resend", Duration::from_secs(10), || {
+        server
+            .counters()
+            .data_errors
+            .load(std::sync::atomic::Ordering::SeqCst)
+            >= 1
+    })
+    .await;
+    eventually("the rest sent again", Duration::from_secs(10), || {
+        issued() >= 2
+    })
+    .await;
+    assert_eq!(
+        receiver.try_outcome(),
+        None,
+        "the rest still awaits its ack"
+    );
+    server.set_withhold_acks(false);
+    let outcome = tokio::time::timeout(Duration::from_secs(10), receiver)
+        .await
+        .expect("settles after the ack");
+    assert_eq!(outcome, DeliveryStatus::Delivered);
+    running.finish().await;
+    let text = std::fs::read_to_string(&dead_letters).expect("dead-letter file");
+    assert_eq!(text.lines().count(), 1);
+    assert!(text.contains("POISON"));
+    let ids: BTreeSet<String> = server
+        .events()
+        .iter()
+        .map(|event| event.value["event"]["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), 10, "every event was indexed at least once");
+}

@@ -63,6 +63,28 @@ impl HecRequest {
         &self.batches[self.events[index].batch]
     }
 
+    /// Frees the body while only its compressed copy is needed (awaiting an indexer
+    /// acknowledgement, possibly for minutes); [`HecRequest::restore_body`] puts it back.
+    pub fn release_body(&mut self) {
+        self.body = Vec::new();
+    }
+
+    /// True between [`HecRequest::release_body`] and [`HecRequest::restore_body`].
+    pub fn body_released(&self) -> bool {
+        self.body.is_empty() && !self.events.is_empty()
+    }
+
+    /// Puts back the body freed by [`HecRequest::release_body`]; returns `false` (and keeps
+    /// the request released) when `body` is not the length the events need.
+    pub fn restore_body(&mut self, body: Vec<u8>) -> bool {
+        let expected = self.events.last().map_or(0, |last| last.end);
+        if body.len() != expected {
+            return false;
+        }
+        self.body = body;
+        true
+    }
+
     /// Appends `event` (already encoded) as an event of `batch`.
     fn push_encoded(&mut self, event: &[u8], batch: &Arc<BatchDelivery>) {
         let batch_index = match self.batches.last() {
@@ -144,6 +166,13 @@ pub(crate) fn gzip(body: &[u8]) -> std::io::Result<Vec<u8>> {
     );
     encoder.write_all(body)?;
     encoder.finish()
+}
+
+/// Reverses [`gzip`].
+pub(crate) fn gunzip(compressed: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut body = Vec::with_capacity(compressed.len() * 4);
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(compressed), &mut body)?;
+    Ok(body)
 }
 
 /// When a request is full.
@@ -367,16 +396,20 @@ mod tests {
     }
 
     #[test]
-    fn gzip_round_trips() {
-        let body = b"{\"event\":\"x\"}".repeat(100);
+    fn released_bodies_come_back_from_the_compressed_copy() {
+        let mut builder = builder(100, usize::MAX, HecEndpoint::Event);
+        let (batch, _) = sink_batch(1, 20);
+        builder.push(batch);
+        let mut request = builder.take();
+        let body = request.body().to_vec();
         let compressed = gzip(&body).unwrap();
-        let mut decoded = Vec::new();
-        std::io::Read::read_to_end(
-            &mut flate2::read::GzDecoder::new(compressed.as_slice()),
-            &mut decoded,
-        )
-        .unwrap();
-        assert_eq!(decoded, body);
         assert!(compressed.len() < body.len() / 4);
+        request.release_body();
+        assert!(request.body_released());
+        assert!(!request.restore_body(b"short".to_vec()));
+        assert!(request.body_released());
+        assert!(request.restore_body(gunzip(&compressed).unwrap()));
+        assert!(!request.body_released());
+        assert_eq!(ids(&request.subset(19..20)), ["1-19"]);
     }
 }

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use super::acks::AckTracker;
 use super::dead_letter::{event_value, DeadLetter, DeadLetterFile};
 use super::health::HealthReporter;
-use super::request::{gzip, HecRequest};
+use super::request::{gunzip, gzip, HecRequest};
 use super::response::{CapacityWarning, Outcome};
 use super::service::HecClient;
 use crate::common::backoff::{sleep_or_cancel, Backoff};
@@ -137,7 +137,7 @@ struct Delivery<'a> {
 }
 
 impl Delivery<'_> {
-    async fn deliver_one(&mut self, request: HecRequest) -> Result<(), Cancelled> {
+    async fn deliver_one(&mut self, mut request: HecRequest) -> Result<(), Cancelled> {
         let shared = self.shared;
         let metrics = crate::telemetry::metrics();
         let mut backoff = Backoff::new(shared.policy.retry_initial, shared.policy.retry_max);
@@ -159,7 +159,7 @@ impl Delivery<'_> {
             };
             let outcome = tokio::select! {
                 _ = self.shutdown.cancelled() => return Err(Cancelled),
-                outcome = shared.client.send(body) => outcome,
+                outcome = shared.client.send(body.clone()) => outcome,
             };
             let failed = || {
                 metrics
@@ -176,6 +176,8 @@ impl Delivery<'_> {
                         request.confirm_all(&shared.labels);
                         return Ok(());
                     };
+                    // Only the payload is needed to send again: free the body meanwhile.
+                    request.release_body();
                     if self.await_ack(ack_id).await? {
                         request.confirm_all(&shared.labels);
                         return Ok(());
@@ -210,10 +212,12 @@ impl Delivery<'_> {
                 } => {
                     failed();
                     shared.health.working();
+                    self.restore_body(&mut request, &body)?;
                     return self.split_bad_data(request, code, &reason, first_bad).await;
                 }
                 Outcome::TooLarge { reason } => {
                     failed();
+                    self.restore_body(&mut request, &body)?;
                     if request.len() == 1 {
                         return self.dead_letter(&request, 0, 413, &reason).await;
                     }
@@ -291,6 +295,23 @@ impl Delivery<'_> {
             }
             Err(_) => Err(Cancelled),
         }
+    }
+
+    /// Puts back a body released while awaiting an acknowledgement, from the payload sent.
+    fn restore_body(&self, request: &mut HecRequest, payload: &Bytes) -> Result<(), Cancelled> {
+        if !request.body_released() {
+            return Ok(());
+        }
+        let body = if self.shared.gzip {
+            gunzip(payload)
+        } else {
+            Ok(payload.to_vec())
+        };
+        if body.is_ok_and(|body| request.restore_body(body)) {
+            return Ok(());
+        }
+        tracing::error!(sink = %self.shared.name, "cannot recover a request body from its payload; its batches stay unacknowledged");
+        Err(Cancelled)
     }
 
     /// Waits for the acknowledgement of `ack_id`, without holding a connection slot. Returns
