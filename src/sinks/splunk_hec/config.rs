@@ -101,7 +101,10 @@ pub struct SplunkHecSinkConfig {
     #[serde(default = "default_ack_timeout")]
     pub ack_timeout: HumanDuration,
     /// Requests sent and awaiting their acknowledgement at most; more wait (back-pressure).
-    /// Each holds its uncompressed body for a resend. Default: `64`.
+    /// Each keeps its body as sent (gzipped when compression is on) for a resend, so memory
+    /// stays near `max_pending_acks` x compressed request size. Throughput with
+    /// acknowledgement is about `max_pending_acks` x request size / acknowledgement latency.
+    /// Default: `64`.
     #[serde(default = "default_max_pending_acks")]
     pub max_pending_acks: usize,
     /// Limits of one request. Default: `{ max_events = 1000, max_bytes = "1MiB", timeout = "1s" }`.
