@@ -529,8 +529,11 @@ fn certificate_authority(name: &str) -> (rcgen::CertifiedIssuer<'static, rcgen::
     (issuer, pem)
 }
 
+/// A server certificate for `localhost` and `hec.internal` signed by `issuer`; with
+/// `client_ca`, clients must present a certificate signed by it.
 fn tls_server_config(
     issuer: &rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+    client_ca: Option<&rcgen::CertifiedIssuer<'static, rcgen::KeyPair>>,
 ) -> Arc<rustls::ServerConfig> {
     let key = rcgen::KeyPair::generate().unwrap();
     let certificate =
@@ -539,10 +542,24 @@ fn tls_server_config(
             .signed_by(&key, issuer)
             .unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
+        .unwrap();
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(client_ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(client_ca.der().clone()).unwrap();
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .unwrap();
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let config = builder
         .with_single_cert(
             vec![certificate.der().clone()],
             rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
@@ -561,7 +578,7 @@ async fn https_with_a_ca_file_works_and_an_untrusted_certificate_is_refused() {
     std::fs::write(&trusted, ca_pem).unwrap();
     std::fs::write(&untrusted, other_ca_pem).unwrap();
     let server = HecServer::start(HecServerOptions {
-        tls: Some(tls_server_config(&issuer)),
+        tls: Some(tls_server_config(&issuer, None)),
         ..HecServerOptions::default()
     })
     .await;
@@ -601,6 +618,14 @@ async fn https_with_a_ca_file_works_and_an_untrusted_certificate_is_refused() {
         .healthcheck()
         .await
         .expect("server_name is verified instead of the address");
+
+    // Verification turned off by configuration accepts the certificate whoever signed it.
+    config(&server, "tls = { verify = false }")
+        .build("hec-tls-unverified")
+        .unwrap()
+        .healthcheck()
+        .await
+        .expect("verify = false skips the certificate check");
 
     let bad = config(&server, &tls_line(&untrusted));
     let error = bad
@@ -825,4 +850,56 @@ async fn resend_after_an_ack_timeout_that_meets_a_data_error_is_split() {
         .map(|event| event.value["event"]["id"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(ids.len(), 10, "every event was indexed at least once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_with_a_client_certificate_when_the_collector_requires_one() {
+    let (issuer, ca_pem) = certificate_authority("hec server ca");
+    let (client_issuer, _) = certificate_authority("hec client ca");
+    let server = HecServer::start(HecServerOptions {
+        tls: Some(tls_server_config(&issuer, Some(&client_issuer))),
+        ..HecServerOptions::default()
+    })
+    .await;
+    let directory = tempfile::tempdir().unwrap();
+    let ca_file = directory.path().join("ca.pem");
+    std::fs::write(&ca_file, ca_pem).unwrap();
+    let client_key = rcgen::KeyPair::generate().unwrap();
+    let client_certificate = rcgen::CertificateParams::new(vec!["forwarder".to_owned()])
+        .unwrap()
+        .signed_by(&client_key, &client_issuer)
+        .unwrap();
+    let cert_file = directory.path().join("client.pem");
+    let key_file = directory.path().join("client.key");
+    std::fs::write(&cert_file, client_certificate.pem()).unwrap();
+    std::fs::write(&key_file, client_key.serialize_pem()).unwrap();
+
+    let without = config(
+        &server,
+        &format!("tls = {{ ca_file = {:?} }}", ca_file.display().to_string()),
+    );
+    assert!(
+        without
+            .build("hec-mtls-missing")
+            .unwrap()
+            .healthcheck()
+            .await
+            .is_err(),
+        "the collector refuses a client without a certificate"
+    );
+    let with = config(
+        &server,
+        &format!(
+            "tls = {{ ca_file = {:?}, cert_file = {:?}, key_file = {:?} }}",
+            ca_file.display().to_string(),
+            cert_file.display().to_string(),
+            key_file.display().to_string()
+        ),
+    );
+    let running = Running::start(&with, "hec-mtls");
+    let (batch, receiver) = audit_batch(0, 0, 0, 20, None);
+    running.send(batch).await;
+    all_delivered(vec![receiver], Duration::from_secs(10)).await;
+    running.finish().await;
+    assert_eq!(by_id(&server.events()).len(), 20);
 }
