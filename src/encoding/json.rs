@@ -2,7 +2,7 @@
 //! syslog `json` body and the HEC event.
 
 use super::Encoder;
-use crate::model::flatten::{flattened, FlatValue};
+use crate::model::flatten::{flattened, FlatKey, FlatValue};
 use crate::model::LogRecord;
 
 /// Writes one flattened JSON object per log: `{"__time__":1700000000,"__topic__":"t",...}`.
@@ -22,24 +22,34 @@ pub fn write_flat_object(record: &LogRecord<'_>, out: &mut Vec<u8>) {
         if index > 0 {
             out.push(b',');
         }
-        out.push(b'"');
-        let key_start = out.len();
-        key.write_to(out);
-        escape_in_place_from(out, key_start);
-        out.extend_from_slice(b"\":");
-        match value {
-            FlatValue::Integer(number) => {
-                out.extend_from_slice(itoa::Buffer::new().format(number).as_bytes())
-            }
-            FlatValue::NumericText(number) => {
-                out.push(b'"');
-                out.extend_from_slice(itoa::Buffer::new().format(number).as_bytes());
-                out.push(b'"');
-            }
-            FlatValue::Text(text) => write_string(text, out),
-        }
+        write_flat_key(key, out);
+        write_flat_value(value, out);
     }
     out.push(b'}');
+}
+
+/// Appends a flattened key as an escaped JSON object key followed by `:`.
+pub fn write_flat_key(key: FlatKey<'_>, out: &mut Vec<u8>) {
+    out.push(b'"');
+    let key_start = out.len();
+    key.write_to(out);
+    escape_in_place_from(out, key_start);
+    out.extend_from_slice(b"\":");
+}
+
+/// Appends a flattened value: integers as JSON numbers, numeric text and text as strings.
+pub fn write_flat_value(value: FlatValue<'_>, out: &mut Vec<u8>) {
+    match value {
+        FlatValue::Integer(number) => {
+            out.extend_from_slice(itoa::Buffer::new().format(number).as_bytes())
+        }
+        FlatValue::NumericText(number) => {
+            out.push(b'"');
+            out.extend_from_slice(itoa::Buffer::new().format(number).as_bytes());
+            out.push(b'"');
+        }
+        FlatValue::Text(text) => write_string(text, out),
+    }
 }
 
 /// Appends `text` as a quoted JSON string.

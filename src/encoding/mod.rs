@@ -9,4 +9,5 @@ pub trait Encoder: Send + Sync {
     fn encode(&self, record: &LogRecord<'_>, out: &mut Vec<u8>);
 }
 
+pub mod hec;
 pub mod json;

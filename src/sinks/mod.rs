@@ -48,3 +48,4 @@ pub trait Sink: Send {
         shutdown: CancellationToken,
     ) -> Result<(), SinkError>;
 }
+pub mod splunk_hec;

@@ -1,0 +1,508 @@
+//! Configuration of the Splunk HEC sink: the TOML keys with their defaults, a pure
+//! [`SplunkHecSinkConfig::validate`], and [`SplunkHecSinkConfig::build`], which does the IO
+//! (TLS files) so that a bad path fails at start rather than at the first request.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::SplunkHecSink;
+use crate::common::tls::TlsConfig;
+use crate::common::units::{ByteSize, HumanDuration};
+use crate::common::Secret;
+use crate::encoding::hec::{HecEncoder, HecEventFormat, HecMetadata, MetaSource};
+use crate::sinks::SinkError;
+
+/// A Splunk HTTP Event Collector destination.
+///
+/// ```toml
+/// url = "https://splunk.example.com:8088"
+/// token = "${SPLUNK_HEC_TOKEN}"
+/// index = "alicloud"
+/// sourcetype = "alicloud:actiontrail"
+/// batch = { max_events = 1000, max_bytes = "1MiB", timeout = "1s" }
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplunkHecSinkConfig {
+    /// Name of the sink in logs, metrics and health (`sink:NAME`). Default: given by the
+    /// caller of [`SplunkHecSinkConfig::build`]. Example: `"splunk"`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Base URL of the collector: scheme, host and port. A pasted
+    /// `https://host:8088/services/collector` (or `.../event`, `.../raw`) is accepted too.
+    /// Example: `"https://splunk.example.com:8088"`.
+    pub url: String,
+    /// The HEC token, sent as `Authorization: Splunk <token>`; never logged.
+    /// Example: `"${SPLUNK_HEC_TOKEN}"`.
+    pub token: Secret,
+    /// Which collector endpoint receives the logs: `event` (JSON envelope per log, default)
+    /// or `raw` (one flattened JSON line per log; metadata as static query parameters only).
+    #[serde(default)]
+    pub endpoint: HecEndpoint,
+    /// Static `index`, or the fallback of `index_field`. Default: the token's default index.
+    /// Example: `"alicloud"`.
+    #[serde(default)]
+    pub index: Option<String>,
+    /// Flattened field (`__topic__`, `__tag__:NAME`, a content key) whose non-empty value is
+    /// the `index`. Default: none. Example: `"__tag__:splunk_index"`.
+    #[serde(default)]
+    pub index_field: Option<String>,
+    /// Static `sourcetype`, or the fallback of `sourcetype_field`. Default: the token's
+    /// default. Example: `"alicloud:actiontrail"`.
+    #[serde(default)]
+    pub sourcetype: Option<String>,
+    /// Field whose non-empty value is the `sourcetype`. Default: none.
+    #[serde(default)]
+    pub sourcetype_field: Option<String>,
+    /// Static `source`, or the fallback of `source_field`. Default: none.
+    /// Example: `"alicloud-sls"`.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// Field whose non-empty value is the `source`. Default: none. Example: `"__topic__"`.
+    #[serde(default)]
+    pub source_field: Option<String>,
+    /// Static `host`, or the fallback of `host_field`. Default: none.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Field whose non-empty value is the `host`. Default: `"__source__"` (the producer's
+    /// address); set to `""` to send no host from the logs. The raw endpoint uses the static
+    /// `host` only.
+    #[serde(default = "default_host_field")]
+    pub host_field: String,
+    /// Flattened fields sent as index-time `fields` (event endpoint only). Default: none.
+    /// Example: `["__topic__", "__tag__:region"]`.
+    #[serde(default)]
+    pub indexed_fields: Vec<String>,
+    /// How the log goes into `event`: `object` (the flattened log as a JSON object, default)
+    /// or `string` (its JSON text as a string).
+    #[serde(default)]
+    pub event_format: EventFormat,
+    /// Per topic, fields whose value is JSON text to insert as JSON (objects and arrays; invalid
+    /// JSON stays a string). Default: none.
+    /// Example: `{ actiontrail_audit_event = ["event"] }`.
+    #[serde(default)]
+    pub expand_json: BTreeMap<String, Vec<String>>,
+    /// Request body compression: `gzip` (default) or `none`.
+    #[serde(default)]
+    pub compression: Compression,
+    /// Wait for Splunk's indexer acknowledgement before confirming a batch (the token must
+    /// have "indexer acknowledgement" on). Default: `false`; acknowledgement is still used
+    /// when Splunk answers with an `ackId`.
+    #[serde(default)]
+    pub ack: bool,
+    /// How often pending acknowledgements are queried. Default: `"1s"`.
+    #[serde(default = "default_ack_poll_interval")]
+    pub ack_poll_interval: HumanDuration,
+    /// How long to wait for an acknowledgement before sending the request again (which may
+    /// index it twice). Default: `"300s"`.
+    #[serde(default = "default_ack_timeout")]
+    pub ack_timeout: HumanDuration,
+    /// Requests sent and awaiting their acknowledgement at most; more wait (back-pressure).
+    /// Each keeps its body as sent (gzipped when compression is on) for a resend, so memory
+    /// stays near `max_pending_acks` x compressed request size. Throughput with
+    /// acknowledgement is about `max_pending_acks` x request size / acknowledgement latency.
+    /// Default: `64`.
+    #[serde(default = "default_max_pending_acks")]
+    pub max_pending_acks: usize,
+    /// Limits of one request. Default: `{ max_events = 1000, max_bytes = "1MiB", timeout = "1s" }`.
+    #[serde(default)]
+    pub batch: BatchConfig,
+    /// Largest encoded event sent; a larger one is written to the dead-letter file instead
+    /// (Splunk's `maxEventSize` defaults to 5 MiB). Default: `"5MiB"`.
+    #[serde(default = "default_max_event_bytes")]
+    pub max_event_bytes: ByteSize,
+    /// HTTP requests in flight at once (several keep-alive connections). Default: `4`.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+    /// Time limit of one HTTP request. Default: `"30s"`.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout: HumanDuration,
+    /// First delay before retrying a busy or failed request; later delays double, with
+    /// jitter. Default: `"1s"`.
+    #[serde(default = "default_retry_initial")]
+    pub retry_initial_backoff: HumanDuration,
+    /// Longest delay between retries (a larger `Retry-After` is capped to it).
+    /// Default: `"30s"`.
+    #[serde(default = "default_retry_max")]
+    pub retry_max_backoff: HumanDuration,
+    /// Delay between attempts while the sink is paused by a token or configuration error
+    /// (codes 1-4, 7, 10, 11, 14, 16). Nothing is dropped while paused. Default: `"60s"`.
+    #[serde(default = "default_pause_retry")]
+    pub pause_retry_interval: HumanDuration,
+    /// JSON-lines file receiving events Splunk rejected as bad data (codes 5, 6, 12, 13, 15, or
+    /// 413 for a single event). Default: `"<name>-dead-letter.jsonl"` in the working directory.
+    #[serde(default)]
+    pub dead_letter_path: Option<PathBuf>,
+    /// TLS settings for `https` URLs. Default: system roots, verification on.
+    /// Example: `{ ca_file = "ca.pem", verify = true }`.
+    #[serde(default)]
+    pub tls: TlsConfig,
+}
+
+/// The collector endpoint receiving logs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HecEndpoint {
+    /// `/services/collector/event`: one JSON envelope per log.
+    #[default]
+    Event,
+    /// `/services/collector/raw`: one line per log, metadata per request.
+    Raw,
+}
+
+/// How the log goes into `event`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventFormat {
+    /// The flattened log as a JSON object.
+    #[default]
+    Object,
+    /// The flattened log's JSON text as a string.
+    String,
+}
+
+/// Request body compression.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Compression {
+    /// `Content-Encoding: gzip`, fastest level.
+    #[default]
+    Gzip,
+    /// Uncompressed bodies.
+    None,
+}
+
+/// When a request is sent: whichever limit is reached first.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchConfig {
+    /// Events per request at most. Default: `1000`.
+    #[serde(default = "default_max_events")]
+    pub max_events: usize,
+    /// Uncompressed body bytes per request at most (a single larger event is sent alone).
+    /// Default: `"1MiB"`.
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: ByteSize,
+    /// Longest wait for a request to fill up. Default: `"1s"`.
+    #[serde(default = "default_batch_timeout")]
+    pub timeout: HumanDuration,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            max_events: default_max_events(),
+            max_bytes: default_max_bytes(),
+            timeout: default_batch_timeout(),
+        }
+    }
+}
+
+fn default_host_field() -> String {
+    "__source__".to_owned()
+}
+fn default_ack_poll_interval() -> HumanDuration {
+    HumanDuration(Duration::from_secs(1))
+}
+fn default_ack_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(300))
+}
+fn default_max_pending_acks() -> usize {
+    64
+}
+fn default_max_event_bytes() -> ByteSize {
+    ByteSize(5 << 20)
+}
+fn default_max_in_flight() -> usize {
+    4
+}
+fn default_request_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30))
+}
+fn default_retry_initial() -> HumanDuration {
+    HumanDuration(Duration::from_secs(1))
+}
+fn default_retry_max() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30))
+}
+fn default_pause_retry() -> HumanDuration {
+    HumanDuration(Duration::from_secs(60))
+}
+fn default_max_events() -> usize {
+    1000
+}
+fn default_max_bytes() -> ByteSize {
+    ByteSize(1 << 20)
+}
+fn default_batch_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(1))
+}
+
+/// A configuration value that cannot work, with the key it belongs to.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("`{key}`: {reason}")]
+pub struct ConfigError {
+    /// The offending key, e.g. `batch.max_events`.
+    pub key: &'static str,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl From<ConfigError> for SinkError {
+    fn from(error: ConfigError) -> Self {
+        SinkError::Config(error.to_string())
+    }
+}
+
+fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key,
+        reason: reason.into(),
+    }
+}
+
+impl SplunkHecSinkConfig {
+    /// Checks the configuration without touching files or the network.
+    ///
+    /// # Errors
+    ///
+    /// Returns the first [`ConfigError`], naming its key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.base_url()?;
+        if self.token.expose().trim().is_empty() {
+            return Err(invalid("token", "must not be empty"));
+        }
+        let positive_counts = [
+            ("batch.max_events", self.batch.max_events),
+            ("max_in_flight", self.max_in_flight),
+            ("max_pending_acks", self.max_pending_acks),
+        ];
+        for (key, value) in positive_counts {
+            if value == 0 {
+                return Err(invalid(key, "must be at least 1"));
+            }
+        }
+        if self.batch.max_bytes.0 == 0 {
+            return Err(invalid("batch.max_bytes", "must be at least 1 byte"));
+        }
+        if self.max_event_bytes.0 == 0 {
+            return Err(invalid("max_event_bytes", "must be at least 1 byte"));
+        }
+        let positive_durations = [
+            ("batch.timeout", self.batch.timeout),
+            ("ack_poll_interval", self.ack_poll_interval),
+            ("ack_timeout", self.ack_timeout),
+            ("request_timeout", self.request_timeout),
+            ("retry_initial_backoff", self.retry_initial_backoff),
+            ("pause_retry_interval", self.pause_retry_interval),
+        ];
+        for (key, value) in positive_durations {
+            if value.0.is_zero() {
+                return Err(invalid(key, "must be longer than zero"));
+            }
+        }
+        if self.retry_max_backoff < self.retry_initial_backoff {
+            return Err(invalid(
+                "retry_max_backoff",
+                "must not be shorter than retry_initial_backoff",
+            ));
+        }
+        if self.endpoint == HecEndpoint::Raw {
+            let per_event = [
+                ("index_field", self.index_field.is_some()),
+                ("sourcetype_field", self.sourcetype_field.is_some()),
+                ("source_field", self.source_field.is_some()),
+                ("indexed_fields", !self.indexed_fields.is_empty()),
+                ("event_format", self.event_format != EventFormat::Object),
+            ];
+            if let Some((key, _)) = per_event.iter().find(|(_, set)| *set) {
+                return Err(invalid(
+                    key,
+                    "not supported with endpoint = \"raw\" (raw requests carry static metadata only)",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Validates, loads the TLS files and creates the sink. `name` is used when the config
+    /// has no `name`.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`SinkError::Config`] for an invalid key or an unreadable TLS file.
+    pub fn build(&self, name: &str) -> Result<SplunkHecSink, SinkError> {
+        self.validate()?;
+        let tls = self
+            .tls
+            .client_config()
+            .map_err(|error| SinkError::Config(format!("`tls`: {error}")))?;
+        SplunkHecSink::new(self.name.as_deref().unwrap_or(name), self, tls)
+    }
+
+    /// The collector's base URL (`scheme://host:port[/prefix]`), without the
+    /// `/services/collector...` part a user may have pasted.
+    ///
+    /// # Errors
+    ///
+    /// Fails when `url` is not an `http` or `https` URL with a host.
+    pub fn base_url(&self) -> Result<reqwest::Url, ConfigError> {
+        let mut url = reqwest::Url::parse(self.url.trim())
+            .map_err(|error| invalid("url", format!("not a valid URL: {error}")))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err(invalid(
+                "url",
+                "must be an http:// or https:// URL with a host",
+            ));
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(invalid("url", "must not carry a query or fragment"));
+        }
+        let mut path = url.path().trim_end_matches('/').to_owned();
+        for suffix in ["/1.0", "/event", "/raw", "/services/collector"] {
+            if let Some(stripped) = path.strip_suffix(suffix) {
+                path = stripped.to_owned();
+            }
+        }
+        url.set_path(&format!("{path}/"));
+        Ok(url)
+    }
+
+    /// The envelope encoder described by this configuration.
+    pub(super) fn encoder(&self) -> HecEncoder {
+        let meta = |field: &Option<String>, fallback: &Option<String>| MetaSource {
+            field: field.clone().filter(|name| !name.is_empty()),
+            fallback: fallback.clone(),
+        };
+        HecEncoder {
+            metadata: HecMetadata {
+                host: meta(&Some(self.host_field.clone()), &self.host),
+                source: meta(&self.source_field, &self.source),
+                sourcetype: meta(&self.sourcetype_field, &self.sourcetype),
+                index: meta(&self.index_field, &self.index),
+            },
+            indexed_fields: self.indexed_fields.clone(),
+            event_format: match self.event_format {
+                EventFormat::Object => HecEventFormat::Object,
+                EventFormat::String => HecEventFormat::Text,
+            },
+            expand_json: self
+                .expand_json
+                .iter()
+                .map(|(topic, fields)| (topic.clone(), fields.clone()))
+                .collect::<HashMap<_, _>>(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DOCUMENTED: &str = r#"
+        name = "splunk"
+        url = "https://splunk.example.com:8088"
+        token = "00000000-0000-0000-0000-000000000000"
+        index = "alicloud"
+        sourcetype = "alicloud:actiontrail"
+        compression = "gzip"
+        ack = false
+        batch = { max_events = 1000, max_bytes = "1MiB", timeout = "1s" }
+        tls = { ca_file = "ca.pem", verify = true }
+    "#;
+
+    fn parse(text: &str) -> SplunkHecSinkConfig {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn documented_example_parses_with_defaults() {
+        let config = parse(DOCUMENTED);
+        config.validate().unwrap();
+        assert_eq!(config.batch.max_bytes, ByteSize(1 << 20));
+        assert_eq!(config.compression, Compression::Gzip);
+        assert_eq!(config.host_field, "__source__");
+        assert_eq!(config.max_in_flight, 4);
+        assert_eq!(config.endpoint, HecEndpoint::Event);
+        assert!(!format!("{config:?}").contains("00000000-0000"));
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let error = toml::from_str::<SplunkHecSinkConfig>(&format!("{DOCUMENTED}\nindx = \"x\""))
+            .unwrap_err();
+        assert!(error.to_string().contains("indx"), "{error}");
+    }
+
+    #[test]
+    fn pasted_collector_paths_are_reduced_to_the_base() {
+        for pasted in [
+            "https://h:8088",
+            "https://h:8088/",
+            "https://h:8088/services/collector",
+            "https://h:8088/services/collector/",
+            "https://h:8088/services/collector/event",
+            "https://h:8088/services/collector/event/1.0",
+            "https://h:8088/services/collector/raw",
+        ] {
+            let mut config = parse(DOCUMENTED);
+            config.url = pasted.into();
+            assert_eq!(
+                config.base_url().unwrap().as_str(),
+                "https://h:8088/",
+                "{pasted}"
+            );
+        }
+        let mut config = parse(DOCUMENTED);
+        config.url = "https://h/splunk/services/collector".into();
+        assert_eq!(config.base_url().unwrap().as_str(), "https://h/splunk/");
+    }
+
+    #[test]
+    fn validation_names_the_key() {
+        let cases: [(&str, &str); 6] = [
+            ("url = \"ftp://h\"", "url"),
+            ("token = \" \"", "token"),
+            ("batch = { max_events = 0 }", "batch.max_events"),
+            ("max_in_flight = 0", "max_in_flight"),
+            ("ack_timeout = \"0s\"", "ack_timeout"),
+            (
+                "endpoint = \"raw\"\nindexed_fields = [\"a\"]",
+                "indexed_fields",
+            ),
+        ];
+        for (line, key) in cases {
+            let base: String = DOCUMENTED
+                .lines()
+                .filter(|existing| {
+                    let name = line.split([' ', '=']).next().unwrap_or_default();
+                    !existing.trim_start().starts_with(&format!("{name} "))
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            let error = parse(&format!("{base}\n{line}")).validate().unwrap_err();
+            assert_eq!(error.key, key, "{line}");
+        }
+    }
+
+    #[test]
+    fn the_token_never_shows_in_debug_output() {
+        let mut config = parse(DOCUMENTED);
+        config.tls.ca_file = None;
+        let sink = config.build("splunk").unwrap();
+        let debug = format!("{config:?} {sink:?}");
+        assert!(debug.contains("Sensitive") || debug.contains("redacted"));
+        assert!(!debug.contains("00000000-0000"), "{debug}");
+    }
+
+    #[test]
+    fn missing_tls_file_fails_the_build() {
+        let mut config = parse(DOCUMENTED);
+        config.tls.ca_file = Some("/nonexistent/ca.pem".into());
+        let error = config.build("splunk").err().unwrap();
+        assert!(error.to_string().contains("/nonexistent/ca.pem"), "{error}");
+    }
+}

@@ -1,0 +1,325 @@
+//! Splunk HTTP Event Collector sink.
+//!
+//! Logs of incoming batches are encoded into requests (back-to-back JSON envelopes, or raw
+//! lines) that are cut by event count, bytes or time; several requests are in flight at once on
+//! keep-alive connections, gzipped by default, each with the token and the sink's channel GUID.
+//! A batch's ack is settled `delivered()` only when every event of it was accepted (and
+//! acknowledged by the indexers when Splunk hands out `ackId`s) or dead-lettered as bad data.
+//! On shutdown, unconfirmed batches are dropped unacknowledged.
+//!
+//! Delivery is at-least-once: a retry after a timeout or a missing acknowledgement may index
+//! an event twice. With acknowledgement on, events accepted before an `invalid-event-number`
+//! are taken as indexed without an acknowledgement (Splunk gives none for that request).
+//!
+//! - [`config`]: the TOML keys, validation and `build`.
+//! - `request`: request bodies and per-event bookkeeping; `delivery`: per-batch acks.
+//! - `response`: answer classification by HEC code; `service`: the HTTP client.
+//! - `sender`: one request's delivery with retries, pauses and splits.
+//! - `acks`: indexer-acknowledgement polling; `health`: health and pause reporting.
+//! - `dead_letter`: the file of rejected events.
+
+mod acks;
+pub mod config;
+mod dead_letter;
+mod delivery;
+mod health;
+mod request;
+mod response;
+mod sender;
+mod service;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+pub use config::SplunkHecSinkConfig;
+
+use config::{Compression, HecEndpoint};
+use dead_letter::DeadLetterFile;
+use request::{HecRequest, RequestBuilder, RequestLimits};
+use sender::{deliver, DeliveryPolicy, Shared};
+use service::{ClientSettings, HecClient};
+
+use super::{Sink, SinkBatch, SinkError};
+
+/// A Splunk HEC destination; create it with [`SplunkHecSinkConfig::build`].
+#[derive(Debug)]
+pub struct SplunkHecSink {
+    shared: Arc<Shared>,
+    builder: RequestBuilder,
+    batch_timeout: Duration,
+    max_pending: usize,
+    ack_poll_interval: Duration,
+}
+
+impl SplunkHecSink {
+    fn new(
+        name: &str,
+        config: &SplunkHecSinkConfig,
+        tls: Arc<rustls::ClientConfig>,
+    ) -> Result<Self, SinkError> {
+        let base = config.base_url()?;
+        let gzip = config.compression == Compression::Gzip;
+        let (data_path, data_query) = match config.endpoint {
+            HecEndpoint::Event => ("services/collector/event", Vec::new()),
+            HecEndpoint::Raw => ("services/collector/raw", raw_query(config)),
+        };
+        let client = HecClient::new(
+            ClientSettings {
+                base,
+                token: config.token.expose(),
+                data_path,
+                data_query,
+                gzip,
+                max_idle: config.max_in_flight,
+                timeout: config.request_timeout.0,
+                server_name: config.tls.server_name.clone(),
+            },
+            tls,
+        )?;
+        let dead_letter_path = config
+            .dead_letter_path
+            .clone()
+            .unwrap_or_else(|| format!("{name}-dead-letter.jsonl").into());
+        let policy = DeliveryPolicy {
+            max_event_bytes: usize::try_from(config.max_event_bytes.0).unwrap_or(usize::MAX),
+            retry_initial: config.retry_initial_backoff.0,
+            retry_max: config.retry_max_backoff.0,
+            pause_retry: config.pause_retry_interval.0,
+            ack_timeout: config.ack_timeout.0,
+        };
+        let shared = Shared::new(
+            name,
+            client,
+            DeadLetterFile::new(dead_letter_path),
+            config.max_in_flight,
+            policy,
+            gzip,
+            config.ack,
+        );
+        let limits = RequestLimits {
+            max_events: config.batch.max_events,
+            max_bytes: usize::try_from(config.batch.max_bytes.0).unwrap_or(usize::MAX),
+            max_event_bytes: usize::try_from(config.max_event_bytes.0).unwrap_or(usize::MAX),
+        };
+        Ok(Self {
+            shared: Arc::new(shared),
+            builder: RequestBuilder::new(config.encoder(), config.endpoint, limits),
+            batch_timeout: config.batch.timeout.0,
+            max_pending: config.max_pending_acks.max(config.max_in_flight),
+            ack_poll_interval: config.ack_poll_interval.0,
+        })
+    }
+
+    /// The channel GUID this sink sends with every request.
+    pub fn channel(&self) -> &str {
+        self.shared.client.channel()
+    }
+}
+
+/// Query parameters of `/raw` requests: the static metadata.
+fn raw_query(config: &SplunkHecSinkConfig) -> Vec<(&'static str, String)> {
+    [
+        ("host", &config.host),
+        ("source", &config.source),
+        ("sourcetype", &config.sourcetype),
+        ("index", &config.index),
+    ]
+    .into_iter()
+    .filter_map(|(key, value)| value.clone().map(|value| (key, value)))
+    .collect()
+}
+
+#[async_trait]
+impl Sink for SplunkHecSink {
+    fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    async fn healthcheck(&self) -> Result<(), SinkError> {
+        match self.shared.client.health().await {
+            Ok(()) => {
+                self.shared.health.working();
+                Ok(())
+            }
+            Err(error) => {
+                self.shared.health.unhealthy(error.to_string());
+                Err(error)
+            }
+        }
+    }
+
+    async fn run(
+        self: Box<Self>,
+        mut input: mpsc::Receiver<SinkBatch>,
+        shutdown: CancellationToken,
+    ) -> Result<(), SinkError> {
+        let SplunkHecSink {
+            shared,
+            mut builder,
+            batch_timeout,
+            max_pending,
+            ack_poll_interval,
+        } = *self;
+        let ack_stop = shutdown.child_token();
+        let ack_task = tokio::spawn({
+            let shared = shared.clone();
+            let stop = ack_stop.clone();
+            async move {
+                shared
+                    .acks
+                    .run(&shared.client, ack_poll_interval, &shared.name, stop)
+                    .await
+            }
+        });
+        let mut dispatcher = Dispatcher {
+            shared: &shared,
+            pending: Arc::new(Semaphore::new(max_pending)),
+            tasks: JoinSet::new(),
+            shutdown: &shutdown,
+        };
+        let mut flush_at: Option<Instant> = None;
+        let mut input_open = true;
+        while input_open {
+            let step = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                Some(joined) = dispatcher.tasks.join_next(), if !dispatcher.tasks.is_empty() => {
+                    report_task_end(&shared.name, joined);
+                    continue;
+                }
+                _ = tokio::time::sleep_until(flush_at.unwrap_or_else(Instant::now)), if flush_at.is_some() => {
+                    Step::Flush
+                }
+                received = input.recv() => match received {
+                    Some(batch) => Step::Encode(batch),
+                    None => Step::Closed,
+                },
+            };
+            let ready = match step {
+                Step::Flush => vec![builder.take()],
+                Step::Closed => {
+                    input_open = false;
+                    if builder.is_empty() {
+                        Vec::new()
+                    } else {
+                        vec![builder.take()]
+                    }
+                }
+                Step::Encode(batch) => {
+                    // Encoding a batch takes milliseconds: keep it off the async workers.
+                    let encoded = tokio::task::spawn_blocking(move || {
+                        let full = builder.push(batch);
+                        (builder, full)
+                    })
+                    .await;
+                    match encoded {
+                        Ok((returned, full)) => {
+                            builder = returned;
+                            full
+                        }
+                        Err(error) => {
+                            ack_stop.cancel();
+                            return Err(SinkError::Unavailable(format!(
+                                "encoding task failed: {error}"
+                            )));
+                        }
+                    }
+                }
+            };
+            if builder.is_empty() {
+                flush_at = None;
+            } else if flush_at.is_none() {
+                flush_at = Some(Instant::now() + batch_timeout);
+            }
+            for request in ready {
+                if !dispatcher.dispatch(request).await {
+                    break;
+                }
+            }
+        }
+        dispatcher.drain().await;
+        ack_stop.cancel();
+        if let Err(error) = ack_task.await {
+            tracing::error!(sink = %shared.name, %error, "acknowledgement task failed");
+        }
+        Ok(())
+    }
+}
+
+/// What the sink loop does next.
+enum Step {
+    /// The oldest pending event waited `batch.timeout`: send what there is.
+    Flush,
+    /// Encode a new batch.
+    Encode(SinkBatch),
+    /// The input closed: send what there is, then drain.
+    Closed,
+}
+
+/// Starts request tasks within the in-flight and pending limits.
+struct Dispatcher<'a> {
+    shared: &'a Arc<Shared>,
+    pending: Arc<Semaphore>,
+    tasks: JoinSet<()>,
+    shutdown: &'a CancellationToken,
+}
+
+impl Dispatcher<'_> {
+    /// Starts delivering `request` once a pending slot and a connection slot are free.
+    /// Returns `false` on shutdown.
+    async fn dispatch(&mut self, request: HecRequest) -> bool {
+        let permits = async {
+            let pending = self.pending.clone().acquire_owned().await.ok()?;
+            let in_flight = self.shared.in_flight.clone().acquire_owned().await.ok()?;
+            Some((pending, in_flight))
+        };
+        let permits = tokio::select! {
+            biased;
+            _ = self.shutdown.cancelled() => None,
+            permits = permits => permits,
+        };
+        let Some((pending, in_flight)) = permits else {
+            return false;
+        };
+        self.tasks.spawn(deliver(
+            self.shared.clone(),
+            request,
+            in_flight,
+            pending,
+            self.shutdown.clone(),
+        ));
+        true
+    }
+
+    /// Waits for every request task; on shutdown, stops them (their batches stay
+    /// unacknowledged).
+    async fn drain(&mut self) {
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.shutdown.cancelled() => {
+                    self.tasks.shutdown().await;
+                    return;
+                }
+                joined = self.tasks.join_next() => match joined {
+                    Some(joined) => report_task_end(&self.shared.name, joined),
+                    None => return,
+                },
+            }
+        }
+    }
+}
+
+fn report_task_end(sink: &str, joined: Result<(), tokio::task::JoinError>) {
+    if let Err(error) = joined {
+        if error.is_panic() {
+            tracing::error!(sink, %error, "request task panicked; its batches stay unacknowledged");
+        }
+    }
+}

@@ -1,0 +1,415 @@
+//! Request bodies: encoded events appended back-to-back (event endpoint) or one per line (raw
+//! endpoint), with the byte range and owning batch of each event, so that a request can be
+//! split after a rejection and each batch confirmed for exactly the events that got through.
+
+use std::io::Write;
+use std::ops::Range;
+use std::sync::Arc;
+
+use flate2::write::GzEncoder;
+
+use super::config::HecEndpoint;
+use super::delivery::BatchDelivery;
+use crate::encoding::hec::HecEncoder;
+use crate::sinks::SinkBatch;
+use crate::telemetry::metrics::SinkLabels;
+
+/// One event of a request: where it ends in the body and which batch it belongs to.
+#[derive(Debug, Clone, Copy)]
+struct EventSlot {
+    end: usize,
+    batch: usize,
+}
+
+/// The body of one HEC request and the batches its events came from.
+#[derive(Debug, Default)]
+pub(crate) struct HecRequest {
+    body: Vec<u8>,
+    events: Vec<EventSlot>,
+    batches: Vec<Arc<BatchDelivery>>,
+}
+
+impl HecRequest {
+    /// Number of events.
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    /// True when the request holds no event.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    /// The uncompressed body.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    fn event_range(&self, index: usize) -> Range<usize> {
+        let start = index
+            .checked_sub(1)
+            .map_or(0, |before| self.events[before].end);
+        start..self.events[index].end
+    }
+
+    /// The encoded text of event `index` (without the raw endpoint's newline).
+    pub fn event_text(&self, index: usize) -> &[u8] {
+        let text = &self.body[self.event_range(index)];
+        text.strip_suffix(b"\n").unwrap_or(text)
+    }
+
+    /// The batch event `index` belongs to.
+    pub fn event_batch(&self, index: usize) -> &BatchDelivery {
+        &self.batches[self.events[index].batch]
+    }
+
+    /// Frees the body while only its compressed copy is needed (awaiting an indexer
+    /// acknowledgement, possibly for minutes); [`HecRequest::restore_body`] puts it back.
+    pub fn release_body(&mut self) {
+        self.body = Vec::new();
+    }
+
+    /// True between [`HecRequest::release_body`] and [`HecRequest::restore_body`].
+    pub fn body_released(&self) -> bool {
+        self.body.is_empty() && !self.events.is_empty()
+    }
+
+    /// Puts back the body freed by [`HecRequest::release_body`]; returns `false` (and keeps
+    /// the request released) when `body` is not the length the events need.
+    pub fn restore_body(&mut self, body: Vec<u8>) -> bool {
+        let expected = self.events.last().map_or(0, |last| last.end);
+        if body.len() != expected {
+            return false;
+        }
+        self.body = body;
+        true
+    }
+
+    /// Appends `event` (already encoded) as an event of `batch`.
+    fn push_encoded(&mut self, event: &[u8], batch: &Arc<BatchDelivery>) {
+        let batch_index = match self.batches.last() {
+            Some(last) if Arc::ptr_eq(last, batch) => self.batches.len() - 1,
+            _ => {
+                self.batches.push(batch.clone());
+                self.batches.len() - 1
+            }
+        };
+        self.body.extend_from_slice(event);
+        self.events.push(EventSlot {
+            end: self.body.len(),
+            batch: batch_index,
+        });
+    }
+
+    /// A new request holding copies of the events in `range`.
+    pub fn subset(&self, range: Range<usize>) -> HecRequest {
+        let mut subset = HecRequest::default();
+        for index in range {
+            subset.push_encoded(
+                &self.body[self.event_range(index)],
+                &self.batches[self.events[index].batch],
+            );
+        }
+        subset
+    }
+
+    /// The request cut in two halves (for a request the server found too large).
+    pub fn halves(&self) -> (HecRequest, HecRequest) {
+        let middle = self.len() / 2;
+        (self.subset(0..middle), self.subset(middle..self.len()))
+    }
+
+    /// Confirms the events in `range` to their batches and counts them as delivered.
+    pub fn confirm(&self, range: Range<usize>, labels: &SinkLabels) {
+        if range.is_empty() {
+            return;
+        }
+        let metrics = crate::telemetry::metrics();
+        let bytes = self.events[range.end - 1].end - self.event_range(range.start).start;
+        metrics
+            .sink_delivered_events
+            .get_or_create(labels)
+            .inc_by(range.len() as u64);
+        metrics
+            .sink_delivered_bytes
+            .get_or_create(labels)
+            .inc_by(bytes as u64);
+        self.settle(range);
+    }
+
+    /// Confirms the events in `range` to their batches without counting them as delivered
+    /// (they were dead-lettered).
+    pub fn settle(&self, range: Range<usize>) {
+        let mut run_start = range.start;
+        for index in range.clone() {
+            let next_differs =
+                index + 1 == range.end || self.events[index + 1].batch != self.events[index].batch;
+            if next_differs {
+                self.event_batch(index).confirm(index + 1 - run_start);
+                run_start = index + 1;
+            }
+        }
+    }
+
+    /// Confirms every event.
+    pub fn confirm_all(&self, labels: &SinkLabels) {
+        self.confirm(0..self.len(), labels);
+    }
+}
+
+/// Gzips `body` at the fastest level (HEC bodies are repetitive JSON; level 1 already shrinks
+/// them several times, and the CPU goes to throughput instead).
+pub(crate) fn gzip(body: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut encoder = GzEncoder::new(
+        Vec::with_capacity(body.len() / 4 + 64),
+        flate2::Compression::fast(),
+    );
+    encoder.write_all(body)?;
+    encoder.finish()
+}
+
+/// Reverses [`gzip`].
+pub(crate) fn gunzip(compressed: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut body = Vec::with_capacity(compressed.len() * 4);
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(compressed), &mut body)?;
+    Ok(body)
+}
+
+/// When a request is full.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RequestLimits {
+    /// Events per request at most.
+    pub max_events: usize,
+    /// Uncompressed body bytes at most (a single larger event goes alone).
+    pub max_bytes: usize,
+    /// Larger events go alone, to be dead-lettered without sending.
+    pub max_event_bytes: usize,
+}
+
+/// Encodes incoming batches into requests, cutting a request when it is full.
+#[derive(Debug)]
+pub(crate) struct RequestBuilder {
+    encoder: HecEncoder,
+    endpoint: HecEndpoint,
+    limits: RequestLimits,
+    current: HecRequest,
+    scratch: Vec<u8>,
+}
+
+impl RequestBuilder {
+    /// A builder with nothing pending.
+    pub fn new(encoder: HecEncoder, endpoint: HecEndpoint, limits: RequestLimits) -> Self {
+        Self {
+            encoder,
+            endpoint,
+            limits,
+            current: HecRequest::default(),
+            scratch: Vec::with_capacity(4096),
+        }
+    }
+
+    /// True when no event waits for a request.
+    pub fn is_empty(&self) -> bool {
+        self.current.is_empty()
+    }
+
+    /// Encodes every log of `sink_batch`; returns the requests that became full.
+    pub fn push(&mut self, sink_batch: SinkBatch) -> Vec<HecRequest> {
+        let delivery = BatchDelivery::new(sink_batch);
+        let mut full = Vec::new();
+        for record in delivery.batch.records.iter() {
+            self.scratch.clear();
+            match self.endpoint {
+                HecEndpoint::Event => self.encoder.encode_event(&record, &mut self.scratch),
+                HecEndpoint::Raw => {
+                    self.encoder.encode_raw(&record, &mut self.scratch);
+                    self.scratch.push(b'\n');
+                }
+            }
+            let oversized = self.scratch.len() > self.limits.max_event_bytes;
+            let would_overflow =
+                self.current.body.len() + self.scratch.len() > self.limits.max_bytes;
+            if !self.current.is_empty() && (would_overflow || oversized) {
+                full.push(self.take());
+            }
+            self.current.push_encoded(&self.scratch, &delivery);
+            if oversized
+                || self.current.len() >= self.limits.max_events
+                || self.current.body.len() >= self.limits.max_bytes
+            {
+                full.push(self.take());
+            }
+        }
+        full
+    }
+
+    /// The pending request, leaving the builder empty.
+    pub fn take(&mut self) -> HecRequest {
+        let capacity = self.current.body.capacity();
+        let mut next = HecRequest::default();
+        next.body.reserve(capacity);
+        std::mem::replace(&mut self.current, next)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ack::channel;
+    use crate::model::batch::{Batch, ShardKey};
+    use crate::model::{AckReceiver, DeliveryStatus, RecordsBuilder};
+
+    fn sink_batch(shard: u32, events: u32) -> (SinkBatch, AckReceiver) {
+        let mut builder = RecordsBuilder::new().group("t", "s", &[]);
+        for index in 0..events {
+            let value = format!("{shard}-{index}");
+            builder = builder.log(1, None, &[("id", value.as_str())]);
+        }
+        let (ack, receiver) = channel();
+        let batch = Batch {
+            shard: ShardKey {
+                logstore: "ls".into(),
+                shard,
+            },
+            sequence: 0,
+            cursor: String::new(),
+            next_cursor: String::new(),
+            records: builder.build(),
+        };
+        (
+            SinkBatch {
+                batch: Arc::new(batch),
+                ack,
+            },
+            receiver,
+        )
+    }
+
+    fn builder(max_events: usize, max_bytes: usize, endpoint: HecEndpoint) -> RequestBuilder {
+        RequestBuilder::new(
+            HecEncoder::default(),
+            endpoint,
+            RequestLimits {
+                max_events,
+                max_bytes,
+                max_event_bytes: 200,
+            },
+        )
+    }
+
+    fn ids(request: &HecRequest) -> Vec<String> {
+        (0..request.len())
+            .map(|index| {
+                let event: serde_json::Value =
+                    serde_json::from_slice(request.event_text(index)).unwrap();
+                event["event"]["id"].as_str().unwrap().to_owned()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn requests_are_cut_by_event_count_across_batches() {
+        let mut builder = builder(3, usize::MAX, HecEndpoint::Event);
+        let (first, _) = sink_batch(1, 2);
+        let (second, _) = sink_batch(2, 5);
+        assert!(builder.push(first).is_empty());
+        let full = builder.push(second);
+        assert_eq!(full.len(), 2);
+        assert_eq!(ids(&full[0]), ["1-0", "1-1", "2-0"]);
+        assert_eq!(ids(&full[1]), ["2-1", "2-2", "2-3"]);
+        assert_eq!(ids(&builder.take()), ["2-4"]);
+        let stream = serde_json::Deserializer::from_slice(full[0].body())
+            .into_iter::<serde_json::Value>()
+            .count();
+        assert_eq!(stream, 3, "events are back-to-back JSON objects");
+    }
+
+    #[test]
+    fn requests_are_cut_by_bytes_and_large_events_go_alone() {
+        let mut builder = builder(100, 10, HecEndpoint::Event);
+        let (batch, _) = sink_batch(1, 3);
+        let full = builder.push(batch);
+        assert_eq!(full.len(), 3);
+        assert!(full.iter().all(|request| request.len() == 1));
+        assert!(builder.is_empty());
+    }
+
+    #[test]
+    fn oversized_events_go_alone() {
+        let mut builder = builder(100, usize::MAX, HecEndpoint::Event);
+        let (small, _) = sink_batch(1, 1);
+        builder.push(small);
+        let mut records = RecordsBuilder::new();
+        let huge = "x".repeat(300);
+        records = records.log(1, None, &[("id", huge.as_str())]);
+        let (ack, _receiver) = channel();
+        let huge_batch = SinkBatch {
+            batch: Arc::new(Batch {
+                shard: ShardKey {
+                    logstore: "ls".into(),
+                    shard: 2,
+                },
+                sequence: 0,
+                cursor: String::new(),
+                next_cursor: String::new(),
+                records: records.build(),
+            }),
+            ack,
+        };
+        let full = builder.push(huge_batch);
+        assert_eq!(full.iter().map(HecRequest::len).collect::<Vec<_>>(), [1, 1]);
+        assert!(full[1].body().len() > 300);
+        assert!(builder.is_empty());
+    }
+
+    #[test]
+    fn raw_events_are_lines() {
+        let mut builder = builder(100, usize::MAX, HecEndpoint::Raw);
+        let (batch, _) = sink_batch(1, 2);
+        builder.push(batch);
+        let request = builder.take();
+        let body = String::from_utf8(request.body().to_vec()).unwrap();
+        assert_eq!(body.lines().count(), 2);
+        assert!(body.ends_with('\n'));
+        assert!(!request.event_text(0).ends_with(b"\n"));
+    }
+
+    #[tokio::test]
+    async fn confirmations_reach_each_batch_of_a_shared_request() {
+        let mut builder = builder(100, usize::MAX, HecEndpoint::Event);
+        let (first, mut first_ack) = sink_batch(1, 2);
+        let (second, mut second_ack) = sink_batch(2, 2);
+        builder.push(first);
+        builder.push(second);
+        let request = builder.take();
+        let labels = SinkLabels::new("request-unit-test");
+        let (head, tail) = request.halves();
+        drop(request);
+        head.confirm(0..1, &labels);
+        assert_eq!(first_ack.try_outcome(), None);
+        tail.subset(1..2).confirm_all(&labels);
+        head.confirm(1..2, &labels);
+        assert_eq!(first_ack.try_outcome(), Some(DeliveryStatus::Delivered));
+        assert_eq!(second_ack.try_outcome(), None);
+        tail.confirm(0..1, &labels);
+        assert_eq!(second_ack.await, DeliveryStatus::Delivered);
+    }
+
+    #[test]
+    fn released_bodies_come_back_from_the_compressed_copy() {
+        let mut builder = builder(100, usize::MAX, HecEndpoint::Event);
+        let (batch, _) = sink_batch(1, 20);
+        builder.push(batch);
+        let mut request = builder.take();
+        let body = request.body().to_vec();
+        let compressed = gzip(&body).unwrap();
+        assert!(compressed.len() < body.len() / 4);
+        request.release_body();
+        assert!(request.body_released());
+        assert!(!request.restore_body(b"short".to_vec()));
+        assert!(request.body_released());
+        assert!(request.restore_body(gunzip(&compressed).unwrap()));
+        assert!(!request.body_released());
+        assert_eq!(ids(&request.subset(19..20)), ["1-19"]);
+    }
+}

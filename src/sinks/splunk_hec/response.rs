@@ -1,0 +1,244 @@
+//! What a collector answer means for the request: decided by the HEC `code` in the JSON body
+//! when there is one, by the HTTP status otherwise (load balancers answer without a body).
+//! A 200 is not always code 0: codes 24 and 25 are successes that ask the sender to slow down.
+
+use std::time::{Duration, SystemTime};
+
+use serde::Deserialize;
+
+/// The JSON body of a collector answer.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct HecReply {
+    /// Human-readable status (`Success`, `Invalid token`, ...).
+    #[serde(default)]
+    pub text: Option<String>,
+    /// The HEC status code.
+    #[serde(default)]
+    pub code: Option<i64>,
+    /// Indexer-acknowledgement id of the request, when the token has acknowledgement on.
+    #[serde(default, rename = "ackId")]
+    pub ack_id: Option<u64>,
+    /// Index (0-based) of the first rejected event; the ones before it were indexed.
+    #[serde(default, rename = "invalid-event-number")]
+    pub invalid_event_number: Option<usize>,
+}
+
+/// What to do after a collector answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// The request was taken.
+    Accepted {
+        /// Await this indexer acknowledgement before confirming, when present.
+        ack_id: Option<u64>,
+        /// A capacity warning that came with the success.
+        warning: Option<CapacityWarning>,
+    },
+    /// Try the same request again after a backoff (busy, server error, network error).
+    Retry {
+        /// What happened, for logs.
+        reason: String,
+        /// The server's `Retry-After`, when given.
+        retry_after: Option<Duration>,
+    },
+    /// The token or configuration is wrong: pause, report unhealthy, retry slowly.
+    Pause {
+        /// What happened, for logs and health.
+        reason: String,
+    },
+    /// Some event is bad data: events before `first_bad` were indexed.
+    DataError {
+        /// HEC code (or HTTP status when there was no body).
+        code: i64,
+        /// What happened, for logs and the dead-letter file.
+        reason: String,
+        /// The `invalid-event-number`, when given.
+        first_bad: Option<usize>,
+    },
+    /// 413: the body exceeds the collector's limit.
+    TooLarge {
+        /// What happened, for logs and the dead-letter file.
+        reason: String,
+    },
+}
+
+/// A success that reports the collector near capacity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CapacityWarning {
+    /// Code 24: the queue is nearly full; send more slowly.
+    QueueNearlyFull,
+    /// Code 25: the acknowledgement store is nearly full; query acknowledgements sooner.
+    AckNearlyFull,
+}
+
+fn describe(status: u16, reply: &HecReply) -> String {
+    match (&reply.text, reply.code) {
+        (Some(text), Some(code)) => format!("http {status}, hec code {code}: {text}"),
+        (Some(text), None) => format!("http {status}: {text}"),
+        (None, Some(code)) => format!("http {status}, hec code {code}"),
+        (None, None) => format!("http {status}"),
+    }
+}
+
+/// Classifies an answer to a data request.
+pub(crate) fn classify(status: u16, retry_after: Option<Duration>, body: &[u8]) -> Outcome {
+    let reply: HecReply = serde_json::from_slice(body).unwrap_or_default();
+    let reason = describe(status, &reply);
+    let retry = |reason: String| Outcome::Retry {
+        reason,
+        retry_after,
+    };
+    if let Some(code) = reply.code {
+        match code {
+            0 | 24 | 25 if (200..300).contains(&status) => {
+                let warning = match code {
+                    24 => Some(CapacityWarning::QueueNearlyFull),
+                    25 => Some(CapacityWarning::AckNearlyFull),
+                    _ => None,
+                };
+                return Outcome::Accepted {
+                    ack_id: reply.ack_id,
+                    warning,
+                };
+            }
+            1 | 2 | 3 | 4 | 7 | 10 | 11 | 14 | 16 | 21 | 22 | 28 => {
+                return Outcome::Pause { reason };
+            }
+            5 | 6 | 12 | 13 | 15 => {
+                return Outcome::DataError {
+                    code,
+                    reason,
+                    first_bad: reply.invalid_event_number,
+                };
+            }
+            8 | 9 | 18 | 19 | 20 | 23 | 26 | 27 => return retry(reason),
+            _ => {}
+        }
+    }
+    match status {
+        200..=299 => Outcome::Accepted {
+            ack_id: reply.ack_id,
+            warning: None,
+        },
+        413 => Outcome::TooLarge { reason },
+        408 | 429 | 500..=599 => retry(reason),
+        400 => Outcome::DataError {
+            code: 400,
+            reason,
+            first_bad: reply.invalid_event_number,
+        },
+        _ => Outcome::Pause { reason },
+    }
+}
+
+/// Reads a `Retry-After` header: delay seconds or an HTTP date.
+pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(
+        when.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(status: u16, body: &str) -> Outcome {
+        classify(status, None, body.as_bytes())
+    }
+
+    #[test]
+    fn success_codes_are_accepted_with_their_ack_id() {
+        assert_eq!(
+            outcome(200, r#"{"text":"Success","code":0,"ackId":7}"#),
+            Outcome::Accepted {
+                ack_id: Some(7),
+                warning: None
+            }
+        );
+        assert_eq!(
+            outcome(
+                200,
+                r#"{"text":"HEC queue is approaching its capacity limit","code":24}"#
+            ),
+            Outcome::Accepted {
+                ack_id: None,
+                warning: Some(CapacityWarning::QueueNearlyFull)
+            }
+        );
+        assert!(matches!(outcome(204, ""), Outcome::Accepted { .. }));
+    }
+
+    #[test]
+    fn code_wins_over_status() {
+        assert!(matches!(
+            outcome(200, r#"{"text":"Server is busy","code":9}"#),
+            Outcome::Retry { .. }
+        ));
+        assert!(matches!(
+            outcome(
+                503,
+                r#"{"text":"Server is busy","code":9,"invalid-event-number":0}"#
+            ),
+            Outcome::Retry { .. }
+        ));
+    }
+
+    #[test]
+    fn token_and_configuration_errors_pause() {
+        for (status, code) in [(403, 1), (401, 2), (401, 3), (403, 4), (400, 7), (400, 10)] {
+            let body = format!(r#"{{"text":"x","code":{code}}}"#);
+            assert!(
+                matches!(outcome(status, &body), Outcome::Pause { .. }),
+                "code {code}"
+            );
+        }
+        assert!(matches!(outcome(404, "not found"), Outcome::Pause { .. }));
+        assert!(matches!(outcome(415, ""), Outcome::Pause { .. }));
+    }
+
+    #[test]
+    fn data_errors_carry_the_invalid_event_number() {
+        assert_eq!(
+            outcome(
+                400,
+                r#"{"text":"Invalid data format","code":6,"invalid-event-number":3}"#
+            ),
+            Outcome::DataError {
+                code: 6,
+                reason: "http 400, hec code 6: Invalid data format".into(),
+                first_bad: Some(3)
+            }
+        );
+        assert!(matches!(
+            outcome(400, r#"{"text":"Event field is required","code":12}"#),
+            Outcome::DataError {
+                code: 12,
+                first_bad: None,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn bodiless_answers_fall_back_to_the_status() {
+        assert!(matches!(outcome(502, "<html>"), Outcome::Retry { .. }));
+        assert!(matches!(outcome(429, ""), Outcome::Retry { .. }));
+        assert!(matches!(outcome(413, ""), Outcome::TooLarge { .. }));
+        assert!(matches!(outcome(301, ""), Outcome::Pause { .. }));
+    }
+
+    #[test]
+    fn retry_after_accepts_seconds_and_dates() {
+        assert_eq!(parse_retry_after(" 5 "), Some(Duration::from_secs(5)));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+}
