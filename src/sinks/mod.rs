@@ -45,3 +45,5 @@ pub trait Sink: Send {
         shutdown: CancellationToken,
     ) -> Result<(), SinkError>;
 }
+
+pub mod syslog;
