@@ -169,7 +169,7 @@ mod tests {
         header.write_rfc3164_tag(&record, &mut out);
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "<34>Mar  5 07:08:09 web01 my_app____x_[4211]: "
+            "<34>Mar  5 07:08:09 web01 my_app__x_[4211]: "
         );
     }
 }
