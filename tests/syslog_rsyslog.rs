@@ -450,6 +450,44 @@ async fn tls_receiver_with_an_untrusted_certificate_is_refused() {
     assert!(rsyslog.messages().is_empty());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_receiver_that_rejects_our_client_certificate_gets_no_ack() {
+    let certs = tempfile::tempdir().unwrap();
+    let pki = rsyslog_certs::generate(certs.path(), "client-auth");
+    let rsyslog = Rsyslog::start(Inputs {
+        tls: Some(ServerTls {
+            ca_file: pki.ca_file.clone(),
+            cert_file: pki.server_cert.clone(),
+            key_file: pki.server_key.clone(),
+            require_client_cert: true,
+        }),
+        ..Inputs::default()
+    });
+    // No client certificate: the handshake may complete on our side (TLS 1.3) and the
+    // receiver rejects us right after it.
+    let mut sink = RunningSink::start(&format!(
+        r#"
+        name = "rsyslog-no-client-cert"
+        address = "127.0.0.1:{port}"
+        protocol = "tls"
+        retry_initial = "100ms"
+        retry_max = "500ms"
+        tls = {{ ca_file = "{ca}" }}
+        "#,
+        port = rsyslog.tls_port.unwrap(),
+        ca = pki.ca_file.display(),
+    ));
+    let mut receiver = sink.send(audit_pair()).await;
+    let state = sink
+        .wait_for_health(|state| matches!(state, HealthState::Unhealthy(_)))
+        .await;
+    assert!(format!("{state:?}").contains("tls handshake"), "{state:?}");
+    assert_eq!(receiver.try_outcome(), None, "nothing may be acked");
+    sink.stop().await;
+    assert!(matches!(receiver.await, DeliveryStatus::Failed(_)));
+    assert!(rsyslog.messages().is_empty());
+}
+
 /// Sends 150 logs, kills rsyslogd, sends 150 more while it is down (their acks must stay
 /// pending), restarts it on the same port after [`OUTAGE`], and checks that every log arrived.
 async fn outage_loses_nothing(mut rsyslog: Rsyslog, mut sink: RunningSink) {

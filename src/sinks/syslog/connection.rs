@@ -21,6 +21,11 @@ use super::config::Protocol;
 /// How long to let TLS records that arrived unasked (session tickets, alerts) be processed
 /// when checking a TLS connection.
 const TLS_PENDING_READ: Duration = Duration::from_millis(50);
+/// How long to wait after a TLS handshake for the receiver's verdict on our certificate.
+/// Under TLS 1.3 the client finishes its handshake before the server has checked the client
+/// certificate; a rejection arrives as an alert just after it, and data written before that
+/// would be lost while looking delivered.
+const TLS_VERDICT_WAIT: Duration = Duration::from_millis(100);
 /// TCP keepalive: idle time before the first probe, and time between probes.
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
@@ -143,11 +148,20 @@ impl Connector {
                 "no tls configuration",
             ))
         })?;
-        let stream = TlsConnector::from(tls.client.clone())
+        let mut stream = TlsConnector::from(tls.client.clone())
             .connect(tls.server_name.clone(), stream)
             .await
             .map_err(handshake_error)?;
-        Ok(Connection::Tls(Box::new(stream)))
+        let mut probe = [0u8; 64];
+        match tokio::time::timeout(TLS_VERDICT_WAIT, stream.read(&mut probe)).await {
+            // Silence (or a session ticket) means the receiver accepted us.
+            Err(_) | Ok(Ok(1..)) => Ok(Connection::Tls(Box::new(stream))),
+            Ok(Ok(0)) => Err(handshake_error(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "receiver closed the session right after the handshake (client certificate rejected?)",
+            ))),
+            Ok(Err(error)) => Err(handshake_error(error)),
+        }
     }
 }
 
