@@ -4,7 +4,7 @@
 use serde::Deserialize;
 
 use super::header::{HeaderFields, MessageBody};
-use super::text::{write_sd_name, write_sd_value};
+use super::text::{write_sd_name, write_sd_name_within, write_sd_value, SD_NAME_MAX};
 use super::Encoder;
 use crate::model::flatten::{flattened, FlatKey, FlatValue};
 use crate::model::LogRecord;
@@ -102,14 +102,9 @@ fn write_sd_element(sd_id: &str, record: &LogRecord<'_>, out: &mut Vec<u8>) {
             FlatKey::Plain(name) => write_sd_name(name, out),
             FlatKey::Tag(name) => {
                 // The prefix counts towards the 32-character SD-NAME limit.
-                out.extend_from_slice(b"__tag__:");
-                if name.is_empty() {
-                    out.push(b'_');
-                } else {
-                    let limit = 32 - "__tag__:".len();
-                    let tag: String = name.chars().take(limit).collect();
-                    write_sd_name(&tag, out);
-                }
+                const PREFIX: &str = "__tag__:";
+                out.extend_from_slice(PREFIX.as_bytes());
+                write_sd_name_within(name, SD_NAME_MAX - PREFIX.len(), out);
             }
         }
         out.extend_from_slice(b"=\"");
@@ -197,6 +192,20 @@ mod tests {
         let parsed = syslog_rfc5424::parse_message(&text).unwrap();
         assert_eq!(parsed.sd.find_tuple("login@32473", "note"), Some(&"x]y".to_owned()));
         assert_eq!(parsed.msg, "user login ok");
+    }
+
+    #[test]
+    fn tag_names_keep_the_prefix_within_the_sd_name_limit() {
+        let long_tag = "t".repeat(40);
+        let records = RecordsBuilder::new()
+            .group("", "", &[(long_tag.as_str(), "v"), ("", "e")])
+            .log(MARCH_5, None, &[])
+            .build();
+        let text = encode(&sd_encoder(None), &records);
+        let expected_name = format!("__tag__:{}", "t".repeat(24));
+        assert!(text.contains(&format!(" {expected_name}=\"v\" __tag__:_=\"e\"]")), "{text}");
+        let parsed = syslog_rfc5424::parse_message(&text).unwrap();
+        assert_eq!(parsed.sd.find_tuple("login@32473", &expected_name), Some(&"v".to_owned()));
     }
 
     #[test]

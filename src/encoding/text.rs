@@ -41,11 +41,20 @@ pub fn write_printable_ascii(value: &str, max_chars: usize, out: &mut Vec<u8>) {
 /// `=`, space, `]` and `"`, at most 32 characters; other characters become `_` and an empty
 /// name becomes `_`.
 pub fn write_sd_name(name: &str, out: &mut Vec<u8>) {
-    if name.is_empty() {
+    write_sd_name_within(name, SD_NAME_MAX, out);
+}
+
+/// The SD-NAME length limit, in characters.
+pub const SD_NAME_MAX: usize = 32;
+
+/// Like [`write_sd_name`], keeping at most `max_chars` characters (for names written after a
+/// fixed prefix).
+pub fn write_sd_name_within(name: &str, max_chars: usize, out: &mut Vec<u8>) {
+    if name.is_empty() || max_chars == 0 {
         out.push(b'_');
         return;
     }
-    write_sanitized(name, 32, out, is_sd_name_byte);
+    write_sanitized(name, max_chars, out, is_sd_name_byte);
 }
 
 /// True for bytes allowed in an SD-NAME.

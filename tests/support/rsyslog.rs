@@ -4,8 +4,6 @@
 //!
 //! Install rsyslogd with `scripts/setup-rsyslog.sh` (run by `scripts/test.sh`).
 
-#![allow(dead_code)] // Each test binary uses a different part of this helper.
-
 use std::fs;
 use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};

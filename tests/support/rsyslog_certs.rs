@@ -1,8 +1,6 @@
 //! Throw-away PKI for the TLS syslog tests, generated with rcgen: a CA, a server certificate
 //! for `localhost` / `127.0.0.1`, a client certificate for mutual TLS, written as PEM files.
 
-#![allow(dead_code)] // Each test binary uses a different part of this helper.
-
 use std::path::{Path, PathBuf};
 
 use rcgen::{

@@ -155,6 +155,10 @@ impl Delivery {
     /// Delivers one batch, retrying until it is confirmed. Returns `false` when shutdown
     /// interrupted it (the batch is then dropped unacknowledged, which reports a failure).
     async fn deliver(&mut self, batch: SinkBatch, shutdown: &CancellationToken) -> bool {
+        if batch.batch.records.is_empty() {
+            batch.ack.delivered();
+            return true;
+        }
         self.encode(&batch.batch.records);
         loop {
             let result = tokio::select! {
@@ -264,8 +268,9 @@ impl Delivery {
             }
         };
         let outgoing = &mut self.outgoing;
+        let protocol = self.sink.connector.protocol;
         let write = async {
-            if outgoing.datagram_ends.is_empty() {
+            if protocol != Protocol::Udp {
                 return connection.send(&outgoing.bytes).await;
             }
             while outgoing.datagrams_sent < outgoing.datagram_ends.len() {
