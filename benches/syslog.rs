@@ -34,9 +34,17 @@ fn audit_logs(count: usize) -> LogRecords {
     let mut builder = RecordsBuilder::new().group(
         "actiontrail_audit_event",
         "10.12.0.7",
-        &[("__hostname__", "trail-collector-3"), ("region", "cn-hangzhou")],
+        &[
+            ("__hostname__", "trail-collector-3"),
+            ("region", "cn-hangzhou"),
+        ],
     );
-    let actions = ["ConsoleSignin", "DescribeInstances", "DeleteBucket", "CreateAccessKey"];
+    let actions = [
+        "ConsoleSignin",
+        "DescribeInstances",
+        "DeleteBucket",
+        "CreateAccessKey",
+    ];
     for index in 0..count {
         let user = format!("user-{:04}@example.com", index % 5000);
         let ip = format!("192.168.{}.{}", index % 256, (index * 7) % 256);
@@ -60,7 +68,14 @@ fn audit_logs(count: usize) -> LogRecords {
                 ("user", user.as_str()),
                 ("source_ip", ip.as_str()),
                 ("action", action),
-                ("result", if index % 10 == 0 { "failure" } else { "success" }),
+                (
+                    "result",
+                    if index % 10 == 0 {
+                        "failure"
+                    } else {
+                        "success"
+                    },
+                ),
                 ("region", "cn-hangzhou"),
                 ("level", if index % 10 == 0 { "WARN" } else { "INFO" }),
             ],

@@ -162,10 +162,7 @@ fn numbered(first: usize, count: usize) -> LogRecords {
         builder = builder.log(
             MARCH_5,
             None,
-            &[
-                ("seq", seq.as_str()),
-                ("event", "{\"detail\":\"é\\nx\"}"),
-            ],
+            &[("seq", seq.as_str()), ("event", "{\"detail\":\"é\\nx\"}")],
         );
     }
     builder.build()
@@ -224,7 +221,10 @@ async fn tcp_octet_counting_delivers_rfc5424_with_structured_data() {
     assert_eq!(text(first, "msg"), "héllo 世界\nsecond line");
     let second = &messages[1];
     assert_eq!(text(second, "pri"), "164"); // local4 * 8 + warning (4)
-    assert_eq!(text(second, "timestamp"), "2024-03-05T15:08:10.000000+08:00");
+    assert_eq!(
+        text(second, "timestamp"),
+        "2024-03-05T15:08:10.000000+08:00"
+    );
     assert_eq!(text(second, "msgid"), "LOGOUT");
     assert_eq!(text(second, "msg"), "ascii only");
     sink.stop().await;
@@ -346,10 +346,21 @@ async fn cef_and_leef_over_tcp_reach_rsyslog_verbatim() {
         leef = {{ event_id_field = "action", attributes = {{ usrName = "user", msg = "message" }} }}
         "#
     ));
-    let records = || RecordsBuilder::new()
-        .group("audit", "10.0.0.1", &[])
-        .log(MARCH_5, Some(123_000_000), &[("level", "ERROR"), ("action", "LOGIN"), ("user", "bo|b"), ("message", "a=b\nc^d")])
-        .build();
+    let records = || {
+        RecordsBuilder::new()
+            .group("audit", "10.0.0.1", &[])
+            .log(
+                MARCH_5,
+                Some(123_000_000),
+                &[
+                    ("level", "ERROR"),
+                    ("action", "LOGIN"),
+                    ("user", "bo|b"),
+                    ("message", "a=b\nc^d"),
+                ],
+            )
+            .build()
+    };
     assert_delivered(cef.send(records()).await).await;
     assert_delivered(leef.send(records()).await).await;
     let messages = rsyslog

@@ -254,7 +254,11 @@ mod tests {
         settings.prefix = SyslogPrefix::Rfc3164;
         settings.header.hostname = ValueSource::fixed("web01");
         let records = RecordsBuilder::new()
-            .log(1_709_622_489, Some(5_000_000), &[("sev", "loud"), ("title", "a\nb")])
+            .log(
+                1_709_622_489,
+                Some(5_000_000),
+                &[("sev", "loud"), ("title", "a\nb")],
+            )
             .build();
         let mut out = Vec::new();
         CefEncoder::new(settings)
@@ -273,6 +277,9 @@ mod tests {
         assert_eq!(CefEncoder::new(bad_key).unwrap_err().key, "cef.extensions");
         let mut bad_severity = settings();
         bad_severity.severity.fallback = "11".into();
-        assert_eq!(CefEncoder::new(bad_severity).unwrap_err().key, "cef.severity");
+        assert_eq!(
+            CefEncoder::new(bad_severity).unwrap_err().key,
+            "cef.severity"
+        );
     }
 }

@@ -127,6 +127,9 @@ mod tests {
     fn word_keys() {
         assert!(check_word_key("cef.extensions", "cs1Label").is_ok());
         let error = check_word_key("cef.extensions", "bad key").unwrap_err();
-        assert_eq!(error.to_string(), "cef.extensions: key `bad key` must be a single alphanumeric word");
+        assert_eq!(
+            error.to_string(),
+            "cef.extensions: key `bad key` must be a single alphanumeric word"
+        );
     }
 }

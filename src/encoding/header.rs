@@ -144,7 +144,11 @@ mod tests {
     #[test]
     fn rfc3164_tag_is_sanitised_and_carries_the_pid() {
         let records = RecordsBuilder::new()
-            .log(1_709_622_489, None, &[("app", "my app:[x]"), ("pid", "4211")])
+            .log(
+                1_709_622_489,
+                None,
+                &[("app", "my app:[x]"), ("pid", "4211")],
+            )
             .build();
         let header = HeaderFields {
             pri: PriSource {

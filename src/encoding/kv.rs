@@ -17,8 +17,22 @@ pub const DEFAULT_SEPARATOR: &str = "||";
 #[derive(Debug, Clone)]
 pub struct KvFormat {
     separator: Box<[u8]>,
-    escape_in_key: [bool; 256],
-    escape_in_value: [bool; 256],
+    escape_in_key: ByteSet,
+    escape_in_value: ByteSet,
+}
+
+/// A set of bytes as a 256-bit bitmap.
+#[derive(Debug, Clone, Copy, Default)]
+struct ByteSet([u64; 4]);
+
+impl ByteSet {
+    fn insert(&mut self, byte: u8) {
+        self.0[usize::from(byte >> 6)] |= 1 << (byte & 63);
+    }
+
+    fn contains(&self, byte: u8) -> bool {
+        self.0[usize::from(byte >> 6)] & (1 << (byte & 63)) != 0
+    }
 }
 
 impl KvFormat {
@@ -29,22 +43,22 @@ impl KvFormat {
     /// The separator must be non-empty printable or whitespace ASCII without `=` or `\`.
     pub fn new(separator: &str) -> Result<Self, InvalidSetting> {
         let usable = !separator.is_empty()
-            && separator
-                .bytes()
-                .all(|b| (b.is_ascii_graphic() || b == b' ' || b == b'\t') && b != b'=' && b != b'\\');
+            && separator.bytes().all(|b| {
+                (b.is_ascii_graphic() || b == b' ' || b == b'\t') && b != b'=' && b != b'\\'
+            });
         if !usable {
             return Err(InvalidSetting::new(
                 "separator",
                 format!("`{separator}` must be non-empty ASCII without `=` or `\\`"),
             ));
         }
-        let mut escape_in_value = [false; 256];
-        escape_in_value[usize::from(b'\\')] = true;
+        let mut escape_in_value = ByteSet::default();
+        escape_in_value.insert(b'\\');
         for byte in separator.bytes() {
-            escape_in_value[usize::from(byte)] = true;
+            escape_in_value.insert(byte);
         }
         let mut escape_in_key = escape_in_value;
-        escape_in_key[usize::from(b'=')] = true;
+        escape_in_key.insert(b'=');
         Ok(Self {
             separator: separator.as_bytes().into(),
             escape_in_key,
@@ -82,11 +96,11 @@ impl Default for KvFormat {
     }
 }
 
-fn write_escaped(text: &str, escape: &[bool; 256], out: &mut Vec<u8>) {
+fn write_escaped(text: &str, escape: &ByteSet, out: &mut Vec<u8>) {
     let bytes = text.as_bytes();
     let mut clean_from = 0;
     for (index, &byte) in bytes.iter().enumerate() {
-        if escape[usize::from(byte)] {
+        if escape.contains(byte) {
             out.extend_from_slice(&bytes[clean_from..index]);
             out.push(b'\\');
             clean_from = index;
@@ -158,11 +172,12 @@ mod tests {
         let body = String::from_utf8(out).unwrap();
         assert!(body.contains("a\\=b=x\\|\\|y"), "{body}");
         let parsed = parse(&body, DEFAULT_SEPARATOR);
-        let expected: Vec<(String, String)> = [("__time__", "5"), ("__topic__", ""), ("__source__", "")]
-            .into_iter()
-            .chain(fields)
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
+        let expected: Vec<(String, String)> =
+            [("__time__", "5"), ("__topic__", ""), ("__source__", "")]
+                .into_iter()
+                .chain(fields)
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
         assert_eq!(parsed, expected);
     }
 

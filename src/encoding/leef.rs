@@ -245,17 +245,24 @@ mod tests {
             "<13>Mar  5 07:08:09 web01 LEEF:2.0|Ac me|Gate|2.1|4711|^|devTime=1709622489123^src=10.0.0.5^dst=10.0.0.9^sev=7^usrName=b o b"
         );
         let tab = encode(self::settings(LeefVersion::V2, '\t'), &FIELDS);
-        assert!(tab.starts_with("LEEF:2.0|Acme|Gate|2.1|4711|x09|devTime="), "{tab}");
+        assert!(
+            tab.starts_with("LEEF:2.0|Acme|Gate|2.1|4711|x09|devTime="),
+            "{tab}"
+        );
     }
 
     #[test]
     fn rejects_bad_delimiters_and_keys() {
         assert_eq!(
-            LeefEncoder::new(settings(LeefVersion::V2, '|')).unwrap_err().key,
+            LeefEncoder::new(settings(LeefVersion::V2, '|'))
+                .unwrap_err()
+                .key,
             "leef.delimiter"
         );
         assert_eq!(
-            LeefEncoder::new(settings(LeefVersion::V2, 'é')).unwrap_err().key,
+            LeefEncoder::new(settings(LeefVersion::V2, 'é'))
+                .unwrap_err()
+                .key,
             "leef.delimiter"
         );
         let mut bad = settings(LeefVersion::V1, '^');

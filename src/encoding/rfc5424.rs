@@ -190,7 +190,10 @@ mod tests {
              user=\"a\\\"b\" path=\"C:\\\\tmp\" note=\"x\\]y\" message=\"user login ok\"] user login ok"
         );
         let parsed = syslog_rfc5424::parse_message(&text).unwrap();
-        assert_eq!(parsed.sd.find_tuple("login@32473", "note"), Some(&"x]y".to_owned()));
+        assert_eq!(
+            parsed.sd.find_tuple("login@32473", "note"),
+            Some(&"x]y".to_owned())
+        );
         assert_eq!(parsed.msg, "user login ok");
     }
 
@@ -203,9 +206,15 @@ mod tests {
             .build();
         let text = encode(&sd_encoder(None), &records);
         let expected_name = format!("__tag__:{}", "t".repeat(24));
-        assert!(text.contains(&format!(" {expected_name}=\"v\" __tag__:_=\"e\"]")), "{text}");
+        assert!(
+            text.contains(&format!(" {expected_name}=\"v\" __tag__:_=\"e\"]")),
+            "{text}"
+        );
         let parsed = syslog_rfc5424::parse_message(&text).unwrap();
-        assert_eq!(parsed.sd.find_tuple("login@32473", &expected_name), Some(&"v".to_owned()));
+        assert_eq!(
+            parsed.sd.find_tuple("login@32473", &expected_name),
+            Some(&"v".to_owned())
+        );
     }
 
     #[test]
@@ -252,12 +261,22 @@ mod tests {
     fn long_and_non_ascii_header_fields_are_cut_and_replaced() {
         let app = "a".repeat(60);
         let records = RecordsBuilder::new()
-            .log(MARCH_5, None, &[("app", app.as_str()), ("host", "hôst name")])
+            .log(
+                MARCH_5,
+                None,
+                &[("app", app.as_str()), ("host", "hôst name")],
+            )
             .build();
         let encoder = Rfc5424Encoder {
             header: HeaderFields {
-                app_name: ValueSource { field: Some("app".into()), fallback: String::new() },
-                hostname: ValueSource { field: Some("host".into()), fallback: String::new() },
+                app_name: ValueSource {
+                    field: Some("app".into()),
+                    fallback: String::new(),
+                },
+                hostname: ValueSource {
+                    field: Some("host".into()),
+                    fallback: String::new(),
+                },
                 ..HeaderFields::default()
             },
             body: Rfc5424Body::Message(MessageBody::Json),

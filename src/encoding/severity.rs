@@ -151,13 +151,21 @@ where
 
 impl<'de> Deserialize<'de> for Facility {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserialize_name_or_code(deserializer, "facility (kern..local7 or 0-23)", Facility::parse)
+        deserialize_name_or_code(
+            deserializer,
+            "facility (kern..local7 or 0-23)",
+            Facility::parse,
+        )
     }
 }
 
 impl<'de> Deserialize<'de> for Severity {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserialize_name_or_code(deserializer, "severity (emerg..debug or 0-7)", Severity::parse)
+        deserialize_name_or_code(
+            deserializer,
+            "severity (emerg..debug or 0-7)",
+            Severity::parse,
+        )
     }
 }
 

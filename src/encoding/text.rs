@@ -107,7 +107,10 @@ mod tests {
 
     #[test]
     fn sd_values_escape_quote_backslash_and_bracket() {
-        assert_eq!(render(|o| write_sd_value("a\"b\\c]d", o)), "a\\\"b\\\\c\\]d");
+        assert_eq!(
+            render(|o| write_sd_value("a\"b\\c]d", o)),
+            "a\\\"b\\\\c\\]d"
+        );
         assert_eq!(render(|o| write_sd_value("plain é", o)), "plain é");
     }
 
@@ -122,9 +125,15 @@ mod tests {
     #[test]
     fn header_fields_are_printable_ascii_nil_when_empty_and_truncated_by_chars() {
         assert_eq!(render(|o| write_printable_ascii("", 48, o)), "-");
-        assert_eq!(render(|o| write_printable_ascii("web 01\té", 48, o)), "web_01__");
+        assert_eq!(
+            render(|o| write_printable_ascii("web 01\té", 48, o)),
+            "web_01__"
+        );
         let sixty = "a".repeat(60);
-        assert_eq!(render(|o| write_printable_ascii(&sixty, 48, o)), "a".repeat(48));
+        assert_eq!(
+            render(|o| write_printable_ascii(&sixty, 48, o)),
+            "a".repeat(48)
+        );
         assert_eq!(render(|o| write_printable_ascii("ééé", 2, o)), "__");
     }
 

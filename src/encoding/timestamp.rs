@@ -39,7 +39,8 @@ impl TimeZone {
         }
         let hours: i32 = digits[..2].parse().ok()?;
         let minutes: i32 = digits[2..].parse().ok()?;
-        (hours < 24 && minutes < 60).then_some(TimeZone::Fixed(sign * (hours * 3600 + minutes * 60)))
+        (hours < 24 && minutes < 60)
+            .then_some(TimeZone::Fixed(sign * (hours * 3600 + minutes * 60)))
     }
 
     /// The offset from UTC, in seconds, at `unix_seconds`.
@@ -246,15 +247,33 @@ mod tests {
     #[test]
     fn rfc3339_in_utc_and_with_offsets() {
         let utc = render(|o| {
-            write_rfc3339(MARCH_5, Some(123_456_789), TimePrecision::Micros, TimeZone::Utc, o)
+            write_rfc3339(
+                MARCH_5,
+                Some(123_456_789),
+                TimePrecision::Micros,
+                TimeZone::Utc,
+                o,
+            )
         });
         assert_eq!(utc, "2024-03-05T07:08:09.123456Z");
         let plus8 = render(|o| {
-            write_rfc3339(MARCH_5, Some(123_000_000), TimePrecision::Millis, TimeZone::Fixed(8 * 3600), o)
+            write_rfc3339(
+                MARCH_5,
+                Some(123_000_000),
+                TimePrecision::Millis,
+                TimeZone::Fixed(8 * 3600),
+                o,
+            )
         });
         assert_eq!(plus8, "2024-03-05T15:08:09.123+08:00");
         let minus = render(|o| {
-            write_rfc3339(MARCH_5, None, TimePrecision::Seconds, TimeZone::parse("-09:30").unwrap(), o)
+            write_rfc3339(
+                MARCH_5,
+                None,
+                TimePrecision::Seconds,
+                TimeZone::parse("-09:30").unwrap(),
+                o,
+            )
         });
         assert_eq!(minus, "2024-03-04T21:38:09-09:30");
     }
@@ -267,7 +286,13 @@ mod tests {
                 .format("%Y-%m-%dT%H:%M:%SZ")
                 .to_string();
             let actual = render(|o| {
-                write_rfc3339(seconds as u32, None, TimePrecision::Seconds, TimeZone::Utc, o)
+                write_rfc3339(
+                    seconds as u32,
+                    None,
+                    TimePrecision::Seconds,
+                    TimeZone::Utc,
+                    o,
+                )
             });
             assert_eq!(actual, expected);
         }
@@ -275,7 +300,10 @@ mod tests {
 
     #[test]
     fn rfc3164_pads_the_day_with_a_space() {
-        assert_eq!(render(|o| write_rfc3164(MARCH_5, TimeZone::Utc, o)), "Mar  5 07:08:09");
+        assert_eq!(
+            render(|o| write_rfc3164(MARCH_5, TimeZone::Utc, o)),
+            "Mar  5 07:08:09"
+        );
         assert_eq!(
             render(|o| write_rfc3164(MARCH_5 + 10 * 86_400, TimeZone::Utc, o)),
             "Mar 15 07:08:09"

@@ -157,7 +157,8 @@ impl Rsyslog {
     }
 
     fn spawn(&mut self) {
-        let stderr = fs::File::create(self.dir.path().join("rsyslogd.stderr")).expect("stderr file");
+        let stderr =
+            fs::File::create(self.dir.path().join("rsyslogd.stderr")).expect("stderr file");
         let child = Command::new(rsyslogd())
             .arg("-n")
             .arg("-f")

@@ -425,7 +425,10 @@ impl SyslogSinkConfig {
             ));
         }
         if self.rfc3164_max_length == Some(0) {
-            return Err(InvalidSetting::new("rfc3164_max_length", "must be positive"));
+            return Err(InvalidSetting::new(
+                "rfc3164_max_length",
+                "must be positive",
+            ));
         }
         if self.retry_initial.0.is_zero() || self.retry_max.0 < self.retry_initial.0 {
             return Err(InvalidSetting::new(
@@ -655,17 +658,35 @@ mod tests {
     #[test]
     fn cross_field_rules_name_the_key() {
         let key = |text: &str| parse(text).validate().unwrap_err().key;
-        assert_eq!(key("address = \"a:1\"\nprotocol = \"udp\"\nframing = \"lf\""), "framing");
-        assert_eq!(key("address = \"a:1\"\nprotocol = \"tls\"\nframing = \"lf\""), "framing");
+        assert_eq!(
+            key("address = \"a:1\"\nprotocol = \"udp\"\nframing = \"lf\""),
+            "framing"
+        );
+        assert_eq!(
+            key("address = \"a:1\"\nprotocol = \"tls\"\nframing = \"lf\""),
+            "framing"
+        );
         assert_eq!(key("address = \"a:1\"\ntls = { verify = false }"), "tls");
-        assert_eq!(key("address = \"a:1\"\nformat = \"cef\"\nbody = \"sd\""), "body");
-        assert_eq!(key("address = \"a:1\"\nprotocol = \"udp\"\nmax_datagram = 100000"), "max_datagram");
+        assert_eq!(
+            key("address = \"a:1\"\nformat = \"cef\"\nbody = \"sd\""),
+            "body"
+        );
+        assert_eq!(
+            key("address = \"a:1\"\nprotocol = \"udp\"\nmax_datagram = 100000"),
+            "max_datagram"
+        );
         assert_eq!(key("address = \"a:1\"\nseparator = \"=\""), "separator");
         assert_eq!(key("address = \"nohost\""), "address");
         assert_eq!(key("address = \"a:0\""), "address");
-        assert_eq!(key("address = \"a:1\"\nformat = \"leef\"\nleef = { delimiter = \"|\" }"), "leef.delimiter");
+        assert_eq!(
+            key("address = \"a:1\"\nformat = \"leef\"\nleef = { delimiter = \"|\" }"),
+            "leef.delimiter"
+        );
         assert_eq!(key("address = \"a:1\"\nformat = \"cef\"\ncef = { extensions = { \"bad key\" = \"x\" } }"), "cef.extensions");
-        assert_eq!(key("address = \"a:1\"\nrfc3164_max_length = 1024"), "rfc3164_max_length");
+        assert_eq!(
+            key("address = \"a:1\"\nrfc3164_max_length = 1024"),
+            "rfc3164_max_length"
+        );
     }
 
     #[test]

@@ -239,8 +239,7 @@ impl Connection {
                 Ok(Peek::Idle) => None,
                 Ok(Peek::Closed) => Some("receiver closed the connection".to_owned()),
                 Ok(Peek::Data) => {
-                    match tokio::time::timeout(TLS_PENDING_READ, stream.read(&mut scratch)).await
-                    {
+                    match tokio::time::timeout(TLS_PENDING_READ, stream.read(&mut scratch)).await {
                         Ok(Ok(0)) => Some("receiver closed the tls session".to_owned()),
                         Ok(Err(error)) => Some(format!("tls session failed: {error}")),
                         Ok(Ok(_)) | Err(_) => None,

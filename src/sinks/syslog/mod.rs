@@ -16,8 +16,8 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-pub use self::config::SyslogSinkConfig;
 use self::config::Protocol;
+pub use self::config::SyslogSinkConfig;
 use self::connection::{Connection, Connector};
 use crate::common::Backoff;
 use crate::encoding::framing::Framing;
