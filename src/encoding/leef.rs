@@ -46,7 +46,7 @@ pub struct LeefSettings {
     /// Attribute delimiter of LEEF 2.0 (ignored for 1.0, which always uses TAB): one ASCII
     /// character other than `|`, `=` and line breaks.
     pub delimiter: char,
-    /// Attributes in output order. `devTime` (event time, epoch ms) is added first unless
+    /// Attributes in output order. `devTime` (event time, epoch ms) is added last unless
     /// mapped.
     pub attributes: Vec<MappedKey>,
 }
@@ -130,11 +130,6 @@ impl Encoder for LeefEncoder {
         out.push(b'|');
         out.extend_from_slice(&self.delimiter_field);
         let mut first = true;
-        if self.add_device_time {
-            out.extend_from_slice(b"devTime=");
-            write_epoch_millis(record.time, record.time_ns, out);
-            first = false;
-        }
         for mapped in &self.attributes {
             let Some(value) = mapped.resolve(record) else {
                 continue;
@@ -152,6 +147,13 @@ impl Encoder for LeefEncoder {
                     *byte = b' ';
                 }
             }
+        }
+        if self.add_device_time {
+            if !first {
+                out.push(self.delimiter);
+            }
+            out.extend_from_slice(b"devTime=");
+            write_epoch_millis(record.time, record.time_ns, out);
         }
     }
 }
@@ -224,7 +226,7 @@ mod tests {
     fn leef_1_matches_the_spec_example() {
         assert_eq!(
             encode(settings(LeefVersion::V1, '^'), &FIELDS),
-            "LEEF:1.0|Acme|Gate|2.1|4711|devTime=1709622489123\tsrc=10.0.0.5\tdst=10.0.0.9\tsev=7\tusrName=bob"
+            "LEEF:1.0|Acme|Gate|2.1|4711|src=10.0.0.5\tdst=10.0.0.9\tsev=7\tusrName=bob\tdevTime=1709622489123"
         );
     }
 
@@ -242,11 +244,11 @@ mod tests {
         fields[3] = ("user", "b^o\nb");
         assert_eq!(
             encode(settings, &fields),
-            "<13>Mar  5 07:08:09 web01 LEEF:2.0|Ac me|Gate|2.1|4711|^|devTime=1709622489123^src=10.0.0.5^dst=10.0.0.9^sev=7^usrName=b o b"
+            "<13>Mar  5 07:08:09 web01 LEEF:2.0|Ac me|Gate|2.1|4711|^|src=10.0.0.5^dst=10.0.0.9^sev=7^usrName=b o b^devTime=1709622489123"
         );
         let tab = encode(self::settings(LeefVersion::V2, '\t'), &FIELDS);
         assert!(
-            tab.starts_with("LEEF:2.0|Acme|Gate|2.1|4711|x09|devTime="),
+            tab.starts_with("LEEF:2.0|Acme|Gate|2.1|4711|x09|src=10.0.0.5\tdst="),
             "{tab}"
         );
     }

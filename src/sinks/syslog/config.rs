@@ -151,7 +151,8 @@ pub struct LeefConfig {
     #[serde(default = "default_leef_delimiter")]
     pub delimiter: char,
     /// Attributes taken from log fields: `{ src = "source_ip", usrName = "user" }`. Missing
-    /// or empty fields are left out. `devTime` (epoch ms) is always added unless mapped here.
+    /// or empty fields are left out. `devTime` (epoch ms) is always added (last) unless mapped
+    /// here.
     #[serde(default)]
     pub attributes: BTreeMap<String, String>,
     /// Attributes with constant values. Default: none.
