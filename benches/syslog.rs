@@ -58,6 +58,8 @@ fn audit_logs(count: usize) -> LogRecords {
              \"userAgent\":\"AlibabaCloud (Linux 5.10; x86_64) Python/3.11.7 Core/2.13.36 python-requests/2.31.0\",\
              \"requestParameters\":{{\"RegionId\":\"cn-hangzhou\",\"InstanceIds\":\"[\\\"i-bp67acfmxazb4p{index:06}\\\"]\",\
              \"PageSize\":50,\"PageNumber\":1}},\"serviceName\":\"Ecs\",\"requestId\":\"{request_id}\",\
+             \"responseElements\":{{\"RequestId\":\"{request_id}\",\"TotalCount\":1,\"Status\":\"Running\",\
+             \"VpcId\":\"vpc-bp1opxu1zkhn00gzv{index:05}\"}},\
              \"acsRegion\":\"cn-hangzhou\",\"errorCode\":\"\",\"errorMessage\":\"\"}}"
         );
         builder = builder.log(

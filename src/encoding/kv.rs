@@ -17,21 +17,46 @@ pub const DEFAULT_SEPARATOR: &str = "||";
 #[derive(Debug, Clone)]
 pub struct KvFormat {
     separator: Box<[u8]>,
-    escape_in_key: ByteSet,
-    escape_in_value: ByteSet,
+    escape_in_key: Specials,
+    escape_in_value: Specials,
 }
 
-/// A set of bytes as a 256-bit bitmap.
-#[derive(Debug, Clone, Copy, Default)]
-struct ByteSet([u64; 4]);
+/// The bytes to escape, searched with SIMD (`memchr`) when there are at most three.
+#[derive(Debug, Clone, Copy)]
+enum Specials {
+    Two(u8, u8),
+    Three(u8, u8, u8),
+    Many([u64; 4]),
+}
 
-impl ByteSet {
-    fn insert(&mut self, byte: u8) {
-        self.0[usize::from(byte >> 6)] |= 1 << (byte & 63);
+impl Specials {
+    fn of(bytes: &[u8]) -> Self {
+        let mut distinct: Vec<u8> = bytes.to_vec();
+        distinct.sort_unstable();
+        distinct.dedup();
+        match distinct[..] {
+            [a] => Specials::Two(a, a),
+            [a, b] => Specials::Two(a, b),
+            [a, b, c] => Specials::Three(a, b, c),
+            _ => {
+                let mut bitmap = [0u64; 4];
+                for byte in distinct {
+                    bitmap[usize::from(byte >> 6)] |= 1 << (byte & 63);
+                }
+                Specials::Many(bitmap)
+            }
+        }
     }
 
-    fn contains(&self, byte: u8) -> bool {
-        self.0[usize::from(byte >> 6)] & (1 << (byte & 63)) != 0
+    /// Position of the first byte to escape in `haystack`.
+    fn find(&self, haystack: &[u8]) -> Option<usize> {
+        match *self {
+            Specials::Two(a, b) => memchr::memchr2(a, b, haystack),
+            Specials::Three(a, b, c) => memchr::memchr3(a, b, c, haystack),
+            Specials::Many(bitmap) => haystack
+                .iter()
+                .position(|&byte| bitmap[usize::from(byte >> 6)] & (1 << (byte & 63)) != 0),
+        }
     }
 }
 
@@ -52,17 +77,14 @@ impl KvFormat {
                 format!("`{separator}` must be non-empty ASCII without `=` or `\\`"),
             ));
         }
-        let mut escape_in_value = ByteSet::default();
-        escape_in_value.insert(b'\\');
-        for byte in separator.bytes() {
-            escape_in_value.insert(byte);
-        }
-        let mut escape_in_key = escape_in_value;
-        escape_in_key.insert(b'=');
+        let mut value_specials = separator.as_bytes().to_vec();
+        value_specials.push(b'\\');
+        let mut key_specials = value_specials.clone();
+        key_specials.push(b'=');
         Ok(Self {
             separator: separator.as_bytes().into(),
-            escape_in_key,
-            escape_in_value,
+            escape_in_key: Specials::of(&key_specials),
+            escape_in_value: Specials::of(&value_specials),
         })
     }
 
@@ -96,17 +118,15 @@ impl Default for KvFormat {
     }
 }
 
-fn write_escaped(text: &str, escape: &ByteSet, out: &mut Vec<u8>) {
-    let bytes = text.as_bytes();
-    let mut clean_from = 0;
-    for (index, &byte) in bytes.iter().enumerate() {
-        if escape.contains(byte) {
-            out.extend_from_slice(&bytes[clean_from..index]);
-            out.push(b'\\');
-            clean_from = index;
-        }
+fn write_escaped(text: &str, specials: &Specials, out: &mut Vec<u8>) {
+    let mut rest = text.as_bytes();
+    while let Some(position) = specials.find(rest) {
+        out.extend_from_slice(&rest[..position]);
+        out.push(b'\\');
+        out.push(rest[position]);
+        rest = &rest[position + 1..];
     }
-    out.extend_from_slice(&bytes[clean_from..]);
+    out.extend_from_slice(rest);
 }
 
 /// Splits a body written with `separator` back into unescaped pairs (the inverse of
@@ -179,6 +199,29 @@ mod tests {
                 .map(|(k, v)| (k.to_owned(), v.to_owned()))
                 .collect();
         assert_eq!(parsed, expected);
+    }
+
+    #[test]
+    fn separators_with_many_special_bytes_round_trip() {
+        let fields = [("k=;", "v; x\\y"), ("plain", "a;b c")];
+        let records = RecordsBuilder::new().log(1, None, &fields).build();
+        let mut out = Vec::new();
+        KvFormat::new("; ")
+            .unwrap()
+            .write(&records.get(0).unwrap(), &mut out);
+        let body = String::from_utf8(out).unwrap();
+        assert!(
+            body.ends_with("; k\\=\\;=v\\;\\ x\\\\y; plain=a\\;b\\ c"),
+            "{body}"
+        );
+        let parsed = parse(&body, "; ");
+        assert_eq!(
+            parsed[3..],
+            [
+                ("k=;".to_owned(), "v; x\\y".to_owned()),
+                ("plain".to_owned(), "a;b c".to_owned())
+            ]
+        );
     }
 
     #[test]
