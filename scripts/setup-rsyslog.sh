@@ -50,5 +50,12 @@ trap cleanup EXIT
 if ! apt-cache show rsyslog >/dev/null 2>&1; then
   "${sudo_cmd[@]}" apt-get update -qq
 fi
+# rsyslog conflicts with other syslog daemons; never remove one behind the user's back.
+if apt-get install -s --no-install-recommends "${missing[@]}" | grep -q '^Remv'; then
+  echo "setup-rsyslog: installing ${missing[*]} would remove other packages (another syslog daemon?):" >&2
+  apt-get install -s --no-install-recommends "${missing[@]}" | grep '^Remv' >&2
+  echo "setup-rsyslog: install rsyslog by hand or in a separate environment" >&2
+  exit 1
+fi
 "${sudo_cmd[@]}" apt-get install -y --no-install-recommends "${missing[@]}"
 echo "setup-rsyslog: installed ${missing[*]}"

@@ -319,6 +319,18 @@ mod tests {
     }
 
     #[test]
+    fn local_zone_follows_the_machine() {
+        use chrono::{Offset, TimeZone as _};
+        let expected = chrono::Local
+            .timestamp_opt(i64::from(MARCH_5), 0)
+            .unwrap()
+            .offset()
+            .fix()
+            .local_minus_utc();
+        assert_eq!(TimeZone::Local.offset_at(i64::from(MARCH_5)), expected);
+    }
+
+    #[test]
     fn zones_parse() {
         assert_eq!(TimeZone::parse("UTC"), Some(TimeZone::Utc));
         assert_eq!(TimeZone::parse("+0800"), Some(TimeZone::Fixed(28_800)));
