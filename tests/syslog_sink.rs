@@ -175,3 +175,25 @@ async fn empty_batches_are_acked_without_connecting() {
     shutdown.cancel();
     task.await.unwrap();
 }
+
+#[tokio::test]
+async fn healthcheck_connects_without_sending_logs() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let config: SyslogSinkConfig =
+        toml::from_str(&format!("address = \"127.0.0.1:{port}\"")).unwrap();
+    let sink = config.build("syslog-health").unwrap();
+    let (checked, accepted) = tokio::join!(sink.healthcheck(), accept(&listener));
+    checked.expect("reachable receiver is healthy");
+    let mut accepted = accepted;
+    let mut rest = Vec::new();
+    tokio::time::timeout(TIMEOUT, accepted.read_to_end(&mut rest))
+        .await
+        .expect("the health check closes its connection")
+        .unwrap();
+    assert!(rest.is_empty(), "no log was sent");
+
+    drop(listener);
+    let error = sink.healthcheck().await.unwrap_err().to_string();
+    assert!(error.contains(&format!("127.0.0.1:{port}")), "{error}");
+}
