@@ -321,7 +321,7 @@ async fn udp_sends_one_datagram_per_message_and_truncates_long_ones() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cef_and_leef_over_tcp_reach_rsyslog_verbatim() {
+async fn rfc3164_cef_and_leef_over_tcp_reach_rsyslog_verbatim() {
     let rsyslog = Rsyslog::start(Inputs {
         tcp: true,
         ..Inputs::default()
@@ -346,6 +346,15 @@ async fn cef_and_leef_over_tcp_reach_rsyslog_verbatim() {
         leef = {{ event_id_field = "action", attributes = {{ usrName = "user", msg = "message" }} }}
         "#
     ));
+    let mut bsd = RunningSink::start(&format!(
+        r#"
+        name = "rsyslog-rfc3164"
+        address = "127.0.0.1:{port}"
+        format = "rfc3164"
+        procid = "4211"
+        rfc3164_max_length = 1024
+        "#
+    ));
     let records = || {
         RecordsBuilder::new()
             .group("audit", "10.0.0.1", &[])
@@ -363,19 +372,33 @@ async fn cef_and_leef_over_tcp_reach_rsyslog_verbatim() {
     };
     assert_delivered(cef.send(records()).await).await;
     assert_delivered(leef.send(records()).await).await;
+    assert_delivered(bsd.send(records()).await).await;
     let messages = rsyslog
-        .wait_for(OUTPUT_TIMEOUT, |messages| messages.len() >= 2)
+        .wait_for(OUTPUT_TIMEOUT, |messages| messages.len() >= 3)
         .await;
+    let bsd_message = messages
+        .iter()
+        .find(|m| text(m, "raw").contains("siem-forwarder[4211]"))
+        .expect("the rfc3164 message arrived");
+    assert_eq!(text(bsd_message, "version"), "0");
+    assert_eq!(text(bsd_message, "hostname"), "10.0.0.1");
+    assert_eq!(text(bsd_message, "app_name"), "siem-forwarder");
+    assert_eq!(text(bsd_message, "procid"), "4211");
+    // RFC 3164 has no year or zone: rsyslog fills in its own.
+    assert!(text(bsd_message, "timestamp").contains("-03-05T07:08:09"));
     let raws: BTreeSet<&str> = messages.iter().map(|m| text(m, "raw")).collect();
     let expected: BTreeSet<&str> = [
         "<131>Mar  5 15:08:09 10.0.0.1 CEF:0|Alibaba Cloud|Log Service|1.0|LOGIN|log|7|rt=1709622489123 act=LOGIN msg=a\\=b\\nc^d suser=bo|b",
         "<14>Mar  5 07:08:09 10.0.0.1 LEEF:2.0|Alibaba Cloud|Log Service|1.0|LOGIN|^|msg=a=b c d^usrName=bo|b^devTime=1709622489123",
+        "<14>Mar  5 07:08:09 10.0.0.1 siem-forwarder[4211]: __time__=1709622489||__time_ns_part__=123000000||\
+         __topic__=audit||__source__=10.0.0.1||level=ERROR||action=LOGIN||user=bo\\|b||message=a=b\nc^d",
     ]
     .into_iter()
     .collect();
     assert_eq!(raws, expected);
     cef.stop().await;
     leef.stop().await;
+    bsd.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
