@@ -181,6 +181,9 @@ pub struct PriSource {
     pub severity: Severity,
     /// Field holding a severity or log level (`ERROR` maps to `err`).
     pub severity_field: Option<String>,
+    /// Field values with their severity, checked (case-insensitively) before the built-in
+    /// names, e.g. `SEVERE` → `crit`.
+    pub severity_map: Vec<(String, Severity)>,
 }
 
 impl Default for PriSource {
@@ -190,6 +193,7 @@ impl Default for PriSource {
             facility_field: None,
             severity: Severity::INFO,
             severity_field: None,
+            severity_map: Vec::new(),
         }
     }
 }
@@ -197,10 +201,19 @@ impl Default for PriSource {
 impl PriSource {
     /// The severity of `record`.
     pub fn severity_of(&self, record: &LogRecord<'_>) -> Severity {
-        self.severity_field
+        let Some(value) = self
+            .severity_field
             .as_deref()
             .and_then(|field| record.lookup(field))
-            .and_then(Severity::parse)
+        else {
+            return self.severity;
+        };
+        let value = value.trim();
+        self.severity_map
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(value))
+            .map(|&(_, severity)| severity)
+            .or_else(|| Severity::parse(value))
             .unwrap_or(self.severity)
     }
 
@@ -270,6 +283,29 @@ mod tests {
         };
         let pris: Vec<u8> = records.iter().map(|r| source.prival_of(&r)).collect();
         assert_eq!(pris, [16 * 8 + 3, 16 * 8 + 6, 16 * 8 + 6]);
+    }
+
+    #[test]
+    fn custom_severity_names_win_over_built_in_ones() {
+        let records = RecordsBuilder::new()
+            .log(1, None, &[("level", "severe")])
+            .log(1, None, &[("level", "ERROR")])
+            .log(1, None, &[("level", "40")])
+            .build();
+        let source = PriSource {
+            severity_field: Some("level".into()),
+            severity_map: vec![
+                ("SEVERE".into(), Severity::from_code(2).unwrap()),
+                ("error".into(), Severity::from_code(1).unwrap()),
+                ("40".into(), Severity::from_code(4).unwrap()),
+            ],
+            ..PriSource::default()
+        };
+        let severities: Vec<u8> = records
+            .iter()
+            .map(|r| source.severity_of(&r).code())
+            .collect();
+        assert_eq!(severities, [2, 1, 4]);
     }
 
     #[test]

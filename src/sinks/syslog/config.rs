@@ -239,6 +239,10 @@ pub struct SyslogSinkConfig {
     /// becomes `err`, `WARN` `warning`, a digit 0–7 is taken as is). Example: `"level"`.
     #[serde(default)]
     pub severity_field: Option<String>,
+    /// Extra `severity_field` values and their severity, matched case-insensitively before
+    /// the built-in names. Example: `{ SEVERE = "crit", "40" = "err" }`. Default: none.
+    #[serde(default)]
+    pub severity_map: BTreeMap<String, Severity>,
     /// Static HOSTNAME, used when `hostname_field` is empty or missing. Default: `-` (nil).
     #[serde(default)]
     pub hostname: String,
@@ -498,6 +502,11 @@ impl SyslogSinkConfig {
                 facility_field: optional_field(&self.facility_field),
                 severity: self.severity,
                 severity_field: optional_field(&self.severity_field),
+                severity_map: self
+                    .severity_map
+                    .iter()
+                    .map(|(value, severity)| (value.clone(), *severity))
+                    .collect(),
             },
             zone: self.timezone,
             precision: self.time_precision,
@@ -636,12 +645,15 @@ mod tests {
             format = "cef"
             facility = "local4"
             severity_field = "level"
+            severity_map = { SEVERE = "crit", "40" = 3 }
             max_datagram = "8KiB"
             cef = { vendor = "Acme", extensions = { src = "source_ip", suser = "user" }, constants = { cs1Label = "region" } }
             leef = { version = "1.0", delimiter = "\t" }
             "#,
         );
         assert_eq!(config.facility.code(), 20);
+        assert_eq!(config.severity_map["SEVERE"].code(), 2);
+        assert_eq!(config.severity_map["40"].code(), 3);
         assert_eq!(config.cef.extensions.len(), 2);
         assert_eq!(config.leef.version, LeefVersion::V1);
         assert!(config.validate().is_ok());
