@@ -219,6 +219,17 @@ async fn tcp_octet_counting_delivers_rfc5424_with_structured_data() {
          user=\"bo\\\"b\\]\\\\\" message=\"héllo 世界\nsecond line\"]"
     );
     assert_eq!(text(first, "msg"), "héllo 世界\nsecond line");
+    // rsyslog is lenient; the bytes on the wire must also satisfy a strict RFC 5424 parser.
+    let strict = syslog_rfc5424::parse_message(text(first, "raw")).expect("strict rfc 5424");
+    assert_eq!(
+        strict
+            .sd
+            .find_tuple("sls@32473", "user")
+            .map(String::as_str),
+        Some("bo\"b]\\")
+    );
+    assert_eq!(strict.timestamp_nanos, Some(123_456_000));
+    assert_eq!(strict.msg, "héllo 世界\nsecond line");
     let second = &messages[1];
     assert_eq!(text(second, "pri"), "164"); // local4 * 8 + warning (4)
     assert_eq!(
