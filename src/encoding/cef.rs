@@ -52,7 +52,25 @@ pub struct CefEncoder {
     name: ValueSource,
     severity: ValueSource,
     extensions: Vec<MappedKey>,
+    /// Character limit of each extension's value (same order as `extensions`).
+    extension_limits: Vec<usize>,
     add_receipt_time: bool,
+}
+
+/// ArcSight schema length limits of common extension keys, in characters; other keys are not
+/// cut.
+fn extension_limit(key: &str) -> usize {
+    match key {
+        "act" | "outcome" => 63,
+        "app" | "proto" => 31,
+        "externalId" => 40,
+        "dvchost" => 100,
+        "cs1" | "cs2" | "cs3" | "cs4" | "cs5" | "cs6" => 4000,
+        "msg" | "request" | "cat" | "shost" | "dhost" | "suser" | "duser" | "fname"
+        | "filePath" | "cs1Label" | "cs2Label" | "cs3Label" | "cs4Label" | "cs5Label"
+        | "cs6Label" | "cn1Label" | "cn2Label" | "cn3Label" => 1023,
+        _ => usize::MAX,
+    }
 }
 
 impl CefEncoder {
@@ -88,6 +106,11 @@ impl CefEncoder {
             fixed_header.push(b'|');
         }
         let add_receipt_time = !settings.extensions.iter().any(|m| m.key == "rt");
+        let extension_limits = settings
+            .extensions
+            .iter()
+            .map(|mapped| extension_limit(&mapped.key))
+            .collect();
         Ok(Self {
             prefix: settings.prefix,
             header: settings.header,
@@ -96,6 +119,7 @@ impl CefEncoder {
             name: settings.name,
             severity: settings.severity,
             extensions: settings.extensions,
+            extension_limits,
             add_receipt_time,
         })
     }
@@ -120,19 +144,31 @@ impl Encoder for CefEncoder {
             write_epoch_millis(record.time, record.time_ns, out);
             first = false;
         }
-        for mapped in &self.extensions {
+        for (mapped, &limit) in self.extensions.iter().zip(&self.extension_limits) {
             let Some(value) = mapped.resolve(record) else {
                 continue;
             };
+            let value = truncate_chars(value.trim_matches(' '), limit);
             if !first {
                 out.push(b' ');
             }
             first = false;
             out.extend_from_slice(mapped.key.as_bytes());
             out.push(b'=');
-            write_extension_value(value.trim_matches(' '), out);
+            write_extension_value(value, out);
         }
     }
+}
+
+/// The first `max_chars` characters of `value`.
+fn truncate_chars(value: &str, max_chars: usize) -> &str {
+    if value.len() <= max_chars {
+        return value;
+    }
+    value
+        .char_indices()
+        .nth(max_chars)
+        .map_or(value, |(end, _)| &value[..end])
 }
 
 fn is_cef_severity(value: &str) -> bool {
@@ -268,6 +304,34 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "<14>Mar  5 07:08:09 web01 CEF:0|Acme|Gate\\|Way|2.1|4711|a b|5|rt=1709622489005"
         );
+    }
+
+    #[test]
+    fn known_extension_values_are_cut_to_the_schema_limit_by_characters() {
+        let long_action = "é".repeat(100);
+        let long_custom = "x".repeat(5000);
+        let records = RecordsBuilder::new()
+            .log(
+                1,
+                None,
+                &[
+                    ("action", long_action.as_str()),
+                    ("policy", long_custom.as_str()),
+                ],
+            )
+            .build();
+        let mut settings = settings();
+        settings.extensions = vec![field("act", "action"), field("VendorPolicyText", "policy")];
+        let mut out = Vec::new();
+        CefEncoder::new(settings)
+            .unwrap()
+            .encode(&records.get(0).unwrap(), &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains(&format!(" act={} ", "é".repeat(63))),
+            "{text}"
+        );
+        assert!(text.ends_with(&format!("VendorPolicyText={long_custom}")));
     }
 
     #[test]

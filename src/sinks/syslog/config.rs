@@ -112,8 +112,9 @@ pub struct CefConfig {
     #[serde(default)]
     pub severity_field: Option<String>,
     /// Extension keys taken from log fields: `{ src = "source_ip", suser = "user" }`.
-    /// Missing or empty fields are left out. `rt` (event time, epoch ms) is always added
-    /// unless mapped here. Default: none.
+    /// Missing or empty fields are left out; values of dictionary keys are cut to the
+    /// ArcSight schema length (e.g. `act` 63, `msg` 1023 characters). `rt` (event time, epoch
+    /// ms) is always added unless mapped here. Default: none.
     #[serde(default)]
     pub extensions: BTreeMap<String, String>,
     /// Extension keys with constant values: `{ cs1Label = "region" }`. Default: none.
