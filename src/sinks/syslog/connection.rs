@@ -21,11 +21,12 @@ use super::config::Protocol;
 /// How long to let TLS records that arrived unasked (session tickets, alerts) be processed
 /// when checking a TLS connection.
 const TLS_PENDING_READ: Duration = Duration::from_millis(50);
-/// How long to wait after a TLS handshake for the receiver's verdict on our certificate.
+/// How long to wait after a TLS 1.3 handshake for the receiver's verdict on our certificate.
 /// Under TLS 1.3 the client finishes its handshake before the server has checked the client
-/// certificate; a rejection arrives as an alert just after it, and data written before that
-/// would be lost while looking delivered.
-const TLS_VERDICT_WAIT: Duration = Duration::from_millis(100);
+/// certificate (or noticed it is missing); a rejection arrives as an alert just after it, and
+/// data written before that would be lost while looking delivered. TLS 1.2 settles this
+/// inside the handshake.
+const TLS_VERDICT_WAIT: Duration = Duration::from_millis(250);
 /// TCP keepalive: idle time before the first probe, and time between probes.
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
@@ -152,6 +153,9 @@ impl Connector {
             .connect(tls.server_name.clone(), stream)
             .await
             .map_err(handshake_error)?;
+        if stream.get_ref().1.protocol_version() != Some(rustls::ProtocolVersion::TLSv1_3) {
+            return Ok(Connection::Tls(Box::new(stream)));
+        }
         let mut probe = [0u8; 64];
         match tokio::time::timeout(TLS_VERDICT_WAIT, stream.read(&mut probe)).await {
             // Silence (or a session ticket) means the receiver accepted us.
