@@ -7,16 +7,15 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::connection::{Connector, TlsSetup};
+use super::formats::{CefConfig, LeefConfig};
 use super::SyslogSink;
 use crate::common::tls::TlsConfig;
 use crate::common::units::{ByteSize, HumanDuration};
-use crate::encoding::cef::{CefEncoder, CefSettings};
-use crate::encoding::field::{InvalidSetting, MappedKey, MappedValue, ValueSource};
+use crate::encoding::field::{InvalidSetting, ValueSource};
 use crate::encoding::framing::Framing;
-use crate::encoding::header::{HeaderFields, MessageBody, SyslogPrefix};
+use crate::encoding::header::{HeaderFields, MessageBody};
 use crate::encoding::json::FlatJsonEncoder;
 use crate::encoding::kv::{KvFormat, DEFAULT_SEPARATOR};
-use crate::encoding::leef::{LeefEncoder, LeefSettings, LeefVersion};
 use crate::encoding::rfc3164::Rfc3164Encoder;
 use crate::encoding::rfc5424::{BomPolicy, Rfc5424Body, Rfc5424Encoder};
 use crate::encoding::severity::{Facility, PriSource, Severity};
@@ -70,126 +69,6 @@ pub enum BodyKind {
     Json,
     /// One RFC 5424 structured-data element `[sd_id k="v" ...]` (RFC 5424 only).
     Sd,
-}
-
-/// Options of `format = "cef"`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CefConfig {
-    /// Syslog header before `CEF:`: `"rfc3164"` (default), `"rfc5424"` or `"none"`.
-    #[serde(default)]
-    pub header: SyslogPrefix,
-    /// CEF version: `0` (default) or `1`.
-    #[serde(default)]
-    pub version: u8,
-    /// Device Vendor (≤ 63 characters). Default `"Alibaba Cloud"`.
-    #[serde(default = "default_vendor")]
-    pub vendor: String,
-    /// Device Product (≤ 63 characters). Default `"Log Service"`.
-    #[serde(default = "default_product")]
-    pub product: String,
-    /// Device Version (≤ 31 characters). Default `"1.0"`.
-    #[serde(default = "default_product_version")]
-    pub device_version: String,
-    /// Static Device Event Class ID, used when `event_class_id_field` is unset or missing.
-    /// Default `"log"`.
-    #[serde(default = "default_event_id")]
-    pub event_class_id: String,
-    /// Field holding the Device Event Class ID, e.g. `"action"`.
-    #[serde(default)]
-    pub event_class_id_field: Option<String>,
-    /// Static Name. Default `"log"`.
-    #[serde(default = "default_event_id")]
-    pub name: String,
-    /// Field holding the Name, e.g. `"event_name"`.
-    #[serde(default)]
-    pub name_field: Option<String>,
-    /// Static Severity: `"0"`–`"10"`, `"Unknown"`, `"Low"`, `"Medium"`, `"High"`,
-    /// `"Very-High"`. Default `"5"`.
-    #[serde(default = "default_cef_severity")]
-    pub severity: String,
-    /// Field holding the Severity; values that are not a CEF severity use `severity`.
-    #[serde(default)]
-    pub severity_field: Option<String>,
-    /// Extension keys taken from log fields: `{ src = "source_ip", suser = "user" }`.
-    /// Missing or empty fields are left out; values of dictionary keys are cut to the
-    /// ArcSight schema length (e.g. `act` 63, `msg` 1023 characters). `rt` (event time, epoch
-    /// ms) is always added unless mapped here. Default: none.
-    #[serde(default)]
-    pub extensions: BTreeMap<String, String>,
-    /// Extension keys with constant values: `{ cs1Label = "region" }`. Default: none.
-    #[serde(default)]
-    pub constants: BTreeMap<String, String>,
-}
-
-/// Options of `format = "leef"`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LeefConfig {
-    /// Syslog header before `LEEF:`: `"rfc3164"` (default), `"rfc5424"` or `"none"`.
-    #[serde(default)]
-    pub header: SyslogPrefix,
-    /// LEEF version: `"1.0"` or `"2.0"` (default).
-    #[serde(default)]
-    pub version: LeefVersion,
-    /// Vendor. Default `"Alibaba Cloud"`.
-    #[serde(default = "default_vendor")]
-    pub vendor: String,
-    /// Product. Default `"Log Service"`.
-    #[serde(default = "default_product")]
-    pub product: String,
-    /// Product version. Default `"1.0"`.
-    #[serde(default = "default_product_version")]
-    pub product_version: String,
-    /// Static EventID (≤ 255 characters). Default `"log"`.
-    #[serde(default = "default_event_id")]
-    pub event_id: String,
-    /// Field holding the EventID, e.g. `"action"`.
-    #[serde(default)]
-    pub event_id_field: Option<String>,
-    /// LEEF 2.0 attribute delimiter, one ASCII character (TAB is declared as `x09`).
-    /// Default `"^"`. LEEF 1.0 always uses TAB.
-    #[serde(default = "default_leef_delimiter")]
-    pub delimiter: char,
-    /// Attributes taken from log fields: `{ src = "source_ip", usrName = "user" }`. Missing
-    /// or empty fields are left out. `devTime` (epoch ms) is always added (last) unless mapped
-    /// here.
-    #[serde(default)]
-    pub attributes: BTreeMap<String, String>,
-    /// Attributes with constant values. Default: none.
-    #[serde(default)]
-    pub constants: BTreeMap<String, String>,
-}
-
-fn default_vendor() -> String {
-    "Alibaba Cloud".to_owned()
-}
-fn default_product() -> String {
-    "Log Service".to_owned()
-}
-fn default_product_version() -> String {
-    "1.0".to_owned()
-}
-fn default_event_id() -> String {
-    "log".to_owned()
-}
-fn default_cef_severity() -> String {
-    "5".to_owned()
-}
-fn default_leef_delimiter() -> char {
-    '^'
-}
-
-impl Default for CefConfig {
-    fn default() -> Self {
-        toml::from_str("").expect("every CEF option has a default")
-    }
-}
-
-impl Default for LeefConfig {
-    fn default() -> Self {
-        toml::from_str("").expect("every LEEF option has a default")
-    }
 }
 
 /// The `[[sinks]] type = "syslog"` table.
@@ -548,71 +427,17 @@ impl SyslogSinkConfig {
                 body: self.message_body()?,
                 max_length: self.rfc3164_max_length,
             }),
-            Format::Cef => {
-                let cef = &self.cef;
-                Box::new(CefEncoder::new(CefSettings {
-                    prefix: cef.header,
-                    header,
-                    version: cef.version,
-                    vendor: cef.vendor.clone(),
-                    product: cef.product.clone(),
-                    device_version: cef.device_version.clone(),
-                    event_class_id: ValueSource {
-                        field: cef.event_class_id_field.clone(),
-                        fallback: cef.event_class_id.clone(),
-                    },
-                    name: ValueSource {
-                        field: cef.name_field.clone(),
-                        fallback: cef.name.clone(),
-                    },
-                    severity: ValueSource {
-                        field: cef.severity_field.clone(),
-                        fallback: cef.severity.clone(),
-                    },
-                    extensions: mapped_keys(&cef.extensions, &cef.constants),
-                })?)
-            }
-            Format::Leef => {
-                let leef = &self.leef;
-                Box::new(LeefEncoder::new(LeefSettings {
-                    prefix: leef.header,
-                    header,
-                    version: leef.version,
-                    vendor: leef.vendor.clone(),
-                    product: leef.product.clone(),
-                    product_version: leef.product_version.clone(),
-                    event_id: ValueSource {
-                        field: leef.event_id_field.clone(),
-                        fallback: leef.event_id.clone(),
-                    },
-                    delimiter: leef.delimiter,
-                    attributes: mapped_keys(&leef.attributes, &leef.constants),
-                })?)
-            }
+            Format::Cef => Box::new(self.cef.encoder(header)?),
+            Format::Leef => Box::new(self.leef.encoder(header)?),
             Format::Json => Box::new(FlatJsonEncoder),
         })
     }
 }
 
-/// Field mappings followed by constants, each in key order.
-fn mapped_keys(
-    fields: &BTreeMap<String, String>,
-    constants: &BTreeMap<String, String>,
-) -> Vec<MappedKey> {
-    let from_fields = fields.iter().map(|(key, field)| MappedKey {
-        key: key.clone(),
-        value: MappedValue::Field(field.clone()),
-    });
-    let from_constants = constants.iter().map(|(key, value)| MappedKey {
-        key: key.clone(),
-        value: MappedValue::Constant(value.clone()),
-    });
-    from_fields.chain(from_constants).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::encoding::leef::LeefVersion;
 
     fn parse(text: &str) -> SyslogSinkConfig {
         toml::from_str(text).unwrap()

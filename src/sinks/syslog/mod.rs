@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod connection;
+pub mod formats;
 
 use std::time::Duration;
 
