@@ -11,3 +11,15 @@ pub trait Encoder: Send + Sync {
 
 pub mod hec;
 pub mod json;
+
+pub mod cef;
+pub mod field;
+pub mod framing;
+pub mod header;
+pub mod kv;
+pub mod leef;
+pub mod rfc3164;
+pub mod rfc5424;
+pub mod severity;
+pub mod text;
+pub mod timestamp;

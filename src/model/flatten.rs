@@ -74,9 +74,8 @@ pub fn flattened<'a>(
 ) -> impl Iterator<Item = (FlatKey<'a>, FlatValue<'a>)> + 'a {
     let fields = record.fields;
     // Only a content key starting with `__` can shadow a reserved entry; skip the scan otherwise.
-    let may_shadow = fields.iter().any(|(key, _)| key.starts_with("__"));
-    let shadowed =
-        move |key: &FlatKey<'_>| may_shadow && fields.iter().any(|(name, _)| key.is(name));
+    let may_shadow = fields.keys().any(|key| key.starts_with("__"));
+    let shadowed = move |key: &FlatKey<'_>| may_shadow && fields.keys().any(|name| key.is(name));
     let reserved = [
         Some((
             FlatKey::Plain("__time__"),

@@ -119,7 +119,19 @@ impl<'a> Fields<'a> {
 
     /// The value of the last pair named `key` (later pairs win, as in the flattened form).
     pub fn get(&self, key: &str) -> Option<&'a str> {
-        self.iter().rev().find(|(k, _)| *k == key).map(|(_, v)| v)
+        // Compare raw key bytes so that only the matching value is turned into text.
+        let buffer = self.buffer;
+        self.spans
+            .iter()
+            .rev()
+            .find(|pair| &buffer[pair.key.range()] == key.as_bytes())
+            .map(|pair| text(buffer, pair.value))
+    }
+
+    /// The keys in order (cheaper than [`Fields::iter`] when values are not needed).
+    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &'a str> + ExactSizeIterator + 'a {
+        let buffer = self.buffer;
+        self.spans.iter().map(move |pair| text(buffer, pair.key))
     }
 }
 

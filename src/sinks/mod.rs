@@ -10,6 +10,8 @@ pub use crate::model::batch::SinkBatch;
 
 pub mod console;
 pub mod file;
+pub mod splunk_hec;
+pub mod syslog;
 
 /// Why a sink stopped or failed its health check.
 #[derive(Debug, thiserror::Error)]
@@ -48,4 +50,3 @@ pub trait Sink: Send {
         shutdown: CancellationToken,
     ) -> Result<(), SinkError>;
 }
-pub mod splunk_hec;

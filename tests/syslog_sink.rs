@@ -1,0 +1,199 @@
+//! The syslog sink against in-process TCP receivers (no rsyslog needed): a receiver that
+//! closes the connection between batches, and shutdown while the receiver is unreachable.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use siem_forwarder::model::ack::{self, AckReceiver};
+use siem_forwarder::model::{Batch, DeliveryStatus, LogRecords, RecordsBuilder, ShardKey};
+use siem_forwarder::sinks::syslog::SyslogSinkConfig;
+use siem_forwarder::sinks::{Sink, SinkBatch};
+use siem_forwarder::telemetry::{health, HealthState};
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+fn start(
+    name: &str,
+    port: u16,
+) -> (
+    mpsc::Sender<SinkBatch>,
+    CancellationToken,
+    tokio::task::JoinHandle<()>,
+) {
+    let config: SyslogSinkConfig = toml::from_str(&format!(
+        "name = \"{name}\"\naddress = \"127.0.0.1:{port}\"\nmsgid_field = \"id\"\nretry_initial = \"50ms\"\nretry_max = \"200ms\""
+    ))
+    .expect("config parses");
+    let sink = config.build("syslog").expect("sink builds");
+    let (input, receiver) = mpsc::channel(4);
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    let task = tokio::spawn(async move {
+        Box::new(sink)
+            .run(receiver, stop)
+            .await
+            .expect("the sink ends cleanly");
+    });
+    (input, shutdown, task)
+}
+
+fn logs(ids: &[&str]) -> LogRecords {
+    let mut builder = RecordsBuilder::new();
+    for id in ids {
+        builder = builder.log(1_709_622_489, None, &[("id", id)]);
+    }
+    builder.build()
+}
+
+async fn send(input: &mpsc::Sender<SinkBatch>, records: LogRecords) -> AckReceiver {
+    let (token, receiver) = ack::channel();
+    let batch = Batch {
+        shard: ShardKey {
+            logstore: "test".into(),
+            shard: 1,
+        },
+        sequence: 0,
+        cursor: String::new(),
+        next_cursor: String::new(),
+        records,
+    };
+    input
+        .send(SinkBatch {
+            batch: Arc::new(batch),
+            ack: token,
+        })
+        .await
+        .expect("the sink is running");
+    receiver
+}
+
+/// Reads `count` octet-counted frames and returns the MSGID of each.
+async fn read_frames(stream: &mut TcpStream, count: usize) -> Vec<String> {
+    let mut buffer = Vec::new();
+    let mut msgids = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while msgids.len() < count {
+        let read = tokio::time::timeout(TIMEOUT, stream.read(&mut chunk))
+            .await
+            .expect("frames arrive in time")
+            .expect("read");
+        assert!(read > 0, "connection closed after {msgids:?}");
+        buffer.extend_from_slice(&chunk[..read]);
+        while let Some(space) = buffer.iter().position(|&b| b == b' ') {
+            let length: usize = std::str::from_utf8(&buffer[..space])
+                .expect("ascii length")
+                .parse()
+                .expect("octet count");
+            if buffer.len() < space + 1 + length {
+                break;
+            }
+            let frame: Vec<u8> = buffer.drain(..space + 1 + length).skip(space + 1).collect();
+            let message = String::from_utf8(frame).expect("utf-8 message");
+            let msgid = message.split(' ').nth(5).expect("msgid field").to_owned();
+            msgids.push(msgid);
+        }
+    }
+    msgids
+}
+
+async fn accept(listener: &TcpListener) -> TcpStream {
+    tokio::time::timeout(TIMEOUT, listener.accept())
+        .await
+        .expect("the sink connects in time")
+        .expect("accept")
+        .0
+}
+
+#[tokio::test]
+async fn a_batch_after_the_receiver_closed_goes_to_a_new_connection() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (input, shutdown, task) =
+        start("inprocess-reconnect", listener.local_addr().unwrap().port());
+
+    let first = send(&input, logs(&["a1", "a2"])).await;
+    let mut connection = accept(&listener).await;
+    assert_eq!(read_frames(&mut connection, 2).await, ["a1", "a2"]);
+    assert_eq!(first.await, DeliveryStatus::Delivered);
+
+    // The receiver goes away between batches: the next batch must not be written into the
+    // dead connection (and acked) but sent on a new one.
+    drop(connection);
+    let second = send(&input, logs(&["b1", "b2", "b3"])).await;
+    let mut reconnected = accept(&listener).await;
+    assert_eq!(read_frames(&mut reconnected, 3).await, ["b1", "b2", "b3"]);
+    assert_eq!(
+        tokio::time::timeout(TIMEOUT, second).await.unwrap(),
+        DeliveryStatus::Delivered
+    );
+
+    shutdown.cancel();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn shutdown_while_the_receiver_is_unreachable_fails_the_batch() {
+    // A port nobody listens on.
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let (input, shutdown, task) = start("inprocess-unreachable", port);
+    let mut pending = send(&input, logs(&["c1"])).await;
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while !matches!(
+        health().get("sink:inprocess-unreachable"),
+        Some(HealthState::Unhealthy(_))
+    ) {
+        assert!(tokio::time::Instant::now() < deadline, "never unhealthy");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(pending.try_outcome(), None, "still retrying, not settled");
+    shutdown.cancel();
+    tokio::time::timeout(TIMEOUT, task)
+        .await
+        .expect("the sink stops on shutdown")
+        .unwrap();
+    assert!(matches!(pending.await, DeliveryStatus::Failed(_)));
+}
+
+#[tokio::test]
+async fn empty_batches_are_acked_without_connecting() {
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let (input, shutdown, task) = start("inprocess-empty", port);
+    let receiver = send(&input, LogRecords::default()).await;
+    assert_eq!(
+        tokio::time::timeout(TIMEOUT, receiver).await.unwrap(),
+        DeliveryStatus::Delivered
+    );
+    shutdown.cancel();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn healthcheck_connects_without_sending_logs() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let config: SyslogSinkConfig =
+        toml::from_str(&format!("address = \"127.0.0.1:{port}\"")).unwrap();
+    let sink = config.build("syslog-health").unwrap();
+    let (checked, accepted) = tokio::join!(sink.healthcheck(), accept(&listener));
+    checked.expect("reachable receiver is healthy");
+    let mut accepted = accepted;
+    let mut rest = Vec::new();
+    tokio::time::timeout(TIMEOUT, accepted.read_to_end(&mut rest))
+        .await
+        .expect("the health check closes its connection")
+        .unwrap();
+    assert!(rest.is_empty(), "no log was sent");
+
+    drop(listener);
+    let error = sink.healthcheck().await.unwrap_err().to_string();
+    assert!(error.contains(&format!("127.0.0.1:{port}")), "{error}");
+}
