@@ -31,18 +31,15 @@ const SINK_STOP_GRACE: Duration = Duration::from_secs(5);
 ///
 /// # Errors
 ///
-/// A sink whose configuration cannot work (e.g. unreadable TLS files).
+/// A sink whose configuration cannot work (e.g. unreadable TLS files), naming it.
 pub fn build_sinks(configs: &[SinkConfig]) -> anyhow::Result<Vec<Box<dyn Sink>>> {
     configs
         .iter()
         .enumerate()
         .map(|(index, config)| {
-            let name = config.name(index);
-            let sink: Box<dyn Sink> = match config {
-                SinkConfig::File(file) => Box::new(file.build(&name)),
-                SinkConfig::Console(console) => Box::new(console.build(&name)),
-            };
-            Ok(sink)
+            config
+                .build(index)
+                .with_context(|| format!("sinks[{index}] ({})", config.name(index)))
         })
         .collect()
 }

@@ -11,6 +11,9 @@ use serde::Deserialize;
 use crate::consumer::ConsumerConfig;
 use crate::sinks::console::ConsoleSinkConfig;
 use crate::sinks::file::FileSinkConfig;
+use crate::sinks::splunk_hec::config::SplunkHecSinkConfig;
+use crate::sinks::syslog::config::SyslogSinkConfig;
+use crate::sinks::{Sink, SinkError};
 use crate::source::config::SourceConfig;
 
 /// One `[[sinks]]` entry, by `type`.
@@ -21,6 +24,10 @@ pub enum SinkConfig {
     File(FileSinkConfig),
     /// Standard output.
     Console(ConsoleSinkConfig),
+    /// Syslog over UDP, TCP or TLS (QRadar, ArcSight, rsyslog).
+    Syslog(Box<SyslogSinkConfig>),
+    /// Splunk HTTP Event Collector.
+    SplunkHec(Box<SplunkHecSinkConfig>),
 }
 
 impl SinkConfig {
@@ -29,8 +36,38 @@ impl SinkConfig {
         let (kind, name) = match self {
             Self::File(config) => ("file", &config.name),
             Self::Console(config) => ("console", &config.name),
+            Self::Syslog(config) => ("syslog", &config.name),
+            Self::SplunkHec(config) => ("splunk_hec", &config.name),
         };
         name.clone().unwrap_or_else(|| format!("{kind}-{index}"))
+    }
+
+    /// Checks the sink's settings without I/O.
+    ///
+    /// # Errors
+    ///
+    /// A message naming the offending key.
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            Self::File(_) | Self::Console(_) => Ok(()),
+            Self::Syslog(config) => config.validate().map_err(|error| error.to_string()),
+            Self::SplunkHec(config) => config.validate().map_err(|error| error.to_string()),
+        }
+    }
+
+    /// Builds the sink, loading TLS files and the like (no connection is made).
+    ///
+    /// # Errors
+    ///
+    /// [`SinkError::Config`] when the settings cannot work.
+    pub fn build(&self, index: usize) -> Result<Box<dyn Sink>, SinkError> {
+        let name = self.name(index);
+        Ok(match self {
+            Self::File(config) => Box::new(config.build(&name)),
+            Self::Console(config) => Box::new(config.build(&name)?),
+            Self::Syslog(config) => Box::new(config.build(&name)?),
+            Self::SplunkHec(config) => Box::new(config.build(&name)?),
+        })
     }
 }
 
@@ -101,6 +138,8 @@ impl ForwarderConfig {
             if !names.insert(name.clone()) {
                 return Err(format!("sinks[{index}].name `{name}` is used twice"));
             }
+            sink.validate()
+                .map_err(|error| format!("sinks[{index}] ({name}): {error}"))?;
         }
         Ok(())
     }

@@ -6,8 +6,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::syslog::config::{Format, SyslogSinkConfig};
 use super::{Sink, SinkBatch, SinkError};
-use crate::encoding::json::FlatJsonEncoder;
 use crate::encoding::Encoder;
 use crate::telemetry::metrics::{metrics, SinkLabels};
 
@@ -18,15 +18,30 @@ pub struct ConsoleSinkConfig {
     /// Sink name for logs and metrics. Default `console-N`.
     #[serde(default)]
     pub name: Option<String>,
+    /// Line format, with the syslog sink's default header settings: `json` (default, the
+    /// flattened log), `rfc5424`, `rfc3164`, `cef` or `leef`.
+    #[serde(default = "default_format")]
+    pub format: Format,
+}
+
+fn default_format() -> Format {
+    Format::Json
 }
 
 impl ConsoleSinkConfig {
     /// Builds the sink.
-    pub fn build(&self, name: &str) -> ConsoleSink {
-        ConsoleSink {
-            name: name.to_owned(),
-            encoder: Box::new(FlatJsonEncoder),
-        }
+    ///
+    /// # Errors
+    ///
+    /// [`SinkError::Config`] when the format cannot be built.
+    pub fn build(&self, name: &str) -> Result<ConsoleSink, SinkError> {
+        let encoder = SyslogSinkConfig::formatting_defaults(self.format)
+            .encoder()
+            .map_err(|error| SinkError::Config(error.to_string()))?;
+        Ok(ConsoleSink {
+            name: self.name.clone().unwrap_or_else(|| name.to_owned()),
+            encoder,
+        })
     }
 }
 

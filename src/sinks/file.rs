@@ -32,7 +32,7 @@ impl FileSinkConfig {
     /// Builds the sink (the file is opened when it starts running).
     pub fn build(&self, name: &str) -> FileSink {
         FileSink {
-            name: name.to_owned(),
+            name: self.name.clone().unwrap_or_else(|| name.to_owned()),
             config: self.clone(),
         }
     }

@@ -108,7 +108,7 @@ impl Forwarder {
         let line = if first {
             matching.next()
         } else {
-            matching.last()
+            matching.next_back()
         }?;
         chrono::DateTime::parse_from_rfc3339(line["timestamp"].as_str()?).ok()
     }

@@ -404,8 +404,19 @@ impl SyslogSinkConfig {
         })
     }
 
+    /// Every default, with `format`: for sinks that only format logs (the console sink).
+    pub fn formatting_defaults(format: Format) -> Self {
+        let mut config: Self = toml::from_str("address = \"\"").expect("the defaults parse");
+        config.format = format;
+        config
+    }
+
     /// The encoder for `format` (pure: also used by `validate`).
-    fn encoder(&self) -> Result<Box<dyn Encoder>, InvalidSetting> {
+    ///
+    /// # Errors
+    ///
+    /// An invalid format setting, naming its key.
+    pub fn encoder(&self) -> Result<Box<dyn Encoder>, InvalidSetting> {
         let header = self.header_fields();
         Ok(match self.format {
             Format::Rfc5424 => {
