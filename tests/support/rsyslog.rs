@@ -183,7 +183,7 @@ impl Rsyslog {
                 .all(|port| port_bound("/proc/net/tcp", port, "0A"));
             let udp_ready = self
                 .udp_port
-                .map_or(true, |port| port_bound("/proc/net/udp", port, "07"));
+                .is_none_or(|port| port_bound("/proc/net/udp", port, "07"));
             if tcp_ready && udp_ready {
                 return;
             }
