@@ -61,6 +61,10 @@ pub async fn run(config: ForwarderConfig, shutdown: CancellationToken) -> anyhow
     } else {
         (source.endpoint.clone(), None)
     };
+    let _telemetry = match config.telemetry.listen {
+        Some(address) => Some(start_telemetry(address).await?.drop_guard()),
+        None => None,
+    };
     let mut client_config = ClientConfig::new(
         &endpoint,
         &source.project,
@@ -130,6 +134,25 @@ pub async fn run(config: ForwarderConfig, shutdown: CancellationToken) -> anyhow
         Some(error) => Err(error),
         None => Ok(()),
     }
+}
+
+/// Starts the telemetry endpoint; it stops when the returned token is cancelled.
+async fn start_telemetry(address: std::net::SocketAddr) -> anyhow::Result<CancellationToken> {
+    let listener = TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address} for telemetry"))?;
+    tracing::info!(address = %listener.local_addr()?, "telemetry endpoint listening");
+    let stop = CancellationToken::new();
+    let server_stop = stop.clone();
+    tokio::spawn(async move {
+        if let Err(error) =
+            crate::telemetry::server::serve(listener, async move { server_stop.cancelled().await })
+                .await
+        {
+            tracing::error!(%error, "telemetry endpoint failed");
+        }
+    });
+    Ok(stop)
 }
 
 /// Starts the embedded log service on a loopback port, fills empty logstores with generated

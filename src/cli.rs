@@ -39,6 +39,8 @@ pub enum Command {
     Run(ConfigArgs),
     /// Check a configuration file without connecting anywhere.
     Validate(ConfigArgs),
+    /// Show the shards and components of a running forwarder, from its telemetry endpoint.
+    Status(StatusArgs),
     /// Run the embedded SLS-compatible log service.
     LocalServer(LocalServerArgs),
     /// Write logs to a logstore: JSON lines from a file, or generated audit logs.
@@ -51,6 +53,14 @@ pub struct ConfigArgs {
     /// The TOML configuration file.
     #[arg(long, short)]
     pub config: PathBuf,
+}
+
+/// Options of `status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Base URL of the forwarder's telemetry endpoint, e.g. http://127.0.0.1:9300.
+    #[arg(long, default_value = "http://127.0.0.1:9300")]
+    pub url: String,
 }
 
 /// AccessKey options shared by the commands that sign requests.
@@ -149,6 +159,7 @@ pub async fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Run(args) => run(args).await,
         Command::Validate(args) => validate(args),
+        Command::Status(args) => status(args).await,
         Command::LocalServer(args) => local_server(args).await,
         Command::Put(args) => put(args).await,
     };
@@ -179,6 +190,64 @@ fn validate(args: ConfigArgs) -> anyhow::Result<()> {
         config.sinks.len()
     );
     Ok(())
+}
+
+async fn status(args: StatusArgs) -> anyhow::Result<()> {
+    let url = format!("{}/status", args.url.trim_end_matches('/'));
+    let response = reqwest::get(&url)
+        .await
+        .with_context(|| format!("cannot reach {url}"))?;
+    let body = response
+        .bytes()
+        .await
+        .with_context(|| format!("cannot read {url}"))?;
+    let status: serde_json::Value =
+        serde_json::from_slice(&body).with_context(|| format!("{url} did not answer with JSON"))?;
+    print!("{}", render_status(&status));
+    Ok(())
+}
+
+/// Renders `/status` JSON as the tables `status` prints.
+pub fn render_status(status: &serde_json::Value) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let ready = status["ready"].as_bool().unwrap_or(false);
+    let _ = writeln!(out, "ready: {}", if ready { "yes" } else { "NO" });
+    let _ = writeln!(out, "\n{:<24} {:<10} {}", "COMPONENT", "STATE", "REASON");
+    if let Some(components) = status["components"].as_object() {
+        for (name, state) in components {
+            let _ = writeln!(
+                out,
+                "{:<24} {:<10} {}",
+                name,
+                state["state"].as_str().unwrap_or("?"),
+                state["reason"].as_str().unwrap_or("")
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\n{:<20} {:>5} {:<28} {:<12} {:<28} {:>10} {:>10} {:>8}",
+        "LOGSTORE", "SHARD", "CONSUMER", "PHASE", "CHECKPOINT", "DELIVERED", "LOGS/S", "LAG(S)"
+    );
+    for shard in status["shards"].as_array().into_iter().flatten() {
+        let lag = shard["lag_seconds"]
+            .as_f64()
+            .map_or("-".to_owned(), |lag| format!("{lag:.1}"));
+        let _ = writeln!(
+            out,
+            "{:<20} {:>5} {:<28} {:<12} {:<28} {:>10} {:>10.1} {:>8}",
+            shard["logstore"].as_str().unwrap_or("?"),
+            shard["shard"].as_u64().unwrap_or(0),
+            shard["consumer"].as_str().unwrap_or("?"),
+            shard["phase"].as_str().unwrap_or("?"),
+            shard["checkpoint"].as_str().unwrap_or(""),
+            shard["delivered_logs"].as_u64().unwrap_or(0),
+            shard["logs_per_second"].as_f64().unwrap_or(0.0),
+            lag
+        );
+    }
+    out
 }
 
 async fn local_server(args: LocalServerArgs) -> anyhow::Result<()> {

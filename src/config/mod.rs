@@ -15,6 +15,7 @@ use crate::sinks::splunk_hec::config::SplunkHecSinkConfig;
 use crate::sinks::syslog::config::SyslogSinkConfig;
 use crate::sinks::{Sink, SinkError};
 use crate::source::config::SourceConfig;
+use crate::telemetry::server::TelemetryConfig;
 
 /// One `[[sinks]]` entry, by `type`.
 #[derive(Debug, Clone, Deserialize)]
@@ -83,6 +84,9 @@ pub struct ForwarderConfig {
     /// Where logs go; every log goes to every sink.
     #[serde(default)]
     pub sinks: Vec<SinkConfig>,
+    /// The metrics, health and status endpoint.
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
 }
 
 /// A configuration that cannot be used.

@@ -15,6 +15,7 @@ use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 
 use crate::source::Client;
+use crate::telemetry::{health, HealthState};
 
 /// Shards whose tasks are running (consuming or draining), shared with the worker.
 pub type RunningShards = Arc<Mutex<BTreeSet<u32>>>;
@@ -43,6 +44,8 @@ pub struct Heartbeat {
 impl Heartbeat {
     /// Runs until `stop`, publishing assignments on `assigned`.
     pub async fn run(self, assigned: watch::Sender<BTreeSet<u32>>, stop: CancellationToken) {
+        let component = format!("consumer:{}", self.logstore);
+        health().set(&component, HealthState::Starting);
         let mut last_success = Instant::now();
         let mut current: BTreeSet<u32> = BTreeSet::new();
         loop {
@@ -58,6 +61,7 @@ impl Heartbeat {
             {
                 Ok(shards) => {
                     last_success = Instant::now();
+                    health().set(&component, HealthState::Healthy);
                     let shards: BTreeSet<u32> = shards.into_iter().collect();
                     if shards != current {
                         tracing::info!(logstore = %self.logstore, consumer = %self.consumer, assigned = ?shards, "shard assignment changed");
@@ -74,6 +78,10 @@ impl Heartbeat {
                     } else {
                         tracing::warn!(logstore = %self.logstore, %error, "heartbeat failed");
                     }
+                    health().set(
+                        &component,
+                        HealthState::Unhealthy(format!("heartbeat failed: {error}")),
+                    );
                 }
             }
             let next = started + self.interval;
@@ -83,6 +91,7 @@ impl Heartbeat {
                 () = stop.cancelled() => break,
             }
         }
+        health().remove(&component);
         let still_running: Vec<u32> = self
             .running
             .lock()

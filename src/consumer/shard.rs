@@ -23,6 +23,7 @@ use crate::source::api::cursor::CursorFrom;
 use crate::source::api::pull_logs::PullResult;
 use crate::source::{ApiErrorCode, Client, ClientError};
 use crate::telemetry::metrics::{metrics, ShardLabels};
+use crate::telemetry::status::{status_board, ShardPhase, ShardStatus};
 
 /// The largest reservation of the in-flight budget taken before a pull.
 const MAX_FETCH_RESERVATION: usize = 16 << 20;
@@ -65,6 +66,7 @@ type Fetch = Pin<Box<dyn Future<Output = FetchOutcome> + Send>>;
 
 struct DeliveredBatch {
     number: u64,
+    logs: usize,
     status: DeliveryStatus,
     _permit: OwnedSemaphorePermit,
     raw_bytes: usize,
@@ -84,11 +86,29 @@ impl ShardTask {
 
     /// Runs the shard until `stop` (taken away or shutdown), then drains and commits.
     pub async fn run(self, stop: CancellationToken) -> ShardExit {
+        let (logstore, shard) = (self.key.logstore.clone(), self.key.shard);
+        status_board().insert(ShardStatus::new(&logstore, shard, &self.consumer));
+        let exit = self.run_phases(stop).await;
+        status_board().remove(&logstore, shard);
+        exit
+    }
+
+    fn publish(&self, change: impl FnOnce(&mut ShardStatus)) {
+        status_board().update(&self.key.logstore, self.key.shard, change);
+    }
+
+    async fn run_phases(self, stop: CancellationToken) -> ShardExit {
         let Some(start) = self.start_cursor(&stop).await else {
             return ShardExit::NeverStarted;
         };
         let (cursor, from_checkpoint) = start;
         tracing::info!(shard = %self.key, %cursor, from_checkpoint, "shard consuming");
+        self.publish(|status| {
+            status.phase = ShardPhase::Consuming;
+            if from_checkpoint {
+                status.checkpoint = cursor.clone();
+            }
+        });
         let mut run = ShardRun {
             tracker: CheckpointTracker::new(&cursor, from_checkpoint),
             cursor,
@@ -99,6 +119,8 @@ impl ShardTask {
         if exit == ShardExit::Lost {
             return exit;
         }
+        run.task
+            .publish(|status| status.phase = ShardPhase::Draining);
         run.drain().await
     }
 
@@ -297,6 +319,7 @@ impl ShardRun {
             drop(extra);
         }
         metrics().inflight_bytes.inc_by(raw_bytes as i64);
+        let logs = pulled.records.len();
         let newest_log_time = pulled
             .records
             .iter()
@@ -323,6 +346,7 @@ impl ShardRun {
         self.deliveries.push_back(Box::pin(async move {
             DeliveredBatch {
                 number,
+                logs,
                 status: receiver.await,
                 _permit: permit,
                 raw_bytes,
@@ -344,10 +368,15 @@ impl ShardRun {
                     .duration_since(UNIX_EPOCH)
                     .map(|d| d.as_secs_f64())
                     .unwrap_or(0.0);
+                let lag = (now - f64::from(delivered.newest_log_time)).max(0.0);
                 metrics()
                     .checkpoint_lag_seconds
                     .get_or_create(&self.task.labels())
-                    .set((now - f64::from(delivered.newest_log_time)).max(0.0));
+                    .set(lag);
+                self.task.publish(|status| {
+                    status.delivered_logs += delivered.logs as u64;
+                    status.lag_seconds = Some(lag);
+                });
                 true
             }
             DeliveryStatus::Failed(reason) => {
@@ -379,6 +408,7 @@ impl ShardRun {
                 self.tracker
                     .committed(&cursor)
                     .expect("committing the offered cursor");
+                task.publish(|status| status.checkpoint = cursor.clone());
                 metrics()
                     .checkpoints_committed
                     .get_or_create(&task.labels())

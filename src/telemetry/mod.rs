@@ -4,6 +4,8 @@
 pub mod health;
 pub mod logging;
 pub mod metrics;
+pub mod server;
+pub mod status;
 
 pub use health::{health, HealthState};
 pub use metrics::metrics;

@@ -1,0 +1,152 @@
+//! The telemetry endpoint of a running forwarder process: `/metrics` counters move, `/status`
+//! lists every shard, `/healthz` and `/readyz` answer, `status` renders it, and no secret
+//! shows up in the process's logs or metrics.
+
+mod support;
+
+use std::time::Duration;
+
+use support::forwarder::{fast_consumer, Forwarder};
+use support::{put_audit_logs, wait_until, TestServer, AK_SECRET};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn get(url: &str) -> (u16, String) {
+    match reqwest::get(url).await {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            (status, response.text().await.unwrap_or_default())
+        }
+        Err(_) => (0, String::new()),
+    }
+}
+
+fn counter(metrics: &str, prefix: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|line| line.starts_with(prefix))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn metrics_and_status_show_a_running_forwarder_without_secrets() {
+    let server = TestServer::start(&[("audit", 4)]).await;
+    let client = server.client();
+    put_audit_logs(&client, "audit", 4_000, 500, 61).await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let telemetry = format!("\n[telemetry]\nlisten = \"127.0.0.1:{port}\"\n");
+    let mut forwarder = Forwarder::spawn(
+        &server,
+        dir.path(),
+        "audit",
+        &fast_consumer("g", "m1"),
+        &telemetry,
+    );
+
+    wait_until("/healthz", Duration::from_secs(30), || async {
+        get(&format!("{base}/healthz")).await.0 == 200
+    })
+    .await;
+    wait_until(
+        "the first logs to be delivered",
+        Duration::from_secs(30),
+        || {
+            let url = format!("{base}/metrics");
+            async move {
+                counter(
+                    &get(&url).await.1,
+                    "siem_forwarder_sink_delivered_events_total",
+                ) >= 4_000.0
+            }
+        },
+    )
+    .await;
+    let (_, first) = get(&format!("{base}/metrics")).await;
+    let pulled_before = counter(&first, "siem_forwarder_pulled_logs_total");
+    assert!(pulled_before >= 4_000.0, "{first}");
+    assert_eq!(
+        counter(&first, "siem_forwarder_held_shards{logstore=\"audit\"}"),
+        4.0
+    );
+    assert!(
+        first.contains("siem_forwarder_checkpoint_lag_seconds{"),
+        "lag per shard"
+    );
+    assert!(
+        first.contains("siem_forwarder_inflight_bytes"),
+        "in-flight bytes"
+    );
+
+    put_audit_logs(&client, "audit", 2_000, 500, 62).await;
+    wait_until("the counters to move", Duration::from_secs(30), || {
+        let url = format!("{base}/metrics");
+        async move {
+            counter(&get(&url).await.1, "siem_forwarder_pulled_logs_total")
+                >= pulled_before + 2_000.0
+        }
+    })
+    .await;
+
+    let (code, ready) = get(&format!("{base}/readyz")).await;
+    assert_eq!(
+        code, 200,
+        "ready once the sink and consumer are healthy: {ready}"
+    );
+    let (_, status_text) = get(&format!("{base}/status")).await;
+    let status: serde_json::Value = serde_json::from_str(&status_text).unwrap();
+    let shards = status["shards"].as_array().unwrap();
+    let listed: Vec<u64> = shards
+        .iter()
+        .map(|s| s["shard"].as_u64().unwrap())
+        .collect();
+    assert_eq!(listed, [0, 1, 2, 3], "every shard listed");
+    assert!(shards
+        .iter()
+        .all(|s| s["consumer"] == "m1" && s["phase"] == "consuming"));
+    let delivered: u64 = shards
+        .iter()
+        .map(|s| s["delivered_logs"].as_u64().unwrap())
+        .sum();
+    assert_eq!(delivered, 6_000);
+    wait_until("checkpoints in /status", Duration::from_secs(10), || {
+        let url = format!("{base}/status");
+        async move {
+            let status: serde_json::Value =
+                serde_json::from_str(&get(&url).await.1).unwrap_or_default();
+            status["shards"]
+                .as_array()
+                .is_some_and(|shards| shards.iter().all(|s| s["checkpoint"] != ""))
+        }
+    })
+    .await;
+
+    let table = siem_forwarder::cli::render_status(&status);
+    assert!(
+        table.contains("ready: yes") && table.contains("consumer:audit"),
+        "{table}"
+    );
+    assert_eq!(
+        table
+            .lines()
+            .filter(|line| line.starts_with("audit "))
+            .count(),
+        4,
+        "{table}"
+    );
+
+    let (code, _) = forwarder.terminate(Duration::from_secs(20)).await;
+    assert_eq!(code, Some(0));
+    let logs = std::fs::read_to_string(&forwarder.log).unwrap();
+    for text in [&logs, &first, &status_text] {
+        assert!(!text.contains(AK_SECRET), "the AccessKey secret leaked");
+    }
+}
