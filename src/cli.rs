@@ -213,7 +213,7 @@ pub fn render_status(status: &serde_json::Value) -> String {
     let mut out = String::new();
     let ready = status["ready"].as_bool().unwrap_or(false);
     let _ = writeln!(out, "ready: {}", if ready { "yes" } else { "NO" });
-    let _ = writeln!(out, "\n{:<24} {:<10} {}", "COMPONENT", "STATE", "REASON");
+    let _ = writeln!(out, "\n{:<24} {:<10} REASON", "COMPONENT", "STATE");
     if let Some(components) = status["components"].as_object() {
         for (name, state) in components {
             let _ = writeln!(
