@@ -103,7 +103,14 @@ pub async fn run(config: ForwarderConfig, shutdown: CancellationToken) -> anyhow
         });
     }
     let (batches_tx, batches_rx) = mpsc::channel::<SinkBatch>(CONSUMER_QUEUE);
-    let pipeline = tokio::spawn(fan_out(batches_rx, sink_inputs));
+    let transform = if config.transform.is_noop() {
+        None
+    } else {
+        Some(std::sync::Arc::new(
+            config.transform.build().map_err(anyhow::Error::msg)?,
+        ))
+    };
+    let pipeline = tokio::spawn(fan_out(batches_rx, sink_inputs, transform));
 
     let consumed = crate::consumer::run(
         client,

@@ -7,15 +7,25 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use crate::model::batch::SinkBatch;
+use crate::model::Batch;
+use crate::transform::Transform;
 
 /// Batches queued per sink before the pipeline waits.
 pub const SINK_QUEUE: usize = 8;
 
-/// Forwards each batch of `input` to every sender in `sinks`, splitting its ack so that the
-/// consumer learns of delivery only when every sink confirmed. Ends when `input` closes
-/// (dropping the sink senders so the sinks finish too) or every sink is gone.
-pub async fn fan_out(mut input: mpsc::Receiver<SinkBatch>, sinks: Vec<mpsc::Sender<SinkBatch>>) {
-    while let Some(SinkBatch { batch, ack }) = input.recv().await {
+/// Forwards each batch of `input`, transformed when a transform is given, to every sender
+/// in `sinks`, splitting its ack so that the consumer learns of delivery only when every
+/// sink confirmed. Ends when `input` closes (dropping the sink senders so the sinks finish
+/// too) or every sink is gone.
+pub async fn fan_out(
+    mut input: mpsc::Receiver<SinkBatch>,
+    sinks: Vec<mpsc::Sender<SinkBatch>>,
+    transform: Option<Arc<Transform>>,
+) {
+    while let Some(SinkBatch { mut batch, ack }) = input.recv().await {
+        if let Some(transform) = &transform {
+            batch = transformed(batch, transform.clone()).await;
+        }
         let tokens = ack.split(sinks.len());
         for (sink, token) in sinks.iter().zip(tokens) {
             // A sink that stopped drops the batch, and with it the token: the batch fails and
@@ -28,6 +38,22 @@ pub async fn fan_out(mut input: mpsc::Receiver<SinkBatch>, sinks: Vec<mpsc::Send
                 .await;
         }
     }
+}
+
+/// Runs the transform off the async threads (it copies the batch).
+async fn transformed(batch: Arc<Batch>, transform: Arc<Transform>) -> Arc<Batch> {
+    let original = batch.clone();
+    tokio::task::spawn_blocking(move || {
+        Arc::new(Batch {
+            shard: batch.shard.clone(),
+            sequence: batch.sequence,
+            cursor: batch.cursor.clone(),
+            next_cursor: batch.next_cursor.clone(),
+            records: transform.apply(&batch.records),
+        })
+    })
+    .await
+    .unwrap_or(original)
 }
 
 #[cfg(test)]
@@ -54,7 +80,7 @@ mod tests {
         let (input_tx, input_rx) = mpsc::channel(1);
         let (a_tx, mut a_rx) = mpsc::channel(1);
         let (b_tx, mut b_rx) = mpsc::channel(1);
-        let pipeline = tokio::spawn(fan_out(input_rx, vec![a_tx, b_tx]));
+        let pipeline = tokio::spawn(fan_out(input_rx, vec![a_tx, b_tx], None));
         let (token, mut receiver) = ack::channel();
         input_tx
             .send(SinkBatch {
@@ -81,7 +107,7 @@ mod tests {
         let (input_tx, input_rx) = mpsc::channel(1);
         let (a_tx, a_rx) = mpsc::channel(1);
         drop(a_rx);
-        tokio::spawn(fan_out(input_rx, vec![a_tx]));
+        tokio::spawn(fan_out(input_rx, vec![a_tx], None));
         let (token, receiver) = ack::channel();
         input_tx
             .send(SinkBatch {

@@ -16,6 +16,7 @@ use crate::sinks::syslog::config::SyslogSinkConfig;
 use crate::sinks::{Sink, SinkError};
 use crate::source::config::SourceConfig;
 use crate::telemetry::server::TelemetryConfig;
+use crate::transform::TransformConfig;
 
 /// One `[[sinks]]` entry, by `type`.
 #[derive(Debug, Clone, Deserialize)]
@@ -84,6 +85,9 @@ pub struct ForwarderConfig {
     /// Where logs go; every log goes to every sink.
     #[serde(default)]
     pub sinks: Vec<SinkConfig>,
+    /// Changes applied to every log before the sinks.
+    #[serde(default)]
+    pub transform: TransformConfig,
     /// The metrics, health and status endpoint.
     #[serde(default)]
     pub telemetry: TelemetryConfig,
@@ -133,6 +137,7 @@ impl ForwarderConfig {
     fn validate(&self, lookup: impl Fn(&str) -> Option<String>) -> Result<(), String> {
         self.source.resolve(lookup)?;
         self.consumer.validate()?;
+        self.transform.build()?;
         if self.sinks.is_empty() {
             return Err("no [[sinks]]: configure at least one destination".into());
         }
