@@ -152,12 +152,15 @@ fn flatten_json(prefix: String, value: Value, out: &mut Vec<(Cow<'_, str>, Cow<'
     }
 }
 
+/// What logs of one log group share: topic, source and tags.
+type GroupKey<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>);
+
 impl Transform {
     /// The transformed copy of `records`.
     pub fn apply(&self, records: &LogRecords) -> LogRecords {
         let config = &self.config;
         let mut builder = RecordsBuilder::new();
-        let mut current_group: Option<(&str, &str, Vec<(&str, &str)>)> = None;
+        let mut current_group: Option<GroupKey<'_>> = None;
         let mut fields: Vec<(Cow<'_, str>, Cow<'_, str>)> = Vec::new();
         for record in records.iter() {
             if self.drop.iter().any(|condition| condition.matches(&record)) {
