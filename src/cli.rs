@@ -182,8 +182,8 @@ async fn run(args: ConfigArgs) -> anyhow::Result<()> {
 }
 
 fn validate(args: ConfigArgs) -> anyhow::Result<()> {
-    let config = ForwarderConfig::load(&args.config)?;
-    crate::app::build_sinks(&config.sinks).with_context(|| format!("{}", args.config.display()))?;
+    let (config, text) = ForwarderConfig::load_with_text(&args.config)?;
+    config.check_sinks(&args.config, &text)?;
     println!(
         "{}: ok ({} sink(s))",
         args.config.display(),

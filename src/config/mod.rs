@@ -3,6 +3,7 @@
 //! Component settings live beside their components; this module only aggregates them.
 
 mod env;
+pub mod locate;
 
 use std::path::{Path, PathBuf};
 
@@ -48,12 +49,14 @@ impl SinkConfig {
     ///
     /// # Errors
     ///
-    /// A message naming the offending key.
-    pub fn validate(&self) -> Result<(), String> {
+    /// The offending key (relative to the sink) and the reason.
+    pub fn validate(&self) -> Result<(), (String, String)> {
         match self {
             Self::File(_) | Self::Console(_) => Ok(()),
-            Self::Syslog(config) => config.validate().map_err(|error| error.to_string()),
-            Self::SplunkHec(config) => config.validate().map_err(|error| error.to_string()),
+            Self::Syslog(config) => config.validate().map_err(|error| (error.key, error.reason)),
+            Self::SplunkHec(config) => config
+                .validate()
+                .map_err(|error| (error.key.to_owned(), error.reason)),
         }
     }
 
@@ -95,12 +98,47 @@ pub struct ForwarderConfig {
 
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
-#[error("{}: {message}", path.display())]
+#[error("{}{}: {message}", path.display(), line.map(|line| format!(":{line}")).unwrap_or_default())]
 pub struct ConfigError {
     /// The file.
     pub path: PathBuf,
-    /// What is wrong, with the line and key where known.
+    /// The line of the offending key, when known.
+    pub line: Option<usize>,
+    /// What is wrong, naming the key.
     pub message: String,
+}
+
+/// A problem found in configuration text: the message and, when known, its line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}{message}", line.map(|line| format!("line {line}: ")).unwrap_or_default())]
+pub struct Problem {
+    /// The line of the offending key.
+    pub line: Option<usize>,
+    /// What is wrong, naming the key.
+    pub message: String,
+}
+
+impl Problem {
+    /// A problem with the key path at the start of `message`, located in `text`.
+    fn at_leading_key(text: &str, message: String) -> Self {
+        let line = locate::leading_key(&message).and_then(|key| locate::line_of(text, key));
+        Self { line, message }
+    }
+}
+
+/// For errors inside `[[sinks]]` TOML reports the array, not the element: deserializes each
+/// sink alone to name the one at fault and its line.
+fn pinpoint_sink(text: &str) -> Option<Problem> {
+    let table: toml::Table = toml::from_str(text).ok()?;
+    let sinks = table.get("sinks")?.as_array()?;
+    sinks.iter().enumerate().find_map(|(index, sink)| {
+        let error = SinkConfig::deserialize(sink.clone()).err()?;
+        let key = format!("sinks[{index}]");
+        Some(Problem {
+            line: locate::line_of(text, &key),
+            message: format!("{key}: {}", error.message().trim_end()),
+        })
+    })
 }
 
 impl ForwarderConfig {
@@ -110,45 +148,113 @@ impl ForwarderConfig {
     ///
     /// [`ConfigError`] naming the file, and the key and line where known.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let error = |message: String| ConfigError {
+        Self::load_with_text(path).map(|(config, _)| config)
+    }
+
+    /// Like [`ForwarderConfig::load`], also returning the file's text (to locate keys later).
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming the file, and the key and line where known.
+    pub fn load_with_text(path: &Path) -> Result<(Self, String), ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError {
             path: path.to_owned(),
-            message,
-        };
-        let text = std::fs::read_to_string(path).map_err(|e| error(format!("cannot read: {e}")))?;
-        Self::parse(&text, |name| std::env::var(name).ok()).map_err(error)
+            line: None,
+            message: format!("cannot read: {error}"),
+        })?;
+        let config =
+            Self::parse(&text, |name| std::env::var(name).ok()).map_err(|problem| ConfigError {
+                path: path.to_owned(),
+                line: problem.line,
+                message: problem.message,
+            })?;
+        Ok((config, text))
     }
 
     /// Parses configuration text (`lookup` reads environment variables) and validates it.
     ///
     /// # Errors
     ///
-    /// A message with the line and key where known.
+    /// A [`Problem`] naming the key, with its line where known.
     pub fn parse(
         text: &str,
         lookup: impl Fn(&str) -> Option<String> + Copy,
-    ) -> Result<Self, String> {
-        let expanded = env::expand(text, lookup)?;
-        let config: Self =
-            toml::from_str(&expanded).map_err(|e| e.to_string().trim_end().to_owned())?;
-        config.validate(lookup)?;
+    ) -> Result<Self, Problem> {
+        let expanded = env::expand(text, lookup).map_err(|message| Problem {
+            line: None,
+            message,
+        })?;
+        let config: Self = toml::from_str(&expanded).map_err(|error| {
+            if let Some(problem) = pinpoint_sink(&expanded) {
+                return problem;
+            }
+            // Expansion keeps line numbers, so TOML's line is the file's line.
+            let line = error
+                .span()
+                .map(|span| expanded[..span.start].matches('\n').count() + 1);
+            let message = error.message().trim_end();
+            let message = match line.and_then(|line| locate::key_at_line(&expanded, line)) {
+                Some(key) => format!("{key}: {message}"),
+                None => message.to_owned(),
+            };
+            Problem { line, message }
+        })?;
+        config.validate(text, lookup)?;
         Ok(config)
     }
 
-    fn validate(&self, lookup: impl Fn(&str) -> Option<String>) -> Result<(), String> {
-        self.source.resolve(lookup)?;
-        self.consumer.validate()?;
-        self.transform.build()?;
+    /// Builds every sink once (loading TLS files, no connection), reporting the first
+    /// failure with the key and line of `path`, whose content is `text`.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] for the first sink that cannot be built.
+    pub fn check_sinks(&self, path: &Path, text: &str) -> Result<(), ConfigError> {
+        for (index, sink) in self.sinks.iter().enumerate() {
+            if let Err(error) = sink.build(index) {
+                let detail = match &error {
+                    SinkError::Config(detail) => detail.clone(),
+                    other => other.to_string(),
+                };
+                let setting = detail
+                    .split(':')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .trim_matches('`');
+                let key = format!("sinks[{index}].{setting}");
+                return Err(ConfigError {
+                    path: path.to_owned(),
+                    line: locate::line_of(text, &key),
+                    message: format!("{key} ({}): {detail}", sink.name(index)),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn validate(&self, text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<(), Problem> {
+        let at_key = |message: String| Problem::at_leading_key(text, message);
+        self.source.resolve(lookup).map_err(at_key)?;
+        self.consumer.validate().map_err(at_key)?;
+        self.transform.build().map_err(at_key)?;
         if self.sinks.is_empty() {
-            return Err("no [[sinks]]: configure at least one destination".into());
+            return Err(Problem {
+                line: None,
+                message: "no [[sinks]]: configure at least one destination".into(),
+            });
         }
         let mut names = std::collections::BTreeSet::new();
         for (index, sink) in self.sinks.iter().enumerate() {
             let name = sink.name(index);
             if !names.insert(name.clone()) {
-                return Err(format!("sinks[{index}].name `{name}` is used twice"));
+                return Err(at_key(format!(
+                    "sinks[{index}].name `{name}` is used twice"
+                )));
             }
-            sink.validate()
-                .map_err(|error| format!("sinks[{index}] ({name}): {error}"))?;
+            sink.validate().map_err(|(key, reason)| {
+                at_key(format!("sinks[{index}].{key} ({name}): {reason}"))
+            })?;
         }
         Ok(())
     }
