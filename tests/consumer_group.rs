@@ -27,6 +27,25 @@ fn delivery_counts(forwarders: &[&Forwarder]) -> HashMap<String, usize> {
     counts
 }
 
+/// Starts one forwarder per name on the 8-shard logstore `audit` and waits until every
+/// shard is held and each process holds at least two.
+async fn balanced_group(
+    server: &TestServer,
+    dir: &std::path::Path,
+    names: &[&str],
+) -> Vec<Forwarder> {
+    let forwarders: Vec<Forwarder> = names
+        .iter()
+        .map(|name| Forwarder::spawn(server, dir, "audit", &fast_consumer("g", name), ""))
+        .collect();
+    wait_until("a balanced group", Duration::from_secs(30), || {
+        let held: Vec<usize> = forwarders.iter().map(|f| f.assigned().len()).collect();
+        async move { held.iter().sum::<usize>() == 8 && held.iter().all(|n| *n >= 2) }
+    })
+    .await;
+    forwarders
+}
+
 async fn wait_for_all(forwarders: &[&Forwarder], expected: usize, timeout: Duration) {
     wait_until(
         &format!("{expected} distinct logs delivered"),
@@ -99,15 +118,7 @@ async fn kill_nine_moves_shards_after_the_timeout_and_loses_nothing() {
     let server = TestServer::start(&[("audit", 8)]).await;
     let client = server.client();
     let dir = tempfile::tempdir().unwrap();
-    let mut forwarders: Vec<Forwarder> = ["k1", "k2", "k3"]
-        .iter()
-        .map(|name| Forwarder::spawn(&server, dir.path(), "audit", &fast_consumer("g", name), ""))
-        .collect();
-    wait_until("a balanced group", Duration::from_secs(30), || {
-        let held: Vec<usize> = forwarders.iter().map(|f| f.assigned().len()).collect();
-        async move { held.iter().sum::<usize>() == 8 && held.iter().all(|n| *n >= 2) }
-    })
-    .await;
+    let mut forwarders = balanced_group(&server, dir.path(), &["k1", "k2", "k3"]).await;
 
     // Mid-stream: logs keep arriving while the victim is killed.
     put_audit_logs(&client, "audit", 20_000, 250, 21).await;
@@ -167,15 +178,7 @@ async fn sigterm_exits_cleanly_and_hands_over_at_once_without_duplicates() {
     let server = TestServer::start(&[("audit", 8)]).await;
     let client = server.client();
     let dir = tempfile::tempdir().unwrap();
-    let mut forwarders: Vec<Forwarder> = ["t1", "t2", "t3"]
-        .iter()
-        .map(|name| Forwarder::spawn(&server, dir.path(), "audit", &fast_consumer("g", name), ""))
-        .collect();
-    wait_until("a balanced group", Duration::from_secs(30), || {
-        let held: Vec<usize> = forwarders.iter().map(|f| f.assigned().len()).collect();
-        async move { held.iter().sum::<usize>() == 8 && held.iter().all(|n| *n >= 2) }
-    })
-    .await;
+    let mut forwarders = balanced_group(&server, dir.path(), &["t1", "t2", "t3"]).await;
     put_audit_logs(&client, "audit", 20_000, 250, 31).await;
     wait_until(
         "the leaver to deliver some logs",

@@ -2,14 +2,13 @@
 
 use async_trait::async_trait;
 use serde::Deserialize;
-use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::lines::write_lines;
 use super::syslog::config::{Format, SyslogSinkConfig};
 use super::{Sink, SinkBatch, SinkError};
 use crate::encoding::Encoder;
-use crate::telemetry::metrics::{metrics, SinkLabels};
 
 /// Settings of the `console` sink.
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -63,36 +62,17 @@ impl Sink for ConsoleSink {
 
     async fn run(
         self: Box<Self>,
-        mut input: mpsc::Receiver<SinkBatch>,
+        input: mpsc::Receiver<SinkBatch>,
         shutdown: CancellationToken,
     ) -> Result<(), SinkError> {
-        let mut stdout = tokio::io::stdout();
-        let labels = SinkLabels::new(&self.name);
-        let mut buffer = Vec::new();
-        loop {
-            let item = tokio::select! {
-                item = input.recv() => item,
-                () = shutdown.cancelled() => None,
-            };
-            let Some(SinkBatch { batch, ack }) = item else {
-                return Ok(());
-            };
-            buffer.clear();
-            for record in batch.records.iter() {
-                self.encoder.encode(&record, &mut buffer);
-                buffer.push(b'\n');
-            }
-            stdout.write_all(&buffer).await?;
-            stdout.flush().await?;
-            metrics()
-                .sink_delivered_events
-                .get_or_create(&labels)
-                .inc_by(batch.records.len() as u64);
-            metrics()
-                .sink_delivered_bytes
-                .get_or_create(&labels)
-                .inc_by(buffer.len() as u64);
-            ack.delivered();
-        }
+        write_lines(
+            &self.name,
+            self.encoder.as_ref(),
+            tokio::io::stdout(),
+            None,
+            input,
+            shutdown,
+        )
+        .await
     }
 }

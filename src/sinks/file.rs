@@ -5,14 +5,13 @@ use std::path::PathBuf;
 
 use async_trait::async_trait;
 use serde::Deserialize;
-use tokio::fs::OpenOptions;
-use tokio::io::AsyncWriteExt;
+use tokio::fs::{File, OpenOptions};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::lines::{write_lines, Sync};
 use super::{Sink, SinkBatch, SinkError};
-use crate::encoding::json::write_flat_object;
-use crate::telemetry::metrics::{metrics, SinkLabels};
+use crate::encoding::json::FlatJsonEncoder;
 
 /// Settings of the `file` sink.
 #[derive(Debug, Clone, Deserialize)]
@@ -68,43 +67,18 @@ impl Sink for FileSink {
 
     async fn run(
         self: Box<Self>,
-        mut input: mpsc::Receiver<SinkBatch>,
+        input: mpsc::Receiver<SinkBatch>,
         shutdown: CancellationToken,
     ) -> Result<(), SinkError> {
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.config.path)
             .await?;
-        let labels = SinkLabels::new(&self.name);
-        let mut buffer = Vec::with_capacity(1 << 20);
-        loop {
-            let item = tokio::select! {
-                item = input.recv() => item,
-                () = shutdown.cancelled() => None,
-            };
-            let Some(SinkBatch { batch, ack }) = item else {
-                return Ok(());
-            };
-            buffer.clear();
-            for record in batch.records.iter() {
-                write_flat_object(&record, &mut buffer);
-                buffer.push(b'\n');
-            }
-            file.write_all(&buffer).await?;
-            file.flush().await?;
-            if self.config.fsync {
-                file.sync_data().await?;
-            }
-            metrics()
-                .sink_delivered_events
-                .get_or_create(&labels)
-                .inc_by(batch.records.len() as u64);
-            metrics()
-                .sink_delivered_bytes
-                .get_or_create(&labels)
-                .inc_by(buffer.len() as u64);
-            ack.delivered();
-        }
+        let sync: Option<Sync<File>> = self
+            .config
+            .fsync
+            .then_some(|file| Box::pin(file.sync_data()));
+        write_lines(&self.name, &FlatJsonEncoder, file, sync, input, shutdown).await
     }
 }

@@ -10,6 +10,7 @@ pub use crate::model::batch::SinkBatch;
 
 pub mod console;
 pub mod file;
+pub mod lines;
 pub mod splunk_hec;
 pub mod syslog;
 
