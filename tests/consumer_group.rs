@@ -332,3 +332,99 @@ async fn start_positions_apply_only_where_no_checkpoint_exists() {
         "only the checkpointed shard's remainder predates the start"
     );
 }
+
+/// Writes `count` audit logs to the shard whose range holds `key`, tagged `phase`.
+async fn put_tagged(
+    client: &siem_forwarder::source::Client,
+    key: &str,
+    phase: &str,
+    count: usize,
+    seed: u64,
+) {
+    use siem_forwarder::local_server::generator::AuditLogGenerator;
+    use siem_forwarder::source::api::put_logs::PutTarget;
+    let mut generator = AuditLogGenerator::new(seed);
+    for _ in 0..count / 250 {
+        let mut group = generator.group(250, 1_700_000_000);
+        group.tags.push(("phase".into(), phase.into()));
+        client
+            .put_logs("audit", PutTarget::HashKey(key), &group)
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn an_ordered_group_finishes_parents_before_children_and_releases_them() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let server = TestServer::start(&[("audit", 1)]).await;
+    let client = server.client();
+    let dir = tempfile::tempdir().unwrap();
+    put_tagged(
+        &client,
+        "00000000000000000000000000000000",
+        "parent",
+        2_000,
+        101,
+    )
+    .await;
+    let changed = client
+        .split_shard("audit", 0, "80000000000000000000000000000000")
+        .await
+        .unwrap();
+    let shape: Vec<(u32, &str)> = changed
+        .iter()
+        .map(|s| (s.shard_id, s.status.as_str()))
+        .collect();
+    assert_eq!(shape, [(0, "readonly"), (1, "readwrite"), (2, "readwrite")]);
+    put_tagged(
+        &client,
+        "00000000000000000000000000000000",
+        "child",
+        1_000,
+        102,
+    )
+    .await;
+    put_tagged(
+        &client,
+        "c0000000000000000000000000000000",
+        "child",
+        1_000,
+        103,
+    )
+    .await;
+
+    let ordered_config = format!("{}ordered = true\n", fast_consumer("ordered", "o1"));
+    let ordered = Forwarder::spawn(&server, dir.path(), "audit", &ordered_config, "");
+    let unordered = Forwarder::spawn(
+        &server,
+        dir.path(),
+        "audit",
+        &fast_consumer("unordered", "u1"),
+        "",
+    );
+    wait_for_all(&[&ordered], 4_000, Duration::from_secs(60)).await;
+    wait_for_all(&[&unordered], 4_000, Duration::from_secs(60)).await;
+
+    let phases: Vec<String> = ordered
+        .delivered()
+        .iter()
+        .map(|log| log["__tag__:phase"].as_str().unwrap().to_owned())
+        .collect();
+    let first_child = phases.iter().position(|phase| phase == "child").unwrap();
+    assert_eq!(
+        first_child, 2_000,
+        "the ordered group consumed the parent to its end before any child"
+    );
+    assert!(phases[first_child..].iter().all(|phase| phase == "child"));
+
+    wait_until(
+        "the finished parent to be released",
+        Duration::from_secs(30),
+        || {
+            let held = ordered.assigned();
+            async move { held == BTreeSet::from([1, 2]) }
+        },
+    )
+    .await;
+}

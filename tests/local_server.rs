@@ -258,3 +258,67 @@ async fn bad_input_gets_the_sls_error_and_the_server_stays_up() {
         .unwrap();
     assert_eq!(pull_everything(&client, "audit").await, 1);
 }
+
+#[tokio::test]
+async fn split_and_merge_reshape_shards_and_survive_a_restart() {
+    let mut server = TestServer::start(&[("audit", 2)]).await;
+    let client = server.client();
+    let merged = client.merge_shards("audit", 0).await.unwrap();
+    let shape: Vec<(u32, &str, &str)> = merged
+        .iter()
+        .map(|s| {
+            (
+                s.shard_id,
+                s.status.as_str(),
+                s.inclusive_begin_key.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shape[..2],
+        [
+            (0, "readonly", "00000000000000000000000000000000"),
+            (1, "readonly", "80000000000000000000000000000000")
+        ]
+    );
+    assert_eq!(
+        (merged[2].shard_id, merged[2].status.as_str()),
+        (2, "readwrite")
+    );
+    assert_eq!(
+        merged[2].exclusive_end_key,
+        "ffffffffffffffffffffffffffffffff"
+    );
+    assert_eq!(
+        api_code(client.merge_shards("audit", 2).await).0,
+        400,
+        "no neighbour to merge with"
+    );
+    assert_eq!(
+        api_code(client.split_shard("audit", 2, "00").await).0,
+        400,
+        "key outside the range"
+    );
+
+    server.restart().await;
+    let client = server.client();
+    let shards = client.list_shards("audit").await.unwrap();
+    assert_eq!(shards.iter().filter(|s| s.is_readwrite()).count(), 1);
+    let fine = LogGroup {
+        logs: vec![Log {
+            time: 1,
+            time_ns: None,
+            contents: vec![("k".into(), "v".into())],
+        }],
+        ..LogGroup::default()
+    };
+    client
+        .put_logs("audit", PutTarget::LoadBalanced, &fine)
+        .await
+        .unwrap();
+    let end = client
+        .get_cursor("audit", 2, CursorFrom::End)
+        .await
+        .unwrap();
+    assert_eq!(end, "MQ==", "writes go to the merged shard");
+}

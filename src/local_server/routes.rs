@@ -236,12 +236,19 @@ impl LocalServer {
                     .await
             }
             (&Method::POST, ["logstores", logstore, "shards", shard]) => {
-                if call.param("action").is_some() {
-                    return Err(invalid(
-                        "shard split and merge are not supported by the local server",
-                    ));
-                }
                 let shard = parse_shard(shard)?;
+                let reshaped = match call.param("action") {
+                    Some("split") => Some(
+                        self.logstore(&call, logstore)?
+                            .split(shard, call.required("key")?)?,
+                    ),
+                    Some("merge") => Some(self.logstore(&call, logstore)?.merge(shard)?),
+                    Some(other) => return Err(invalid(format!("unknown action `{other}`"))),
+                    None => None,
+                };
+                if let Some(shards) = reshaped {
+                    return json_reply(&serde_json::to_value(shards).expect("shards serialize"));
+                }
                 self.put_logs(&call, logstore, ShardChoice::Shard(shard))
                     .await
             }
@@ -415,7 +422,7 @@ impl LocalServer {
         let shard = match choice {
             ShardChoice::Balanced => logstore.shard_for_write(None)?,
             ShardChoice::HashKey(key) => logstore.shard_for_write(Some(&key))?,
-            ShardChoice::Shard(id) => logstore.shard(id)?,
+            ShardChoice::Shard(id) => logstore.writable_shard(id)?,
         };
         let compression = Compression::from_header(call.header("x-log-compresstype"))
             .map_err(|error| Failure::new(ApiErrorCode::InvalidCompressType, error.to_string()))?;

@@ -70,6 +70,8 @@ struct Group {
 pub struct Logstore {
     dir: PathBuf,
     shards: RwLock<Vec<(ShardInfo, Arc<Shard>)>>,
+    /// Shards created by a split or merge → the shards they came from.
+    parents: RwLock<BTreeMap<u32, Vec<u32>>>,
     groups: Mutex<BTreeMap<String, Group>>,
     next_shard: AtomicUsize,
 }
@@ -77,6 +79,8 @@ pub struct Logstore {
 #[derive(Debug, Serialize, Deserialize)]
 struct LogstoreMeta {
     shards: Vec<ShardInfo>,
+    #[serde(default)]
+    parents: BTreeMap<u32, Vec<u32>>,
 }
 
 fn now_micros() -> u64 {
@@ -104,11 +108,13 @@ impl Logstore {
             None => {
                 let meta = LogstoreMeta {
                     shards: store::even_shards(shard_count, store::unix_now()),
+                    parents: BTreeMap::new(),
                 };
                 write_json_atomically(&meta_path, &meta)?;
                 meta
             }
         };
+        let parents = meta.parents;
         let shards = meta
             .shards
             .into_iter()
@@ -134,6 +140,7 @@ impl Logstore {
         Ok(Self {
             dir,
             shards: RwLock::new(shards),
+            parents: RwLock::new(parents),
             groups: Mutex::new(groups),
             next_shard: AtomicUsize::new(0),
         })
@@ -143,6 +150,178 @@ impl Logstore {
     pub fn shard_infos(&self) -> Vec<ShardInfo> {
         let shards = self.shards.read().expect("shards lock");
         shards.iter().map(|(info, _)| info.clone()).collect()
+    }
+
+    /// The shard with id `shard_id`, when it accepts writes.
+    ///
+    /// # Errors
+    ///
+    /// `ShardNotExist`, or `ShardReadOnly` for a split or merged shard.
+    pub fn writable_shard(&self, shard_id: u32) -> Result<Arc<Shard>, Failure> {
+        let readonly = self
+            .shard_infos()
+            .iter()
+            .any(|info| info.shard_id == shard_id && !info.is_readwrite());
+        if readonly {
+            return Err(Failure::new(
+                ApiErrorCode::Other("ShardReadOnly".into()),
+                format!("shard {shard_id} is readonly"),
+            ));
+        }
+        self.shard(shard_id)
+    }
+
+    /// Splits readwrite shard `shard_id` at the 32-hex-digit `key`: the shard becomes
+    /// readonly and two new shards cover `[begin, key)` and `[key, end)`. Returns the three.
+    ///
+    /// # Errors
+    ///
+    /// `ShardNotExist`, `ParameterInvalid` (key outside the range, shard readonly), storage.
+    pub fn split(&self, shard_id: u32, key: &str) -> Result<Vec<ShardInfo>, Failure> {
+        let key = key.to_ascii_lowercase();
+        self.reshape(|shards| {
+            let parent = shards
+                .iter()
+                .position(|(info, _)| info.shard_id == shard_id)
+                .ok_or_else(|| {
+                    Failure::new(
+                        ApiErrorCode::ShardNotExist,
+                        format!("shard {shard_id} does not exist"),
+                    )
+                })?;
+            let info = shards[parent].0.clone();
+            if !info.is_readwrite()
+                || key.len() != 32
+                || key <= info.inclusive_begin_key
+                || key >= info.exclusive_end_key
+            {
+                return Err(Failure::new(
+                    ApiErrorCode::ParameterInvalid,
+                    "split needs a readwrite shard and a key strictly inside its range",
+                ));
+            }
+            Ok((
+                vec![parent],
+                vec![
+                    (info.inclusive_begin_key.clone(), key.clone()),
+                    (key.clone(), info.exclusive_end_key),
+                ],
+            ))
+        })
+    }
+
+    /// Merges readwrite shard `shard_id` with its right-hand readwrite neighbour: both become
+    /// readonly and a new shard covers their union. Returns the three.
+    ///
+    /// # Errors
+    ///
+    /// `ShardNotExist`, `ParameterInvalid` (no neighbour), storage.
+    pub fn merge(&self, shard_id: u32) -> Result<Vec<ShardInfo>, Failure> {
+        self.reshape(|shards| {
+            let left = shards
+                .iter()
+                .position(|(info, _)| info.shard_id == shard_id && info.is_readwrite())
+                .ok_or_else(|| {
+                    Failure::new(
+                        ApiErrorCode::ShardNotExist,
+                        format!("no readwrite shard {shard_id}"),
+                    )
+                })?;
+            let end = shards[left].0.exclusive_end_key.clone();
+            let right = shards
+                .iter()
+                .position(|(info, _)| info.is_readwrite() && info.inclusive_begin_key == end)
+                .ok_or_else(|| {
+                    Failure::new(
+                        ApiErrorCode::ParameterInvalid,
+                        "the shard has no readwrite right-hand neighbour",
+                    )
+                })?;
+            let range = (
+                shards[left].0.inclusive_begin_key.clone(),
+                shards[right].0.exclusive_end_key.clone(),
+            );
+            Ok((vec![left, right], vec![range]))
+        })
+    }
+
+    /// Marks the shards `plan` picks readonly and adds new shards for the ranges it returns,
+    /// recording their parents; persists the result.
+    fn reshape(
+        &self,
+        plan: impl FnOnce(
+            &[(ShardInfo, Arc<Shard>)],
+        ) -> Result<(Vec<usize>, Vec<(String, String)>), Failure>,
+    ) -> Result<Vec<ShardInfo>, Failure> {
+        let mut shards = self.shards.write().expect("shards lock");
+        let mut parents = self.parents.write().expect("parents lock");
+        let (retired, ranges) = plan(&shards)?;
+        let retired_ids: Vec<u32> = retired
+            .iter()
+            .map(|&index| shards[index].0.shard_id)
+            .collect();
+        let mut next_id = shards
+            .iter()
+            .map(|(info, _)| info.shard_id)
+            .max()
+            .unwrap_or(0)
+            + 1;
+        let mut changed: Vec<ShardInfo> = Vec::new();
+        for index in retired {
+            shards[index].0.status = "readonly".to_owned();
+            changed.push(shards[index].0.clone());
+        }
+        for (begin, end) in ranges {
+            let info = ShardInfo {
+                shard_id: next_id,
+                status: "readwrite".to_owned(),
+                inclusive_begin_key: begin,
+                exclusive_end_key: end,
+                create_time: store::unix_now(),
+            };
+            let shard = Shard::open(&self.dir, next_id)?;
+            shards.push((info.clone(), Arc::new(shard)));
+            parents.insert(next_id, retired_ids.clone());
+            changed.push(info);
+            next_id += 1;
+        }
+        let meta = LogstoreMeta {
+            shards: shards.iter().map(|(info, _)| info.clone()).collect(),
+            parents: parents.clone(),
+        };
+        write_json_atomically(&Self::meta_path(&self.dir), &meta)?;
+        Ok(changed)
+    }
+
+    /// Shards a group may be assigned now: readwrite shards and readonly shards it has not
+    /// finished, and when the group is ordered, none whose parent it has not finished.
+    fn eligible_shards(&self, group: &GroupRecord) -> BTreeSet<u32> {
+        let shards = self.shards.read().expect("shards lock");
+        let parents = self.parents.read().expect("parents lock");
+        let finished = |shard_id: u32| {
+            shards
+                .iter()
+                .find(|(info, _)| info.shard_id == shard_id)
+                .is_none_or(|(info, shard)| {
+                    let end = shard.end();
+                    !info.is_readwrite()
+                        && (end == 0
+                            || group.checkpoints.get(&shard_id).is_some_and(|checkpoint| {
+                                checkpoint.checkpoint == crate::source::cursor::encode(end as i64)
+                            }))
+                })
+        };
+        shards
+            .iter()
+            .map(|(info, _)| info.shard_id)
+            .filter(|&id| !finished(id))
+            .filter(|id| {
+                !group.order
+                    || parents
+                        .get(id)
+                        .is_none_or(|ancestors| ancestors.iter().all(|&parent| finished(parent)))
+            })
+            .collect()
     }
 
     /// The shard with id `shard_id`.
@@ -296,16 +475,11 @@ impl Logstore {
         consumer: &str,
         reported: &[u32],
     ) -> Result<Vec<u32>, Failure> {
-        let eligible: BTreeSet<u32> = self
-            .shard_infos()
-            .iter()
-            .filter(|info| info.is_readwrite())
-            .map(|info| info.shard_id)
-            .collect();
         let mut groups = self.groups.lock().expect("groups lock");
         let group = groups
             .get_mut(group_name)
             .ok_or_else(|| group_missing(group_name))?;
+        let eligible = self.eligible_shards(&group.record);
         let timeout = Duration::from_secs(group.record.timeout.into());
         let assigned =
             group

@@ -42,4 +42,43 @@ impl Client {
         let request = ApiRequest::new(Method::GET, format!("{}/shards", logstore_path(logstore)));
         self.send("ListShards", request).await?.json("ListShards")
     }
+
+    /// Splits `shard` at the 32-hex-digit hash `key` (operations tooling and tests). Returns
+    /// the shards that changed: the parent (now readonly) and the two new ones.
+    ///
+    /// # Errors
+    ///
+    /// API, network or response-format errors.
+    pub async fn split_shard(
+        &self,
+        logstore: &str,
+        shard: u32,
+        key: &str,
+    ) -> Result<Vec<ShardInfo>, ClientError> {
+        let request = ApiRequest::new(
+            Method::POST,
+            format!("{}/shards/{shard}", logstore_path(logstore)),
+        )
+        .query("action", "split")
+        .query("key", key);
+        self.send("SplitShard", request).await?.json("SplitShard")
+    }
+
+    /// Merges `shard` with its right-hand neighbour. Returns the shards that changed.
+    ///
+    /// # Errors
+    ///
+    /// API, network or response-format errors.
+    pub async fn merge_shards(
+        &self,
+        logstore: &str,
+        shard: u32,
+    ) -> Result<Vec<ShardInfo>, ClientError> {
+        let request = ApiRequest::new(
+            Method::POST,
+            format!("{}/shards/{shard}", logstore_path(logstore)),
+        )
+        .query("action", "merge");
+        self.send("MergeShards", request).await?.json("MergeShards")
+    }
 }
