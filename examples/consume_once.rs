@@ -103,7 +103,9 @@ async fn main() -> anyhow::Result<()> {
         ACCESS_KEY_ID,
         Secret::new(ACCESS_KEY_SECRET),
     ))?;
-    fill(&client).await.context("cannot write the example logs")?;
+    fill(&client)
+        .await
+        .context("cannot write the example logs")?;
 
     let mut total = 0;
     for shard in client.list_shards(LOGSTORE).await? {

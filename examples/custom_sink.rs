@@ -180,7 +180,9 @@ async fn main() -> anyhow::Result<()> {
         ACCESS_KEY_ID,
         Secret::new(ACCESS_KEY_SECRET),
     ))?;
-    let expected = fill(&client).await.context("cannot write the example logs")?;
+    let expected = fill(&client)
+        .await
+        .context("cannot write the example logs")?;
     println!("wrote {expected} logs to {SHARDS} shards of {LOGSTORE} at {endpoint}");
 
     // consumer -> fan_out -> sink, the way `siem-forwarder run` wires it.
