@@ -198,7 +198,7 @@ async fn main() -> anyhow::Result<()> {
     // pipeline closes the sink's input, which ends its `run`.
     let sink_task = tokio::spawn(sink.run(sink_rx, CancellationToken::new()));
     let (batches_tx, batches_rx) = mpsc::channel(16);
-    let pipeline = tokio::spawn(fan_out(batches_rx, vec![sink_tx]));
+    let pipeline = tokio::spawn(fan_out(batches_rx, vec![sink_tx], None));
 
     let mut config = ConsumerConfig::new(GROUP);
     config.start = StartPosition::Begin;

@@ -156,6 +156,9 @@ pub struct PutArgs {
 pub async fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_format);
+    // Long-running commands also report a fatal error in their log stream (JSON for log
+    // shippers); one-shot commands only print it.
+    let long_running = matches!(cli.command, Command::Run(_) | Command::LocalServer(_));
     let outcome = match cli.command {
         Command::Run(args) => run(args).await,
         Command::Validate(args) => validate(args),
@@ -166,7 +169,9 @@ pub async fn main() -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!("{error:#}");
+            if long_running {
+                tracing::error!("{error:#}");
+            }
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }

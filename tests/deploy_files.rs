@@ -140,7 +140,6 @@ fn configmap_config_validates_apart_from_telemetry() {
 }
 
 #[test]
-#[ignore = "needs the [telemetry] config section (telemetry endpoint not in this branch)"]
 fn configmap_config_validates() {
     let config =
         ForwarderConfig::parse(&configmap_config(), |name| Some(format!("value-of-{name}")))

@@ -52,16 +52,18 @@ impl Default for TlsConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     /// A certificate or key file could not be read.
-    #[error("cannot read {what} `{path}`: {source}")]
+    #[error("tls.{key}: cannot read {what} `{path}`: {source}")]
     Read {
+        key: &'static str,
         what: &'static str,
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
     /// A PEM file held nothing usable.
-    #[error("{what} `{path}` contains no {expected}")]
+    #[error("tls.{key}: {what} `{path}` contains no {expected}")]
     Empty {
+        key: &'static str,
         what: &'static str,
         path: PathBuf,
         expected: &'static str,
@@ -97,9 +99,10 @@ impl TlsConfig {
                 .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
         };
         let config = match (&self.cert_file, &self.key_file) {
-            (Some(cert), Some(key)) => {
-                builder.with_client_auth_cert(read_certificates(cert)?, read_private_key(key)?)?
-            }
+            (Some(cert), Some(key)) => builder.with_client_auth_cert(
+                read_certificates_for("cert_file", cert)?,
+                read_private_key_for("key_file", key)?,
+            )?,
             (None, None) => builder.with_no_client_auth(),
             _ => return Err(TlsError::HalfClientIdentity),
         };
@@ -121,7 +124,7 @@ impl TlsConfig {
         let mut roots = RootCertStore::empty();
         match &self.ca_file {
             Some(path) => {
-                for certificate in read_certificates(path)? {
+                for certificate in read_certificates_for("ca_file", path)? {
                     roots.add(certificate)?;
                 }
             }
@@ -138,8 +141,9 @@ impl TlsConfig {
     }
 }
 
-fn read_file(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
+fn read_file(key: &'static str, what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
     std::fs::read(path).map_err(|source| TlsError::Read {
+        key,
         what,
         path: path.to_owned(),
         source,
@@ -152,16 +156,25 @@ fn read_file(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
 ///
 /// Fails when the file is unreadable or holds no certificate.
 pub fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let pem = read_file("certificate file", path)?;
+    read_certificates_for("cert_file", path)
+}
+
+fn read_certificates_for(
+    key: &'static str,
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let pem = read_file(key, "certificate file", path)?;
     let certificates: Vec<_> = rustls_pemfile::certs(&mut pem.as_slice())
         .collect::<Result<_, _>>()
         .map_err(|source| TlsError::Read {
+            key,
             what: "certificate file",
             path: path.to_owned(),
             source,
         })?;
     if certificates.is_empty() {
         return Err(TlsError::Empty {
+            key,
             what: "certificate file",
             path: path.to_owned(),
             expected: "PEM certificate",
@@ -176,14 +189,23 @@ pub fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, Tl
 ///
 /// Fails when the file is unreadable or holds no key.
 pub fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    let pem = read_file("key file", path)?;
+    read_private_key_for("key_file", path)
+}
+
+fn read_private_key_for(
+    key: &'static str,
+    path: &Path,
+) -> Result<PrivateKeyDer<'static>, TlsError> {
+    let pem = read_file(key, "key file", path)?;
     rustls_pemfile::private_key(&mut pem.as_slice())
         .map_err(|source| TlsError::Read {
+            key,
             what: "key file",
             path: path.to_owned(),
             source,
         })?
         .ok_or_else(|| TlsError::Empty {
+            key,
             what: "key file",
             path: path.to_owned(),
             expected: "PEM private key",
@@ -250,7 +272,10 @@ mod tests {
             ..TlsConfig::default()
         };
         let error = config.client_config().unwrap_err().to_string();
-        assert!(error.contains("/nonexistent/ca.pem"), "{error}");
+        assert!(
+            error.contains("/nonexistent/ca.pem") && error.contains("tls.ca_file"),
+            "{error}"
+        );
     }
 
     #[test]

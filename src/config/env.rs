@@ -4,8 +4,12 @@
 ///
 /// # Errors
 ///
-/// Names the line and the variable when it is unset and has no default, or is unterminated.
-pub fn expand(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+/// The 1-based line and what is wrong when a variable is unset and has no default, or a
+/// reference is malformed.
+pub fn expand(
+    text: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<String, (usize, String)> {
     let mut out = String::with_capacity(text.len());
     for (index, line) in text.split_inclusive('\n').enumerate() {
         let line_number = index + 1;
@@ -18,7 +22,10 @@ pub fn expand(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<Str
                 rest = tail;
             } else if let Some(body) = after.strip_prefix('{') {
                 let end = body.find('}').ok_or_else(|| {
-                    format!("line {line_number}: unterminated `${{` in a variable reference")
+                    (
+                        line_number,
+                        "unterminated `${` in a variable reference".to_owned(),
+                    )
                 })?;
                 let reference = &body[..end];
                 let (name, default) = match reference.split_once(":-") {
@@ -26,14 +33,12 @@ pub fn expand(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<Str
                     None => (reference, None),
                 };
                 if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                    return Err(format!(
-                        "line {line_number}: invalid variable name `{name}`"
-                    ));
+                    return Err((line_number, format!("invalid variable name `{name}`")));
                 }
                 let value = lookup(name)
                     .filter(|value| !value.is_empty() || default.is_none())
                     .or_else(|| default.map(str::to_owned))
-                    .ok_or_else(|| format!("line {line_number}: environment variable `{name}` is not set and has no default (write `${{{name}:-default}}`)"))?;
+                    .ok_or_else(|| (line_number, format!("environment variable `{name}` is not set and has no default (write `${{{name}:-default}}`)")))?;
                 out.push_str(&value);
                 rest = &body[end + 1..];
             } else {
@@ -77,13 +82,11 @@ mod tests {
 
     #[test]
     fn unset_variables_name_the_line() {
-        let error = expand("a = 1\nb = \"${NOPE}\"\n", env).unwrap_err();
-        assert!(
-            error.contains("line 2") && error.contains("NOPE"),
-            "{error}"
-        );
+        let (line, error) = expand("a = 1\nb = \"${NOPE}\"\n", env).unwrap_err();
+        assert!(line == 2 && error.contains("NOPE"), "{error}");
         assert!(expand("b = \"${OPEN\"", env)
             .unwrap_err()
+            .1
             .contains("unterminated"));
     }
 }

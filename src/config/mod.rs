@@ -98,7 +98,7 @@ pub struct ForwarderConfig {
 
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
-#[error("{}{}: {message}", path.display(), line.map(|line| format!(":{line}")).unwrap_or_default())]
+#[error("{}: {}{message}", path.display(), line.map(|line| format!("line {line}: ")).unwrap_or_default())]
 pub struct ConfigError {
     /// The file.
     pub path: PathBuf,
@@ -180,9 +180,12 @@ impl ForwarderConfig {
         text: &str,
         lookup: impl Fn(&str) -> Option<String> + Copy,
     ) -> Result<Self, Problem> {
-        let expanded = env::expand(text, lookup).map_err(|message| Problem {
-            line: None,
-            message,
+        let expanded = env::expand(text, lookup).map_err(|(line, message)| Problem {
+            line: Some(line),
+            message: match locate::key_at_line(text, line) {
+                Some(key) => format!("{key}: {message}"),
+                None => message,
+            },
         })?;
         let config: Self = toml::from_str(&expanded).map_err(|error| {
             if let Some(problem) = pinpoint_sink(&expanded) {
@@ -216,17 +219,23 @@ impl ForwarderConfig {
                     SinkError::Config(detail) => detail.clone(),
                     other => other.to_string(),
                 };
-                let setting = detail
-                    .split(':')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .trim_matches('`');
+                // The sink's message starts with its key (`tls: ...` or `` `url`: ... ``); a
+                // TLS file error names the precise key itself (`tls.ca_file: ...`).
+                let (setting, reason) = match detail.split_once(':') {
+                    Some((setting, reason)) => (setting.trim().trim_matches('`'), reason.trim()),
+                    None => ("", detail.as_str()),
+                };
+                let (setting, reason) = match reason.split_once(':') {
+                    Some((precise, rest)) if precise.starts_with(&format!("{setting}.")) => {
+                        (precise, rest.trim())
+                    }
+                    _ => (setting, reason),
+                };
                 let key = format!("sinks[{index}].{setting}");
                 return Err(ConfigError {
                     path: path.to_owned(),
                     line: locate::line_of(text, &key),
-                    message: format!("{key} ({}): {detail}", sink.name(index)),
+                    message: format!("{key} ({}): {reason}", sink.name(index)),
                 });
             }
         }
