@@ -47,9 +47,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if ! apt-cache show rsyslog >/dev/null 2>&1; then
-  "${sudo_cmd[@]}" apt-get update -qq
-fi
+# Fresh package lists: stale ones can name versions the mirror no longer serves.
+"${sudo_cmd[@]}" apt-get update -qq
 # rsyslog conflicts with other syslog daemons; never remove one behind the user's back.
 if apt-get install -s --no-install-recommends "${missing[@]}" | grep -q '^Remv'; then
   echo "setup-rsyslog: installing ${missing[*]} would remove other packages (another syslog daemon?):" >&2
