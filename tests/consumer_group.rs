@@ -428,3 +428,26 @@ async fn an_ordered_group_finishes_parents_before_children_and_releases_them() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn one_process_consumes_several_logstores() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let server = TestServer::start(&[("audit", 2), ("second", 3)]).await;
+    let client = server.client();
+    put_audit_logs(&client, "audit", 1_000, 250, 111).await;
+    put_audit_logs(&client, "second", 1_500, 250, 112).await;
+    let dir = tempfile::tempdir().unwrap();
+    let forwarder = Forwarder::spawn_with(
+        &server,
+        dir.path(),
+        &["audit", "second"],
+        &fast_consumer("g", "s1"),
+        "",
+    );
+    wait_for_all(&[&forwarder], 2_500, Duration::from_secs(60)).await;
+    assert_eq!(forwarder.delivered().len(), 2_500, "each log once");
+    for logstore in ["audit", "second"] {
+        let checkpoints = client.get_checkpoints(logstore, "g").await.unwrap();
+        assert!(!checkpoints.is_empty(), "{logstore} has the group");
+    }
+}

@@ -39,6 +39,17 @@ impl Forwarder {
         consumer: &str,
         extra_sinks: &str,
     ) -> Self {
+        Self::spawn_with(server, dir, &[logstore], consumer, extra_sinks)
+    }
+
+    /// Like [`Forwarder::spawn`], consuming several logstores in one process.
+    pub fn spawn_with(
+        server: &TestServer,
+        dir: &Path,
+        logstores: &[&str],
+        consumer: &str,
+        extra_sinks: &str,
+    ) -> Self {
         let name = consumer
             .lines()
             .find_map(|line| line.strip_prefix("name = \""))
@@ -48,7 +59,7 @@ impl Forwarder {
         let log = dir.join(format!("{name}.log"));
         let config = dir.join(format!("{name}.toml"));
         let text = format!(
-            "[source]\nendpoint = \"{}\"\nproject = \"{PROJECT}\"\nlogstores = [\"{logstore}\"]\n\
+            "[source]\nendpoint = \"{}\"\nproject = \"{PROJECT}\"\nlogstores = {logstores:?}\n\
              access_key_id = \"{AK_ID}\"\naccess_key_secret = \"${{TEST_AK_SECRET}}\"\n\n\
              [consumer]\n{consumer}\n[[sinks]]\ntype = \"file\"\npath = \"{}\"\n{extra_sinks}",
             server.endpoint(),
