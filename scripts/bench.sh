@@ -17,7 +17,7 @@ official aliyun-log-python-sdk ConsumerWorker (what the seed's forwarders do).
      `target/release/siem-forwarder run --config GENERATED.toml` with a fresh consumer group
      (start = begin), waits until the receiver counted all N logs, reads the forwarder's CPU
      time, sends SIGTERM and waits for it to exit. Cases:
-       discard      syslog JSON body over TCP (LF) to a receiver that only counts newlines
+       discard      syslog RFC 5424 over TCP (LF) to a receiver that only counts newlines
        rfc5424-tcp  RFC 5424, k=v||k=v body, TCP octet-counting, receiver parses every frame
        cef-tls      CEF over TLS (certificates generated for the run with openssl)
        hec-gzip     Splunk HEC /event with gzip, receiver gunzips and counts events
@@ -34,7 +34,9 @@ Options:
   --cases LIST          comma-separated forwarder cases (default: all five; "" for none)
   --python-cases LIST   py-syslog-tcp,py-hec (default both; "" to skip the Python reference)
   --python-seconds S    time box of each Python case (default 60, --quick 30)
-  --max-inflight SIZE   consumer.max_inflight_bytes of the generated configs (default 64MiB)
+  --max-inflight SIZE   consumer.max_inflight_bytes of the generated configs (default 16MiB)
+  --discard-format F    syslog format of the discard case (default rfc5424; json, rfc3164, cef, leef)
+  --max-fetch-groups N  consumer.max_fetch_groups of the generated configs (default 8)
   --ack-poll DURATION   ack_poll_interval of the hec-ack case (default 100ms)
   --refill              fill the data directory again even if it holds N logs
   --data-dir DIR        where the local server keeps the data (default target/bench/data-N)
@@ -61,7 +63,7 @@ while [[ $# -gt 0 ]]; do
         -h|--help) usage; exit 0 ;;
         --quick) logs=100000; python_seconds=${python_seconds:-30}; shift ;;
         --logs) logs="$2"; shift 2 ;;
-        --cases|--python-cases|--max-inflight|--ack-poll) driver_args+=("$1" "$2"); shift 2 ;;
+        --cases|--python-cases|--max-inflight|--max-fetch-groups|--ack-poll|--discard-format) driver_args+=("$1" "$2"); shift 2 ;;
         --python-seconds) python_seconds="$2"; shift 2 ;;
         --refill) driver_args+=("$1"); shift ;;
         --data-dir) data_dir="$2"; shift 2 ;;

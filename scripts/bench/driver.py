@@ -207,11 +207,13 @@ def make_certs(work):
 # ------------------------------------------------------------------ cases
 
 # name -> (receiver argv tail, sink TOML, description)
-def cases(certs):
+def cases(certs, discard_format):
     return {
         "discard": (["syslog", "--framing", "lf"],
-                    'type = "syslog"\naddress = "127.0.0.1:{port}"\nprotocol = "tcp"\nframing = "lf"\nformat = "json"\n',
-                    "syslog json body, TCP LF, receiver counts newlines and discards"),
+                    'type = "syslog"\naddress = "127.0.0.1:{port}"\nprotocol = "tcp"\nframing = "lf"\nformat = "%s"\n'
+                    % discard_format,
+                    "syslog %s over TCP (LF framing) to a receiver that only counts newlines and discards"
+                    % discard_format),
         "rfc5424-tcp": (["syslog", "--framing", "octet"],
                         'type = "syslog"\naddress = "127.0.0.1:{port}"\nprotocol = "tcp"\nformat = "rfc5424"\nbody = "kv"\n',
                         "RFC 5424 k=v||k=v, TCP octet-counting, receiver parses frames"),
@@ -257,10 +259,11 @@ heartbeat_interval = "3s"
 fetch_interval = "200ms"
 checkpoint_interval = "2s"
 max_inflight_bytes = "{inflight}"
+max_fetch_groups = {fetch_groups}
 
 [[sinks]]
 {sink}""".format(case=case, server_port=server_port, project=PROJECT, logstore=LOGSTORE, ak_id=AK_ID,
-                 ak_secret=AK_SECRET, group=group, inflight=args.max_inflight, sink=sink)
+                 ak_secret=AK_SECRET, group=group, inflight=args.max_inflight, fetch_groups=args.max_fetch_groups, sink=sink)
 
 
 def start_receiver(work, name, argv_tail):
@@ -406,8 +409,10 @@ def main():
     p.add_argument("--python-cases", default="py-syslog-tcp,py-hec")
     p.add_argument("--python-seconds", type=int, default=60)
     p.add_argument("--case-timeout", type=int, default=900)
-    p.add_argument("--max-inflight", default="64MiB")
+    p.add_argument("--max-inflight", default="16MiB")
     p.add_argument("--ack-poll", default="100ms")
+    p.add_argument("--max-fetch-groups", type=int, default=8)
+    p.add_argument("--discard-format", default="rfc5424", choices=["rfc5424", "rfc3164", "json", "cef", "leef"])
     p.add_argument("--refill", action="store_true")
     p.add_argument("--results", help="write the results as Markdown here")
     p.add_argument("--command-line", default="scripts/bench.sh")
@@ -417,7 +422,7 @@ def main():
     os.makedirs(args.work, exist_ok=True)
     try:
         certs = make_certs(args.work)
-        all_cases = cases(certs)
+        all_cases = cases(certs, args.discard_format)
         wanted = [c for c in args.cases.split(",") if c]
         for c in wanted:
             if c not in all_cases:
