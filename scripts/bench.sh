@@ -17,7 +17,7 @@ official aliyun-log-python-sdk ConsumerWorker (what the seed's forwarders do).
      `target/release/siem-forwarder run --config GENERATED.toml` with a fresh consumer group
      (start = begin), waits until the receiver counted all N logs, reads the forwarder's CPU
      time, sends SIGTERM and waits for it to exit. Cases:
-       discard      syslog RFC 5424 over TCP (LF) to a receiver that only counts newlines
+       discard      syslog RFC 5424 over TCP to a receiver that discards (counts a marker)
        rfc5424-tcp  RFC 5424, k=v||k=v body, TCP octet-counting, receiver parses every frame
        cef-tls      CEF over TLS (certificates generated for the run with openssl)
        hec-gzip     Splunk HEC /event with gzip, receiver gunzips and counts events

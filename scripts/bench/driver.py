@@ -209,11 +209,14 @@ def make_certs(work):
 # name -> (receiver argv tail, sink TOML, description)
 def cases(certs, discard_format):
     return {
-        "discard": (["syslog", "--framing", "lf"],
-                    'type = "syslog"\naddress = "127.0.0.1:{port}"\nprotocol = "tcp"\nframing = "lf"\nformat = "%s"\n'
-                    % discard_format,
-                    "syslog %s over TCP (LF framing) to a receiver that only counts newlines and discards"
-                    % discard_format),
+        # RFC 5424 (user.info: every message starts "LEN <14>1 ") octet-counted; the receiver only
+        # counts that marker. Other formats go LF-framed to a receiver that counts newlines.
+        "discard": ((["syslog", "--framing", "octet", "--count-marker", " <14>1 "] if discard_format == "rfc5424"
+                     else ["syslog", "--framing", "lf"]),
+                    'type = "syslog"\naddress = "127.0.0.1:{port}"\nprotocol = "tcp"\nformat = "%s"\n%s'
+                    % (discard_format, "" if discard_format == "rfc5424" else 'framing = "lf"\n'),
+                    "syslog %s over TCP to a receiver that discards (counts a per-message marker or newlines, "
+                    "no parsing)" % discard_format),
         "rfc5424-tcp": (["syslog", "--framing", "octet"],
                         'type = "syslog"\naddress = "127.0.0.1:{port}"\nprotocol = "tcp"\nformat = "rfc5424"\nbody = "kv"\n',
                         "RFC 5424 k=v||k=v, TCP octet-counting, receiver parses frames"),

@@ -13,6 +13,7 @@ They stop on SIGTERM/SIGINT or after --max-seconds (default 3600), whichever com
       octet: RFC 6587 octet counting; every frame is parsed and counted when complete.
       lf:    one message per line; counts newlines with bytes.count (almost free: this is the
              "discard" receiver).
+      --count-marker M: discard mode, counts occurrences of M (e.g. " <14>1 ") instead of parsing.
   receivers.py hec --port P --stats F [--ack]
       POST /services/collector/event[/1.0]: decodes gzip (Content-Encoding), counts events as
       occurrences of '{"time":' (every envelope starts with it; inside JSON strings the quotes
@@ -102,6 +103,23 @@ class OctetCounted(asyncio.Protocol):
             count += 1
             pos = end
         stats.events += count
+
+
+class MarkerCounted(asyncio.Protocol):
+    """Discarding receiver: counts occurrences of a marker every message carries once (e.g. the
+    RFC 5424 `<14>1 ` after the octet count) without parsing frames; a marker split between two
+    reads is found in the carried-over tail."""
+
+    def __init__(self, stats, marker):
+        self.stats = stats
+        self.marker = marker
+        self.tail = b""
+
+    def data_received(self, data):
+        self.stats.data(len(data))
+        keep = len(self.marker) - 1
+        self.stats.events += (self.tail + data[:keep]).count(self.marker) + data.count(self.marker)
+        self.tail = data[-keep:] if len(data) >= keep else (self.tail + data)[-keep:]
 
 
 class LineCounted(asyncio.Protocol):
@@ -203,7 +221,13 @@ async def serve(args):
         if args.tls_cert:
             ssl_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ssl_ctx.load_cert_chain(args.tls_cert, args.tls_key)
-        factory = (lambda: OctetCounted(stats)) if args.framing == "octet" else (lambda: LineCounted(stats))
+        if args.count_marker:
+            marker = args.count_marker.encode()
+            factory = lambda: MarkerCounted(stats, marker)  # noqa: E731
+        elif args.framing == "octet":
+            factory = lambda: OctetCounted(stats)  # noqa: E731
+        else:
+            factory = lambda: LineCounted(stats)  # noqa: E731
     else:
         state = {}
         factory = lambda: Hec(stats, args.ack, state)  # noqa: E731
@@ -235,6 +259,7 @@ def main():
             p.add_argument("--framing", choices=["octet", "lf"], default="octet")
             p.add_argument("--tls-cert")
             p.add_argument("--tls-key")
+            p.add_argument("--count-marker", help="discard mode: count this marker instead of parsing frames")
         else:
             p.add_argument("--ack", action="store_true")
     args = parser.parse_args()
