@@ -38,7 +38,9 @@ Options:
   --discard-format F    syslog format of the discard case (default rfc5424; json, rfc3164, cef, leef)
   --max-fetch-groups N  consumer.max_fetch_groups of the generated configs (default 8)
   --ack-poll DURATION   ack_poll_interval of the hec-ack case (default 100ms)
+  --perf                perf record -g each forwarder (WORK/CASE.perf.data; figures include perf's overhead)
   --refill              fill the data directory again even if it holds N logs
+  --bin PATH            forwarder binary (default target/release/siem-forwarder, built when missing)
   --data-dir DIR        where the local server keeps the data (default target/bench/data-N)
   --work DIR            configs, logs and receiver stats (default target/bench/run)
   --write-results       also write the table to scripts/bench/RESULTS.md
@@ -58,6 +60,7 @@ driver_args=()
 write_results=0
 data_dir=""
 work="target/bench/run"
+bin=""
 while [[ $# -gt 0 ]]; do
     case "$1" in
         -h|--help) usage; exit 0 ;;
@@ -65,8 +68,9 @@ while [[ $# -gt 0 ]]; do
         --logs) logs="$2"; shift 2 ;;
         --cases|--python-cases|--max-inflight|--max-fetch-groups|--ack-poll|--discard-format) driver_args+=("$1" "$2"); shift 2 ;;
         --python-seconds) python_seconds="$2"; shift 2 ;;
-        --refill) driver_args+=("$1"); shift ;;
+        --refill|--perf) driver_args+=("$1"); shift ;;
         --data-dir) data_dir="$2"; shift 2 ;;
+        --bin) bin="$2"; shift 2 ;;
         --work) work="$2"; shift 2 ;;
         --write-results) write_results=1; shift ;;
         *) echo "bench.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
@@ -78,10 +82,13 @@ data_dir=${data_dir:-target/bench/data-$logs}
 for tool in python3 openssl cargo; do
     command -v "$tool" >/dev/null || { echo "bench.sh: $tool not found" >&2; exit 1; }
 done
-bin=target/release/siem-forwarder
+if [[ -z "$bin" ]]; then
+    bin=target/release/siem-forwarder
+    [[ -x "$bin" ]] || { echo "bench.sh: building $bin (cargo build --release)" >&2; cargo build --release --bin siem-forwarder; }
+fi
 if [[ ! -x "$bin" ]]; then
-    echo "bench.sh: building $bin (cargo build --release)" >&2
-    cargo build --release --bin siem-forwarder
+    echo "bench.sh: $bin is not an executable" >&2
+    exit 1
 fi
 scripts/setup-python-sdk.sh
 

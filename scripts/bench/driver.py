@@ -323,7 +323,15 @@ def run_case(args, work, server, server_port, info, name, receiver_argv, sink):
         f.write(text)
     server_cpu0 = cpu_seconds(server.pid)
     fwd = spawn([args.bin, "run", "--config", config], os.path.join(work, "%s.forwarder.log" % name))
+    perf = None
+    if args.perf:
+        perf_data = os.path.join(work, "%s.perf.data" % name)
+        perf = spawn(["perf", "record", "-F", "499", "--call-graph", "dwarf,16384", "-p", str(fwd.pid), "-o", perf_data],
+                     os.path.join(work, "%s.perf.log" % name))
     m = measure(fwd, stats_path, info["logs"], args.case_timeout, server.pid, name)
+    if perf:
+        stop(perf, timeout=60, sig=signal.SIGINT)
+        log("  perf profile: perf report -i %s --no-children" % perf_data)
     code, rusage, stop_secs = stop(fwd, timeout=40)
     m["exit"] = code
     m["stop_secs"] = stop_secs
@@ -392,7 +400,7 @@ def row(name, m):
     }
 
 
-HEADER = ("| case | logs | raw MiB | wall s | raw MiB/s | events/s | fwd CPU s | CPU s/GiB | MiB/s per core "
+HEADER = ("| case | logs | raw MiB | wall s | raw MiB/s | events/s | CPU s | CPU s/GiB | MiB/s per core "
           "| peak RSS MiB | receiver CPU s | server CPU s | end |")
 
 
@@ -417,6 +425,7 @@ def main():
     p.add_argument("--max-fetch-groups", type=int, default=8)
     p.add_argument("--discard-format", default="rfc5424", choices=["rfc5424", "rfc3164", "json", "cef", "leef"])
     p.add_argument("--refill", action="store_true")
+    p.add_argument("--perf", action="store_true", help="perf record -g the forwarder of every case")
     p.add_argument("--results", help="write the results as Markdown here")
     p.add_argument("--command-line", default="scripts/bench.sh")
     args = p.parse_args()
@@ -462,7 +471,7 @@ def main():
                  "%.1f MiB raw (uncompressed LogGroup protobuf as stored by the local server, %.0f B/log)"
                  % ("{:,}".format(info["logs"]), SHARDS, info["raw_bytes"] / 2**20, info["raw_bytes"] / info["logs"]))
     lines.append("- forwarder cases: from the first byte of data to the receiver counting all logs; the forwarder's "
-                 "own CPU (user+sys from /proc/PID/stat), peak RSS = VmHWM. Receivers are Python asyncio on the same 2 "
+                 "own CPU (user+sys from /proc/PID/stat; for py-* rows the Python process's), peak RSS = VmHWM of that process. Receivers are Python asyncio on the same 2 "
                  "cores, the local server (which serves the pulls) too.")
     lines.append("- Python reference (official SDK `ConsumerWorker`, `py_reference.py`): time-boxed to %ds (or all logs, "
                  "whichever first); rates from what it delivered in that time, CPU of the Python process only."
