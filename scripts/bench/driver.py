@@ -498,16 +498,34 @@ def main():
     print()
     print(text)
     if args.results:
-        with open(args.results, "w") as f:
-            f.write("# siem-forwarder end-to-end benchmark: latest results\n\n"
-                    "Produced by `scripts/bench.sh` (see `scripts/bench.sh --help`); overwritten by every run "
-                    "that passes `--write-results`.\n\n" + text)
+        write_results(args.results, info["logs"], text)
         log("results written to %s" % args.results)
     incomplete = [r["case"] for r in results.values() if r["outcome"] != "complete" and not r["case"].startswith("py-")]
     if incomplete:
         log("INCOMPLETE cases: %s" % ", ".join(incomplete))
         return 1
     return 0
+
+
+def write_results(path, logs, text):
+    """Keeps one section per data size (e.g. the --quick and the full run) in the Markdown file,
+    replacing the section of this size."""
+    begin, end = "<!-- bench:%d:begin -->" % logs, "<!-- bench:%d:end -->" % logs
+    head = ("# siem-forwarder end-to-end benchmark: latest results\n\n"
+            "Written by `scripts/bench.sh --write-results` (see `scripts/bench.sh --help`); each run replaces the "
+            "section of its data size.\n")
+    try:
+        with open(path) as f:
+            current = f.read()
+    except OSError:
+        current = head
+    section = "%s\n%s%s" % (begin, text, end)
+    if begin in current and end in current:
+        current = current[:current.index(begin)] + section + current[current.index(end) + len(end):]
+    else:
+        current = current.rstrip("\n") + "\n\n" + section + "\n"
+    with open(path, "w") as f:
+        f.write(current)
 
 
 def git_rev():
