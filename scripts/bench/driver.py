@@ -481,6 +481,10 @@ def main():
     lines.append("|" + "---|" * (HEADER.count("|") - 1))
     for name in wanted + py_wanted:
         lines.append(fmt(results[name]))
+    heavy = [n for n in wanted + py_wanted if results[n]["rcv_cpu"] >= results[n]["cpu"]]
+    lines.append("")
+    lines.append("Receiver CPU below the measured process's CPU in every case: %s." % (
+        "yes" if not heavy else "NO, in " + ", ".join(heavy) + " (the receiver may have limited the rate)"))
     lines.append("")
     lines.append("Rust vs. Python reference on the same case:")
     lines.append("")
