@@ -38,7 +38,8 @@ Options:
   --discard-format F    syslog format of the discard case (default rfc5424; json, rfc3164, cef, leef)
   --max-fetch-groups N  consumer.max_fetch_groups of the generated configs (default 8)
   --ack-poll DURATION   ack_poll_interval of the hec-ack case (default 100ms)
-  --perf                perf record -g each forwarder (WORK/CASE.perf.data; figures include perf's overhead)
+  --perf                perf record each forwarder (dwarf call graphs): WORK/CASE.perf.data and a
+                        hot-spot summary WORK/CASE.perf.txt (the figures then include perf's overhead)
   --refill              fill the data directory again even if it holds N logs
   --bin PATH            forwarder binary (default target/release/siem-forwarder, built when missing)
   --data-dir DIR        where the local server keeps the data (default target/bench/data-N)

@@ -331,7 +331,15 @@ def run_case(args, work, server, server_port, info, name, receiver_argv, sink):
     m = measure(fwd, stats_path, info["logs"], args.case_timeout, server.pid, name)
     if perf:
         stop(perf, timeout=60, sig=signal.SIGINT)
-        log("  perf profile: perf report -i %s --no-children" % perf_data)
+        summary = os.path.join(work, "%s.perf.txt" % name)
+        with open(summary, "w") as out:
+            script = subprocess.Popen(["perf", "script", "-i", perf_data, "-F", "comm,tid,ip,sym", "--no-inline"],
+                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            subprocess.run([sys.executable, os.path.join(HERE, "perf_top.py")], stdin=script.stdout, stdout=out,
+                           timeout=600)
+            script.stdout.close()
+            script.wait(timeout=60)
+        log("  perf profile: %s (summary), perf report -i %s --no-children" % (summary, perf_data))
     code, rusage, stop_secs = stop(fwd, timeout=40)
     m["exit"] = code
     m["stop_secs"] = stop_secs
