@@ -29,7 +29,7 @@ official aliyun-log-python-sdk ConsumerWorker (what the seed's forwarders do).
      RSS, receiver and server CPU; and the Rust/Python ratios.
 
 Options:
-  --quick               100,000 logs (~110 MiB raw), Python time box 30 s: a few minutes
+  --quick               100,000 logs (~110 MiB raw), Python time box 30 s: about a minute
   --logs N              number of logs (default 1,000,000: ~1.1 GiB raw)
   --cases LIST          comma-separated forwarder cases (default: all five; "" for none)
   --python-cases LIST   py-syslog-tcp,py-hec (default both; "" to skip the Python reference)
@@ -41,15 +41,18 @@ Options:
   --perf                perf record each forwarder (dwarf call graphs): WORK/CASE.perf.data and a
                         hot-spot summary WORK/CASE.perf.txt (the figures then include perf's overhead)
   --refill              fill the data directory again even if it holds N logs
-  --bin PATH            forwarder binary (default target/release/siem-forwarder, built when missing)
+  --bin PATH            forwarder binary (default target/release/siem-forwarder, built only when
+                        missing: run `cargo build --release` yourself after changing src/)
   --data-dir DIR        where the local server keeps the data (default target/bench/data-N)
   --work DIR            configs, logs and receiver stats (default target/bench/run)
   --write-results       also write the table to scripts/bench/RESULTS.md
   -h, --help            this text
 
-Needs: cargo (builds target/release/siem-forwarder when missing), python3 >= 3.8, openssl, and
+Needs: cargo (builds target/release/siem-forwarder when missing), python3 >= 3.9, openssl, and
 network access to PyPI once for the SDK virtualenv (.venv/sls-sdk, scripts/setup-python-sdk.sh).
 Everything listens on 127.0.0.1 only and every child process is stopped on exit.
+A full run with data already filled takes about 3 minutes on 2 cores (filling 1 GiB: ~30 s more).
+Latest figures, profile findings and suggested fixes: scripts/bench/RESULTS.md.
 EOF
 }
 
