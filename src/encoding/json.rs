@@ -61,26 +61,43 @@ pub fn write_string(text: &str, out: &mut Vec<u8>) {
 
 /// Appends `text` escaped for use inside a JSON string (without quotes).
 pub fn write_escaped(text: &str, out: &mut Vec<u8>) {
+    // Per byte: 0 = copied as is, else the character after the backslash (`u` = `\u00XX`).
+    // A table lookup keeps the scan over the long clean runs tight (no per-byte branch tree).
+    const ESCAPE: [u8; 256] = {
+        let mut table = [0u8; 256];
+        let mut byte = 0;
+        while byte < 0x20 {
+            table[byte] = b'u';
+            byte += 1;
+        }
+        table[b'\n' as usize] = b'n';
+        table[b'\r' as usize] = b'r';
+        table[b'\t' as usize] = b't';
+        table[b'"' as usize] = b'"';
+        table[b'\\' as usize] = b'\\';
+        table
+    };
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let bytes = text.as_bytes();
+    out.reserve(bytes.len() + 2);
     let mut clean_from = 0;
     for (index, &byte) in bytes.iter().enumerate() {
-        let escape: &[u8] = match byte {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x00..=0x1f => b"",
-            _ => continue,
-        };
+        let escape = ESCAPE[byte as usize];
+        if escape == 0 {
+            continue;
+        }
         out.extend_from_slice(&bytes[clean_from..index]);
-        if escape.is_empty() {
-            const HEX: &[u8; 16] = b"0123456789abcdef";
-            out.extend_from_slice(b"\\u00");
-            out.push(HEX[(byte >> 4) as usize]);
-            out.push(HEX[(byte & 0xf) as usize]);
+        if escape == b'u' {
+            out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[(byte >> 4) as usize],
+                HEX[(byte & 0xf) as usize],
+            ]);
         } else {
-            out.extend_from_slice(escape);
+            out.extend_from_slice(&[b'\\', escape]);
         }
         clean_from = index + 1;
     }
