@@ -322,7 +322,9 @@ def run_case(args, work, server, server_port, info, name, receiver_argv, sink):
     with open(config, "w") as f:
         f.write(text)
     server_cpu0 = cpu_seconds(server.pid)
-    fwd = spawn([args.bin, "run", "--config", config], os.path.join(work, "%s.forwarder.log" % name))
+    # As the deployment files run it: two malloc arenas keep resident memory near live data.
+    fwd = spawn([args.bin, "run", "--config", config], os.path.join(work, "%s.forwarder.log" % name),
+                env=dict(os.environ, MALLOC_ARENA_MAX="2"))
     perf = None
     if args.perf:
         perf_data = os.path.join(work, "%s.perf.data" % name)

@@ -313,10 +313,19 @@ impl ShardRun {
             .pulled_bytes
             .get_or_create(&labels)
             .inc_by(raw_bytes as u64);
-        // Keep exactly the batch's size reserved (at least one byte) until it is delivered.
-        let keep = raw_bytes.clamp(1, permit.num_permits());
-        if let Some(extra) = permit.split(permit.num_permits() - keep) {
-            drop(extra);
+        // Keep exactly the batch's size reserved (at least one byte) until it is delivered: give
+        // back what the pull did not use, or take more for a pull larger than the reservation
+        // when the budget has it (waiting here could deadlock on this shard's own batches).
+        let wanted = raw_bytes.max(1);
+        if wanted < permit.num_permits() {
+            drop(permit.split(permit.num_permits() - wanted));
+        } else if let Ok(extra) = self
+            .task
+            .budget
+            .clone()
+            .try_acquire_many_owned((wanted - permit.num_permits()) as u32)
+        {
+            permit.merge(extra);
         }
         metrics().inflight_bytes.inc_by(raw_bytes as i64);
         let logs = pulled.records.len();

@@ -353,8 +353,8 @@ impl GroupVisitor for LogCounter {
 
 /// Decodes a `LogGroupList` into records that view `buffer` in place.
 ///
-/// Strings that are not valid UTF-8 have their bad bytes replaced by `?` (in a copy of the
-/// buffer, made only when needed), so a producer's bad bytes never stop a shard.
+/// Strings that are not valid UTF-8 have their bad bytes replaced by `?` (see
+/// [`LogRecords::from_parts`]), so a producer's bad bytes never stop a shard.
 ///
 /// # Errors
 ///
@@ -362,29 +362,6 @@ impl GroupVisitor for LogCounter {
 pub fn decode_log_group_list(buffer: Bytes) -> Result<LogRecords, DecodeError> {
     let mut spans = SpanCollector::default();
     decode_list(&buffer, &mut spans)?;
-    let string_spans = || {
-        spans.groups.iter().flat_map(|g| [g.topic, g.source]).chain(
-            spans
-                .tags
-                .iter()
-                .chain(&spans.fields)
-                .flat_map(|f| [f.key, f.value]),
-        )
-    };
-    let is_text = |span: Span| {
-        std::str::from_utf8(&buffer[span.start as usize..(span.start + span.len) as usize]).is_ok()
-    };
-    let buffer = if string_spans().all(is_text) {
-        buffer
-    } else {
-        let mut repaired = buffer.to_vec();
-        for span in string_spans() {
-            replace_invalid_utf8(
-                &mut repaired[span.start as usize..(span.start + span.len) as usize],
-            );
-        }
-        Bytes::from(repaired)
-    };
     LogRecords::from_parts(
         buffer,
         spans.groups,
@@ -393,21 +370,6 @@ pub fn decode_log_group_list(buffer: Bytes) -> Result<LogRecords, DecodeError> {
         spans.fields,
     )
     .map_err(|_| DecodeError("inconsistent spans"))
-}
-
-/// Replaces every byte of an invalid UTF-8 sequence with `?`, keeping the length.
-fn replace_invalid_utf8(mut text: &mut [u8]) {
-    loop {
-        match std::str::from_utf8(text) {
-            Ok(_) => return,
-            Err(error) => {
-                let bad_start = error.valid_up_to();
-                let bad_len = error.error_len().unwrap_or(text.len() - bad_start);
-                text[bad_start..bad_start + bad_len].fill(b'?');
-                text = &mut text[bad_start + bad_len..];
-            }
-        }
-    }
 }
 
 /// Checks that `bytes` is one valid `LogGroup` and returns how many logs it holds.
