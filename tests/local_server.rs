@@ -91,6 +91,22 @@ async fn restart_between_writing_and_reading_loses_nothing() {
     assert_eq!((groups[0].name.as_str(), groups[0].timeout), ("g", 30));
 }
 
+/// Writes a single small log to any writable shard of `audit`.
+async fn put_one_log(client: &Client) {
+    let group = LogGroup {
+        logs: vec![Log {
+            time: 1,
+            time_ns: None,
+            contents: vec![("k".into(), "v".into())],
+        }],
+        ..LogGroup::default()
+    };
+    client
+        .put_logs("audit", PutTarget::LoadBalanced, &group)
+        .await
+        .unwrap();
+}
+
 fn api_code(result: Result<impl std::fmt::Debug, ClientError>) -> (u16, ApiErrorCode) {
     match result {
         Err(ClientError::Api(error)) => (error.status, error.code),
@@ -244,18 +260,7 @@ async fn bad_input_gets_the_sls_error_and_the_server_stays_up() {
     );
 
     // Still serving.
-    let fine = LogGroup {
-        logs: vec![Log {
-            time: 1,
-            time_ns: None,
-            contents: vec![("k".into(), "v".into())],
-        }],
-        ..LogGroup::default()
-    };
-    client
-        .put_logs("audit", PutTarget::LoadBalanced, &fine)
-        .await
-        .unwrap();
+    put_one_log(&client).await;
     assert_eq!(pull_everything(&client, "audit").await, 1);
 }
 
@@ -304,18 +309,7 @@ async fn split_and_merge_reshape_shards_and_survive_a_restart() {
     let client = server.client();
     let shards = client.list_shards("audit").await.unwrap();
     assert_eq!(shards.iter().filter(|s| s.is_readwrite()).count(), 1);
-    let fine = LogGroup {
-        logs: vec![Log {
-            time: 1,
-            time_ns: None,
-            contents: vec![("k".into(), "v".into())],
-        }],
-        ..LogGroup::default()
-    };
-    client
-        .put_logs("audit", PutTarget::LoadBalanced, &fine)
-        .await
-        .unwrap();
+    put_one_log(&client).await;
     let end = client
         .get_cursor("audit", 2, CursorFrom::End)
         .await
