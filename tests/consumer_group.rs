@@ -95,6 +95,7 @@ async fn three_processes_balance_eight_shards_and_deliver_everything_once() {
         .max()
         .unwrap();
     let balanced_after = (balanced - joined).to_std().unwrap();
+    eprintln!("balanced {balanced_after:?} after the last join");
     assert!(
         balanced_after <= Duration::from_millis(2_500),
         "balanced {balanced_after:?} after the last join"
