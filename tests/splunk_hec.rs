@@ -11,8 +11,6 @@ use std::time::Duration;
 use hec_server::{HecServer, HecServerOptions, IndexedEvent};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use siem_forwarder::model::ack::channel;
-use siem_forwarder::model::batch::{Batch, ShardKey};
 use siem_forwarder::model::{AckReceiver, DeliveryStatus, RecordsBuilder};
 use siem_forwarder::sinks::splunk_hec::SplunkHecSinkConfig;
 use siem_forwarder::sinks::{Sink, SinkBatch, SinkError};
@@ -92,24 +90,7 @@ fn audit_batch(
             ],
         );
     }
-    let (ack, receiver) = channel();
-    let batch = Batch {
-        shard: ShardKey {
-            logstore: "actiontrail".into(),
-            shard,
-        },
-        sequence,
-        cursor: String::new(),
-        next_cursor: String::new(),
-        records: builder.build(),
-    };
-    (
-        SinkBatch {
-            batch: Arc::new(batch),
-            ack,
-        },
-        receiver,
-    )
+    SinkBatch::new("actiontrail", shard, sequence, builder.build())
 }
 
 struct Running {
@@ -466,23 +447,8 @@ async fn oversized_requests_are_split_and_oversized_events_dead_lettered() {
             .group("other", "", &[])
             .log(BASE_TIME, None, &[("id", "1000"), ("blob", blob.as_str())])
             .build();
-        let (ack, receiver) = channel();
-        let batch = Batch {
-            shard: ShardKey {
-                logstore: "actiontrail".into(),
-                shard,
-            },
-            sequence: 0,
-            cursor: String::new(),
-            next_cursor: String::new(),
-            records,
-        };
-        running
-            .send(SinkBatch {
-                batch: Arc::new(batch),
-                ack,
-            })
-            .await;
+        let (batch, receiver) = SinkBatch::new("actiontrail", shard, 0, records);
+        running.send(batch).await;
         receivers.push(receiver);
     }
     all_delivered(receivers, Duration::from_secs(20)).await;

@@ -1,11 +1,10 @@
 //! The syslog sink against in-process TCP receivers (no rsyslog needed): a receiver that
 //! closes the connection between batches, and shutdown while the receiver is unreachable.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use siem_forwarder::model::ack::{self, AckReceiver};
-use siem_forwarder::model::{Batch, DeliveryStatus, LogRecords, RecordsBuilder, ShardKey};
+use siem_forwarder::model::ack::AckReceiver;
+use siem_forwarder::model::{DeliveryStatus, LogRecords, RecordsBuilder};
 use siem_forwarder::sinks::syslog::SyslogSinkConfig;
 use siem_forwarder::sinks::{Sink, SinkBatch};
 use siem_forwarder::telemetry::{health, HealthState};
@@ -50,24 +49,8 @@ fn logs(ids: &[&str]) -> LogRecords {
 }
 
 async fn send(input: &mpsc::Sender<SinkBatch>, records: LogRecords) -> AckReceiver {
-    let (token, receiver) = ack::channel();
-    let batch = Batch {
-        shard: ShardKey {
-            logstore: "test".into(),
-            shard: 1,
-        },
-        sequence: 0,
-        cursor: String::new(),
-        next_cursor: String::new(),
-        records,
-    };
-    input
-        .send(SinkBatch {
-            batch: Arc::new(batch),
-            ack: token,
-        })
-        .await
-        .expect("the sink is running");
+    let (batch, receiver) = SinkBatch::new("test", 1, 0, records);
+    input.send(batch).await.expect("the sink is running");
     receiver
 }
 

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use super::ack::AckToken;
+use super::ack::{self, AckReceiver, AckToken};
 use super::record::LogRecords;
 
 /// Identifies a shard across logstores: `logstore/shard`.
@@ -43,4 +43,34 @@ pub struct SinkBatch {
     pub batch: Arc<Batch>,
     /// Settle with `delivered()` only after the destination has confirmed every log.
     pub ack: AckToken,
+}
+
+impl SinkBatch {
+    /// A batch of `records` from `logstore`/`shard` (no cursors), and the receiver that learns
+    /// its delivery: for custom sources, tests and benchmarks that feed a sink directly.
+    pub fn new(
+        logstore: &str,
+        shard: u32,
+        sequence: u64,
+        records: LogRecords,
+    ) -> (Self, AckReceiver) {
+        let (ack, receiver) = ack::channel();
+        let batch = Batch {
+            shard: ShardKey {
+                logstore: logstore.into(),
+                shard,
+            },
+            sequence,
+            cursor: String::new(),
+            next_cursor: String::new(),
+            records,
+        };
+        (
+            SinkBatch {
+                batch: Arc::new(batch),
+                ack,
+            },
+            receiver,
+        )
+    }
 }

@@ -57,7 +57,6 @@ impl BatchDelivery {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::ack::channel;
     use crate::model::{DeliveryStatus, RecordsBuilder};
 
     fn sink_batch(events: u32) -> (SinkBatch, crate::model::AckReceiver) {
@@ -65,24 +64,7 @@ mod tests {
         for time in 0..events {
             builder = builder.log(time, None, &[]);
         }
-        let (ack, receiver) = channel();
-        let batch = Batch {
-            shard: crate::model::ShardKey {
-                logstore: "ls".into(),
-                shard: 0,
-            },
-            sequence: 0,
-            cursor: String::new(),
-            next_cursor: String::new(),
-            records: builder.build(),
-        };
-        (
-            SinkBatch {
-                batch: Arc::new(batch),
-                ack,
-            },
-            receiver,
-        )
+        SinkBatch::new("ls", 0, 0, builder.build())
     }
 
     #[tokio::test]

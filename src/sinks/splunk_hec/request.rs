@@ -255,8 +255,6 @@ impl RequestBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::ack::channel;
-    use crate::model::batch::{Batch, ShardKey};
     use crate::model::{AckReceiver, DeliveryStatus, RecordsBuilder};
 
     fn sink_batch(shard: u32, events: u32) -> (SinkBatch, AckReceiver) {
@@ -265,24 +263,7 @@ mod tests {
             let value = format!("{shard}-{index}");
             builder = builder.log(1, None, &[("id", value.as_str())]);
         }
-        let (ack, receiver) = channel();
-        let batch = Batch {
-            shard: ShardKey {
-                logstore: "ls".into(),
-                shard,
-            },
-            sequence: 0,
-            cursor: String::new(),
-            next_cursor: String::new(),
-            records: builder.build(),
-        };
-        (
-            SinkBatch {
-                batch: Arc::new(batch),
-                ack,
-            },
-            receiver,
-        )
+        SinkBatch::new("ls", shard, 0, builder.build())
     }
 
     fn builder(max_events: usize, max_bytes: usize, endpoint: HecEndpoint) -> RequestBuilder {
@@ -342,20 +323,7 @@ mod tests {
         let mut records = RecordsBuilder::new();
         let huge = "x".repeat(300);
         records = records.log(1, None, &[("id", huge.as_str())]);
-        let (ack, _receiver) = channel();
-        let huge_batch = SinkBatch {
-            batch: Arc::new(Batch {
-                shard: ShardKey {
-                    logstore: "ls".into(),
-                    shard: 2,
-                },
-                sequence: 0,
-                cursor: String::new(),
-                next_cursor: String::new(),
-                records: records.build(),
-            }),
-            ack,
-        };
+        let (huge_batch, _receiver) = SinkBatch::new("ls", 2, 0, records.build());
         let full = builder.push(huge_batch);
         assert_eq!(full.iter().map(HecRequest::len).collect::<Vec<_>>(), [1, 1]);
         assert!(full[1].body().len() > 300);
