@@ -35,6 +35,17 @@ fn counter(metrics: &str, prefix: &str) -> f64 {
         .sum()
 }
 
+/// The sum of `delivered_logs` over every shard in a `/status` document (0 when unparsable).
+fn delivered_per_status(text: &str) -> u64 {
+    let status: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+    status["shards"].as_array().map_or(0, |shards| {
+        shards
+            .iter()
+            .filter_map(|s| s["delivered_logs"].as_u64())
+            .sum()
+    })
+}
+
 #[tokio::test]
 async fn metrics_and_status_show_a_running_forwarder_without_secrets() {
     let server = TestServer::start(&[("audit", 4)]).await;
@@ -101,6 +112,16 @@ async fn metrics_and_status_show_a_running_forwarder_without_secrets() {
         code, 200,
         "ready once the sink and consumer are healthy: {ready}"
     );
+    // Pulled logs are counted before the sink delivers them, so wait for delivery itself.
+    wait_until(
+        "all logs delivered per /status",
+        Duration::from_secs(30),
+        || {
+            let url = format!("{base}/status");
+            async move { delivered_per_status(&get(&url).await.1) >= 6_000 }
+        },
+    )
+    .await;
     let (_, status_text) = get(&format!("{base}/status")).await;
     let status: serde_json::Value = serde_json::from_str(&status_text).unwrap();
     let shards = status["shards"].as_array().unwrap();
@@ -112,11 +133,7 @@ async fn metrics_and_status_show_a_running_forwarder_without_secrets() {
     assert!(shards
         .iter()
         .all(|s| s["consumer"] == "m1" && s["phase"] == "consuming"));
-    let delivered: u64 = shards
-        .iter()
-        .map(|s| s["delivered_logs"].as_u64().unwrap())
-        .sum();
-    assert_eq!(delivered, 6_000);
+    assert_eq!(delivered_per_status(&status_text), 6_000, "nothing twice");
     wait_until("checkpoints in /status", Duration::from_secs(10), || {
         let url = format!("{base}/status");
         async move {
