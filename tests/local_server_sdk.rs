@@ -91,6 +91,12 @@ async fn python_sdk_puts_lists_seeks_and_pulls() {
     }
 }
 
+/// `text` up to its last newline: without a line another process is still writing.
+fn complete_lines(mut text: String) -> String {
+    text.truncate(text.rfind('\n').map_or(0, |end| end + 1));
+    text
+}
+
 /// One Python consumer process and the files it writes.
 struct Consumer {
     name: String,
@@ -136,7 +142,7 @@ impl Consumer {
 
     /// Shards whose worker is initialised and not shut down.
     fn holding(&self) -> BTreeSet<u32> {
-        let text = std::fs::read_to_string(&self.events).unwrap_or_default();
+        let text = complete_lines(std::fs::read_to_string(&self.events).unwrap_or_default());
         let mut held = BTreeSet::new();
         for line in text.lines() {
             match line.split_once(' ') {
@@ -148,9 +154,10 @@ impl Consumer {
         held
     }
 
+    /// The logs written so far. A batch reaches the file in several writes, so a line still
+    /// being written is skipped.
     fn logs(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.output)
-            .unwrap_or_default()
+        complete_lines(std::fs::read_to_string(&self.output).unwrap_or_default())
             .lines()
             .map(|line| serde_json::from_str(line).expect("consumer output is json"))
             .collect()

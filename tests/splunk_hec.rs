@@ -778,11 +778,12 @@ async fn resend_after_an_ack_timeout_that_meets_a_data_error_is_split() {
             .ack_ids_issued
             .load(std::sync::atomic::Ordering::SeqCst)
     };
+    // At least one: the resend 500 ms later may already be in when this test gets to run.
     eventually("the first request", Duration::from_secs(10), || {
-        issued() == 1
+        issued() >= 1
     })
     .await;
-    // The resend (after the ack timeout, from the kept gzip payload) meets a rejection.
+    // A resend (after the ack timeout, from the kept gzip payload) meets a rejection.
     server.set_reject_marker(Some("POISON"));
     eventually("the rejected resend", Duration::from_secs(10), || {
         server

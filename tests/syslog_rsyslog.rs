@@ -455,7 +455,9 @@ async fn tls_with_a_client_certificate_delivers() {
     assert_eq!(text(&messages[0], "msg"), "héllo 世界\nsecond line");
     assert!(text(&messages[0], "structured_data").contains(" user=\"bo\\\"b\\]\\\\\" "));
     assert_eq!(text(&messages[1], "msg"), "ascii only");
-    assert_eq!(sink.health(), Some(HealthState::Healthy));
+    // The sink settles the batch just before it records its health.
+    sink.wait_for_health(|state| *state == HealthState::Healthy)
+        .await;
     sink.stop().await;
 }
 
@@ -569,7 +571,8 @@ async fn outage_loses_nothing(mut rsyslog: Rsyslog, mut sink: RunningSink) {
         .wait_for(OUTPUT_TIMEOUT, |messages| msgids(messages).len() == 310)
         .await;
     assert_eq!(msgids(&messages), (0..310).collect::<BTreeSet<_>>());
-    assert_eq!(sink.health(), Some(HealthState::Healthy));
+    sink.wait_for_health(|state| *state == HealthState::Healthy)
+        .await;
     sink.stop().await;
 }
 

@@ -9,14 +9,6 @@ use std::time::Duration;
 use support::forwarder::{fast_consumer, Forwarder};
 use support::{put_audit_logs, wait_until, TestServer, AK_SECRET};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn get(url: &str) -> (u16, String) {
     match reqwest::get(url).await {
         Ok(response) => {
@@ -52,16 +44,32 @@ async fn metrics_and_status_show_a_running_forwarder_without_secrets() {
     let client = server.client();
     put_audit_logs(&client, "audit", 4_000, 500, 61).await;
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let telemetry = format!("\n[telemetry]\nlisten = \"127.0.0.1:{port}\"\n");
+    // Port 0: the process binds a free port itself and logs it (a port picked here could be
+    // taken by someone else before the process binds it).
+    let telemetry = "\n[telemetry]\nlisten = \"127.0.0.1:0\"\n";
     let mut forwarder = Forwarder::spawn(
         &server,
         dir.path(),
         "audit",
         &fast_consumer("g", "m1"),
-        &telemetry,
+        telemetry,
     );
+    wait_until(
+        "the telemetry endpoint to listen",
+        Duration::from_secs(30),
+        || {
+            let listening = forwarder.logged("telemetry endpoint listening");
+            async move { listening }
+        },
+    )
+    .await;
+    let address = forwarder
+        .log_lines()
+        .iter()
+        .find(|line| line["message"] == "telemetry endpoint listening")
+        .and_then(|line| line["address"].as_str().map(str::to_owned))
+        .expect("the listening address is logged");
+    let base = format!("http://{address}");
 
     wait_until("/healthz", Duration::from_secs(30), || async {
         get(&format!("{base}/healthz")).await.0 == 200
@@ -78,6 +86,17 @@ async fn metrics_and_status_show_a_running_forwarder_without_secrets() {
                     "siem_forwarder_sink_delivered_events_total",
                 ) >= 4_000.0
             }
+        },
+    )
+    .await;
+    // The sink counts a batch before the shard hears of its delivery and records the
+    // checkpoint lag, so wait for the shards' own count too.
+    wait_until(
+        "the first logs delivered per /status",
+        Duration::from_secs(30),
+        || {
+            let url = format!("{base}/status");
+            async move { delivered_per_status(&get(&url).await.1) >= 4_000 }
         },
     )
     .await;

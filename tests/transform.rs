@@ -2,9 +2,11 @@
 
 mod support;
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
-use support::forwarder::{fast_consumer, Forwarder};
+use siem_forwarder::local_server::generator::AuditLogGenerator;
+use support::forwarder::{event_id, fast_consumer, Forwarder};
 use support::{put_audit_logs, wait_until, TestServer};
 
 #[tokio::test]
@@ -27,13 +29,40 @@ add_fields = { environment = "test" }
         &fast_consumer("g", "x1"),
         transform,
     );
+    // The logs written above, regenerated: the ids of the successful ones must arrive, and
+    // only those.
+    let mut generator = AuditLogGenerator::new(91);
+    let successful: BTreeSet<String> = (0..1_000)
+        .map(|_| generator.log(1_700_000_000))
+        .filter(|log| {
+            log.contents
+                .iter()
+                .any(|(key, value)| key == "result" && value == "success")
+        })
+        .filter_map(|log| {
+            log.contents
+                .into_iter()
+                .find(|(key, _)| key == "event_id")
+                .map(|(_, id)| id)
+        })
+        .collect();
+    assert!(
+        (1..1_000).contains(&successful.len()),
+        "the generated logs include failures to drop"
+    );
     wait_until("the successful logs", Duration::from_secs(60), || {
         let delivered = forwarder.delivered().len();
-        async move { delivered >= 850 }
+        let expected = successful.len();
+        async move { delivered >= expected }
     })
     .await;
     let logs = forwarder.delivered();
-    assert!(logs.len() < 1_000, "failures were dropped: {}", logs.len());
+    let ids: BTreeSet<String> = logs.iter().map(event_id).collect();
+    assert_eq!(logs.len(), ids.len(), "each log once");
+    assert_eq!(
+        ids, successful,
+        "exactly the successful logs, failures dropped"
+    );
     for log in &logs {
         assert_eq!(log["result"], "success");
         assert!(log.get("event").is_none(), "event was expanded");

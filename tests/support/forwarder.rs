@@ -124,6 +124,25 @@ impl Forwarder {
         chrono::DateTime::parse_from_rfc3339(line["timestamp"].as_str()?).ok()
     }
 
+    /// Every assignment the process logged, with its own timestamp, oldest first.
+    pub fn assignments(&self) -> Vec<(chrono::DateTime<chrono::FixedOffset>, BTreeSet<u32>)> {
+        self.log_lines()
+            .iter()
+            .filter(|line| line["message"] == "shard assignment changed")
+            .filter_map(|line| {
+                let at = chrono::DateTime::parse_from_rfc3339(line["timestamp"].as_str()?).ok()?;
+                Some((at, parse_shard_set(line["assigned"].as_str()?)))
+            })
+            .collect()
+    }
+
+    /// The first line logging `message` whose `field` is `value`, if any.
+    pub fn logged_line(&self, message: &str, field: &str, value: &str) -> Option<Value> {
+        self.log_lines()
+            .into_iter()
+            .find(|line| line["message"] == message && line[field] == value)
+    }
+
     /// True once the process logged `message`.
     pub fn logged(&self, message: &str) -> bool {
         self.log_lines()
@@ -181,6 +200,31 @@ impl Forwarder {
     pub fn running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
+}
+
+/// The earliest time, by the processes' own log timestamps and not before `since`, from which
+/// the last assignments `forwarders` logged together cover `shards` shards; `None` when they
+/// never did.
+pub fn all_held_since(
+    forwarders: &[&Forwarder],
+    shards: usize,
+    since: chrono::DateTime<chrono::FixedOffset>,
+) -> Option<chrono::DateTime<chrono::FixedOffset>> {
+    let histories: Vec<_> = forwarders.iter().map(|f| f.assignments()).collect();
+    let mut moments: Vec<_> = histories
+        .iter()
+        .flatten()
+        .map(|(at, _)| (*at).max(since))
+        .collect();
+    moments.sort();
+    moments.into_iter().find(|moment| {
+        let held: BTreeSet<u32> = histories
+            .iter()
+            .filter_map(|history| history.iter().rev().find(|(at, _)| at <= moment))
+            .flat_map(|(_, assigned)| assigned.iter().copied())
+            .collect();
+        held.len() == shards
+    })
 }
 
 /// Parses a logged shard set such as `{0, 3, 5}`.
