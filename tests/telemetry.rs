@@ -7,25 +7,7 @@ mod support;
 use std::time::Duration;
 
 use support::forwarder::{fast_consumer, Forwarder};
-use support::{put_audit_logs, wait_until, TestServer, AK_SECRET};
-
-async fn get(url: &str) -> (u16, String) {
-    match reqwest::get(url).await {
-        Ok(response) => {
-            let status = response.status().as_u16();
-            (status, response.text().await.unwrap_or_default())
-        }
-        Err(_) => (0, String::new()),
-    }
-}
-
-fn counter(metrics: &str, prefix: &str) -> f64 {
-    metrics
-        .lines()
-        .filter(|line| line.starts_with(prefix))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
+use support::{http_get, metric_sum, put_audit_logs, wait_until, TestServer, AK_SECRET};
 
 /// The sum of `delivered_logs` over every shard in a `/status` document (0 when unparsable).
 fn delivered_per_status(text: &str) -> u64 {
@@ -54,25 +36,10 @@ async fn metrics_and_status_show_a_running_forwarder_without_secrets() {
         &fast_consumer("g", "m1"),
         telemetry,
     );
-    wait_until(
-        "the telemetry endpoint to listen",
-        Duration::from_secs(30),
-        || {
-            let listening = forwarder.logged("telemetry endpoint listening");
-            async move { listening }
-        },
-    )
-    .await;
-    let address = forwarder
-        .log_lines()
-        .iter()
-        .find(|line| line["message"] == "telemetry endpoint listening")
-        .and_then(|line| line["address"].as_str().map(str::to_owned))
-        .expect("the listening address is logged");
-    let base = format!("http://{address}");
+    let base = forwarder.telemetry_url().await;
 
     wait_until("/healthz", Duration::from_secs(30), || async {
-        get(&format!("{base}/healthz")).await.0 == 200
+        http_get(&format!("{base}/healthz")).await.0 == 200
     })
     .await;
     wait_until(
@@ -81,8 +48,8 @@ async fn metrics_and_status_show_a_running_forwarder_without_secrets() {
         || {
             let url = format!("{base}/metrics");
             async move {
-                counter(
-                    &get(&url).await.1,
+                metric_sum(
+                    &http_get(&url).await.1,
                     "siem_forwarder_sink_delivered_events_total",
                 ) >= 4_000.0
             }
@@ -96,15 +63,15 @@ async fn metrics_and_status_show_a_running_forwarder_without_secrets() {
         Duration::from_secs(30),
         || {
             let url = format!("{base}/status");
-            async move { delivered_per_status(&get(&url).await.1) >= 4_000 }
+            async move { delivered_per_status(&http_get(&url).await.1) >= 4_000 }
         },
     )
     .await;
-    let (_, first) = get(&format!("{base}/metrics")).await;
-    let pulled_before = counter(&first, "siem_forwarder_pulled_logs_total");
+    let (_, first) = http_get(&format!("{base}/metrics")).await;
+    let pulled_before = metric_sum(&first, "siem_forwarder_pulled_logs_total");
     assert!(pulled_before >= 4_000.0, "{first}");
     assert_eq!(
-        counter(&first, "siem_forwarder_held_shards{logstore=\"audit\"}"),
+        metric_sum(&first, "siem_forwarder_held_shards{logstore=\"audit\"}"),
         4.0
     );
     assert!(
@@ -120,13 +87,13 @@ async fn metrics_and_status_show_a_running_forwarder_without_secrets() {
     wait_until("the counters to move", Duration::from_secs(30), || {
         let url = format!("{base}/metrics");
         async move {
-            counter(&get(&url).await.1, "siem_forwarder_pulled_logs_total")
+            metric_sum(&http_get(&url).await.1, "siem_forwarder_pulled_logs_total")
                 >= pulled_before + 2_000.0
         }
     })
     .await;
 
-    let (code, ready) = get(&format!("{base}/readyz")).await;
+    let (code, ready) = http_get(&format!("{base}/readyz")).await;
     assert_eq!(
         code, 200,
         "ready once the sink and consumer are healthy: {ready}"
@@ -137,11 +104,11 @@ async fn metrics_and_status_show_a_running_forwarder_without_secrets() {
         Duration::from_secs(30),
         || {
             let url = format!("{base}/status");
-            async move { delivered_per_status(&get(&url).await.1) >= 6_000 }
+            async move { delivered_per_status(&http_get(&url).await.1) >= 6_000 }
         },
     )
     .await;
-    let (_, status_text) = get(&format!("{base}/status")).await;
+    let (_, status_text) = http_get(&format!("{base}/status")).await;
     let status: serde_json::Value = serde_json::from_str(&status_text).unwrap();
     let shards = status["shards"].as_array().unwrap();
     let listed: Vec<u64> = shards
@@ -157,7 +124,7 @@ async fn metrics_and_status_show_a_running_forwarder_without_secrets() {
         let url = format!("{base}/status");
         async move {
             let status: serde_json::Value =
-                serde_json::from_str(&get(&url).await.1).unwrap_or_default();
+                serde_json::from_str(&http_get(&url).await.1).unwrap_or_default();
             status["shards"]
                 .as_array()
                 .is_some_and(|shards| shards.iter().all(|s| s["checkpoint"] != ""))

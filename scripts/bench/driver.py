@@ -328,20 +328,23 @@ def run_case(args, work, server, server_port, info, name, receiver_argv, sink):
     perf = None
     if args.perf:
         perf_data = os.path.join(work, "%s.perf.data" % name)
-        perf = spawn(["perf", "record", "-F", "499", "--call-graph", "dwarf,16384", "-p", str(fwd.pid), "-o", perf_data],
+        # System-wide, filtered to the forwarder afterwards: `-p PID` would miss the threads the
+        # forwarder starts later (tokio's blocking pool, where pulled batches are decoded).
+        perf = spawn(["perf", "record", "-a", "-F", "499", "--call-graph", "dwarf,16384", "-o", perf_data],
                      os.path.join(work, "%s.perf.log" % name))
     m = measure(fwd, stats_path, info["logs"], args.case_timeout, server.pid, name)
     if perf:
         stop(perf, timeout=60, sig=signal.SIGINT)
         summary = os.path.join(work, "%s.perf.txt" % name)
         with open(summary, "w") as out:
-            script = subprocess.Popen(["perf", "script", "-i", perf_data, "-F", "comm,tid,ip,sym", "--no-inline"],
+            script = subprocess.Popen(["perf", "script", "-i", perf_data, "--pid", str(fwd.pid),
+                                       "-F", "comm,tid,ip,sym", "--no-inline"],
                                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
             subprocess.run([sys.executable, os.path.join(HERE, "perf_top.py")], stdin=script.stdout, stdout=out,
                            timeout=600)
             script.stdout.close()
             script.wait(timeout=60)
-        log("  perf profile: %s (summary), perf report -i %s --no-children" % (summary, perf_data))
+        log("  perf profile: %s (summary), perf report -i %s --pid %d --no-children" % (summary, perf_data, fwd.pid))
     code, rusage, stop_secs = stop(fwd, timeout=40)
     m["exit"] = code
     m["stop_secs"] = stop_secs

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use crate::consumer::ConsumerConfig;
 use crate::sinks::console::ConsoleSinkConfig;
 use crate::sinks::file::FileSinkConfig;
+use crate::sinks::null::NullSinkConfig;
 use crate::sinks::splunk_hec::config::SplunkHecSinkConfig;
 use crate::sinks::syslog::config::SyslogSinkConfig;
 use crate::sinks::{Sink, SinkError};
@@ -27,6 +28,8 @@ pub enum SinkConfig {
     File(FileSinkConfig),
     /// Standard output.
     Console(ConsoleSinkConfig),
+    /// Drops every log (benchmarks, skipping a backlog on purpose).
+    Null(NullSinkConfig),
     /// Syslog over UDP, TCP or TLS (QRadar, ArcSight, rsyslog).
     Syslog(Box<SyslogSinkConfig>),
     /// Splunk HTTP Event Collector.
@@ -39,6 +42,7 @@ impl SinkConfig {
         let (kind, name) = match self {
             Self::File(config) => ("file", &config.name),
             Self::Console(config) => ("console", &config.name),
+            Self::Null(config) => ("null", &config.name),
             Self::Syslog(config) => ("syslog", &config.name),
             Self::SplunkHec(config) => ("splunk_hec", &config.name),
         };
@@ -52,7 +56,7 @@ impl SinkConfig {
     /// The offending key (relative to the sink) and the reason.
     pub fn validate(&self) -> Result<(), (String, String)> {
         match self {
-            Self::File(_) | Self::Console(_) => Ok(()),
+            Self::File(_) | Self::Console(_) | Self::Null(_) => Ok(()),
             Self::Syslog(config) => config.validate().map_err(|error| (error.key, error.reason)),
             Self::SplunkHec(config) => config
                 .validate()
@@ -70,6 +74,7 @@ impl SinkConfig {
         Ok(match self {
             Self::File(config) => Box::new(config.build(&name)),
             Self::Console(config) => Box::new(config.build(&name)?),
+            Self::Null(config) => Box::new(config.build(&name)?),
             Self::Syslog(config) => Box::new(config.build(&name)?),
             Self::SplunkHec(config) => Box::new(config.build(&name)?),
         })

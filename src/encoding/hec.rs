@@ -140,18 +140,21 @@ impl HecEncoder {
             .map(Vec::as_slice)
             .unwrap_or_default();
         out.push(b'{');
-        for (index, (key, value)) in flattened(record).enumerate() {
-            if index > 0 {
-                out.push(b',');
-            }
-            write_flat_key(key, out);
-            match value {
-                FlatValue::Text(text) if expand.iter().any(|name| key.is(name)) => {
-                    write_json_or_string(text, out)
+        // `for_each` rather than a `for` loop: the chained iterator folds much faster.
+        flattened(record)
+            .enumerate()
+            .for_each(|(index, (key, value))| {
+                if index > 0 {
+                    out.push(b',');
                 }
-                _ => write_flat_value(value, out),
-            }
-        }
+                write_flat_key(key, out);
+                match value {
+                    FlatValue::Text(text) if expand.iter().any(|name| key.is(name)) => {
+                        write_json_or_string(text, out)
+                    }
+                    _ => write_flat_value(value, out),
+                }
+            });
         out.push(b'}');
     }
 }

@@ -18,13 +18,16 @@ impl Encoder for FlatJsonEncoder {
 /// Appends the flattened form of `record` as a JSON object (see [`crate::model::flatten`]).
 pub fn write_flat_object(record: &LogRecord<'_>, out: &mut Vec<u8>) {
     out.push(b'{');
-    for (index, (key, value)) in flattened(record).enumerate() {
-        if index > 0 {
-            out.push(b',');
-        }
-        write_flat_key(key, out);
-        write_flat_value(value, out);
-    }
+    // `for_each` rather than a `for` loop: the chained iterator folds much faster.
+    flattened(record)
+        .enumerate()
+        .for_each(|(index, (key, value))| {
+            if index > 0 {
+                out.push(b',');
+            }
+            write_flat_key(key, out);
+            write_flat_value(value, out);
+        });
     out.push(b'}');
 }
 

@@ -7,7 +7,7 @@
 //! Newlines are kept (the transport framing deals with them).
 
 use super::field::InvalidSetting;
-use crate::model::flatten::{flattened, FlatKey, FlatValue};
+use crate::model::flatten::{flattened, FlatKey, FlatValue, ADDED_KEY_TEXTS, TAG_PREFIX};
 use crate::model::LogRecord;
 
 /// The default separator between pairs.
@@ -19,6 +19,9 @@ pub struct KvFormat {
     separator: Box<[u8]>,
     escape_in_key: Specials,
     escape_in_value: Specials,
+    /// True when no key text that flattening adds (`__time__`, `__tag__:`, ...) holds a
+    /// byte to escape, i.e. the separator shares no character with them.
+    added_keys_plain: bool,
 }
 
 /// The bytes to escape, searched with SIMD (`memchr`) when there are at most three.
@@ -58,6 +61,16 @@ impl Specials {
                 .position(|&byte| bitmap[usize::from(byte >> 6)] & (1 << (byte & 63)) != 0),
         }
     }
+
+    fn occur_in_none(&self, texts: &[&[u8]]) -> bool {
+        texts.iter().all(|text| self.find(text).is_none())
+    }
+}
+
+/// What one log needs escaped: `None` where a kind of text is known to hold no special byte.
+struct Escaping<'a> {
+    keys: Option<&'a Specials>,
+    values: Option<&'a Specials>,
 }
 
 impl KvFormat {
@@ -81,24 +94,31 @@ impl KvFormat {
         value_specials.push(b'\\');
         let mut key_specials = value_specials.clone();
         key_specials.push(b'=');
+        let escape_in_key = Specials::of(&key_specials);
+        let added_keys = ADDED_KEY_TEXTS.map(str::as_bytes);
         Ok(Self {
             separator: separator.as_bytes().into(),
-            escape_in_key: Specials::of(&key_specials),
+            escape_in_key,
             escape_in_value: Specials::of(&value_specials),
+            added_keys_plain: escape_in_key.occur_in_none(&added_keys),
         })
     }
 
     /// Appends the body of `record` to `out`.
     pub fn write(&self, record: &LogRecord<'_>, out: &mut Vec<u8>) {
-        for (index, (key, value)) in flattened(record).enumerate() {
-            if index > 0 {
+        let escaping = self.escaping_for(record);
+        let mut first = true;
+        // `for_each` rather than a `for` loop: the chained iterator folds much faster.
+        flattened(record).for_each(|(key, value)| {
+            if !first {
                 out.extend_from_slice(&self.separator);
             }
+            first = false;
             match key {
-                FlatKey::Plain(name) => write_escaped(name, &self.escape_in_key, out),
+                FlatKey::Plain(name) => write_text(name, escaping.keys, out),
                 FlatKey::Tag(name) => {
-                    write_escaped("__tag__:", &self.escape_in_key, out);
-                    write_escaped(name, &self.escape_in_key, out);
+                    write_text(TAG_PREFIX, escaping.keys, out);
+                    write_text(name, escaping.keys, out);
                 }
             }
             out.push(b'=');
@@ -106,8 +126,27 @@ impl KvFormat {
                 FlatValue::Integer(number) | FlatValue::NumericText(number) => {
                     out.extend_from_slice(itoa::Buffer::new().format(number).as_bytes())
                 }
-                FlatValue::Text(text) => write_escaped(text, &self.escape_in_value, out),
+                FlatValue::Text(text) => write_text(text, escaping.values, out),
             }
+        });
+    }
+
+    /// Special bytes are rare: a few scans over the log's texts (its contents and its
+    /// group's tags lie in one stretch of the buffer each) usually show that no key or value
+    /// needs the search per field.
+    fn escaping_for(&self, record: &LogRecord<'_>) -> Escaping<'_> {
+        let texts = [
+            record.fields.extent(),
+            record.tags.extent(),
+            record.topic.as_bytes(),
+            record.source.as_bytes(),
+        ];
+        let keys_plain = self.added_keys_plain && self.escape_in_key.occur_in_none(&texts);
+        // The key specials include the value specials, so plain keys imply plain values.
+        let values_plain = keys_plain || self.escape_in_value.occur_in_none(&texts);
+        Escaping {
+            keys: (!keys_plain).then_some(&self.escape_in_key),
+            values: (!values_plain).then_some(&self.escape_in_value),
         }
     }
 }
@@ -118,7 +157,11 @@ impl Default for KvFormat {
     }
 }
 
-fn write_escaped(text: &str, specials: &Specials, out: &mut Vec<u8>) {
+fn write_text(text: &str, specials: Option<&Specials>, out: &mut Vec<u8>) {
+    let Some(specials) = specials else {
+        out.extend_from_slice(text.as_bytes());
+        return;
+    };
     let mut rest = text.as_bytes();
     while let Some(position) = specials.find(rest) {
         out.extend_from_slice(&rest[..position]);
@@ -221,6 +264,48 @@ mod tests {
                 ("k=;".to_owned(), "v; x\\y".to_owned()),
                 ("plain".to_owned(), "a;b c".to_owned())
             ]
+        );
+    }
+
+    #[test]
+    fn escapes_only_where_needed_when_the_log_is_mostly_plain() {
+        let fields = [("url", "/a?b=c"), ("k", "v"), ("pipe", "x|y")];
+        let records = RecordsBuilder::new()
+            .group("t", "s", &[("tk", "tv")])
+            .log(1, None, &fields[..2])
+            .log(2, None, &fields)
+            .build();
+        let format = KvFormat::default();
+        let mut equals_only = Vec::new();
+        format.write(&records.get(0).unwrap(), &mut equals_only);
+        assert_eq!(
+            String::from_utf8(equals_only).unwrap(),
+            "__time__=1||__topic__=t||__source__=s||__tag__:tk=tv||url=/a?b=c||k=v"
+        );
+        let mut with_pipe = Vec::new();
+        format.write(&records.get(1).unwrap(), &mut with_pipe);
+        let body = String::from_utf8(with_pipe).unwrap();
+        assert!(body.ends_with("||url=/a?b=c||k=v||pipe=x\\|y"), "{body}");
+    }
+
+    #[test]
+    fn added_keys_are_escaped_when_they_share_a_character_with_the_separator() {
+        let records = RecordsBuilder::new()
+            .group("t", "s", &[("tk", "tv")])
+            .log(1, None, &[("k", "v")])
+            .build();
+        let mut out = Vec::new();
+        KvFormat::new(":")
+            .unwrap()
+            .write(&records.get(0).unwrap(), &mut out);
+        let body = String::from_utf8(out).unwrap();
+        assert_eq!(
+            body,
+            "__time__=1:__topic__=t:__source__=s:__tag__\\:tk=tv:k=v"
+        );
+        assert_eq!(
+            parse(&body, ":")[3],
+            ("__tag__:tk".to_owned(), "tv".to_owned())
         );
     }
 

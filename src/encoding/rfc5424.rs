@@ -96,7 +96,8 @@ impl Rfc5424Encoder {
 fn write_sd_element(sd_id: &str, record: &LogRecord<'_>, out: &mut Vec<u8>) {
     out.push(b'[');
     write_sd_name(sd_id, out);
-    for (key, value) in flattened(record) {
+    // `for_each` rather than a `for` loop: the chained iterator folds much faster.
+    flattened(record).for_each(|(key, value)| {
         out.push(b' ');
         match key {
             FlatKey::Plain(name) => write_sd_name(name, out),
@@ -115,7 +116,7 @@ fn write_sd_element(sd_id: &str, record: &LogRecord<'_>, out: &mut Vec<u8>) {
             FlatValue::Text(text) => write_sd_value(text, out),
         }
         out.push(b'"');
-    }
+    });
     out.push(b']');
 }
 

@@ -9,6 +9,19 @@ use std::fmt;
 
 use super::record::LogRecord;
 
+/// The key of the log's time in Unix seconds.
+pub const TIME_KEY: &str = "__time__";
+/// The key of the nanosecond part of the time.
+pub const TIME_NS_KEY: &str = "__time_ns_part__";
+/// The key of the log group's topic.
+pub const TOPIC_KEY: &str = "__topic__";
+/// The key of the log group's source.
+pub const SOURCE_KEY: &str = "__source__";
+/// The prefix of a tag's key.
+pub const TAG_PREFIX: &str = "__tag__:";
+/// Every key text the flattened form adds to the log's own keys and values.
+pub const ADDED_KEY_TEXTS: [&str; 5] = [TIME_KEY, TIME_NS_KEY, TOPIC_KEY, SOURCE_KEY, TAG_PREFIX];
+
 /// A flattened key; tags carry the `__tag__:` prefix without allocating it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FlatKey<'a> {
@@ -24,7 +37,7 @@ impl FlatKey<'_> {
         match self {
             FlatKey::Plain(name) => out.extend_from_slice(name.as_bytes()),
             FlatKey::Tag(name) => {
-                out.extend_from_slice(b"__tag__:");
+                out.extend_from_slice(TAG_PREFIX.as_bytes());
                 out.extend_from_slice(name.as_bytes());
             }
         }
@@ -34,7 +47,7 @@ impl FlatKey<'_> {
     pub fn is(&self, name: &str) -> bool {
         match self {
             FlatKey::Plain(plain) => *plain == name,
-            FlatKey::Tag(tag) => name.strip_prefix("__tag__:") == Some(*tag),
+            FlatKey::Tag(tag) => name.strip_prefix(TAG_PREFIX) == Some(*tag),
         }
     }
 }
@@ -43,7 +56,7 @@ impl fmt::Display for FlatKey<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             FlatKey::Plain(name) => f.write_str(name),
-            FlatKey::Tag(name) => write!(f, "__tag__:{name}"),
+            FlatKey::Tag(name) => write!(f, "{TAG_PREFIX}{name}"),
         }
     }
 }
@@ -78,17 +91,17 @@ pub fn flattened<'a>(
     let shadowed = move |key: &FlatKey<'_>| may_shadow && fields.keys().any(|name| key.is(name));
     let reserved = [
         Some((
-            FlatKey::Plain("__time__"),
+            FlatKey::Plain(TIME_KEY),
             FlatValue::Integer(record.time.into()),
         )),
         record.time_ns.map(|ns| {
             (
-                FlatKey::Plain("__time_ns_part__"),
+                FlatKey::Plain(TIME_NS_KEY),
                 FlatValue::NumericText(ns.into()),
             )
         }),
-        Some((FlatKey::Plain("__topic__"), FlatValue::Text(record.topic))),
-        Some((FlatKey::Plain("__source__"), FlatValue::Text(record.source))),
+        Some((FlatKey::Plain(TOPIC_KEY), FlatValue::Text(record.topic))),
+        Some((FlatKey::Plain(SOURCE_KEY), FlatValue::Text(record.source))),
     ];
     let tags = record
         .tags

@@ -11,6 +11,7 @@ pub use crate::model::batch::SinkBatch;
 pub mod console;
 pub mod file;
 pub mod lines;
+pub mod null;
 pub mod splunk_hec;
 pub mod syslog;
 

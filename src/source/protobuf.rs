@@ -7,7 +7,7 @@
 
 use bytes::Bytes;
 
-use crate::model::record::{FieldSpan, GroupSpans, LogRecords, RecordSpans, Span};
+use crate::model::record::{is_text, FieldSpan, GroupSpans, LogRecords, RecordSpans, Span};
 
 /// A log to encode.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -152,6 +152,13 @@ impl<'a> Reader<'a> {
     }
 
     fn varint(&mut self) -> Result<u64, DecodeError> {
+        // Tags and most lengths fit in one byte.
+        if let Some(&byte) = self.bytes.get(self.position) {
+            if byte < 0x80 {
+                self.position += 1;
+                return Ok(u64::from(byte));
+            }
+        }
         let mut value = 0u64;
         for shift in (0..64).step_by(7) {
             let byte = *self
@@ -303,19 +310,43 @@ fn decode_list(buffer: &[u8], visitor: &mut impl GroupVisitor) -> Result<usize, 
     Ok(groups)
 }
 
-/// Builds span tables while decoding.
-#[derive(Default)]
-struct SpanCollector {
+/// Builds span tables while decoding, checking each log's text while its bytes are in cache.
+struct SpanCollector<'b> {
+    buffer: &'b [u8],
     groups: Vec<GroupSpans>,
     records: Vec<RecordSpans>,
     tags: Vec<FieldSpan>,
     fields: Vec<FieldSpan>,
+    /// False once a span was found that is not valid UTF-8.
+    all_text: bool,
 }
 
-impl GroupVisitor for SpanCollector {
+impl<'b> SpanCollector<'b> {
+    fn new(buffer: &'b [u8]) -> Self {
+        Self {
+            buffer,
+            groups: Vec::new(),
+            records: Vec::new(),
+            tags: Vec::new(),
+            fields: Vec::new(),
+            all_text: true,
+        }
+    }
+
+    fn check_text(&mut self, spans: impl IntoIterator<Item = Span>) {
+        let buffer = self.buffer;
+        self.all_text = self.all_text
+            && spans
+                .into_iter()
+                .all(|span| buffer.get(span.range()).is_some_and(is_text));
+    }
+}
+
+impl GroupVisitor for SpanCollector<'_> {
     fn begin_group(&mut self) {}
 
     fn log(&mut self, time: u32, time_ns: Option<u32>, fields: &[FieldSpan]) {
+        self.check_text(fields.iter().flat_map(|pair| [pair.key, pair.value]));
         let first = self.fields.len() as u32;
         self.fields.extend_from_slice(fields);
         self.records.push(RecordSpans {
@@ -327,6 +358,8 @@ impl GroupVisitor for SpanCollector {
     }
 
     fn end_group(&mut self, topic: Span, source: Span, tags: &[FieldSpan]) {
+        let pairs = tags.iter().flat_map(|pair| [pair.key, pair.value]);
+        self.check_text([topic, source].into_iter().chain(pairs));
         let first = self.tags.len() as u32;
         self.tags.extend_from_slice(tags);
         self.groups.push(GroupSpans {
@@ -360,16 +393,24 @@ impl GroupVisitor for LogCounter {
 ///
 /// Returns [`DecodeError`] when the bytes are not a valid `LogGroupList`.
 pub fn decode_log_group_list(buffer: Bytes) -> Result<LogRecords, DecodeError> {
-    let mut spans = SpanCollector::default();
+    let mut spans = SpanCollector::new(&buffer);
     decode_list(&buffer, &mut spans)?;
-    LogRecords::from_parts(
-        buffer,
-        spans.groups,
-        spans.records,
-        spans.tags,
-        spans.fields,
-    )
-    .map_err(|_| DecodeError("inconsistent spans"))
+    let SpanCollector {
+        groups,
+        records,
+        tags,
+        fields,
+        all_text,
+        ..
+    } = spans;
+    let records = if all_text {
+        // SAFETY: `SpanCollector` checked every topic, source, tag and field span with
+        // `is_text` as it collected them, and these are all the spans of the tables.
+        unsafe { LogRecords::from_parts_with_checked_text(buffer, groups, records, tags, fields) }
+    } else {
+        LogRecords::from_parts(buffer, groups, records, tags, fields)
+    };
+    records.map_err(|_| DecodeError("inconsistent spans"))
 }
 
 /// Checks that `bytes` is one valid `LogGroup` and returns how many logs it holds.

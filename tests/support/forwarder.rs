@@ -85,6 +85,29 @@ impl Forwarder {
         }
     }
 
+    /// The base URL of the process's telemetry endpoint (configured with port 0: the process
+    /// binds a free port itself, so none can be taken in between), once it logged it.
+    pub async fn telemetry_url(&self) -> String {
+        super::wait_until(
+            "the telemetry endpoint to listen",
+            Duration::from_secs(30),
+            || {
+                let listening = self.logged("telemetry endpoint listening");
+                async move { listening }
+            },
+        )
+        .await;
+        let address = self
+            .logged_line(
+                "telemetry endpoint listening",
+                "message",
+                "telemetry endpoint listening",
+            )
+            .and_then(|line| line["address"].as_str().map(str::to_owned))
+            .expect("the listening address is logged");
+        format!("http://{address}")
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id().expect("running")
     }

@@ -220,6 +220,26 @@ pub async fn put_audit_logs(
     }
 }
 
+/// GETs `url`: the status code and the body, or `(0, "")` when the request fails.
+pub async fn http_get(url: &str) -> (u16, String) {
+    match reqwest::get(url).await {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            (status, response.text().await.unwrap_or_default())
+        }
+        Err(_) => (0, String::new()),
+    }
+}
+
+/// The sum of the Prometheus samples in `metrics` whose line starts with `prefix`.
+pub fn metric_sum(metrics: &str, prefix: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|line| line.starts_with(prefix))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// Shares a value between a test and the closures it polls with.
 pub fn shared<T>(value: T) -> Arc<std::sync::Mutex<T>> {
     Arc::new(std::sync::Mutex::new(value))

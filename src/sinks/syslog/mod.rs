@@ -114,17 +114,18 @@ impl Sink for SyslogSink {
     }
 }
 
-/// A batch encoded and framed for the transport, kept until it is confirmed.
+/// Framed messages are written in chunks of about this size: small enough to stay in the CPU's
+/// caches between encoding and the kernel's copy (a whole batch of several MiB does not, and
+/// measured a quarter slower), large enough to keep system calls and receiver wake-ups rare.
+const WRITE_CHUNK: usize = 1 << 20;
+
+/// What one attempt at a batch wrote.
 #[derive(Debug, Default)]
-struct Outgoing {
-    /// The framed messages (stream) or the datagrams back to back (UDP).
-    bytes: Vec<u8>,
-    /// UDP: the end offset of each datagram in `bytes`.
-    datagram_ends: Vec<usize>,
-    /// UDP: datagrams already sent (a retry resumes after them).
-    datagrams_sent: usize,
-    /// Number of logs.
-    messages: usize,
+struct Written {
+    /// Bytes handed to the transport.
+    bytes: usize,
+    /// UDP messages cut to `max_datagram`.
+    truncated: u64,
 }
 
 /// The state of a running sink.
@@ -135,8 +136,9 @@ struct Delivery {
     labels: SinkLabels,
     health_key: String,
     /// Reused buffer for one encoded message.
-    scratch: Vec<u8>,
-    outgoing: Outgoing,
+    message: Vec<u8>,
+    /// Reused buffer for framed messages not yet written.
+    chunk: Vec<u8>,
 }
 
 impl Delivery {
@@ -147,8 +149,8 @@ impl Delivery {
             health_key: format!("sink:{}", sink.name),
             backoff: Backoff::new(initial, max),
             connection: None,
-            scratch: Vec::new(),
-            outgoing: Outgoing::default(),
+            message: Vec::new(),
+            chunk: Vec::with_capacity(WRITE_CHUNK + WRITE_CHUNK / 8),
             sink,
         }
     }
@@ -156,21 +158,24 @@ impl Delivery {
     /// Delivers one batch, retrying until it is confirmed. Returns `false` when shutdown
     /// interrupted it (the batch is then dropped unacknowledged, which reports a failure).
     async fn deliver(&mut self, batch: SinkBatch, shutdown: &CancellationToken) -> bool {
-        if batch.batch.records.is_empty() {
+        let records = &batch.batch.records;
+        if records.is_empty() {
             batch.ack.delivered();
             return true;
         }
-        self.encode(&batch.batch.records);
+        // UDP resumes a retry after the datagrams already sent; streams resend the batch.
+        let mut datagrams_sent = 0;
+        let mut written = Written::default();
         loop {
             let result = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => return false,
-                result = self.attempt() => result,
+                result = self.attempt(records, &mut datagrams_sent, &mut written) => result,
             };
             match result {
                 Ok(()) => {
                     batch.ack.delivered();
-                    self.record_success();
+                    self.record_success(records.len(), &written);
                     return true;
                 }
                 Err(reason) => {
@@ -183,7 +188,7 @@ impl Delivery {
                         sink = %self.sink.name,
                         address = %self.sink.connector.address,
                         shard = %batch.batch.shard,
-                        logs = self.outgoing.messages,
+                        logs = records.len(),
                         attempt = self.backoff.attempts() + 1,
                         error = %reason,
                         "syslog delivery failed, will retry"
@@ -198,57 +203,36 @@ impl Delivery {
         }
     }
 
-    fn record_success(&mut self) {
+    fn record_success(&mut self, messages: usize, written: &Written) {
         let metrics = metrics();
         metrics
             .sink_delivered_events
             .get_or_create(&self.labels)
-            .inc_by(self.outgoing.messages as u64);
+            .inc_by(messages as u64);
         metrics
             .sink_delivered_bytes
             .get_or_create(&self.labels)
-            .inc_by(self.outgoing.bytes.len() as u64);
+            .inc_by(written.bytes as u64);
+        if written.truncated > 0 {
+            metrics
+                .sink_truncated_messages
+                .get_or_create(&self.labels)
+                .inc_by(written.truncated);
+            tracing::debug!(sink = %self.sink.name, truncated = written.truncated, max_datagram = self.sink.max_datagram, "messages cut to the datagram limit");
+        }
         self.backoff.reset();
         health().set(&self.health_key, HealthState::Healthy);
     }
 
-    /// Encodes every log of the batch into `outgoing`.
-    fn encode(&mut self, records: &LogRecords) {
-        let outgoing = &mut self.outgoing;
-        outgoing.bytes.clear();
-        outgoing.datagram_ends.clear();
-        outgoing.datagrams_sent = 0;
-        outgoing.messages = records.len();
-        let mut truncated = 0u64;
-        for record in records.iter() {
-            self.scratch.clear();
-            self.sink.encoder.encode(&record, &mut self.scratch);
-            match self.sink.connector.protocol {
-                Protocol::Udp => {
-                    let keep = utf8_prefix_len(&self.scratch, self.sink.max_datagram);
-                    if keep < self.scratch.len() {
-                        truncated += 1;
-                    }
-                    outgoing.bytes.extend_from_slice(&self.scratch[..keep]);
-                    outgoing.datagram_ends.push(outgoing.bytes.len());
-                }
-                Protocol::Tcp | Protocol::Tls => {
-                    self.sink.framing.frame(&self.scratch, &mut outgoing.bytes)
-                }
-            }
-        }
-        if truncated > 0 {
-            metrics()
-                .sink_truncated_messages
-                .get_or_create(&self.labels)
-                .inc_by(truncated);
-            tracing::debug!(sink = %self.sink.name, truncated, max_datagram = self.sink.max_datagram, "messages cut to the datagram limit");
-        }
-    }
-
-    /// One attempt to send the whole pending batch. Reuses the connection when its peer is
-    /// still there, otherwise connects anew.
-    async fn attempt(&mut self) -> Result<(), String> {
+    /// One attempt to send the batch (for UDP, the datagrams from `datagrams_sent` on),
+    /// encoding as it goes. Reuses the connection when its peer is still there, otherwise
+    /// connects anew.
+    async fn attempt(
+        &mut self,
+        records: &LogRecords,
+        datagrams_sent: &mut usize,
+        written: &mut Written,
+    ) -> Result<(), String> {
         if let Some(connection) = &mut self.connection {
             if let Some(reason) = connection.peer_gone().await {
                 tracing::info!(sink = %self.sink.name, reason = %reason, "reconnecting to the syslog receiver");
@@ -268,32 +252,44 @@ impl Delivery {
                 self.connection.insert(connection)
             }
         };
-        let outgoing = &mut self.outgoing;
-        let protocol = self.sink.connector.protocol;
+        let sink = &self.sink;
+        let (message, chunk) = (&mut self.message, &mut self.chunk);
         let write = async {
-            if protocol != Protocol::Udp {
-                return connection.send(&outgoing.bytes).await;
+            if sink.connector.protocol == Protocol::Udp {
+                for record in records.iter().skip(*datagrams_sent) {
+                    message.clear();
+                    sink.encoder.encode(&record, message);
+                    let keep = utf8_prefix_len(message, sink.max_datagram);
+                    written.truncated += u64::from(keep < message.len());
+                    connection.send(&message[..keep]).await?;
+                    written.bytes += keep;
+                    *datagrams_sent += 1;
+                }
+                return Ok::<(), std::io::Error>(());
             }
-            while outgoing.datagrams_sent < outgoing.datagram_ends.len() {
-                let index = outgoing.datagrams_sent;
-                let start = index
-                    .checked_sub(1)
-                    .map_or(0, |previous| outgoing.datagram_ends[previous]);
-                let end = outgoing.datagram_ends[index];
-                connection.send(&outgoing.bytes[start..end]).await?;
-                outgoing.datagrams_sent += 1;
+            written.bytes = 0;
+            chunk.clear();
+            for (index, record) in records.iter().enumerate() {
+                message.clear();
+                sink.encoder.encode(&record, message);
+                sink.framing.frame(message, chunk);
+                if chunk.len() >= WRITE_CHUNK || index + 1 == records.len() {
+                    connection.send(chunk).await?;
+                    written.bytes += chunk.len();
+                    chunk.clear();
+                }
             }
             Ok(())
         };
-        match tokio::time::timeout(self.sink.write_timeout, write).await {
+        match tokio::time::timeout(sink.write_timeout, write).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(error)) => Err(format!(
                 "sending to {} failed: {error}",
-                self.sink.connector.address
+                sink.connector.address
             )),
             Err(_) => Err(format!(
                 "sending to {} timed out after {:?}",
-                self.sink.connector.address, self.sink.write_timeout
+                sink.connector.address, sink.write_timeout
             )),
         }
     }
