@@ -17,7 +17,8 @@ official aliyun-log-python-sdk ConsumerWorker (what the seed's forwarders do).
      `target/release/siem-forwarder run --config GENERATED.toml` with a fresh consumer group
      (start = begin), waits until the receiver counted all N logs, reads the forwarder's CPU
      time, sends SIGTERM and waits for it to exit. Cases:
-       discard      syslog RFC 5424 over TCP to a receiver that discards (counts a marker)
+       discard      the null sink: pulled, decoded, acknowledged, nothing sent (progress from the
+                    forwarder's own /metrics; no receiver)
        rfc5424-tcp  RFC 5424, k=v||k=v body, TCP octet-counting, receiver parses every frame
        cef-tls      CEF over TLS (certificates generated for the run with openssl)
        hec-gzip     Splunk HEC /event with gzip, receiver gunzips and counts events
@@ -35,7 +36,8 @@ Options:
   --python-cases LIST   py-syslog-tcp,py-hec (default both; "" to skip the Python reference)
   --python-seconds S    time box of each Python case (default 60, --quick 30)
   --max-inflight SIZE   consumer.max_inflight_bytes of the generated configs (default 16MiB)
-  --discard-format F    syslog format of the discard case (default rfc5424; json, rfc3164, cef, leef)
+  --discard-format F    encode every log in F before the null sink drops it (default none;
+                        rfc5424, rfc3164, json, cef, leef)
   --max-fetch-groups N  consumer.max_fetch_groups of the generated configs (default 8)
   --ack-poll DURATION   ack_poll_interval of the hec-ack case (default 100ms)
   --perf                perf record each forwarder (dwarf call graphs): WORK/CASE.perf.data and a

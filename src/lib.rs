@@ -8,7 +8,8 @@
 //! Modules may use only modules listed above them; `consumer` and `sinks` never import each
 //! other.
 //!
-//! - [`common`]: shutdown, backoff, secrets, TLS setup, duration and size units.
+//! - [`common`]: allocator settings, shutdown, backoff, secrets, TLS setup, duration and size
+//!   units.
 //! - [`telemetry`]: tracing, metrics, health and the status endpoint.
 //! - [`model`]: log records viewed over the pulled buffer, batches, delivery acks.
 //! - [`encoding`]: pure encoders (RFC 5424, RFC 3164, CEF, LEEF, JSON, key=value, HEC).

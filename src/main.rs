@@ -1,6 +1,13 @@
 //! The `siem-forwarder` binary: parses the command line and hands over to the library.
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
-    siem_forwarder::cli::main().await
+fn main() -> std::process::ExitCode {
+    // Before the runtime starts its threads.
+    siem_forwarder::common::allocator::tune();
+    match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime.block_on(siem_forwarder::cli::main()),
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

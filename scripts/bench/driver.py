@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HERE = os.path.join(ROOT, "scripts", "bench")
@@ -134,6 +135,35 @@ def read_stats(path):
         return None
 
 
+class MetricsStats:
+    """Progress of a case without a receiver (the null sink), read from the forwarder's own
+    /metrics: events and bytes its sinks counted as delivered, with the times they were first
+    seen above zero and last seen growing."""
+
+    def __init__(self, port):
+        self.url = "http://127.0.0.1:%d/metrics" % port
+        self.stats = {"events": 0, "bytes": 0, "first": 0.0, "last": 0.0}
+
+    def __call__(self):
+        try:
+            with urllib.request.urlopen(self.url, timeout=2) as reply:
+                text = reply.read().decode()
+        except OSError:
+            return dict(self.stats)
+        sums = {"events": 0, "bytes": 0}
+        for line in text.splitlines():
+            for key, name in (("events", "siem_forwarder_sink_delivered_events_total{"),
+                              ("bytes", "siem_forwarder_sink_delivered_bytes_total{")):
+                if line.startswith(name):
+                    sums[key] += int(float(line.rsplit(" ", 1)[1]))
+        now = time.time()
+        if sums["events"] > self.stats["events"]:
+            self.stats["first"] = self.stats["first"] or now
+            self.stats["last"] = now
+        self.stats.update(sums)
+        return dict(self.stats)
+
+
 def wait_stats(path, proc, seconds=15):
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -209,14 +239,11 @@ def make_certs(work):
 # name -> (receiver argv tail, sink TOML, description)
 def cases(certs, discard_format):
     return {
-        # RFC 5424 (user.info: every message starts "LEN <14>1 ") octet-counted; the receiver only
-        # counts that marker. Other formats go LF-framed to a receiver that counts newlines.
-        "discard": ((["syslog", "--framing", "octet", "--count-marker", " <14>1 "] if discard_format == "rfc5424"
-                     else ["syslog", "--framing", "lf"]),
-                    'type = "syslog"\naddress = "127.0.0.1:{port}"\nprotocol = "tcp"\nformat = "%s"\n%s'
-                    % (discard_format, "" if discard_format == "rfc5424" else 'framing = "lf"\n'),
-                    "syslog %s over TCP to a receiver that discards (counts a per-message marker or newlines, "
-                    "no parsing)" % discard_format),
+        # No receiver: the null sink acknowledges at once, progress comes from its /metrics.
+        "discard": (None,
+                    'type = "null"\n' + ('format = "%s"\n' % discard_format if discard_format != "none" else ""),
+                    "the null sink: pulled, decoded and acknowledged, nothing sent (the pipeline's ceiling)"
+                    + ("" if discard_format == "none" else "; every log encoded as %s first" % discard_format)),
         "rfc5424-tcp": (["syslog", "--framing", "octet"],
                         'type = "syslog"\naddress = "127.0.0.1:{port}"\nprotocol = "tcp"\nformat = "rfc5424"\nbody = "kv"\n',
                         "RFC 5424 k=v||k=v, TCP octet-counting, receiver parses frames"),
@@ -282,17 +309,18 @@ def start_receiver(work, name, argv_tail):
     return proc, port, stats
 
 
-def measure(proc, stats_path, target, timeout, server_pid, label):
-    """Polls until the receiver counted `target` events, the timeout passes or proc exits.
-    Returns a dict of what was seen at that moment (CPU of proc read before it is stopped)."""
+def measure(proc, read, target, timeout, server_pid, label):
+    """Polls `read()` (the receiver's stats, or MetricsStats) until it counted `target` events,
+    the timeout passes or proc exits. Returns a dict of what was seen at that moment (CPU of
+    proc read before it is stopped)."""
     t0 = time.time()
     deadline = time.monotonic() + timeout
     hwm = 0
     last_report = time.monotonic()
-    stats = read_stats(stats_path) or {}
+    stats = read() or {}
     while True:
         hwm = max(hwm, vm_hwm_kib(proc.pid))
-        stats = read_stats(stats_path) or stats
+        stats = read() or stats
         events = stats.get("events", 0)
         if events >= target:
             outcome = "complete"
@@ -308,7 +336,7 @@ def measure(proc, stats_path, target, timeout, server_pid, label):
             log("  %s: %d / %d events, cpu %.1fs" % (label, events, target, cpu_seconds(proc.pid) or 0))
         time.sleep(0.05)
     cpu = cpu_seconds(proc.pid)
-    stats = read_stats(stats_path) or stats
+    stats = read() or stats
     return {"outcome": outcome, "cpu": cpu, "hwm_kib": max(hwm, vm_hwm_kib(proc.pid)), "events": stats.get("events", 0),
             "start": t0, "first": stats.get("first", 0), "last": stats.get("last", 0),
             "sent_bytes": stats.get("bytes", 0), "server_cpu": cpu_seconds(server_pid)}
@@ -316,15 +344,20 @@ def measure(proc, stats_path, target, timeout, server_pid, label):
 
 def run_case(args, work, server, server_port, info, name, receiver_argv, sink):
     log("case %s" % name)
-    receiver, rport, stats_path = start_receiver(work, name, receiver_argv)
-    group, text = forwarder_config(args, server_port, name, sink.format(port=rport, ack_poll=args.ack_poll))
+    if receiver_argv is None:
+        receiver, telemetry_port = None, free_port()
+        read = MetricsStats(telemetry_port)
+        sink += '\n[telemetry]\nlisten = "127.0.0.1:%d"\n' % telemetry_port
+    else:
+        receiver, rport, stats_path = start_receiver(work, name, receiver_argv)
+        read = lambda: read_stats(stats_path)  # noqa: E731
+        sink = sink.format(port=rport, ack_poll=args.ack_poll)
+    group, text = forwarder_config(args, server_port, name, sink)
     config = os.path.join(work, "%s.toml" % name)
     with open(config, "w") as f:
         f.write(text)
     server_cpu0 = cpu_seconds(server.pid)
-    # As the deployment files run it: two malloc arenas keep resident memory near live data.
-    fwd = spawn([args.bin, "run", "--config", config], os.path.join(work, "%s.forwarder.log" % name),
-                env=dict(os.environ, MALLOC_ARENA_MAX="2"))
+    fwd = spawn([args.bin, "run", "--config", config], os.path.join(work, "%s.forwarder.log" % name))
     perf = None
     if args.perf:
         perf_data = os.path.join(work, "%s.perf.data" % name)
@@ -332,7 +365,7 @@ def run_case(args, work, server, server_port, info, name, receiver_argv, sink):
         # forwarder starts later (tokio's blocking pool, where pulled batches are decoded).
         perf = spawn(["perf", "record", "-a", "-F", "499", "--call-graph", "dwarf,16384", "-o", perf_data],
                      os.path.join(work, "%s.perf.log" % name))
-    m = measure(fwd, stats_path, info["logs"], args.case_timeout, server.pid, name)
+    m = measure(fwd, read, info["logs"], args.case_timeout, server.pid, name)
     if perf:
         stop(perf, timeout=60, sig=signal.SIGINT)
         summary = os.path.join(work, "%s.perf.txt" % name)
@@ -351,8 +384,11 @@ def run_case(args, work, server, server_port, info, name, receiver_argv, sink):
     if rusage:
         m["hwm_kib"] = max(m["hwm_kib"], rusage.ru_maxrss)
         m["cpu_total"] = rusage.ru_utime + rusage.ru_stime
-    m["receiver_cpu"] = cpu_seconds(receiver.pid)
-    stop(receiver, timeout=10)
+    if receiver:
+        m["receiver_cpu"] = cpu_seconds(receiver.pid)
+        stop(receiver, timeout=10)
+    else:
+        m["receiver_cpu"] = None
     m["server_cpu"] = (m["server_cpu"] or 0) - (server_cpu0 or 0)
     m["logs"] = m["events"] if m["outcome"] != "complete" else info["logs"]
     m["raw"] = info["raw_bytes"] * min(m["events"], info["logs"]) / info["logs"]
@@ -375,7 +411,7 @@ def run_python(args, work, server, server_port, info, name, receiver_argv, sink)
     argv += ["--syslog-port", str(rport)] if sink == "syslog" else ["--hec-url", "http://127.0.0.1:%d" % rport]
     server_cpu0 = cpu_seconds(server.pid)
     proc = spawn(argv, os.path.join(work, "%s.log" % name), env=env)
-    m = measure(proc, stats_path, info["logs"], args.python_seconds, server.pid, name)
+    m = measure(proc, lambda: read_stats(stats_path), info["logs"], args.python_seconds, server.pid, name)
     code, rusage, _ = stop(proc, timeout=5, sig=signal.SIGKILL)  # measured already; no need to drain
     m["exit"] = code
     if rusage:
@@ -407,7 +443,7 @@ def row(name, m):
         "cpu_per_gib": cpu / (m["raw"] / 2**30) if m["raw"] else float("nan"),
         "per_core": mib / cpu if cpu else float("nan"),
         "rss_mib": m["hwm_kib"] / 1024,
-        "rcv_cpu": m["receiver_cpu"] or 0,
+        "rcv_cpu": m["receiver_cpu"],
         "srv_cpu": m["server_cpu"] or 0,
         "outcome": m["outcome"],
     }
@@ -419,7 +455,8 @@ HEADER = ("| case | logs | raw MiB | wall s | raw MiB/s | events/s | CPU s | CPU
 
 def fmt(r):
     return ("| {case} | {logs:,} | {raw_mib:.1f} | {wall:.2f} | {mibs:.1f} | {evs:,.0f} | {cpu:.2f} | {cpu_per_gib:.2f} "
-            "| {per_core:.1f} | {rss_mib:.1f} | {rcv_cpu:.2f} | {srv_cpu:.2f} | {outcome} |").format(**r)
+            "| {per_core:.1f} | {rss_mib:.1f} | {rcv} | {srv_cpu:.2f} | {outcome} |").format(
+                rcv="none" if r["rcv_cpu"] is None else "%.2f" % r["rcv_cpu"], **r)
 
 
 def main():
@@ -436,7 +473,7 @@ def main():
     p.add_argument("--max-inflight", default="16MiB")
     p.add_argument("--ack-poll", default="100ms")
     p.add_argument("--max-fetch-groups", type=int, default=8)
-    p.add_argument("--discard-format", default="rfc5424", choices=["rfc5424", "rfc3164", "json", "cef", "leef"])
+    p.add_argument("--discard-format", default="none", choices=["none", "rfc5424", "rfc3164", "json", "cef", "leef"])
     p.add_argument("--refill", action="store_true")
     p.add_argument("--perf", action="store_true", help="perf record -g the forwarder of every case")
     p.add_argument("--results", help="write the results as Markdown here")
@@ -483,7 +520,8 @@ def main():
     lines.append("- data: %s logs (generated ActionTrail-like audit logs, nested JSON `event`), %d shards, "
                  "%.1f MiB raw (uncompressed LogGroup protobuf as stored by the local server, %.0f B/log)"
                  % ("{:,}".format(info["logs"]), SHARDS, info["raw_bytes"] / 2**20, info["raw_bytes"] / info["logs"]))
-    lines.append("- forwarder cases: from the first byte of data to the receiver counting all logs; the forwarder's "
+    lines.append("- forwarder cases: from the start of the forwarder to the receiver (for `discard`, the forwarder's "
+                 "own /metrics) counting all logs; the forwarder's "
                  "own CPU (user+sys from /proc/PID/stat; for py-* rows the Python process's), peak RSS = VmHWM of that process. Receivers are Python asyncio on the same 2 "
                  "cores, the local server (which serves the pulls) too.")
     lines.append("- Python reference (official SDK `ConsumerWorker`, `py_reference.py`): time-boxed to %ds (or all logs, "
@@ -494,7 +532,8 @@ def main():
     lines.append("|" + "---|" * (HEADER.count("|") - 1))
     for name in wanted + py_wanted:
         lines.append(fmt(results[name]))
-    heavy = [n for n in wanted + py_wanted if results[n]["rcv_cpu"] >= results[n]["cpu"]]
+    heavy = [n for n in wanted + py_wanted
+             if results[n]["rcv_cpu"] is not None and results[n]["rcv_cpu"] >= results[n]["cpu"]]
     lines.append("")
     lines.append("Receiver CPU below the measured process's CPU in every case: %s." % (
         "yes" if not heavy else "NO, in " + ", ".join(heavy) + " (the receiver may have limited the rate)"))

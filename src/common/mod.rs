@@ -1,6 +1,8 @@
-//! Building blocks every other module may use: shutdown signalling, retry backoff,
-//! redacted secrets and rustls client setup. This module depends on nothing else in the crate.
+//! Building blocks every other module may use: allocator settings, shutdown signalling, retry
+//! backoff, redacted secrets and rustls client setup. This module depends on nothing else in
+//! the crate.
 
+pub mod allocator;
 pub mod backoff;
 pub mod secret;
 pub mod shutdown;
