@@ -30,7 +30,7 @@ use siem_forwarder::local_server::{
     LocalServer, LocalServerConfig, LogstoreSpec, DEFAULT_MAX_BODY_BYTES,
 };
 use siem_forwarder::pipeline::{fan_out, SINK_QUEUE};
-use siem_forwarder::sinks::{Sink, SinkBatch, SinkError};
+use siem_forwarder::sinks::{next_batch, Sink, SinkBatch, SinkError};
 use siem_forwarder::source::api::cursor::CursorFrom;
 use siem_forwarder::source::api::put_logs::PutTarget;
 use siem_forwarder::source::protobuf::{Log, LogGroup};
@@ -77,16 +77,9 @@ impl Sink for TopicCounter {
     ) -> Result<(), SinkError> {
         let mut per_topic: BTreeMap<String, usize> = BTreeMap::new();
         let mut total = 0;
-        loop {
-            let SinkBatch { batch, ack } = tokio::select! {
-                // Batches not acknowledged when shutdown comes are dropped: their shard keeps
-                // its checkpoint before them and the next owner gets them again.
-                () = shutdown.cancelled() => break,
-                next = input.recv() => match next {
-                    Some(sink_batch) => sink_batch,
-                    None => break,
-                },
-            };
+        // Batches not acknowledged when shutdown comes are dropped: their shard keeps its
+        // checkpoint before them and the next owner gets them again.
+        while let Some(SinkBatch { batch, ack }) = next_batch(&mut input, &shutdown).await {
             // "Deliver" the batch. Records are views into the pulled buffer: no copy is made
             // until a field is turned into an owned value.
             let mut in_batch: BTreeMap<&str, usize> = BTreeMap::new();

@@ -211,13 +211,8 @@ impl LogRecords {
             }
             Bytes::from(repaired)
         };
-        Ok(Self {
-            buffer,
-            groups,
-            records,
-            tags,
-            fields,
-        })
+        // SAFETY: every text span was checked above, and repaired where it was not UTF-8.
+        unsafe { Self::from_parts_with_checked_text(buffer, groups, records, tags, fields) }
     }
 
     /// [`LogRecords::from_parts`] for a decoder that already checked the text with

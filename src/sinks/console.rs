@@ -34,9 +34,7 @@ impl ConsoleSinkConfig {
     ///
     /// [`SinkError::Config`] when the format cannot be built.
     pub fn build(&self, name: &str) -> Result<ConsoleSink, SinkError> {
-        let encoder = SyslogSinkConfig::formatting_defaults(self.format)
-            .encoder()
-            .map_err(|error| SinkError::Config(error.to_string()))?;
+        let encoder = SyslogSinkConfig::default_encoder(self.format)?;
         Ok(ConsoleSink {
             name: self.name.clone().unwrap_or_else(|| name.to_owned()),
             encoder,

@@ -5,7 +5,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{SinkBatch, SinkError};
+use super::{next_batch, SinkBatch, SinkError};
 use crate::encoding::Encoder;
 use crate::telemetry::metrics::{metrics, SinkLabels};
 
@@ -28,11 +28,7 @@ pub async fn write_lines<W: AsyncWrite + Unpin>(
     let labels = SinkLabels::new(name);
     let mut buffer = Vec::with_capacity(1 << 20);
     loop {
-        let item = tokio::select! {
-            item = input.recv() => item,
-            () = shutdown.cancelled() => None,
-        };
-        let Some(SinkBatch { batch, ack }) = item else {
+        let Some(SinkBatch { batch, ack }) = next_batch(&mut input, &shutdown).await else {
             return Ok(());
         };
         buffer.clear();
@@ -45,14 +41,7 @@ pub async fn write_lines<W: AsyncWrite + Unpin>(
         if let Some(sync) = sync {
             sync(&mut writer).await?;
         }
-        metrics()
-            .sink_delivered_events
-            .get_or_create(&labels)
-            .inc_by(batch.records.len() as u64);
-        metrics()
-            .sink_delivered_bytes
-            .get_or_create(&labels)
-            .inc_by(buffer.len() as u64);
+        metrics().count_delivered(&labels, batch.records.len(), buffer.len());
         ack.delivered();
     }
 }

@@ -32,6 +32,20 @@ pub enum SinkError {
     Io(#[from] std::io::Error),
 }
 
+/// The next batch of `input`, or `None` once `input` closed or `shutdown` fired (checked
+/// first: batches still queued then stay unacknowledged, so their shards keep their
+/// checkpoints before them).
+pub async fn next_batch(
+    input: &mut mpsc::Receiver<SinkBatch>,
+    shutdown: &CancellationToken,
+) -> Option<SinkBatch> {
+    tokio::select! {
+        biased;
+        () = shutdown.cancelled() => None,
+        next = input.recv() => next,
+    }
+}
+
 /// A destination for log batches.
 #[async_trait]
 pub trait Sink: Send {

@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::syslog::config::{Format, SyslogSinkConfig};
-use super::{Sink, SinkBatch, SinkError};
+use super::{next_batch, Sink, SinkBatch, SinkError};
 use crate::encoding::Encoder;
 use crate::telemetry::metrics::{metrics, SinkLabels};
 
@@ -37,9 +37,8 @@ impl NullSinkConfig {
     pub fn build(&self, name: &str) -> Result<NullSink, SinkError> {
         let encoder = self
             .format
-            .map(|format| SyslogSinkConfig::formatting_defaults(format).encoder())
-            .transpose()
-            .map_err(|error| SinkError::Config(error.to_string()))?;
+            .map(SyslogSinkConfig::default_encoder)
+            .transpose()?;
         Ok(NullSink {
             name: self.name.clone().unwrap_or_else(|| name.to_owned()),
             encoder,
@@ -71,14 +70,7 @@ impl Sink for NullSink {
         tracing::warn!(sink = %self.name, "the null sink drops every log it is given; checkpoints move past them");
         let labels = SinkLabels::new(&self.name);
         let mut message = Vec::new();
-        loop {
-            let item = tokio::select! {
-                item = input.recv() => item,
-                () = shutdown.cancelled() => None,
-            };
-            let Some(SinkBatch { batch, ack }) = item else {
-                return Ok(());
-            };
+        while let Some(SinkBatch { batch, ack }) = next_batch(&mut input, &shutdown).await {
             let bytes = match &self.encoder {
                 None => batch.records.buffer_len(),
                 Some(encoder) => batch
@@ -91,16 +83,10 @@ impl Sink for NullSink {
                     })
                     .sum(),
             };
-            metrics()
-                .sink_delivered_events
-                .get_or_create(&labels)
-                .inc_by(batch.records.len() as u64);
-            metrics()
-                .sink_delivered_bytes
-                .get_or_create(&labels)
-                .inc_by(bytes as u64);
+            metrics().count_delivered(&labels, batch.records.len(), bytes);
             ack.delivered();
         }
+        Ok(())
     }
 }
 

@@ -520,6 +520,27 @@ mod tests {
     }
 
     #[test]
+    fn invalid_utf8_in_group_fields_is_replaced_too() {
+        let mut group = LogGroup {
+            topic: Some("t~".into()),
+            source: Some("s~".into()),
+            tags: vec![("tk~".into(), "tv~".into())],
+            ..spec_group()
+        }
+        .to_bytes();
+        for byte in group.iter_mut().filter(|byte| **byte == b'~') {
+            *byte = 0xfe;
+        }
+        let mut list = Vec::new();
+        append_list_entry(&mut list, &group);
+        let records = decode_log_group_list(Bytes::from(list)).unwrap();
+        let log = records.get(0).unwrap();
+        assert_eq!((log.topic, log.source), ("t?", "s?"));
+        assert_eq!(log.tags.iter().collect::<Vec<_>>(), [("tk?", "tv?")]);
+        assert_eq!(log.fields.get("k"), Some("v"));
+    }
+
+    #[test]
     fn malformed_input_is_an_error() {
         let mut truncated = hex(SPEC_LIST_HEX);
         truncated.truncate(20);

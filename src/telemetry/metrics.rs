@@ -84,6 +84,16 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Counts `events` logs of `bytes` bytes as delivered by the sink of `labels`.
+    pub fn count_delivered(&self, labels: &SinkLabels, events: usize, bytes: usize) {
+        self.sink_delivered_events
+            .get_or_create(labels)
+            .inc_by(events as u64);
+        self.sink_delivered_bytes
+            .get_or_create(labels)
+            .inc_by(bytes as u64);
+    }
+
     fn new() -> Self {
         let mut registry = Registry::with_prefix("siem_forwarder");
         let metrics = Self {

@@ -126,14 +126,7 @@ impl HecRequest {
         }
         let metrics = crate::telemetry::metrics();
         let bytes = self.events[range.end - 1].end - self.event_range(range.start).start;
-        metrics
-            .sink_delivered_events
-            .get_or_create(labels)
-            .inc_by(range.len() as u64);
-        metrics
-            .sink_delivered_bytes
-            .get_or_create(labels)
-            .inc_by(bytes as u64);
+        metrics.count_delivered(labels, range.len(), bytes);
         self.settle(range);
     }
 

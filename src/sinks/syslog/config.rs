@@ -404,11 +404,18 @@ impl SyslogSinkConfig {
         })
     }
 
-    /// Every default, with `format`: for sinks that only format logs (the console sink).
-    pub fn formatting_defaults(format: Format) -> Self {
+    /// The encoder for `format` with every other setting at its default: for sinks that only
+    /// format logs (the console and null sinks).
+    ///
+    /// # Errors
+    ///
+    /// [`SinkError::Config`] when the format cannot be built with the defaults.
+    pub fn default_encoder(format: Format) -> Result<Box<dyn Encoder>, SinkError> {
         let mut config: Self = toml::from_str("address = \"\"").expect("the defaults parse");
         config.format = format;
         config
+            .encoder()
+            .map_err(|error| SinkError::Config(error.to_string()))
     }
 
     /// The encoder for `format` (pure: also used by `validate`).

@@ -25,7 +25,7 @@ use crate::encoding::framing::Framing;
 use crate::encoding::text::utf8_prefix_len;
 use crate::encoding::Encoder;
 use crate::model::LogRecords;
-use crate::sinks::{Sink, SinkBatch, SinkError};
+use crate::sinks::{next_batch, Sink, SinkBatch, SinkError};
 use crate::telemetry::metrics::SinkLabels;
 use crate::telemetry::{health, metrics, HealthState};
 
@@ -97,13 +97,7 @@ impl Sink for SyslogSink {
     ) -> Result<(), SinkError> {
         let mut delivery = Delivery::new(*self);
         health().set(&delivery.health_key, HealthState::Starting);
-        loop {
-            let next = tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => None,
-                next = input.recv() => next,
-            };
-            let Some(batch) = next else { break };
+        while let Some(batch) = next_batch(&mut input, &shutdown).await {
             if !delivery.deliver(batch, &shutdown).await {
                 break;
             }
@@ -205,14 +199,7 @@ impl Delivery {
 
     fn record_success(&mut self, messages: usize, written: &Written) {
         let metrics = metrics();
-        metrics
-            .sink_delivered_events
-            .get_or_create(&self.labels)
-            .inc_by(messages as u64);
-        metrics
-            .sink_delivered_bytes
-            .get_or_create(&self.labels)
-            .inc_by(written.bytes as u64);
+        metrics.count_delivered(&self.labels, messages, written.bytes);
         if written.truncated > 0 {
             metrics
                 .sink_truncated_messages
