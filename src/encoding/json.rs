@@ -17,6 +17,16 @@ impl Encoder for FlatJsonEncoder {
 
 /// Appends the flattened form of `record` as a JSON object (see [`crate::model::flatten`]).
 pub fn write_flat_object(record: &LogRecord<'_>, out: &mut Vec<u8>) {
+    write_flat_object_with(record, out, |_, value, out| write_flat_value(value, out));
+}
+
+/// Like [`write_flat_object`], with `write_value` writing each value after its key (e.g. to
+/// embed a field that holds JSON text as JSON).
+pub fn write_flat_object_with(
+    record: &LogRecord<'_>,
+    out: &mut Vec<u8>,
+    mut write_value: impl FnMut(FlatKey<'_>, FlatValue<'_>, &mut Vec<u8>),
+) {
     out.push(b'{');
     // `for_each` rather than a `for` loop: the chained iterator folds much faster.
     flattened(record)
@@ -26,7 +36,7 @@ pub fn write_flat_object(record: &LogRecord<'_>, out: &mut Vec<u8>) {
                 out.push(b',');
             }
             write_flat_key(key, out);
-            write_flat_value(value, out);
+            write_value(key, value, out);
         });
     out.push(b'}');
 }
