@@ -168,8 +168,9 @@ impl Delivery {
             };
             match result {
                 Ok(()) => {
-                    batch.ack.delivered();
+                    // Counted before the ack, so whoever learns of the delivery sees them.
                     self.record_success(records.len(), &written);
+                    batch.ack.delivered();
                     return true;
                 }
                 Err(reason) => {
