@@ -106,9 +106,10 @@ pub async fn run(config: ForwarderConfig, shutdown: CancellationToken) -> anyhow
     let transform = if config.transform.is_noop() {
         None
     } else {
-        Some(std::sync::Arc::new(
-            config.transform.build().map_err(anyhow::Error::msg)?,
-        ))
+        let transform = config.transform.build().map_err(anyhow::Error::msg)?;
+        let apply: crate::pipeline::RecordsTransform =
+            std::sync::Arc::new(move |records| transform.apply(records));
+        Some(apply)
     };
     let pipeline = tokio::spawn(fan_out(batches_rx, sink_inputs, transform));
 

@@ -19,9 +19,13 @@ const MMAP_THRESHOLD: i32 = 32 << 20;
 /// Free memory kept at the top of an arena before it is returned to the system.
 const TRIM_THRESHOLD: i32 = 16 << 20;
 
-/// Applies the settings. Call it first thing in `main`, before any thread is started; it does
-/// nothing where the C library is not glibc.
-pub fn tune() {
+/// Applies the settings. It does nothing where the C library is not glibc.
+///
+/// # Safety
+///
+/// Call it first thing in `main`, while the process has a single thread: glibc marks
+/// `mallopt` MT-Unsafe, and nothing here can check that no other thread exists.
+pub unsafe fn tune() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     for (variable, option, value) in [
         ("MALLOC_ARENA_MAX", libc::M_ARENA_MAX, ARENA_MAX),
@@ -37,8 +41,8 @@ pub fn tune() {
         ),
     ] {
         if std::env::var_os(variable).is_none() {
-            // SAFETY: `mallopt` only changes allocator parameters; it is called before other
-            // threads exist, with options and values glibc documents as valid.
+            // SAFETY: `mallopt` only changes allocator parameters; the caller guarantees no
+            // other thread exists, and the options and values are ones glibc documents.
             let accepted = unsafe { libc::mallopt(option, value) };
             debug_assert_eq!(accepted, 1, "mallopt({variable}) refused");
         }

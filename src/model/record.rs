@@ -17,10 +17,17 @@ pub struct Span {
 
 impl Span {
     /// Creates a span.
+    ///
+    /// # Panics
+    ///
+    /// When `start` or `len` does not fit in 32 bits: record buffers are bounded far below
+    /// 4 GiB (a pull's decompressed size is capped), so this would be a bug, never data
+    /// silently cut.
     pub fn new(start: usize, len: usize) -> Self {
+        let narrow = |value: usize| u32::try_from(value).expect("record buffers stay below 4 GiB");
         Self {
-            start: start as u32,
-            len: len as u32,
+            start: narrow(start),
+            len: narrow(len),
         }
     }
 
@@ -206,12 +213,19 @@ impl LogRecords {
             buffer
         } else {
             let mut repaired = buffer.to_vec();
-            for span in text_spans(&groups, &tags, &fields) {
-                replace_invalid_utf8(&mut repaired[span.range()]);
+            // Spans given by a caller may overlap, and repairing one can cut a character of
+            // another that was already fine: repeat until every span checks. Each pass that
+            // finds a bad span turns at least one non-ASCII byte into `?`, so this ends.
+            while !text_spans(&groups, &tags, &fields).all(|span| is_text(&repaired[span.range()]))
+            {
+                for span in text_spans(&groups, &tags, &fields) {
+                    replace_invalid_utf8(&mut repaired[span.range()]);
+                }
             }
             Bytes::from(repaired)
         };
-        // SAFETY: every text span was checked above, and repaired where it was not UTF-8.
+        // SAFETY: every text span was checked above (after the last repair, when one was
+        // needed), and the buffer is not changed again.
         unsafe { Self::from_parts_with_checked_text(buffer, groups, records, tags, fields) }
     }
 
@@ -490,6 +504,30 @@ mod tests {
         let fields = records.get(0).unwrap().fields;
         assert_eq!(fields.extent(), b"axyb|z");
         assert!(records.get(1).unwrap().fields.extent().is_empty());
+    }
+
+    #[test]
+    fn overlapping_spans_are_all_valid_text_after_repair() {
+        // "é" is C3 A9. The lone A9 is repaired to `?`, which cuts the "é" that the first
+        // span holds: that span must be repaired too, never read as broken UTF-8.
+        let records = LogRecords::from_parts(
+            Bytes::from_static("é".as_bytes()),
+            vec![GroupSpans::default()],
+            vec![RecordSpans {
+                fields: (0, 1),
+                ..RecordSpans::default()
+            }],
+            vec![],
+            vec![FieldSpan {
+                key: Span::new(0, 2),
+                value: Span::new(1, 1),
+            }],
+        )
+        .unwrap();
+        let record = records.get(0).unwrap();
+        let (key, value) = record.fields.iter().next().unwrap();
+        assert!(std::str::from_utf8(key.as_bytes()).is_ok());
+        assert_eq!((key, value), ("??", "?"));
     }
 
     #[test]

@@ -79,6 +79,18 @@ pub enum ClientError {
     /// The endpoint cannot be used.
     #[error("invalid endpoint `{0}`: expected http(s)://HOST[:PORT]")]
     InvalidEndpoint(String),
+    /// A configured value cannot travel in an HTTP header: only visible ASCII can (and a
+    /// project name, part of the host name, only letters, digits and hyphens).
+    #[error("{0} contains characters that cannot be sent in an HTTP header")]
+    InvalidHeaderValue(&'static str),
+    /// The server's answer is larger than any answer of the API can be.
+    #[error("{api} response of more than {limit} bytes refused")]
+    ResponseTooLarge {
+        /// The API called.
+        api: &'static str,
+        /// The limit.
+        limit: usize,
+    },
 }
 
 impl ClientError {
@@ -86,8 +98,8 @@ impl ClientError {
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Api(error) => error.is_retryable(),
-            Self::Network { .. } | Self::BadResponse { .. } => true,
-            Self::InvalidEndpoint(_) => false,
+            Self::Network { .. } | Self::BadResponse { .. } | Self::ResponseTooLarge { .. } => true,
+            Self::InvalidEndpoint(_) | Self::InvalidHeaderValue(_) => false,
         }
     }
 
@@ -167,6 +179,10 @@ impl ApiResponse {
     }
 }
 
+/// The largest response body read: no answer of the API is larger than the largest pull
+/// (compressed, so at most its raw size), and a server sending more is cut off, not buffered.
+pub const MAX_RESPONSE_BYTES: usize = super::compression::MAX_RAW_SIZE;
+
 /// A client of one project.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -175,23 +191,31 @@ pub struct Client {
     /// Scheme and address to connect to, e.g. `http://127.0.0.1:8080`.
     base_url: String,
     /// `Host` header: `PROJECT.HOST` without a port.
-    host_header: String,
+    host_header: HeaderValue,
+    /// The STS token header, checked once (marked sensitive).
+    security_token: Option<HeaderValue>,
 }
 
 impl Client {
     /// Creates a client. For a cloud endpoint it connects to `PROJECT.HOST`; for an IP address
     /// or `localhost` endpoint it connects to that address and sends `Host: PROJECT.HOST`.
+    /// An endpoint without a scheme is reached over HTTPS; `http://` to a host other than
+    /// this machine is allowed (VPC-internal endpoints) but logged as a warning, since logs
+    /// and the STS token then travel in clear.
     ///
     /// # Errors
     ///
-    /// Fails when the endpoint is not an http(s) URL.
+    /// Fails when the endpoint is not an http(s) URL, or the project, AccessKey id or token
+    /// cannot be sent in a header.
     pub fn new(config: ClientConfig) -> Result<Self, ClientError> {
         let invalid = || ClientError::InvalidEndpoint(config.endpoint.clone());
         let trimmed = config.endpoint.trim().trim_end_matches('/');
         let with_scheme = if trimmed.contains("://") {
             trimmed.to_owned()
-        } else {
+        } else if is_loopback_host(host_of(trimmed)) {
             format!("http://{trimmed}")
+        } else {
+            format!("https://{trimmed}")
         };
         let url: http::Uri = with_scheme.parse().map_err(|_| invalid())?;
         let scheme = url
@@ -202,7 +226,37 @@ impl Client {
         let host = authority.host();
         let bare_host = host.trim_start_matches('[').trim_end_matches(']');
         let is_address = bare_host.parse::<std::net::IpAddr>().is_ok() || bare_host == "localhost";
-        let host_header = format!("{}.{}", config.project, host);
+        if scheme == "http" && !is_loopback_host(bare_host) {
+            tracing::warn!(
+                endpoint = %config.endpoint,
+                "the log service is reached over plain http: logs and credentials travel unencrypted; use https:// unless this is a private network"
+            );
+        }
+        let project_is_label = !config.project.is_empty()
+            && config
+                .project
+                .bytes()
+                .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-');
+        if !project_is_label {
+            return Err(ClientError::InvalidHeaderValue("the project name"));
+        }
+        let host_header = ascii_header(&format!("{}.{}", config.project, host));
+        let checked = |value: &str, what| {
+            let visible = value.bytes().all(|byte| byte.is_ascii_graphic());
+            HeaderValue::from_str(value)
+                .ok()
+                .filter(|_| visible)
+                .ok_or(ClientError::InvalidHeaderValue(what))
+        };
+        checked(&config.access_key_id, "the AccessKey id")?;
+        let security_token = match &config.security_token {
+            Some(token) => {
+                let mut value = checked(token.expose(), "the security token")?;
+                value.set_sensitive(true);
+                Some(value)
+            }
+            None => None,
+        };
         let base_url = if is_address {
             format!("{scheme}://{authority}")
         } else {
@@ -224,6 +278,7 @@ impl Client {
             config,
             base_url,
             host_header,
+            security_token,
         })
     }
 
@@ -246,7 +301,7 @@ impl Client {
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
         let mut attempt = 1;
         loop {
-            match self.send_once(&request).await {
+            match self.send_once(api, &request).await {
                 Err(error) if error.is_retryable() && attempt < self.config.max_attempts => {
                     let delay = backoff.next_delay();
                     tracing::debug!(api, %error, attempt, ?delay, "log service call failed; retrying");
@@ -258,26 +313,30 @@ impl Client {
         }
     }
 
-    async fn send_once(&self, request: &ApiRequest) -> Result<ApiResponse, ClientError> {
+    async fn send_once(
+        &self,
+        api: &'static str,
+        request: &ApiRequest,
+    ) -> Result<ApiResponse, ClientError> {
         let mut headers = request.headers.clone();
-        let mut set = |name: &'static str, value: &str| {
-            headers.insert(
-                name,
-                HeaderValue::from_str(value).expect("header value is valid"),
-            );
-        };
-        set("x-log-apiversion", "0.6.0");
-        set("x-log-signaturemethod", "hmac-sha1");
-        set(
-            "date",
-            &httpdate::fmt_http_date(std::time::SystemTime::now()),
+        headers.insert("x-log-apiversion", HeaderValue::from_static("0.6.0"));
+        headers.insert(
+            "x-log-signaturemethod",
+            HeaderValue::from_static("hmac-sha1"),
         );
-        set("host", &self.host_header);
+        headers.insert(
+            "date",
+            ascii_header(&httpdate::fmt_http_date(std::time::SystemTime::now())),
+        );
+        headers.insert("host", self.host_header.clone());
         if !request.body.is_empty() {
-            set("content-md5", &auth::content_md5(&request.body));
+            headers.insert(
+                "content-md5",
+                ascii_header(&auth::content_md5(&request.body)),
+            );
         }
-        if let Some(token) = &self.config.security_token {
-            set(SECURITY_TOKEN_HEADER, token.expose());
+        if let Some(token) = &self.security_token {
+            headers.insert(SECURITY_TOKEN_HEADER, token.clone());
         }
         let signed = SignedRequest {
             method: request.method.as_str(),
@@ -290,16 +349,15 @@ impl Client {
             self.config.access_key_secret.expose(),
             &signed,
         );
-        headers.insert(
-            "authorization",
-            HeaderValue::from_str(&authorization).expect("authorization is ascii"),
-        );
+        let mut authorization = ascii_header(&authorization);
+        authorization.set_sensitive(true);
+        headers.insert("authorization", authorization);
         let url = format!("{}{}", self.base_url, request.path);
         let network = |source| ClientError::Network {
             endpoint: self.config.endpoint.clone(),
             source,
         };
-        let response = self
+        let mut response = self
             .http
             .request(request.method.clone(), url)
             .query(&request.query)
@@ -310,7 +368,22 @@ impl Client {
             .map_err(network)?;
         let status = response.status();
         let headers = response.headers().clone();
-        let body = response.bytes().await.map_err(network)?;
+        let too_large = || ClientError::ResponseTooLarge {
+            api,
+            limit: MAX_RESPONSE_BYTES,
+        };
+        let declared = response.content_length().unwrap_or(0);
+        if declared > MAX_RESPONSE_BYTES as u64 {
+            return Err(too_large());
+        }
+        let mut body = Vec::with_capacity(declared as usize);
+        while let Some(chunk) = response.chunk().await.map_err(network)? {
+            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let body = Bytes::from(body);
         if status.is_success() {
             return Ok(ApiResponse { headers, body });
         }
@@ -319,6 +392,30 @@ impl Client {
             .and_then(|value| value.to_str().ok());
         Err(ApiError::from_response(status.as_u16(), &body, request_id).into())
     }
+}
+
+/// A header value from text this client built itself: dates, digests and signatures are
+/// ASCII, and anything configured was checked in [`Client::new`].
+fn ascii_header(value: &str) -> HeaderValue {
+    HeaderValue::from_str(value).expect("generated header values are visible ASCII")
+}
+
+/// The host part of a scheme-less `HOST[:PORT]`, brackets kept for IPv6.
+fn host_of(authority: &str) -> &str {
+    let authority = authority.split('/').next().unwrap_or(authority);
+    match authority.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && !port.contains(']') => host,
+        _ => authority,
+    }
+}
+
+/// True for `localhost` and loopback addresses (brackets around IPv6 allowed).
+fn is_loopback_host(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|address| address.is_loopback())
 }
 
 #[cfg(test)]
@@ -341,7 +438,7 @@ mod tests {
         assert_eq!(cloud.base_url, "https://proj.cn-hangzhou.log.aliyuncs.com");
         assert_eq!(cloud.host_header, "proj.cn-hangzhou.log.aliyuncs.com");
         let bare = client("cn-hangzhou.log.aliyuncs.com");
-        assert_eq!(bare.base_url, "http://proj.cn-hangzhou.log.aliyuncs.com");
+        assert_eq!(bare.base_url, "https://proj.cn-hangzhou.log.aliyuncs.com");
     }
 
     #[test]
@@ -349,9 +446,74 @@ mod tests {
         let local = client("http://127.0.0.1:18080/");
         assert_eq!(local.base_url, "http://127.0.0.1:18080");
         assert_eq!(local.host_header, "proj.127.0.0.1");
+        let loopback_v6 = client("[::1]:9000");
+        assert_eq!(loopback_v6.base_url, "http://[::1]:9000");
         let named = client("localhost:9000");
         assert_eq!(named.base_url, "http://localhost:9000");
         assert_eq!(named.host_header, "proj.localhost");
+    }
+
+    #[test]
+    fn values_that_cannot_be_headers_are_errors_not_panics() {
+        let endpoint = "http://127.0.0.1:1";
+        let project = ClientConfig::new(endpoint, "projé", "id", Secret::new("s"));
+        assert!(matches!(
+            Client::new(project),
+            Err(ClientError::InvalidHeaderValue("the project name"))
+        ));
+        let key_id = ClientConfig::new(endpoint, "proj", "id\n", Secret::new("s"));
+        assert!(matches!(
+            Client::new(key_id),
+            Err(ClientError::InvalidHeaderValue("the AccessKey id"))
+        ));
+        let mut token = ClientConfig::new(endpoint, "proj", "id", Secret::new("s"));
+        token.security_token = Some(Secret::new("token\n"));
+        let error = Client::new(token).unwrap_err();
+        assert!(matches!(
+            error,
+            ClientError::InvalidHeaderValue("the security token")
+        ));
+        assert!(!error.to_string().contains("token\n"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn an_oversized_answer_is_refused_without_reading_it() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = [0; 4096];
+            let _ = socket.read(&mut request).await;
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n",
+                MAX_RESPONSE_BYTES + 1
+            );
+            socket.write_all(head.as_bytes()).await.unwrap();
+            // Hold the connection open: the client must give up on the header alone.
+            let _ = socket.read(&mut request).await;
+        });
+        let mut config =
+            ClientConfig::new(&format!("http://{address}"), "proj", "id", Secret::new("s"));
+        config.max_attempts = 1;
+        let error = Client::new(config)
+            .unwrap()
+            .send(
+                "ListShards",
+                ApiRequest::new(Method::GET, "/logstores".into()),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                error,
+                ClientError::ResponseTooLarge {
+                    api: "ListShards",
+                    ..
+                }
+            ),
+            "{error}"
+        );
     }
 
     #[test]

@@ -29,6 +29,16 @@ pub enum CompressionError {
     /// The declared raw size is above [`MAX_RAW_SIZE`].
     #[error("declared raw size {0} exceeds the limit of {MAX_RAW_SIZE} bytes")]
     TooLarge(usize),
+    /// The declared raw size is more than the compression type can produce from the body.
+    #[error("declared raw size {raw_size} is impossible for a {kind} body of {body_len} bytes")]
+    ImplausibleSize {
+        /// Compression type.
+        kind: &'static str,
+        /// The declared raw size.
+        raw_size: usize,
+        /// The compressed body's length.
+        body_len: usize,
+    },
     /// The body does not decompress to the declared size.
     #[error("corrupt {kind} body: {reason}")]
     Corrupt {
@@ -82,29 +92,56 @@ impl Compression {
         }
     }
 
-    /// Decompresses `body` whose uncompressed size is `raw_size`.
+    /// The most raw bytes one compressed byte can stand for, where the format has such a
+    /// bound: an LZ4 block stretches a match by at most 255 bytes per length byte, deflate
+    /// reaches at most 1032:1 (zlib's technical details). zstd has no useful bound, so it is
+    /// decompressed as a stream that grows only with the output it really produces.
+    fn max_ratio(self) -> Option<usize> {
+        match self {
+            Self::None => Some(1),
+            Self::Lz4 => Some(255),
+            Self::Deflate => Some(1032),
+            Self::Zstd => None,
+        }
+    }
+
+    /// Decompresses `body` whose uncompressed size is `raw_size`. The declared size is
+    /// trusted only as far as the body can back it: a few bytes claiming hundreds of MiB are
+    /// refused before anything is allocated.
     ///
     /// # Errors
     ///
-    /// Returns [`CompressionError`] when the size is over the limit or the body is corrupt.
+    /// Returns [`CompressionError`] when the size is over the limit, more than the body can
+    /// hold, or the body is corrupt.
     pub fn decompress(self, body: &[u8], raw_size: usize) -> Result<Vec<u8>, CompressionError> {
         if raw_size > MAX_RAW_SIZE {
             return Err(CompressionError::TooLarge(raw_size));
+        }
+        let kind = self.header_value().unwrap_or("uncompressed");
+        if let Some(ratio) = self.max_ratio() {
+            // A few bytes of slack for the format's own framing.
+            if raw_size > body.len().saturating_mul(ratio).saturating_add(16) {
+                return Err(CompressionError::ImplausibleSize {
+                    kind,
+                    raw_size,
+                    body_len: body.len(),
+                });
+            }
         }
         let corrupt = |kind, reason: String| CompressionError::Corrupt { kind, reason };
         let raw = match self {
             Self::None => body.to_vec(),
             Self::Lz4 => lz4_flex::block::decompress(body, raw_size)
                 .map_err(|error| corrupt("lz4", error.to_string()))?,
-            Self::Zstd => zstd::bulk::decompress(body, raw_size)
-                .map_err(|error| corrupt("zstd", error.to_string()))?,
+            Self::Zstd => {
+                let decoder = zstd::stream::read::Decoder::with_buffer(body)
+                    .map_err(|error| corrupt("zstd", error.to_string()))?;
+                read_at_most(decoder, raw_size, body.len())
+                    .map_err(|error| corrupt("zstd", error.to_string()))?
+            }
             Self::Deflate => {
-                let mut raw = Vec::with_capacity(raw_size);
-                flate2::read::ZlibDecoder::new(body)
-                    .take(raw_size as u64 + 1)
-                    .read_to_end(&mut raw)
-                    .map_err(|error| corrupt("deflate", error.to_string()))?;
-                raw
+                read_at_most(flate2::read::ZlibDecoder::new(body), raw_size, body.len())
+                    .map_err(|error| corrupt("deflate", error.to_string()))?
             }
         };
         if raw.len() != raw_size && self != Self::None {
@@ -115,6 +152,15 @@ impl Compression {
         }
         Ok(raw)
     }
+}
+
+/// Reads a decoder's output up to one byte past `raw_size` (so a longer output shows as a
+/// size mismatch), reserving no more up front than a typical ratio of the body's length.
+fn read_at_most(decoder: impl Read, raw_size: usize, body_len: usize) -> std::io::Result<Vec<u8>> {
+    const TYPICAL_RATIO: usize = 16;
+    let mut raw = Vec::with_capacity(raw_size.min(body_len.saturating_mul(TYPICAL_RATIO)));
+    decoder.take(raw_size as u64 + 1).read_to_end(&mut raw)?;
+    Ok(raw)
 }
 
 #[cfg(test)]
@@ -155,6 +201,31 @@ mod tests {
             Err(CompressionError::TooLarge(_))
         ));
         assert!(Compression::from_header("snappy").is_err());
+    }
+
+    #[test]
+    fn a_declared_size_the_body_cannot_back_is_refused_before_allocating() {
+        for kind in [Compression::Lz4, Compression::Deflate, Compression::None] {
+            assert!(
+                matches!(
+                    kind.decompress(&[0; 100], 128 << 20),
+                    Err(CompressionError::ImplausibleSize { .. })
+                ),
+                "{kind:?}"
+            );
+        }
+        // zstd has no ratio bound: the output stops at what the body really holds.
+        let body = Compression::Zstd.compress(b"abc");
+        assert!(Compression::Zstd.decompress(&body, 128 << 20).is_err());
+    }
+
+    #[test]
+    fn highly_compressible_bodies_still_decompress() {
+        let raw = vec![0u8; 8 << 20];
+        for kind in [Compression::Lz4, Compression::Zstd, Compression::Deflate] {
+            let body = kind.compress(&raw);
+            assert_eq!(kind.decompress(&body, raw.len()).unwrap(), raw, "{kind:?}");
+        }
         assert_eq!(Compression::from_header("").unwrap(), Compression::None);
     }
 }
