@@ -1,5 +1,8 @@
 //! The syslog sink against in-process TCP receivers (no rsyslog needed): a receiver that
-//! closes the connection between batches, and shutdown while the receiver is unreachable.
+//! closes the connection between batches, and shutdown while the receiver is unreachable;
+//! hostile receivers that reset a connection mid-batch, stall without reading, or send
+//! garbage back. Each must cost no log: the batch is acknowledged only once a receiver read
+//! all of it.
 
 use std::time::Duration;
 
@@ -23,8 +26,21 @@ fn start(
     CancellationToken,
     tokio::task::JoinHandle<()>,
 ) {
+    start_with(name, port, "")
+}
+
+/// Starts a sink with extra config lines (e.g. a short `write_timeout`).
+fn start_with(
+    name: &str,
+    port: u16,
+    extra: &str,
+) -> (
+    mpsc::Sender<SinkBatch>,
+    CancellationToken,
+    tokio::task::JoinHandle<()>,
+) {
     let config: SyslogSinkConfig = toml::from_str(&format!(
-        "name = \"{name}\"\naddress = \"127.0.0.1:{port}\"\nmsgid_field = \"id\"\nretry_initial = \"50ms\"\nretry_max = \"200ms\""
+        "name = \"{name}\"\naddress = \"127.0.0.1:{port}\"\nmsgid_field = \"id\"\nretry_initial = \"50ms\"\nretry_max = \"200ms\"\n{extra}"
     ))
     .expect("config parses");
     let sink = config.build("syslog").expect("sink builds");
@@ -179,4 +195,125 @@ async fn healthcheck_connects_without_sending_logs() {
     drop(listener);
     let error = sink.healthcheck().await.unwrap_err().to_string();
     assert!(error.contains(&format!("127.0.0.1:{port}")), "{error}");
+}
+
+/// A batch of `count` logs of about 1 KB each, with MSGIDs `{prefix}0`, `{prefix}1`, ...:
+/// 20,000 of them are far more than the socket buffers of both ends hold, so a writer
+/// blocks until the receiver reads.
+fn large_logs(prefix: &str, count: usize) -> LogRecords {
+    let value = "x".repeat(1_000);
+    let mut builder = RecordsBuilder::new();
+    for i in 0..count {
+        builder = builder.log(
+            1_709_622_489,
+            None,
+            &[("id", &format!("{prefix}{i}")), ("v", &value)],
+        );
+    }
+    builder.build()
+}
+
+/// Reads the whole batch from `connection` and checks it is `large_logs(prefix, count)`.
+async fn read_large(connection: &mut TcpStream, prefix: &str, count: usize) {
+    let msgids = read_frames(connection, count).await;
+    let expected: Vec<String> = (0..count).map(|i| format!("{prefix}{i}")).collect();
+    assert!(
+        msgids == expected,
+        "the batch arrived incomplete or out of order"
+    );
+}
+
+#[tokio::test]
+async fn a_connection_reset_mid_batch_resends_the_whole_batch() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (input, shutdown, task) = start("inprocess-reset", listener.local_addr().unwrap().port());
+    let mut pending = send(&input, large_logs("r", 20_000)).await;
+
+    // Read a little of the batch, then reset the connection (RST, not FIN) while the sink
+    // is still writing.
+    let mut first = accept(&listener).await;
+    assert_eq!(read_frames(&mut first, 1).await[0], "r0");
+    first.set_linger(Some(Duration::ZERO)).unwrap();
+    drop(first);
+
+    // The sink comes back on a new connection with the whole batch.
+    let mut second = accept(&listener).await;
+    assert_eq!(
+        pending.try_outcome(),
+        None,
+        "a reset batch is not acknowledged"
+    );
+    read_large(&mut second, "r", 20_000).await;
+    assert_eq!(
+        tokio::time::timeout(TIMEOUT, pending).await.unwrap(),
+        DeliveryStatus::Delivered
+    );
+    shutdown.cancel();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_receiver_that_stops_reading_times_out_and_the_batch_is_resent() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (input, shutdown, task) = start_with(
+        "inprocess-stall",
+        listener.local_addr().unwrap().port(),
+        "write_timeout = \"1s\"",
+    );
+    let mut pending = send(&input, large_logs("s", 20_000)).await;
+
+    // Accept and never read: the write times out and the sink reports it.
+    let stalled = accept(&listener).await;
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while !matches!(
+        health().get("sink:inprocess-stall"),
+        Some(HealthState::Unhealthy(reason)) if reason.contains("timed out")
+    ) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stall was never reported"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        pending.try_outcome(),
+        None,
+        "a stalled batch is not acknowledged"
+    );
+    drop(stalled);
+
+    // A receiver that reads gets every log of the batch.
+    let mut reading = accept(&listener).await;
+    read_large(&mut reading, "s", 20_000).await;
+    assert_eq!(
+        tokio::time::timeout(TIMEOUT, pending).await.unwrap(),
+        DeliveryStatus::Delivered
+    );
+    shutdown.cancel();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn garbage_sent_back_by_the_receiver_is_ignored() {
+    use tokio::io::AsyncWriteExt;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (input, shutdown, task) = start("inprocess-garbage", listener.local_addr().unwrap().port());
+    let first = send(&input, logs(&["g1"])).await;
+    let mut connection = accept(&listener).await;
+    assert_eq!(read_frames(&mut connection, 1).await, ["g1"]);
+    assert_eq!(first.await, DeliveryStatus::Delivered);
+
+    // Syslog receivers never answer; one that does must not break delivery.
+    connection
+        .write_all(b"\x00\xffHTTP/1.1 400 Bad Request\r\n\r\n\x1b[2J")
+        .await
+        .unwrap();
+    let second = send(&input, logs(&["g2", "g3"])).await;
+    assert_eq!(read_frames(&mut connection, 2).await, ["g2", "g3"]);
+    assert_eq!(
+        tokio::time::timeout(TIMEOUT, second).await.unwrap(),
+        DeliveryStatus::Delivered
+    );
+    shutdown.cancel();
+    task.await.unwrap();
 }

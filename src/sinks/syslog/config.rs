@@ -190,8 +190,9 @@ pub struct SyslogSinkConfig {
     /// Time allowed for resolving, connecting and the TLS handshake. Default `"10s"`.
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: HumanDuration,
-    /// Time allowed for writing one batch before the connection is considered dead and the
-    /// batch is sent again on a new one. Default `"30s"`.
+    /// Time allowed for one write (a datagram, or up to 1 MiB of a batch) to reach the
+    /// socket; a receiver that reads nothing for this long is considered dead and the batch
+    /// is sent again on a new connection. Default `"30s"`.
     #[serde(default = "default_write_timeout")]
     pub write_timeout: HumanDuration,
     /// First delay before retrying after a failure; doubles up to `retry_max`. Default `"1s"`.

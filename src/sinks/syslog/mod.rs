@@ -242,49 +242,56 @@ impl Delivery {
         };
         let sink = &self.sink;
         let (message, chunk) = (&mut self.message, &mut self.chunk);
-        let write = async {
-            if sink.connector.protocol == Protocol::Udp {
-                for record in records.iter().skip(*datagrams_sent) {
-                    message.clear();
-                    sink.encoder.encode(&record, message);
-                    let keep = utf8_prefix_len(message, sink.max_datagram);
-                    written.truncated += u64::from(keep < message.len());
-                    connection.send(&message[..keep]).await?;
-                    written.bytes += keep;
-                    *datagrams_sent += 1;
-                }
-                return Ok::<(), std::io::Error>(());
-            }
-            written.bytes = 0;
-            chunk.clear();
-            for (index, record) in records.iter().enumerate() {
+        // Each write (a datagram, or a chunk of up to WRITE_CHUNK bytes) gets the whole
+        // `write_timeout`: a receiver that stops reading is found out within it, however
+        // large the batch.
+        let (timeout, address) = (sink.write_timeout, sink.connector.address.as_str());
+        if sink.connector.protocol == Protocol::Udp {
+            for record in records.iter().skip(*datagrams_sent) {
                 message.clear();
                 sink.encoder.encode(&record, message);
-                sink.framing.frame(message, chunk);
-                if chunk.len() >= WRITE_CHUNK || index + 1 == records.len() {
-                    connection.send(chunk).await?;
-                    written.bytes += chunk.len();
-                    chunk.clear();
-                }
+                let keep = utf8_prefix_len(message, sink.max_datagram);
+                written.truncated += u64::from(keep < message.len());
+                send_within(connection, &message[..keep], timeout, address).await?;
+                written.bytes += keep;
+                *datagrams_sent += 1;
             }
-            Ok(())
-        };
-        match tokio::time::timeout(sink.write_timeout, write).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(error)) => Err(format!(
-                "sending to {} failed: {error}",
-                sink.connector.address
-            )),
-            Err(_) => Err(format!(
-                "sending to {} timed out after {:?}",
-                sink.connector.address, sink.write_timeout
-            )),
+            return Ok(());
         }
+        written.bytes = 0;
+        chunk.clear();
+        for (index, record) in records.iter().enumerate() {
+            message.clear();
+            sink.encoder.encode(&record, message);
+            sink.framing.frame(message, chunk);
+            if chunk.len() >= WRITE_CHUNK || index + 1 == records.len() {
+                send_within(connection, chunk, timeout, address).await?;
+                written.bytes += chunk.len();
+                chunk.clear();
+            }
+        }
+        Ok(())
     }
 
     async fn close(&mut self) {
         if let Some(connection) = self.connection.take() {
             let _ = tokio::time::timeout(Duration::from_secs(1), connection.close()).await;
         }
+    }
+}
+
+/// Writes `bytes` within `timeout`, describing a failure for the sink's health and log.
+async fn send_within(
+    connection: &mut Connection,
+    bytes: &[u8],
+    timeout: Duration,
+    address: &str,
+) -> Result<(), String> {
+    match tokio::time::timeout(timeout, connection.send(bytes)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(format!("sending to {address} failed: {error}")),
+        Err(_) => Err(format!(
+            "sending to {address} timed out after {timeout:?} (the receiver stopped reading)"
+        )),
     }
 }
