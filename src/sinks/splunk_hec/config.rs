@@ -136,6 +136,12 @@ pub struct SplunkHecSinkConfig {
     /// 413 for a single event). Default: `"<name>-dead-letter.jsonl"` in the working directory.
     #[serde(default)]
     pub dead_letter_path: Option<PathBuf>,
+    /// Accept an `http://` `url` whose host is not the loopback interface. Plain HTTP sends
+    /// the token and every log unencrypted over the network; without this key such a URL is a
+    /// configuration error. `http://localhost`, `http://127.0.0.1` and `http://[::1]` are
+    /// always accepted. Default: `false`.
+    #[serde(default)]
+    pub allow_plaintext: bool,
     /// TLS settings for `https` URLs. Default: system roots, verification on.
     /// Example: `{ ca_file = "ca.pem", verify = true }`.
     #[serde(default)]
@@ -241,6 +247,30 @@ fn default_batch_timeout() -> HumanDuration {
     HumanDuration(Duration::from_secs(1))
 }
 
+/// Largest `batch.max_events`.
+const MAX_EVENTS: usize = 1_000_000;
+/// Largest `max_in_flight`.
+const MAX_IN_FLIGHT: usize = 1024;
+/// Largest `max_pending_acks`: Splunk's default limit of pending ids per channel.
+const MAX_PENDING_ACKS: usize = 1_000_000;
+/// Largest `batch.max_bytes` and `max_event_bytes`: Splunk's `max_content_length` ceiling.
+const MAX_REQUEST_BYTES: ByteSize = ByteSize(800 << 20);
+/// Longest timeouts and intervals that are meant in seconds or minutes.
+const HOUR: Duration = Duration::from_secs(3600);
+/// Longest timeouts and delays that may reasonably take hours.
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+/// True when `url`'s host is `localhost` or a loopback address.
+fn is_loopback(url: &reqwest::Url) -> bool {
+    let host = url.host_str().unwrap_or_default();
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|address| address.is_loopback())
+}
+
 /// A configuration value that cannot work, with the key it belongs to.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("`{key}`: {reason}")]
@@ -271,43 +301,68 @@ impl SplunkHecSinkConfig {
     ///
     /// Returns the first [`ConfigError`], naming its key.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.base_url()?;
+        let url = self.base_url()?;
+        if url.scheme() == "http" && !self.allow_plaintext && !is_loopback(&url) {
+            return Err(invalid(
+                "url",
+                "http:// to a host other than the loopback interface sends the token and the logs unencrypted; use https:// or set `allow_plaintext = true`",
+            ));
+        }
         if self.token.expose().trim().is_empty() {
             return Err(invalid("token", "must not be empty"));
         }
-        let positive_counts = [
-            ("batch.max_events", self.batch.max_events),
-            ("max_in_flight", self.max_in_flight),
-            ("max_pending_acks", self.max_pending_acks),
+        let counts = [
+            ("batch.max_events", self.batch.max_events, MAX_EVENTS),
+            ("max_in_flight", self.max_in_flight, MAX_IN_FLIGHT),
+            ("max_pending_acks", self.max_pending_acks, MAX_PENDING_ACKS),
         ];
-        for (key, value) in positive_counts {
-            if value == 0 {
-                return Err(invalid(key, "must be at least 1"));
+        for (key, value, max) in counts {
+            if !(1..=max).contains(&value) {
+                return Err(invalid(key, format!("must be between 1 and {max}")));
             }
         }
-        if self.batch.max_bytes.0 == 0 {
-            return Err(invalid("batch.max_bytes", "must be at least 1 byte"));
-        }
-        if self.max_event_bytes.0 == 0 {
-            return Err(invalid("max_event_bytes", "must be at least 1 byte"));
-        }
-        let positive_durations = [
-            ("batch.timeout", self.batch.timeout),
-            ("ack_poll_interval", self.ack_poll_interval),
-            ("ack_timeout", self.ack_timeout),
-            ("request_timeout", self.request_timeout),
-            ("retry_initial_backoff", self.retry_initial_backoff),
-            ("pause_retry_interval", self.pause_retry_interval),
+        let sizes = [
+            ("batch.max_bytes", self.batch.max_bytes),
+            ("max_event_bytes", self.max_event_bytes),
         ];
-        for (key, value) in positive_durations {
-            if value.0.is_zero() {
-                return Err(invalid(key, "must be longer than zero"));
+        for (key, value) in sizes {
+            if !(1..=MAX_REQUEST_BYTES.0).contains(&value.0) {
+                return Err(invalid(
+                    key,
+                    "must be between 1 byte and 800MiB (Splunk's largest request body)",
+                ));
+            }
+        }
+        let durations = [
+            ("batch.timeout", self.batch.timeout, HOUR),
+            ("ack_poll_interval", self.ack_poll_interval, HOUR),
+            ("ack_timeout", self.ack_timeout, DAY),
+            ("request_timeout", self.request_timeout, HOUR),
+            ("retry_initial_backoff", self.retry_initial_backoff, HOUR),
+            ("retry_max_backoff", self.retry_max_backoff, DAY),
+            ("pause_retry_interval", self.pause_retry_interval, DAY),
+        ];
+        for (key, value, max) in durations {
+            if value.0.is_zero() || value.0 > max {
+                return Err(invalid(
+                    key,
+                    format!(
+                        "must be longer than zero and at most {}",
+                        HumanDuration(max)
+                    ),
+                ));
             }
         }
         if self.retry_max_backoff < self.retry_initial_backoff {
             return Err(invalid(
                 "retry_max_backoff",
                 "must not be shorter than retry_initial_backoff",
+            ));
+        }
+        if self.ack_poll_interval >= self.ack_timeout {
+            return Err(invalid(
+                "ack_poll_interval",
+                "must be shorter than ack_timeout (acknowledgements would never be queried in time, and every request sent again)",
             ));
         }
         if self.endpoint == HecEndpoint::Raw {
@@ -463,12 +518,24 @@ mod tests {
 
     #[test]
     fn validation_names_the_key() {
-        let cases: [(&str, &str); 6] = [
+        let cases: [(&str, &str); 18] = [
             ("url = \"ftp://h\"", "url"),
             ("token = \" \"", "token"),
             ("batch = { max_events = 0 }", "batch.max_events"),
+            ("batch = { max_events = 1000001 }", "batch.max_events"),
+            ("batch = { max_bytes = 0 }", "batch.max_bytes"),
+            ("batch = { max_bytes = \"801MiB\" }", "batch.max_bytes"),
+            ("batch = { timeout = \"2h\" }", "batch.timeout"),
+            ("max_event_bytes = \"1GiB\"", "max_event_bytes"),
             ("max_in_flight = 0", "max_in_flight"),
+            ("max_in_flight = 5000", "max_in_flight"),
+            ("max_pending_acks = 2000000", "max_pending_acks"),
             ("ack_timeout = \"0s\"", "ack_timeout"),
+            ("ack_timeout = \"25h\"", "ack_timeout"),
+            ("ack_poll_interval = \"301s\"", "ack_poll_interval"),
+            ("request_timeout = \"61m\"", "request_timeout"),
+            ("retry_max_backoff = \"25h\"", "retry_max_backoff"),
+            ("pause_retry_interval = \"100000h\"", "pause_retry_interval"),
             (
                 "endpoint = \"raw\"\nindexed_fields = [\"a\"]",
                 "indexed_fields",
@@ -486,6 +553,32 @@ mod tests {
             let error = parse(&format!("{base}\n{line}")).validate().unwrap_err();
             assert_eq!(error.key, key, "{line}");
         }
+    }
+
+    #[test]
+    fn plain_http_needs_allow_plaintext_unless_the_host_is_loopback() {
+        let with = |url: &str, extra: &str| {
+            let mut config = parse(&format!("{DOCUMENTED}\n{extra}"));
+            config.url = url.into();
+            config.validate()
+        };
+        let error = with("http://splunk.example.com:8088", "").unwrap_err();
+        assert_eq!(error.key, "url");
+        assert!(
+            error.to_string().contains("allow_plaintext = true"),
+            "{error}"
+        );
+        assert!(with("http://10.0.0.5:8088", "").is_err());
+        with("http://splunk.example.com:8088", "allow_plaintext = true").unwrap();
+        for loopback in [
+            "http://localhost:8088",
+            "http://127.0.0.1:8088",
+            "http://127.3.2.1:8088",
+            "http://[::1]:8088",
+        ] {
+            with(loopback, "").unwrap_or_else(|error| panic!("{loopback}: {error}"));
+        }
+        with("https://splunk.example.com:8088", "").unwrap();
     }
 
     #[test]
