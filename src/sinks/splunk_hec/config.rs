@@ -93,43 +93,48 @@ pub struct SplunkHecSinkConfig {
     /// when Splunk answers with an `ackId`.
     #[serde(default)]
     pub ack: bool,
-    /// How often pending acknowledgements are queried. Default: `"1s"`.
+    /// How often pending acknowledgements are queried; must be shorter than `ack_timeout`.
+    /// A failed query (anything but an answer or HEC code 14 "ACK is disabled") confirms
+    /// nothing: the sink reports unhealthy and queries again after a backoff up to
+    /// `retry_max_backoff`. At most 1 hour. Default: `"1s"`.
     #[serde(default = "default_ack_poll_interval")]
     pub ack_poll_interval: HumanDuration,
     /// How long to wait for an acknowledgement before sending the request again (which may
-    /// index it twice). Default: `"300s"`.
+    /// index it twice). At most 24 hours. Default: `"300s"`.
     #[serde(default = "default_ack_timeout")]
     pub ack_timeout: HumanDuration,
     /// Requests sent and awaiting their acknowledgement at most; more wait (back-pressure).
     /// Each keeps its body as sent (gzipped when compression is on) for a resend, so memory
     /// stays near `max_pending_acks` x compressed request size. Throughput with
     /// acknowledgement is about `max_pending_acks` x request size / acknowledgement latency.
-    /// Default: `64`.
+    /// 1 to 1,000,000 (Splunk's limit per channel). Default: `64`.
     #[serde(default = "default_max_pending_acks")]
     pub max_pending_acks: usize,
     /// Limits of one request. Default: `{ max_events = 1000, max_bytes = "1MiB", timeout = "1s" }`.
     #[serde(default)]
     pub batch: BatchConfig,
     /// Largest encoded event sent; a larger one is written to the dead-letter file instead
-    /// (Splunk's `maxEventSize` defaults to 5 MiB). Default: `"5MiB"`.
+    /// (Splunk's `maxEventSize` defaults to 5 MiB). At most 800 MiB. Default: `"5MiB"`.
     #[serde(default = "default_max_event_bytes")]
     pub max_event_bytes: ByteSize,
-    /// HTTP requests in flight at once (several keep-alive connections). Default: `4`.
+    /// HTTP requests in flight at once (several keep-alive connections), 1 to 1024. Default: `4`.
     #[serde(default = "default_max_in_flight")]
     pub max_in_flight: usize,
-    /// Time limit of one HTTP request. Default: `"30s"`.
+    /// Time limit of one HTTP request, at most 1 hour. Default: `"30s"`.
     #[serde(default = "default_request_timeout")]
     pub request_timeout: HumanDuration,
     /// First delay before retrying a busy or failed request; later delays double, with
-    /// jitter. Default: `"1s"`.
+    /// jitter. At most 1 hour. Default: `"1s"`.
     #[serde(default = "default_retry_initial")]
     pub retry_initial_backoff: HumanDuration,
     /// Longest delay between retries (a larger `Retry-After` is capped to it).
-    /// Default: `"30s"`.
+    /// At most 24 hours. Default: `"30s"`.
     #[serde(default = "default_retry_max")]
     pub retry_max_backoff: HumanDuration,
     /// Delay between attempts while the sink is paused by a token or configuration error
-    /// (codes 1-4, 7, 10, 11, 14, 16). Nothing is dropped while paused. Default: `"60s"`.
+    /// (codes 1-4, 7, 10, 11, 16), or by a 4xx answer without a HEC code (from a proxy or
+    /// load balancer in between). Nothing is dropped while paused. At most 24 hours.
+    /// Default: `"60s"`.
     #[serde(default = "default_pause_retry")]
     pub pause_retry_interval: HumanDuration,
     /// JSON-lines file receiving events Splunk rejected as bad data (codes 5, 6, 12, 13, 15, or
@@ -185,14 +190,14 @@ pub enum Compression {
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BatchConfig {
-    /// Events per request at most. Default: `1000`.
+    /// Events per request at most, 1 to 1,000,000. Default: `1000`.
     #[serde(default = "default_max_events")]
     pub max_events: usize,
     /// Uncompressed body bytes per request at most (a single larger event is sent alone).
-    /// Default: `"1MiB"`.
+    /// At most 800 MiB (Splunk's largest request body). Default: `"1MiB"`.
     #[serde(default = "default_max_bytes")]
     pub max_bytes: ByteSize,
-    /// Longest wait for a request to fill up. Default: `"1s"`.
+    /// Longest wait for a request to fill up, at most 1 hour. Default: `"1s"`.
     #[serde(default = "default_batch_timeout")]
     pub timeout: HumanDuration,
 }

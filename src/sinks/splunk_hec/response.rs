@@ -42,7 +42,8 @@ pub(crate) enum Outcome {
         /// The server's `Retry-After`, when given.
         retry_after: Option<Duration>,
     },
-    /// The token or configuration is wrong: pause, report unhealthy, retry slowly.
+    /// The token or configuration is wrong, or something in between refuses the request
+    /// without a HEC code: pause, report unhealthy, retry slowly.
     Pause {
         /// What happened, for logs and health.
         reason: String,

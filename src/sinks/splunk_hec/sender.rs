@@ -4,8 +4,9 @@
 //!
 //! - busy, server and network errors: the same request again after a capped, jittered backoff
 //!   that honours `Retry-After`;
-//! - token and configuration errors: the sink is paused (unhealthy) and the request is tried
-//!   again every `pause_retry_interval`; nothing is dropped;
+//! - token and configuration errors, and 4xx answers without a HEC code (a proxy's): the sink
+//!   is paused (unhealthy) and the request is tried again every `pause_retry_interval`;
+//!   nothing is dropped;
 //! - data errors: the events before `invalid-event-number` were indexed, the rejected one goes
 //!   to the dead-letter file, the rest is sent again (without a number, the request is halved
 //!   until the bad event is alone);
