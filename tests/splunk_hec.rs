@@ -124,6 +124,12 @@ impl Running {
             .expect("sink running");
     }
 
+    /// Batches sent but not yet taken by the sink.
+    fn queued(&self) -> usize {
+        let input = self.input.as_ref().expect("input open");
+        input.max_capacity() - input.capacity()
+    }
+
     /// Closes the input and waits for the sink to hand everything over.
     async fn finish(mut self) {
         self.input = None;
@@ -176,6 +182,14 @@ fn by_id(events: &[IndexedEvent]) -> BTreeMap<u32, &IndexedEvent> {
         assert!(map.insert(id, event).is_none(), "event {id} indexed twice");
     }
     map
+}
+
+/// Acknowledgement ids the server answered `false` so far.
+fn unreleased_acks(server: &HecServer) -> u64 {
+    server
+        .counters()
+        .ack_ids_unreleased
+        .load(std::sync::atomic::Ordering::SeqCst)
 }
 
 fn counter(family: &Family<SinkLabels, Counter>, name: &str) -> u64 {
@@ -674,14 +688,18 @@ async fn ack_ids_are_awaited_even_when_ack_is_not_configured() {
         server.event_count() == 10
     })
     .await;
-    for _ in 0..10 {
-        tokio::time::sleep(Duration::from_millis(30)).await;
-        assert_eq!(
-            receiver.try_outcome(),
-            None,
-            "waits for the ackId it was given"
-        );
-    }
+    // The sink asked for the acknowledgement and was told "not yet" three times.
+    eventually(
+        "three unanswered ack queries",
+        Duration::from_secs(10),
+        || unreleased_acks(&server) >= 3,
+    )
+    .await;
+    assert_eq!(
+        receiver.try_outcome(),
+        None,
+        "waits for the ackId it was given"
+    );
     server.set_withhold_acks(false);
     let outcome = tokio::time::timeout(Duration::from_secs(10), receiver)
         .await
@@ -719,11 +737,16 @@ async fn pending_acks_are_bounded_and_hold_back_further_requests() {
         requests() == 1
     })
     .await;
-    for _ in 0..10 {
-        tokio::time::sleep(Duration::from_millis(30)).await;
-        assert_eq!(requests(), 1, "no second request while one awaits its ack");
-        assert!(none_settled(&mut receivers));
-    }
+    // The sink took the second batch (the third waits in the input), and the first request's
+    // acknowledgement was queried three times since: the second request is being held back.
+    eventually(
+        "the second batch taken and three unanswered ack queries",
+        Duration::from_secs(10),
+        || running.queued() == 1 && unreleased_acks(&server) >= 3,
+    )
+    .await;
+    assert_eq!(requests(), 1, "no second request while one awaits its ack");
+    assert!(none_settled(&mut receivers));
     server.set_withhold_acks(false);
     all_delivered(receivers, Duration::from_secs(10)).await;
     running.finish().await;
@@ -869,4 +892,166 @@ async fn https_with_a_client_certificate_when_the_collector_requires_one() {
     all_delivered(vec![receiver], Duration::from_secs(10)).await;
     running.finish().await;
     assert_eq!(by_id(&server.events()).len(), 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ack_endpoint_404_from_a_load_balancer_never_confirms_pending_batches() {
+    let server = HecServer::start(HecServerOptions {
+        ack: true,
+        ..HecServerOptions::default()
+    })
+    .await;
+    server.set_ack_unavailable(true);
+    let running = Running::start(&config(&server, "ack = true"), "hec-ack-404");
+    let (batch, mut receiver) = audit_batch(0, 0, 0, 10, None);
+    running.send(batch).await;
+    let unavailable = || {
+        server
+            .counters()
+            .ack_unavailable_answers
+            .load(std::sync::atomic::Ordering::SeqCst)
+    };
+    eventually(
+        "three 404 answers to ack queries",
+        Duration::from_secs(10),
+        || unavailable() >= 3,
+    )
+    .await;
+    assert_eq!(
+        receiver.try_outcome(),
+        None,
+        "a 404 without a HEC code says nothing about indexing"
+    );
+    assert!(
+        matches!(health().get("sink:hec-ack-404"), Some(HealthState::Unhealthy(reason)) if reason.contains("acknowledgement") && reason.contains("404")),
+        "{:?}",
+        health().get("sink:hec-ack-404")
+    );
+    assert!(counter(&metrics().sink_failed_requests, "hec-ack-404") >= 3);
+
+    server.set_ack_unavailable(false);
+    let outcome = tokio::time::timeout(Duration::from_secs(10), receiver)
+        .await
+        .expect("settles once the collector answers again");
+    assert_eq!(outcome, DeliveryStatus::Delivered);
+    assert!(
+        server
+            .counters()
+            .ack_ids_released
+            .load(std::sync::atomic::Ordering::SeqCst)
+            >= 1,
+        "confirmed by the indexer acknowledgement"
+    );
+    eventually("healthy again", Duration::from_secs(10), || {
+        health().get("sink:hec-ack-404") == Some(HealthState::Healthy)
+    })
+    .await;
+    running.finish().await;
+    assert_eq!(by_id(&server.events()).len(), 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ack_disabled_releases_waiting_batches_and_later_ack_ids_are_awaited_again() {
+    let server = HecServer::start(HecServerOptions {
+        ack: true,
+        ..HecServerOptions::default()
+    })
+    .await;
+    server.set_withhold_acks(true);
+    let running = Running::start(&config(&server, "ack = true"), "hec-ack-disabled");
+    let issued = || {
+        server
+            .counters()
+            .ack_ids_issued
+            .load(std::sync::atomic::Ordering::SeqCst)
+    };
+    let (first, first_ack) = audit_batch(0, 0, 0, 10, None);
+    running.send(first).await;
+    eventually("the first ackId", Duration::from_secs(10), || issued() >= 1).await;
+    // The token's acknowledgement is turned off: code 14 means a 200 was final.
+    server.set_ack_disabled(true);
+    let outcome = tokio::time::timeout(Duration::from_secs(10), first_ack)
+        .await
+        .expect("released by code 14");
+    assert_eq!(outcome, DeliveryStatus::Delivered);
+
+    // And on again: a new ackId is awaited, not taken as final.
+    server.set_ack_disabled(false);
+    let (second, mut second_ack) = audit_batch(0, 1, 10, 10, None);
+    running.send(second).await;
+    eventually("the second ackId", Duration::from_secs(10), || {
+        issued() >= 2
+    })
+    .await;
+    let before = unreleased_acks(&server);
+    eventually(
+        "three unanswered ack queries",
+        Duration::from_secs(10),
+        || unreleased_acks(&server) >= before + 3,
+    )
+    .await;
+    assert_eq!(second_ack.try_outcome(), None, "awaits its acknowledgement");
+    server.set_withhold_acks(false);
+    let outcome = tokio::time::timeout(Duration::from_secs(10), second_ack)
+        .await
+        .expect("settles after the ack");
+    assert_eq!(outcome, DeliveryStatus::Delivered);
+    running.finish().await;
+    assert_eq!(by_id(&server.events()).len(), 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodyless_400_from_a_proxy_pauses_the_sink_and_dead_letters_nothing() {
+    let server = HecServer::start(HecServerOptions::default()).await;
+    server.set_proxy_bad_request(true);
+    let directory = tempfile::tempdir().unwrap();
+    let dead_letters = directory.path().join("dead.jsonl");
+    let config = config(
+        &server,
+        &format!(
+            "dead_letter_path = {:?}",
+            dead_letters.display().to_string()
+        ),
+    );
+    let running = Running::start(&config, "hec-proxy-400");
+    let mut receivers = Vec::new();
+    for index in 0..2u32 {
+        let (batch, receiver) = audit_batch(index, 0, index * 20, 20, None);
+        running.send(batch).await;
+        receivers.push(receiver);
+    }
+    let rejections = || {
+        server
+            .counters()
+            .proxy_rejections
+            .load(std::sync::atomic::Ordering::SeqCst)
+    };
+    eventually("three proxy rejections", Duration::from_secs(10), || {
+        rejections() >= 3
+    })
+    .await;
+    assert!(
+        matches!(health().get("sink:hec-proxy-400"), Some(HealthState::Unhealthy(reason)) if reason.contains("paused") && reason.contains("without a HEC code")),
+        "{:?}",
+        health().get("sink:hec-proxy-400")
+    );
+    assert!(
+        none_settled(&mut receivers),
+        "nothing settled while refused"
+    );
+    assert!(!dead_letters.exists(), "nothing dead-lettered");
+
+    server.set_proxy_bad_request(false);
+    all_delivered(receivers, Duration::from_secs(10)).await;
+    running.finish().await;
+    assert_eq!(by_id(&server.events()).len(), 40);
+    assert!(!dead_letters.exists(), "nothing dead-lettered");
+    assert_eq!(
+        counter(&metrics().sink_dead_lettered_events, "hec-proxy-400"),
+        0
+    );
+    assert_eq!(
+        health().get("sink:hec-proxy-400"),
+        Some(HealthState::Healthy)
+    );
 }

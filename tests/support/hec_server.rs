@@ -30,6 +30,16 @@
 //!   when busy, 400 code 21 for a supplied invalid token.
 //! - `POST /services/collector/raw`: one event per non-empty line.
 //!
+//! Also documented Splunk behaviour, switched on at run time:
+//! - `set_ack_disabled`: the token's indexer acknowledgement turned off, so the ack endpoint
+//!   answers 400 code 14 "ACK is disabled" and successes carry no `ackId`.
+//!
+//! Not Splunk, but what sits in front of it (switched on at run time):
+//! - `set_ack_unavailable`: a load balancer while Splunk restarts, answering the ack endpoint
+//!   with a 404 HTML page and no HEC code;
+//! - `set_proxy_bad_request`: a proxy or web application firewall refusing data requests with a
+//!   bodyless 400 (no HEC code) before they reach Splunk.
+//!
 //! Indexed events are stored for assertions; switches change the behaviour at run time.
 
 use std::collections::{BTreeSet, HashMap};
@@ -102,6 +112,14 @@ pub struct Counters {
     pub ack_ids_issued: AtomicU64,
     /// Acknowledgement ids reported `true`.
     pub ack_ids_released: AtomicU64,
+    /// Acknowledgement ids reported `false` (not indexed yet, or unknown).
+    pub ack_ids_unreleased: AtomicU64,
+    /// Acknowledgement queries answered 400 code 14.
+    pub ack_refusals: AtomicU64,
+    /// Acknowledgement queries answered 404 by the simulated load balancer.
+    pub ack_unavailable_answers: AtomicU64,
+    /// Data requests answered with a bodyless 400 by the simulated proxy.
+    pub proxy_rejections: AtomicU64,
 }
 
 #[derive(Default)]
@@ -118,6 +136,9 @@ struct State {
     nearly_full: AtomicBool,
     token_accepted: AtomicBool,
     withhold_acks: AtomicBool,
+    ack_disabled: AtomicBool,
+    ack_unavailable: AtomicBool,
+    proxy_bad_request: AtomicBool,
     reject_marker: Mutex<Option<String>>,
     events: Mutex<Vec<IndexedEvent>>,
     channels: Mutex<HashMap<String, Channel>>,
@@ -152,6 +173,9 @@ impl HecServer {
             nearly_full: AtomicBool::new(false),
             token_accepted: AtomicBool::new(true),
             withhold_acks: AtomicBool::new(false),
+            ack_disabled: AtomicBool::new(false),
+            ack_unavailable: AtomicBool::new(false),
+            proxy_bad_request: AtomicBool::new(false),
             reject_marker: Mutex::new(None),
             events: Mutex::new(Vec::new()),
             channels: Mutex::new(HashMap::new()),
@@ -202,6 +226,26 @@ impl HecServer {
     /// Reports every acknowledgement id as not yet indexed while on.
     pub fn set_withhold_acks(&self, withhold: bool) {
         self.state.withhold_acks.store(withhold, Ordering::SeqCst);
+    }
+
+    /// Splunk with the token's indexer acknowledgement turned off while on: ack queries get
+    /// 400 code 14 "ACK is disabled", successes carry no `ackId`.
+    pub fn set_ack_disabled(&self, disabled: bool) {
+        self.state.ack_disabled.store(disabled, Ordering::SeqCst);
+    }
+
+    /// Not Splunk: a load balancer answering ack queries with a 404 HTML page (no HEC code)
+    /// while on, as while the collector behind it restarts.
+    pub fn set_ack_unavailable(&self, unavailable: bool) {
+        self.state
+            .ack_unavailable
+            .store(unavailable, Ordering::SeqCst);
+    }
+
+    /// Not Splunk: a proxy or firewall answering data requests with a bodyless 400 (no HEC
+    /// code) while on; nothing reaches the collector.
+    pub fn set_proxy_bad_request(&self, refuse: bool) {
+        self.state.proxy_bad_request.store(refuse, Ordering::SeqCst);
     }
 
     /// Rejects (code 6, with its `invalid-event-number`) any object whose text contains
@@ -277,6 +321,19 @@ fn reply(status: u16, body: Value) -> Response<Full<Bytes>> {
     response
 }
 
+/// A non-HEC answer (as from a proxy or load balancer): an HTML page titled `title`, or no
+/// body at all when `title` is empty.
+fn html(status: u16, title: &str) -> Response<Full<Bytes>> {
+    let body = if title.is_empty() {
+        Bytes::new()
+    } else {
+        Bytes::from(format!("<html><title>{title}</title></html>"))
+    };
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = StatusCode::from_u16(status).expect("status");
+    response
+}
+
 fn hec(status: u16, text: &str, code: i64) -> Response<Full<Bytes>> {
     reply(status, json!({"text": text, "code": code}))
 }
@@ -348,6 +405,13 @@ async fn handle(
                 hec(200, "HEC is healthy", 17)
             }
         }
+        "/services/collector/ack" if state.ack_unavailable.load(Ordering::SeqCst) => {
+            state
+                .counters
+                .ack_unavailable_answers
+                .fetch_add(1, Ordering::SeqCst);
+            html(404, "404 Not Found")
+        }
         "/services/collector/ack" => match token_refusal() {
             Some(refusal) => refusal,
             None => acks(&state, channel.as_deref(), &body),
@@ -358,6 +422,13 @@ async fn handle(
         | "/services/collector/raw"
         | "/services/collector/raw/1.0" => {
             state.counters.data_requests.fetch_add(1, Ordering::SeqCst);
+            if state.proxy_bad_request.load(Ordering::SeqCst) {
+                state
+                    .counters
+                    .proxy_rejections
+                    .fetch_add(1, Ordering::SeqCst);
+                return Ok(html(400, ""));
+            }
             match token_refusal() {
                 Some(refusal) => refusal,
                 None => data(&state, &path, channel, encoding.as_deref(), &body),
@@ -386,8 +457,9 @@ fn data(
             .insert("retry-after", "1".parse().expect("header"));
         return response;
     }
+    let ack = state.ack && !state.ack_disabled.load(Ordering::SeqCst);
     match &channel {
-        None if state.ack => return hec(400, "Data channel is missing", 10),
+        None if ack => return hec(400, "Data channel is missing", 10),
         Some(channel) if !is_guid(channel) => return hec(400, "Invalid data channel", 11),
         _ => {}
     }
@@ -408,11 +480,7 @@ fn data(
     };
     if decoded.len() > state.max_content_length {
         state.counters.too_large.fetch_add(1, Ordering::SeqCst);
-        let mut response = Response::new(Full::new(Bytes::from_static(
-            b"<html><title>413 Content Too Large</title></html>",
-        )));
-        *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
-        return response;
+        return html(413, "413 Content Too Large");
     }
     let (accepted, error) = if path.contains("/raw") {
         parse_raw(&decoded)
@@ -452,7 +520,7 @@ fn data(
     } else {
         ("Success", 0)
     };
-    if !state.ack {
+    if !ack {
         return hec(200, text, code);
     }
     let mut channels = state.channels.lock().unwrap();
@@ -528,7 +596,8 @@ fn parse_raw(body: &[u8]) -> (Vec<IndexedEvent>, Option<Value>) {
 }
 
 fn acks(state: &State, channel: Option<&str>, body: &[u8]) -> Response<Full<Bytes>> {
-    if !state.ack {
+    if !state.ack || state.ack_disabled.load(Ordering::SeqCst) {
+        state.counters.ack_refusals.fetch_add(1, Ordering::SeqCst);
         return hec(400, "ACK is disabled", 14);
     }
     let Some(channel) = channel else {
@@ -546,12 +615,12 @@ fn acks(state: &State, channel: Option<&str>, body: &[u8]) -> Response<Full<Byte
     let mut answer = serde_json::Map::new();
     for id in ids.iter().filter_map(Value::as_u64) {
         let indexed = !withhold && pending.unreported.remove(&id);
-        if indexed {
-            state
-                .counters
-                .ack_ids_released
-                .fetch_add(1, Ordering::SeqCst);
-        }
+        let counter = if indexed {
+            &state.counters.ack_ids_released
+        } else {
+            &state.counters.ack_ids_unreleased
+        };
+        counter.fetch_add(1, Ordering::SeqCst);
         answer.insert(id.to_string(), Value::Bool(indexed));
     }
     reply(200, json!({ "acks": answer }))

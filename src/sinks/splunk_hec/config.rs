@@ -93,49 +93,60 @@ pub struct SplunkHecSinkConfig {
     /// when Splunk answers with an `ackId`.
     #[serde(default)]
     pub ack: bool,
-    /// How often pending acknowledgements are queried. Default: `"1s"`.
+    /// How often pending acknowledgements are queried; must be shorter than `ack_timeout`.
+    /// A failed query (anything but an answer or HEC code 14 "ACK is disabled") confirms
+    /// nothing: the sink reports unhealthy and queries again after a backoff up to
+    /// `retry_max_backoff`. At most 1 hour. Default: `"1s"`.
     #[serde(default = "default_ack_poll_interval")]
     pub ack_poll_interval: HumanDuration,
     /// How long to wait for an acknowledgement before sending the request again (which may
-    /// index it twice). Default: `"300s"`.
+    /// index it twice). At most 24 hours. Default: `"300s"`.
     #[serde(default = "default_ack_timeout")]
     pub ack_timeout: HumanDuration,
     /// Requests sent and awaiting their acknowledgement at most; more wait (back-pressure).
     /// Each keeps its body as sent (gzipped when compression is on) for a resend, so memory
     /// stays near `max_pending_acks` x compressed request size. Throughput with
     /// acknowledgement is about `max_pending_acks` x request size / acknowledgement latency.
-    /// Default: `64`.
+    /// 1 to 1,000,000 (Splunk's limit per channel). Default: `64`.
     #[serde(default = "default_max_pending_acks")]
     pub max_pending_acks: usize,
     /// Limits of one request. Default: `{ max_events = 1000, max_bytes = "1MiB", timeout = "1s" }`.
     #[serde(default)]
     pub batch: BatchConfig,
     /// Largest encoded event sent; a larger one is written to the dead-letter file instead
-    /// (Splunk's `maxEventSize` defaults to 5 MiB). Default: `"5MiB"`.
+    /// (Splunk's `maxEventSize` defaults to 5 MiB). At most 800 MiB. Default: `"5MiB"`.
     #[serde(default = "default_max_event_bytes")]
     pub max_event_bytes: ByteSize,
-    /// HTTP requests in flight at once (several keep-alive connections). Default: `4`.
+    /// HTTP requests in flight at once (several keep-alive connections), 1 to 1024. Default: `4`.
     #[serde(default = "default_max_in_flight")]
     pub max_in_flight: usize,
-    /// Time limit of one HTTP request. Default: `"30s"`.
+    /// Time limit of one HTTP request, at most 1 hour. Default: `"30s"`.
     #[serde(default = "default_request_timeout")]
     pub request_timeout: HumanDuration,
     /// First delay before retrying a busy or failed request; later delays double, with
-    /// jitter. Default: `"1s"`.
+    /// jitter. At most 1 hour. Default: `"1s"`.
     #[serde(default = "default_retry_initial")]
     pub retry_initial_backoff: HumanDuration,
     /// Longest delay between retries (a larger `Retry-After` is capped to it).
-    /// Default: `"30s"`.
+    /// At most 24 hours. Default: `"30s"`.
     #[serde(default = "default_retry_max")]
     pub retry_max_backoff: HumanDuration,
     /// Delay between attempts while the sink is paused by a token or configuration error
-    /// (codes 1-4, 7, 10, 11, 14, 16). Nothing is dropped while paused. Default: `"60s"`.
+    /// (codes 1-4, 7, 10, 11, 16), or by a 4xx answer without a HEC code (from a proxy or
+    /// load balancer in between). Nothing is dropped while paused. At most 24 hours.
+    /// Default: `"60s"`.
     #[serde(default = "default_pause_retry")]
     pub pause_retry_interval: HumanDuration,
     /// JSON-lines file receiving events Splunk rejected as bad data (codes 5, 6, 12, 13, 15, or
     /// 413 for a single event). Default: `"<name>-dead-letter.jsonl"` in the working directory.
     #[serde(default)]
     pub dead_letter_path: Option<PathBuf>,
+    /// Accept an `http://` `url` whose host is not the loopback interface. Plain HTTP sends
+    /// the token and every log unencrypted over the network; without this key such a URL is a
+    /// configuration error. `http://localhost`, `http://127.0.0.1` and `http://[::1]` are
+    /// always accepted. Default: `false`.
+    #[serde(default)]
+    pub allow_plaintext: bool,
     /// TLS settings for `https` URLs. Default: system roots, verification on.
     /// Example: `{ ca_file = "ca.pem", verify = true }`.
     #[serde(default)]
@@ -179,14 +190,14 @@ pub enum Compression {
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BatchConfig {
-    /// Events per request at most. Default: `1000`.
+    /// Events per request at most, 1 to 1,000,000. Default: `1000`.
     #[serde(default = "default_max_events")]
     pub max_events: usize,
     /// Uncompressed body bytes per request at most (a single larger event is sent alone).
-    /// Default: `"1MiB"`.
+    /// At most 800 MiB (Splunk's largest request body). Default: `"1MiB"`.
     #[serde(default = "default_max_bytes")]
     pub max_bytes: ByteSize,
-    /// Longest wait for a request to fill up. Default: `"1s"`.
+    /// Longest wait for a request to fill up, at most 1 hour. Default: `"1s"`.
     #[serde(default = "default_batch_timeout")]
     pub timeout: HumanDuration,
 }
@@ -241,6 +252,30 @@ fn default_batch_timeout() -> HumanDuration {
     HumanDuration(Duration::from_secs(1))
 }
 
+/// Largest `batch.max_events`.
+const MAX_EVENTS: usize = 1_000_000;
+/// Largest `max_in_flight`.
+const MAX_IN_FLIGHT: usize = 1024;
+/// Largest `max_pending_acks`: Splunk's default limit of pending ids per channel.
+const MAX_PENDING_ACKS: usize = 1_000_000;
+/// Largest `batch.max_bytes` and `max_event_bytes`: Splunk's `max_content_length` ceiling.
+const MAX_REQUEST_BYTES: ByteSize = ByteSize(800 << 20);
+/// Longest timeouts and intervals that are meant in seconds or minutes.
+const HOUR: Duration = Duration::from_secs(3600);
+/// Longest timeouts and delays that may reasonably take hours.
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+/// True when `url`'s host is `localhost` or a loopback address.
+fn is_loopback(url: &reqwest::Url) -> bool {
+    let host = url.host_str().unwrap_or_default();
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|address| address.is_loopback())
+}
+
 /// A configuration value that cannot work, with the key it belongs to.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("`{key}`: {reason}")]
@@ -271,43 +306,68 @@ impl SplunkHecSinkConfig {
     ///
     /// Returns the first [`ConfigError`], naming its key.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.base_url()?;
+        let url = self.base_url()?;
+        if url.scheme() == "http" && !self.allow_plaintext && !is_loopback(&url) {
+            return Err(invalid(
+                "url",
+                "http:// to a host other than the loopback interface sends the token and the logs unencrypted; use https:// or set `allow_plaintext = true`",
+            ));
+        }
         if self.token.expose().trim().is_empty() {
             return Err(invalid("token", "must not be empty"));
         }
-        let positive_counts = [
-            ("batch.max_events", self.batch.max_events),
-            ("max_in_flight", self.max_in_flight),
-            ("max_pending_acks", self.max_pending_acks),
+        let counts = [
+            ("batch.max_events", self.batch.max_events, MAX_EVENTS),
+            ("max_in_flight", self.max_in_flight, MAX_IN_FLIGHT),
+            ("max_pending_acks", self.max_pending_acks, MAX_PENDING_ACKS),
         ];
-        for (key, value) in positive_counts {
-            if value == 0 {
-                return Err(invalid(key, "must be at least 1"));
+        for (key, value, max) in counts {
+            if !(1..=max).contains(&value) {
+                return Err(invalid(key, format!("must be between 1 and {max}")));
             }
         }
-        if self.batch.max_bytes.0 == 0 {
-            return Err(invalid("batch.max_bytes", "must be at least 1 byte"));
-        }
-        if self.max_event_bytes.0 == 0 {
-            return Err(invalid("max_event_bytes", "must be at least 1 byte"));
-        }
-        let positive_durations = [
-            ("batch.timeout", self.batch.timeout),
-            ("ack_poll_interval", self.ack_poll_interval),
-            ("ack_timeout", self.ack_timeout),
-            ("request_timeout", self.request_timeout),
-            ("retry_initial_backoff", self.retry_initial_backoff),
-            ("pause_retry_interval", self.pause_retry_interval),
+        let sizes = [
+            ("batch.max_bytes", self.batch.max_bytes),
+            ("max_event_bytes", self.max_event_bytes),
         ];
-        for (key, value) in positive_durations {
-            if value.0.is_zero() {
-                return Err(invalid(key, "must be longer than zero"));
+        for (key, value) in sizes {
+            if !(1..=MAX_REQUEST_BYTES.0).contains(&value.0) {
+                return Err(invalid(
+                    key,
+                    "must be between 1 byte and 800MiB (Splunk's largest request body)",
+                ));
+            }
+        }
+        let durations = [
+            ("batch.timeout", self.batch.timeout, HOUR),
+            ("ack_poll_interval", self.ack_poll_interval, HOUR),
+            ("ack_timeout", self.ack_timeout, DAY),
+            ("request_timeout", self.request_timeout, HOUR),
+            ("retry_initial_backoff", self.retry_initial_backoff, HOUR),
+            ("retry_max_backoff", self.retry_max_backoff, DAY),
+            ("pause_retry_interval", self.pause_retry_interval, DAY),
+        ];
+        for (key, value, max) in durations {
+            if value.0.is_zero() || value.0 > max {
+                return Err(invalid(
+                    key,
+                    format!(
+                        "must be longer than zero and at most {}",
+                        HumanDuration(max)
+                    ),
+                ));
             }
         }
         if self.retry_max_backoff < self.retry_initial_backoff {
             return Err(invalid(
                 "retry_max_backoff",
                 "must not be shorter than retry_initial_backoff",
+            ));
+        }
+        if self.ack_poll_interval >= self.ack_timeout {
+            return Err(invalid(
+                "ack_poll_interval",
+                "must be shorter than ack_timeout (acknowledgements would never be queried in time, and every request sent again)",
             ));
         }
         if self.endpoint == HecEndpoint::Raw {
@@ -463,12 +523,24 @@ mod tests {
 
     #[test]
     fn validation_names_the_key() {
-        let cases: [(&str, &str); 6] = [
+        let cases: [(&str, &str); 18] = [
             ("url = \"ftp://h\"", "url"),
             ("token = \" \"", "token"),
             ("batch = { max_events = 0 }", "batch.max_events"),
+            ("batch = { max_events = 1000001 }", "batch.max_events"),
+            ("batch = { max_bytes = 0 }", "batch.max_bytes"),
+            ("batch = { max_bytes = \"801MiB\" }", "batch.max_bytes"),
+            ("batch = { timeout = \"2h\" }", "batch.timeout"),
+            ("max_event_bytes = \"1GiB\"", "max_event_bytes"),
             ("max_in_flight = 0", "max_in_flight"),
+            ("max_in_flight = 5000", "max_in_flight"),
+            ("max_pending_acks = 2000000", "max_pending_acks"),
             ("ack_timeout = \"0s\"", "ack_timeout"),
+            ("ack_timeout = \"25h\"", "ack_timeout"),
+            ("ack_poll_interval = \"301s\"", "ack_poll_interval"),
+            ("request_timeout = \"61m\"", "request_timeout"),
+            ("retry_max_backoff = \"25h\"", "retry_max_backoff"),
+            ("pause_retry_interval = \"100000h\"", "pause_retry_interval"),
             (
                 "endpoint = \"raw\"\nindexed_fields = [\"a\"]",
                 "indexed_fields",
@@ -486,6 +558,32 @@ mod tests {
             let error = parse(&format!("{base}\n{line}")).validate().unwrap_err();
             assert_eq!(error.key, key, "{line}");
         }
+    }
+
+    #[test]
+    fn plain_http_needs_allow_plaintext_unless_the_host_is_loopback() {
+        let with = |url: &str, extra: &str| {
+            let mut config = parse(&format!("{DOCUMENTED}\n{extra}"));
+            config.url = url.into();
+            config.validate()
+        };
+        let error = with("http://splunk.example.com:8088", "").unwrap_err();
+        assert_eq!(error.key, "url");
+        assert!(
+            error.to_string().contains("allow_plaintext = true"),
+            "{error}"
+        );
+        assert!(with("http://10.0.0.5:8088", "").is_err());
+        with("http://splunk.example.com:8088", "allow_plaintext = true").unwrap();
+        for loopback in [
+            "http://localhost:8088",
+            "http://127.0.0.1:8088",
+            "http://127.3.2.1:8088",
+            "http://[::1]:8088",
+        ] {
+            with(loopback, "").unwrap_or_else(|error| panic!("{loopback}: {error}"));
+        }
+        with("https://splunk.example.com:8088", "").unwrap();
     }
 
     #[test]

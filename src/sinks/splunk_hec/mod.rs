@@ -1,7 +1,9 @@
 //! Splunk HTTP Event Collector sink.
 //!
 //! Logs of incoming batches are encoded into requests (back-to-back JSON envelopes, or raw
-//! lines) that are cut by event count, bytes or time; several requests are in flight at once on
+//! lines) that are cut by event count, bytes or time. A request is encoded only once the
+//! previous one got its delivery slot, so a slow collector holds back encoding and memory
+//! stays near the in-flight and pending limits. Several requests are in flight at once on
 //! keep-alive connections, gzipped by default, each with the token and the sink's channel GUID.
 //! A batch's ack is settled `delivered()` only when every event of it was accepted (and
 //! acknowledged by the indexers when Splunk hands out `ackId`s) or dead-lettered as bad data.
@@ -28,7 +30,7 @@ mod response;
 mod sender;
 mod service;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -39,6 +41,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::SplunkHecSinkConfig;
 
+use acks::AckQueries;
 use config::{Compression, HecEndpoint};
 use dead_letter::DeadLetterFile;
 use request::{HecRequest, RequestBuilder, RequestLimits};
@@ -51,7 +54,7 @@ use super::{Sink, SinkBatch, SinkError};
 #[derive(Debug)]
 pub struct SplunkHecSink {
     shared: Arc<Shared>,
-    builder: RequestBuilder,
+    builder: Arc<Mutex<RequestBuilder>>,
     batch_timeout: Duration,
     max_pending: usize,
     ack_poll_interval: Duration,
@@ -109,7 +112,11 @@ impl SplunkHecSink {
         };
         Ok(Self {
             shared: Arc::new(shared),
-            builder: RequestBuilder::new(config.encoder(), config.endpoint, limits),
+            builder: Arc::new(Mutex::new(RequestBuilder::new(
+                config.encoder(),
+                config.endpoint,
+                limits,
+            ))),
             batch_timeout: config.batch.timeout.0,
             max_pending: config.max_pending_acks.max(config.max_in_flight),
             ack_poll_interval: config.ack_poll_interval.0,
@@ -161,7 +168,7 @@ impl Sink for SplunkHecSink {
     ) -> Result<(), SinkError> {
         let SplunkHecSink {
             shared,
-            mut builder,
+            builder,
             batch_timeout,
             max_pending,
             ack_poll_interval,
@@ -171,10 +178,15 @@ impl Sink for SplunkHecSink {
             let shared = shared.clone();
             let stop = ack_stop.clone();
             async move {
-                shared
-                    .acks
-                    .run(&shared.client, ack_poll_interval, &shared.name, stop)
-                    .await
+                let queries = AckQueries {
+                    client: &shared.client,
+                    health: &shared.health,
+                    labels: &shared.labels,
+                    interval: ack_poll_interval,
+                    retry_max: shared.policy.retry_max,
+                    ack_expected: shared.ack_expected,
+                };
+                shared.acks.run(queries, &shared.name, stop).await
             }
         });
         let mut dispatcher = Dispatcher {
@@ -201,45 +213,31 @@ impl Sink for SplunkHecSink {
                     None => Step::Closed,
                 },
             };
-            let ready = match step {
-                Step::Flush => vec![builder.take()],
+            let dispatched = match step {
+                Step::Flush => dispatch_pending(&builder, &mut dispatcher).await,
                 Step::Closed => {
                     input_open = false;
-                    if builder.is_empty() {
-                        Vec::new()
-                    } else {
-                        vec![builder.take()]
-                    }
+                    dispatch_pending(&builder, &mut dispatcher).await
                 }
-                Step::Encode(batch) => {
-                    // Encoding a batch takes milliseconds: keep it off the async workers.
-                    let encoded = tokio::task::spawn_blocking(move || {
-                        let full = builder.push(batch);
-                        (builder, full)
-                    })
-                    .await;
-                    match encoded {
-                        Ok((returned, full)) => {
-                            builder = returned;
-                            full
-                        }
-                        Err(error) => {
-                            ack_stop.cancel();
-                            return Err(SinkError::Unavailable(format!(
-                                "encoding task failed: {error}"
-                            )));
-                        }
-                    }
-                }
+                Step::Encode(batch) => encode_and_dispatch(&builder, batch, &mut dispatcher).await,
             };
-            if builder.is_empty() {
-                flush_at = None;
-            } else if flush_at.is_none() {
-                flush_at = Some(Instant::now() + batch_timeout);
-            }
-            for request in ready {
-                if !dispatcher.dispatch(request).await {
-                    break;
+            // `None` after a shutdown, else whether logs wait in the pending request.
+            let waiting = dispatched.and_then(|open| {
+                Ok(if open {
+                    Some(!lock(&builder)?.is_empty())
+                } else {
+                    None
+                })
+            });
+            match waiting {
+                Ok(None) => break,
+                Ok(Some(false)) => flush_at = None,
+                Ok(Some(true)) => {
+                    flush_at.get_or_insert_with(|| Instant::now() + batch_timeout);
+                }
+                Err(error) => {
+                    ack_stop.cancel();
+                    return Err(error);
                 }
             }
         }
@@ -249,6 +247,50 @@ impl Sink for SplunkHecSink {
             tracing::error!(sink = %shared.name, %error, "acknowledgement task failed");
         }
         Ok(())
+    }
+}
+
+fn lock(builder: &Mutex<RequestBuilder>) -> Result<MutexGuard<'_, RequestBuilder>, SinkError> {
+    builder
+        .lock()
+        .map_err(|_| SinkError::Unavailable("an encoding task failed".into()))
+}
+
+/// Dispatches the pending request, if any. Returns `false` on shutdown.
+async fn dispatch_pending(
+    builder: &Mutex<RequestBuilder>,
+    dispatcher: &mut Dispatcher<'_>,
+) -> Result<bool, SinkError> {
+    let pending = {
+        let mut builder = lock(builder)?;
+        if builder.is_empty() {
+            return Ok(true);
+        }
+        builder.take()
+    };
+    Ok(dispatcher.dispatch(pending).await)
+}
+
+/// Encodes `batch` one request at a time, off the async workers (a request takes
+/// milliseconds to encode), and dispatches each full request before encoding the next: while
+/// the collector is slow, the rest of the batch stays unencoded. Returns `false` on shutdown.
+async fn encode_and_dispatch(
+    builder: &Arc<Mutex<RequestBuilder>>,
+    batch: SinkBatch,
+    dispatcher: &mut Dispatcher<'_>,
+) -> Result<bool, SinkError> {
+    lock(builder)?.start(batch);
+    loop {
+        let encoding = builder.clone();
+        let full = tokio::task::spawn_blocking(move || lock(&encoding).map(|mut b| b.next_full()))
+            .await
+            .map_err(|error| SinkError::Unavailable(format!("encoding task failed: {error}")))??;
+        let Some(request) = full else {
+            return Ok(true);
+        };
+        if !dispatcher.dispatch(request).await {
+            return Ok(false);
+        }
     }
 }
 
@@ -321,5 +363,63 @@ fn report_task_end(sink: &str, joined: Result<(), tokio::task::JoinError>) {
         if error.is_panic() {
             tracing::error!(sink, %error, "request task panicked; its batches stay unacknowledged");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::RecordsBuilder;
+
+    #[tokio::test]
+    async fn a_stalled_collector_holds_back_encoding() {
+        // A collector that reads the first request and never answers.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let config: SplunkHecSinkConfig = toml::from_str(&format!(
+            r#"
+            url = "http://{}"
+            token = "unit"
+            compression = "none"
+            max_in_flight = 1
+            max_pending_acks = 1
+            request_timeout = "1h"
+            batch = {{ max_events = 10 }}
+            "#,
+            listener.local_addr().unwrap()
+        ))
+        .unwrap();
+        let sink = config.build("hec-unit-stalled").unwrap();
+        let shutdown = CancellationToken::new();
+        let mut dispatcher = Dispatcher {
+            shared: &sink.shared,
+            pending: Arc::new(Semaphore::new(sink.max_pending)),
+            tasks: JoinSet::new(),
+            shutdown: &shutdown,
+        };
+        let mut records = RecordsBuilder::new();
+        for time in 0..1000 {
+            records = records.log(time, None, &[("field", "value")]);
+        }
+        let (batch, _receiver) = SinkBatch::new("ls", 0, 0, records.build());
+        let first_request_arrived = async {
+            let (mut connection, _) = listener.accept().await.unwrap();
+            let mut head = [0u8; 64];
+            tokio::io::AsyncReadExt::read_exact(&mut connection, &mut head)
+                .await
+                .unwrap();
+            connection
+        };
+        let _connection = tokio::select! {
+            _ = encode_and_dispatch(&sink.builder, batch, &mut dispatcher) => {
+                panic!("the batch cannot be dispatched while the collector does not answer")
+            }
+            connection = first_request_arrived => connection,
+        };
+        // At most one request is in its delivery task and one waits for permits: 98 of the
+        // batch's 100 requests (or more) are not encoded yet.
+        let unencoded = std::iter::from_fn(|| sink.builder.lock().unwrap().next_full()).count();
+        assert!(unencoded >= 98, "only {unencoded} requests left to encode");
+        shutdown.cancel();
+        dispatcher.drain().await;
     }
 }

@@ -63,18 +63,19 @@ impl HecRequest {
         &self.batches[self.events[index].batch]
     }
 
-    /// Frees the body while only its compressed copy is needed (awaiting an indexer
-    /// acknowledgement, possibly for minutes); [`HecRequest::restore_body`] puts it back.
-    pub fn release_body(&mut self) {
-        self.body = Vec::new();
+    /// Takes the body out, for a payload made without a copy, or to free it while only the
+    /// payload is needed (awaiting an indexer acknowledgement, possibly for minutes);
+    /// [`HecRequest::restore_body`] puts it back.
+    pub fn take_body(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.body)
     }
 
-    /// True between [`HecRequest::release_body`] and [`HecRequest::restore_body`].
+    /// True between [`HecRequest::take_body`] and [`HecRequest::restore_body`].
     pub fn body_released(&self) -> bool {
         self.body.is_empty() && !self.events.is_empty()
     }
 
-    /// Puts back the body freed by [`HecRequest::release_body`]; returns `false` (and keeps
+    /// Puts back the body taken by [`HecRequest::take_body`]; returns `false` (and keeps
     /// the request released) when `body` is not the length the events need.
     pub fn restore_body(&mut self, body: Vec<u8>) -> bool {
         let expected = self.events.last().map_or(0, |last| last.end);
@@ -179,7 +180,9 @@ pub(crate) struct RequestLimits {
     pub max_event_bytes: usize,
 }
 
-/// Encodes incoming batches into requests, cutting a request when it is full.
+/// Encodes incoming batches into requests, one request at a time, cutting a request when it is
+/// full: the caller hands each full request on before asking for the next, so a slow collector
+/// holds back encoding instead of letting encoded requests pile up.
 #[derive(Debug)]
 pub(crate) struct RequestBuilder {
     encoder: HecEncoder,
@@ -187,7 +190,16 @@ pub(crate) struct RequestBuilder {
     limits: RequestLimits,
     current: HecRequest,
     scratch: Vec<u8>,
+    /// The batch being encoded.
+    source: Option<Arc<BatchDelivery>>,
+    /// Index of the source's next log to encode.
+    next_log: usize,
+    /// The pending request takes no more events (it is handed out next).
+    current_full: bool,
 }
+
+/// Capacity the scratch buffer keeps between events; a larger event's buffer is freed.
+const SCRATCH_CAPACITY: usize = 64 << 10;
 
 impl RequestBuilder {
     /// A builder with nothing pending.
@@ -198,6 +210,9 @@ impl RequestBuilder {
             limits,
             current: HecRequest::default(),
             scratch: Vec::with_capacity(4096),
+            source: None,
+            next_log: 0,
+            current_full: false,
         }
     }
 
@@ -206,11 +221,23 @@ impl RequestBuilder {
         self.current.is_empty()
     }
 
-    /// Encodes every log of `sink_batch`; returns the requests that became full.
-    pub fn push(&mut self, sink_batch: SinkBatch) -> Vec<HecRequest> {
-        let delivery = BatchDelivery::new(sink_batch);
-        let mut full = Vec::new();
-        for record in delivery.batch.records.iter() {
+    /// Starts encoding `sink_batch`; [`RequestBuilder::next_full`] encodes it. A batch not
+    /// finished before is dropped (its ack reports a failure).
+    pub fn start(&mut self, sink_batch: SinkBatch) {
+        self.source = Some(BatchDelivery::new(sink_batch));
+        self.next_log = 0;
+    }
+
+    /// Encodes logs of the started batch until a request is full and returns it, or returns
+    /// `None` once every log of the batch is encoded (the last ones may wait in the pending
+    /// request for more).
+    pub fn next_full(&mut self) -> Option<HecRequest> {
+        if self.current_full {
+            return Some(self.take());
+        }
+        let delivery = self.source.clone()?;
+        while let Some(record) = delivery.batch.records.get(self.next_log) {
+            self.next_log += 1;
             self.scratch.clear();
             match self.endpoint {
                 HecEndpoint::Event => self.encoder.encode_event(&record, &mut self.scratch),
@@ -222,25 +249,39 @@ impl RequestBuilder {
             let oversized = self.scratch.len() > self.limits.max_event_bytes;
             let would_overflow =
                 self.current.body.len() + self.scratch.len() > self.limits.max_bytes;
-            if !self.current.is_empty() && (would_overflow || oversized) {
-                full.push(self.take());
-            }
+            let before =
+                (!self.current.is_empty() && (would_overflow || oversized)).then(|| self.take());
             self.current.push_encoded(&self.scratch, &delivery);
-            if oversized
+            self.current_full = oversized
                 || self.current.len() >= self.limits.max_events
-                || self.current.body.len() >= self.limits.max_bytes
-            {
-                full.push(self.take());
+                || self.current.body.len() >= self.limits.max_bytes;
+            self.shrink_scratch();
+            if before.is_some() {
+                return before;
+            }
+            if self.current_full {
+                return Some(self.take());
             }
         }
-        full
+        self.source = None;
+        None
     }
 
-    /// The pending request, leaving the builder empty.
+    /// Frees the scratch buffer of an unusually large event.
+    fn shrink_scratch(&mut self) {
+        if self.scratch.capacity() > SCRATCH_CAPACITY {
+            self.scratch = Vec::with_capacity(4096);
+        }
+    }
+
+    /// The pending request, leaving the builder empty. The next body starts with the capacity
+    /// the last one needed, but never more than a full request (one oversized event must not
+    /// make every later request that large).
     pub fn take(&mut self) -> HecRequest {
-        let capacity = self.current.body.capacity();
+        let capacity = self.current.body.capacity().min(self.limits.max_bytes);
         let mut next = HecRequest::default();
         next.body.reserve(capacity);
+        self.current_full = false;
         std::mem::replace(&mut self.current, next)
     }
 }
@@ -271,6 +312,12 @@ mod tests {
         )
     }
 
+    /// Encodes every log of `batch`; the requests that became full.
+    fn push(builder: &mut RequestBuilder, batch: SinkBatch) -> Vec<HecRequest> {
+        builder.start(batch);
+        std::iter::from_fn(|| builder.next_full()).collect()
+    }
+
     fn ids(request: &HecRequest) -> Vec<String> {
         (0..request.len())
             .map(|index| {
@@ -286,8 +333,8 @@ mod tests {
         let mut builder = builder(3, usize::MAX, HecEndpoint::Event);
         let (first, _) = sink_batch(1, 2);
         let (second, _) = sink_batch(2, 5);
-        assert!(builder.push(first).is_empty());
-        let full = builder.push(second);
+        assert!(push(&mut builder, first).is_empty());
+        let full = push(&mut builder, second);
         assert_eq!(full.len(), 2);
         assert_eq!(ids(&full[0]), ["1-0", "1-1", "2-0"]);
         assert_eq!(ids(&full[1]), ["2-1", "2-2", "2-3"]);
@@ -302,7 +349,7 @@ mod tests {
     fn requests_are_cut_by_bytes_and_large_events_go_alone() {
         let mut builder = builder(100, 10, HecEndpoint::Event);
         let (batch, _) = sink_batch(1, 3);
-        let full = builder.push(batch);
+        let full = push(&mut builder, batch);
         assert_eq!(full.len(), 3);
         assert!(full.iter().all(|request| request.len() == 1));
         assert!(builder.is_empty());
@@ -312,22 +359,81 @@ mod tests {
     fn oversized_events_go_alone() {
         let mut builder = builder(100, usize::MAX, HecEndpoint::Event);
         let (small, _) = sink_batch(1, 1);
-        builder.push(small);
+        push(&mut builder, small);
         let mut records = RecordsBuilder::new();
         let huge = "x".repeat(300);
         records = records.log(1, None, &[("id", huge.as_str())]);
         let (huge_batch, _receiver) = SinkBatch::new("ls", 2, 0, records.build());
-        let full = builder.push(huge_batch);
+        let full = push(&mut builder, huge_batch);
         assert_eq!(full.iter().map(HecRequest::len).collect::<Vec<_>>(), [1, 1]);
         assert!(full[1].body().len() > 300);
         assert!(builder.is_empty());
     }
 
     #[test]
+    fn requests_are_encoded_one_at_a_time() {
+        let mut builder = builder(10, usize::MAX, HecEndpoint::Event);
+        let (batch, _) = sink_batch(1, 100);
+        builder.start(batch);
+        let first = builder.next_full().expect("a full request");
+        assert_eq!(first.len(), 10);
+        assert_eq!(builder.next_log, 10, "the other logs wait until asked for");
+        assert!(builder.is_empty());
+        let rest = std::iter::from_fn(|| builder.next_full()).count();
+        assert_eq!(rest, 9);
+        assert!(builder.next_full().is_none());
+    }
+
+    #[test]
+    fn an_oversized_event_does_not_raise_later_reservations() {
+        let mut builder = RequestBuilder::new(
+            HecEncoder::default(),
+            HecEndpoint::Event,
+            RequestLimits {
+                max_events: 100,
+                max_bytes: 1000,
+                max_event_bytes: 1 << 20,
+            },
+        );
+        let huge = "x".repeat(100_000);
+        let records = RecordsBuilder::new()
+            .log(1, None, &[("id", huge.as_str())])
+            .log(2, None, &[("id", "small")])
+            .build();
+        let (batch, _receiver) = SinkBatch::new("ls", 1, 0, records);
+        let full = push(&mut builder, batch);
+        assert_eq!(full.len(), 1);
+        assert!(full[0].body().len() > 100_000);
+        assert_eq!(ids(&builder.take()), ["small"]);
+        assert!(
+            builder.current.body.capacity() <= 1000,
+            "reserved {} bytes",
+            builder.current.body.capacity()
+        );
+        assert!(builder.scratch.capacity() <= SCRATCH_CAPACITY);
+    }
+
+    #[test]
+    fn an_oversized_event_goes_alone_even_below_max_bytes() {
+        let mut builder = builder(100, usize::MAX, HecEndpoint::Event);
+        let huge = "x".repeat(300);
+        let records = RecordsBuilder::new()
+            .log(1, None, &[("id", "a")])
+            .log(2, None, &[("id", huge.as_str())])
+            .log(3, None, &[("id", "b")])
+            .build();
+        let (batch, _receiver) = SinkBatch::new("ls", 1, 0, records);
+        let full = push(&mut builder, batch);
+        assert_eq!(full.iter().map(HecRequest::len).collect::<Vec<_>>(), [1, 1]);
+        assert_eq!(ids(&full[0]), ["a"]);
+        assert_eq!(ids(&builder.take()), ["b"]);
+    }
+
+    #[test]
     fn raw_events_are_lines() {
         let mut builder = builder(100, usize::MAX, HecEndpoint::Raw);
         let (batch, _) = sink_batch(1, 2);
-        builder.push(batch);
+        push(&mut builder, batch);
         let request = builder.take();
         let body = String::from_utf8(request.body().to_vec()).unwrap();
         assert_eq!(body.lines().count(), 2);
@@ -340,8 +446,8 @@ mod tests {
         let mut builder = builder(100, usize::MAX, HecEndpoint::Event);
         let (first, mut first_ack) = sink_batch(1, 2);
         let (second, mut second_ack) = sink_batch(2, 2);
-        builder.push(first);
-        builder.push(second);
+        push(&mut builder, first);
+        push(&mut builder, second);
         let request = builder.take();
         let labels = SinkLabels::new("request-unit-test");
         let (head, tail) = request.halves();
@@ -360,12 +466,12 @@ mod tests {
     fn released_bodies_come_back_from_the_compressed_copy() {
         let mut builder = builder(100, usize::MAX, HecEndpoint::Event);
         let (batch, _) = sink_batch(1, 20);
-        builder.push(batch);
+        push(&mut builder, batch);
         let mut request = builder.take();
         let body = request.body().to_vec();
         let compressed = gzip(&body).unwrap();
         assert!(compressed.len() < body.len() / 4);
-        request.release_body();
+        assert_eq!(request.take_body(), body);
         assert!(request.body_released());
         assert!(!request.restore_body(b"short".to_vec()));
         assert!(request.body_released());

@@ -1,6 +1,8 @@
 //! What a collector answer means for the request: decided by the HEC `code` in the JSON body
 //! when there is one, by the HTTP status otherwise (load balancers answer without a body).
 //! A 200 is not always code 0: codes 24 and 25 are successes that ask the sender to slow down.
+//! Only a HEC data-error code (5, 6, 12, 13, 15) lets events be dead-lettered; a 4xx without
+//! one (a proxy's or firewall's answer) pauses the sink and keeps every event.
 
 use std::time::{Duration, SystemTime};
 
@@ -40,14 +42,16 @@ pub(crate) enum Outcome {
         /// The server's `Retry-After`, when given.
         retry_after: Option<Duration>,
     },
-    /// The token or configuration is wrong: pause, report unhealthy, retry slowly.
+    /// The token or configuration is wrong, or something in between refuses the request
+    /// without a HEC code: pause, report unhealthy, retry slowly.
     Pause {
         /// What happened, for logs and health.
         reason: String,
     },
-    /// Some event is bad data: events before `first_bad` were indexed.
+    /// Some event is bad data (only a HEC data-error code says so): events before
+    /// `first_bad` were indexed.
     DataError {
-        /// HEC code (or HTTP status when there was no body).
+        /// The HEC code.
         code: i64,
         /// What happened, for logs and the dead-letter file.
         reason: String,
@@ -70,7 +74,8 @@ pub(crate) enum CapacityWarning {
     AckNearlyFull,
 }
 
-fn describe(status: u16, reply: &HecReply) -> String {
+/// The answer for logs: `http 400, hec code 6: Invalid data format`.
+pub(crate) fn describe(status: u16, reply: &HecReply) -> String {
     match (&reply.text, reply.code) {
         (Some(text), Some(code)) => format!("http {status}, hec code {code}: {text}"),
         (Some(text), None) => format!("http {status}: {text}"),
@@ -121,10 +126,10 @@ pub(crate) fn classify(status: u16, retry_after: Option<Duration>, body: &[u8]) 
         },
         413 => Outcome::TooLarge { reason },
         408 | 429 | 500..=599 => retry(reason),
-        400 => Outcome::DataError {
-            code: 400,
-            reason,
-            first_bad: reply.invalid_event_number,
+        // Without a HEC code the answer says nothing about the events (a proxy, load balancer
+        // or firewall in between answers this way): hold them and pause, never dead-letter.
+        400..=499 => Outcome::Pause {
+            reason: format!("{reason} without a HEC code (from a proxy or load balancer?)"),
         },
         _ => Outcome::Pause { reason },
     }
@@ -230,6 +235,22 @@ mod tests {
         assert!(matches!(outcome(429, ""), Outcome::Retry { .. }));
         assert!(matches!(outcome(413, ""), Outcome::TooLarge { .. }));
         assert!(matches!(outcome(301, ""), Outcome::Pause { .. }));
+    }
+
+    #[test]
+    fn a_400_without_a_hec_code_pauses_instead_of_rejecting_data() {
+        for body in [
+            "",
+            "<html><body>Request rejected by the firewall</body></html>",
+            r#"{"error":"bad request"}"#,
+            r#"{"text":"Bad Request","code":400}"#,
+        ] {
+            let answer = outcome(400, body);
+            assert!(
+                matches!(&answer, Outcome::Pause { reason } if reason.contains("without a HEC code")),
+                "{body}: {answer:?}"
+            );
+        }
     }
 
     #[test]

@@ -4,8 +4,9 @@
 //!
 //! - busy, server and network errors: the same request again after a capped, jittered backoff
 //!   that honours `Retry-After`;
-//! - token and configuration errors: the sink is paused (unhealthy) and the request is tried
-//!   again every `pause_retry_interval`; nothing is dropped;
+//! - token and configuration errors, and 4xx answers without a HEC code (a proxy's): the sink
+//!   is paused (unhealthy) and the request is tried again every `pause_retry_interval`;
+//!   nothing is dropped;
 //! - data errors: the events before `invalid-event-number` were indexed, the rejected one goes
 //!   to the dead-letter file, the rest is sent again (without a number, the request is halved
 //!   until the bad event is alone);
@@ -155,7 +156,7 @@ impl Delivery<'_> {
             self.wait_if_slowed().await?;
             let body = match &payload {
                 Some(body) => body.clone(),
-                None => payload.insert(self.payload(&request).await?).clone(),
+                None => payload.insert(self.payload(&mut request).await?).clone(),
             };
             let outcome = tokio::select! {
                 _ = self.shutdown.cancelled() => return Err(Cancelled),
@@ -177,7 +178,7 @@ impl Delivery<'_> {
                         return Ok(());
                     };
                     // Only the payload is needed to send again: free the body meanwhile.
-                    request.release_body();
+                    drop(request.take_body());
                     if self.await_ack(ack_id).await? {
                         request.confirm_all(&shared.labels);
                         return Ok(());
@@ -280,16 +281,25 @@ impl Delivery<'_> {
         }
     }
 
-    /// The body to send: gzipped off the async threads when compression is on.
-    async fn payload(&self, request: &HecRequest) -> Result<Bytes, Cancelled> {
+    /// The body to send, without copying it: gzipped off the async threads when compression
+    /// is on (the body then goes back into the request), otherwise the body itself (the
+    /// request gets it back from the payload only if it has to be split).
+    async fn payload(&self, request: &mut HecRequest) -> Result<Bytes, Cancelled> {
+        let body = request.take_body();
         if !self.shared.gzip {
-            return Ok(Bytes::copy_from_slice(request.body()));
+            return Ok(Bytes::from(body));
         }
-        let body = request.body().to_vec();
-        let compressed = tokio::task::spawn_blocking(move || gzip(&body)).await;
+        let compressed = tokio::task::spawn_blocking(move || {
+            let compressed = gzip(&body);
+            (body, compressed)
+        })
+        .await;
         match compressed {
-            Ok(Ok(compressed)) => Ok(Bytes::from(compressed)),
-            Ok(Err(error)) => {
+            Ok((body, Ok(compressed))) => {
+                request.restore_body(body);
+                Ok(Bytes::from(compressed))
+            }
+            Ok((_, Err(error))) => {
                 tracing::error!(sink = %self.shared.name, %error, "gzip failed; sending uncompressed is not possible with the gzip header");
                 Err(Cancelled)
             }
@@ -297,7 +307,8 @@ impl Delivery<'_> {
         }
     }
 
-    /// Puts back a body released while awaiting an acknowledgement, from the payload sent.
+    /// Puts back a body taken for the payload or while awaiting an acknowledgement, from the
+    /// payload sent.
     fn restore_body(&self, request: &mut HecRequest, payload: &Bytes) -> Result<(), Cancelled> {
         if !request.body_released() {
             return Ok(());

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
 use serde::Deserialize;
 
-use super::response::{classify, parse_retry_after, HecReply, Outcome};
+use super::response::{classify, describe, parse_retry_after, HecReply, Outcome};
 use crate::sinks::SinkError;
 
 /// Header naming the data channel (a GUID), required when acknowledgement is on.
@@ -25,10 +25,11 @@ struct AckReply {
 /// Why an acknowledgement query failed.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum AckQueryError {
-    /// The token has indexer acknowledgement off (code 14) or there is no ack endpoint.
+    /// The token has indexer acknowledgement off (HEC code 14).
     #[error("acknowledgement query refused: {0}")]
     Refused(String),
-    /// Network error, server error or an unreadable answer; try again later.
+    /// Network error, an error status without code 14, or an unreadable answer; try again
+    /// later.
     #[error("acknowledgement query failed: {0}")]
     Failed(String),
 }
@@ -175,18 +176,14 @@ impl HecClient {
         let status = response.status();
         let body = response.bytes().await.map_err(failed)?;
         let reply: HecReply = serde_json::from_slice(&body).unwrap_or_default();
-        // Only "ACK is disabled" (code 14) or a collector without the endpoint turns
-        // acknowledgement off; token errors and throttling are retried.
-        let no_acks = reply.code == Some(14) || matches!(status.as_u16(), 404 | 405);
-        if no_acks {
-            let text = reply.text.unwrap_or_default();
-            return Err(AckQueryError::Refused(format!(
-                "http {status}, hec code {}: {text}",
-                reply.code.unwrap_or(-1)
-            )));
+        // Only "ACK is disabled" (code 14 in a HEC answer) turns acknowledgement off. A 404 or
+        // 405 without it comes from a load balancer or a restarting collector; it, token errors
+        // and throttling are retried.
+        if reply.code == Some(14) {
+            return Err(AckQueryError::Refused(describe(status.as_u16(), &reply)));
         }
         if !status.is_success() {
-            return Err(AckQueryError::Failed(format!("http {status}")));
+            return Err(AckQueryError::Failed(describe(status.as_u16(), &reply)));
         }
         let reply: AckReply = serde_json::from_slice(&body)
             .map_err(|error| AckQueryError::Failed(format!("unreadable answer: {error}")))?;
