@@ -3,7 +3,8 @@
 //! data directory, verifies request signatures against one AccessKey, and runs consumer-group
 //! assignment with the group timeout and release-before-grant hand-over.
 //!
-//! Start it with [`LocalServer::open`] and [`LocalServer::run`].
+//! Start it with [`LocalServer::open`] and [`LocalServer::run`] (or [`LocalServer::run_with`]
+//! for other [`ConnectionLimits`]).
 
 mod assignment;
 pub mod generator;
@@ -15,17 +16,45 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use crate::common::Secret;
-pub use state::{Checkpoint, Failure};
+pub use state::{valid_name, Checkpoint, Failure};
 pub use store::StoreError;
 
 /// Default upper bound of a request body (PutLogs), in bytes.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 32 << 20;
+
+/// Default number of connections served at once; further clients wait to be accepted.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+
+/// Default time a client has to send a request's headers, idle keep-alive time included.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Bounds on the connections the server keeps, so slow or numerous clients cannot exhaust
+/// its tasks and file descriptors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Connections served at once; the next client is accepted when one closes.
+    pub max_connections: usize,
+    /// A connection that does not deliver a request's headers within this time (an idle
+    /// keep-alive connection included) is closed.
+    pub header_read_timeout: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+        }
+    }
+}
 
 /// A logstore to create at start-up when it does not exist yet.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,8 +117,9 @@ impl LocalServer {
         )
     }
 
-    /// Serves HTTP/1.1 (keep-alive) on `listener` until `shutdown` completes, then stops
-    /// accepting and lets open connections finish their current request.
+    /// Serves HTTP/1.1 (keep-alive) on `listener` with the default [`ConnectionLimits`]
+    /// until `shutdown` completes, then stops accepting and lets open connections finish
+    /// their current request.
     ///
     /// # Errors
     ///
@@ -99,10 +129,34 @@ impl LocalServer {
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> std::io::Result<()> {
+        self.run_with(listener, shutdown, ConnectionLimits::default())
+            .await
+    }
+
+    /// Like [`LocalServer::run`] with the given limits.
+    ///
+    /// # Errors
+    ///
+    /// Returns an error only if accepting fails persistently.
+    pub async fn run_with(
+        self: Arc<Self>,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+        limits: ConnectionLimits,
+    ) -> std::io::Result<()> {
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
         tokio::pin!(shutdown);
         let mut accept_errors = 0u32;
         loop {
+            // Wait for a free slot before accepting, so clients over the cap wait in the
+            // listen backlog instead of costing a task each.
+            let permit = tokio::select! {
+                permit = connections.clone().acquire_owned() => {
+                    permit.expect("the connection semaphore is never closed")
+                }
+                () = &mut shutdown => break,
+            };
             let (stream, _) = tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok(accepted) => {
@@ -130,12 +184,15 @@ impl LocalServer {
             });
             let connection = hyper::server::conn::http1::Builder::new()
                 .keep_alive(true)
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_read_timeout)
                 .serve_connection(TokioIo::new(stream), service);
             let connection = graceful.watch(connection);
             tokio::spawn(async move {
                 if let Err(error) = connection.await {
                     tracing::debug!(%error, "local server connection ended with an error");
                 }
+                drop(permit);
             });
         }
         drop(listener);
