@@ -205,3 +205,100 @@ impl LocalServer {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    /// Serves an empty data directory with `limits` until the returned sender is dropped.
+    async fn serve(
+        limits: ConnectionLimits,
+    ) -> (
+        std::net::SocketAddr,
+        tempfile::TempDir,
+        tokio::sync::oneshot::Sender<()>,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let server = LocalServer::open(LocalServerConfig {
+            data_dir: dir.path().to_owned(),
+            access_key_id: "id".into(),
+            access_key_secret: Secret::new("secret"),
+            max_body_bytes: 1 << 20,
+            logstores: Vec::new(),
+        })
+        .unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(server.run_with(
+            listener,
+            async move {
+                let _ = stopped.await;
+            },
+            limits,
+        ));
+        (address, dir, stop)
+    }
+
+    const REQUEST: &[u8] =
+        b"GET /logstores HTTP/1.1\r\nHost: p.example\r\nConnection: close\r\n\r\n";
+
+    /// Reads until the server closes the connection (EOF or reset).
+    async fn read_until_closed(stream: &mut TcpStream) -> String {
+        let mut received = Vec::new();
+        let mut buffer = [0u8; 4096];
+        while let Ok(read @ 1..) = stream.read(&mut buffer).await {
+            received.extend_from_slice(&buffer[..read]);
+        }
+        String::from_utf8_lossy(&received).into_owned()
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_never_finishes_its_headers_is_closed() {
+        let limits = ConnectionLimits {
+            max_connections: 4,
+            header_read_timeout: Duration::from_millis(300),
+        };
+        let (address, _dir, _stop) = serve(limits).await;
+        let mut slow = TcpStream::connect(address).await.unwrap();
+        slow.write_all(b"GET /logst").await.unwrap();
+        let answer = tokio::time::timeout(Duration::from_secs(30), read_until_closed(&mut slow))
+            .await
+            .expect("the server closes a connection stuck in its headers");
+        assert!(!answer.starts_with("HTTP/1.1 2"), "{answer}");
+        // Still serving.
+        let mut next = TcpStream::connect(address).await.unwrap();
+        next.write_all(REQUEST).await.unwrap();
+        let answer = tokio::time::timeout(Duration::from_secs(30), read_until_closed(&mut next))
+            .await
+            .unwrap();
+        assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    }
+
+    #[tokio::test]
+    async fn connections_over_the_cap_wait_for_a_free_slot() {
+        let limits = ConnectionLimits {
+            max_connections: 1,
+            header_read_timeout: Duration::from_secs(600),
+        };
+        let (address, _dir, _stop) = serve(limits).await;
+        let mut holder = TcpStream::connect(address).await.unwrap();
+        holder.write_all(b"GET /logst").await.unwrap();
+        let mut waiting = TcpStream::connect(address).await.unwrap();
+        waiting.write_all(REQUEST).await.unwrap();
+        let mut buffer = [0u8; 64];
+        assert!(
+            tokio::time::timeout(Duration::from_millis(500), waiting.read(&mut buffer))
+                .await
+                .is_err(),
+            "the second connection is not served while the first holds the only slot"
+        );
+        drop(holder);
+        let answer = tokio::time::timeout(Duration::from_secs(30), read_until_closed(&mut waiting))
+            .await
+            .expect("served once the slot is free");
+        assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    }
+}
