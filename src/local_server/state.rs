@@ -883,6 +883,12 @@ mod tests {
                     .await
             }
         });
+        // Wait until the update has taken its snapshot, so it is in its write.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while logstore.groups_file.taken.load(Ordering::SeqCst) < 2 {
+            assert!(Instant::now() < deadline, "the update never snapshotted");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
         let heartbeat = tokio::task::spawn_blocking({
             let logstore = logstore.clone();
             move || logstore.heartbeat("g", "c1", &[])

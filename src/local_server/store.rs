@@ -352,7 +352,8 @@ fn write_atomically(path: &Path, text: &[u8]) -> Result<(), StoreError> {
 #[derive(Debug)]
 pub struct SnapshotFile {
     path: PathBuf,
-    taken: AtomicU64,
+    /// The number of the newest snapshot taken.
+    pub(super) taken: AtomicU64,
     /// The number of the snapshot on disk; held while writing.
     pub(super) written: Mutex<u64>,
 }
@@ -485,29 +486,43 @@ mod tests {
     }
 
     #[test]
-    fn readers_do_not_wait_for_an_append_and_see_it_only_once_synced() {
+    fn readers_do_not_wait_for_an_append_stuck_in_its_write() {
+        use std::os::fd::OwnedFd;
+        use std::os::unix::net::UnixStream;
+        use std::time::{Duration, Instant};
+
         let dir = tempfile::tempdir().unwrap();
         let shard = Shard::open(dir.path(), 0).unwrap();
         shard.append(&group("a")).unwrap();
-        // An append in its writes and fsyncs holds the file lock.
-        let appending = shard.files.lock().unwrap();
+        // The data file becomes a socket nobody reads yet: the next append blocks in its
+        // write, and since a socket cannot be fsynced, it then fails.
+        let (stuck, drain) = UnixStream::pair().unwrap();
+        shard.files.lock().unwrap().data = File::from(OwnedFd::from(stuck));
+        let big = group(&"x".repeat(4 << 20));
+        let entry_len = protobuf::list_entry_len(big.len()) as u64;
         let shard = &shard;
         std::thread::scope(|scope| {
+            let writer = scope.spawn(move || shard.append(&big));
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while shard.files.try_lock().is_ok() {
+                assert!(Instant::now() < deadline, "the append never started");
+                std::thread::sleep(Duration::from_millis(1));
+            }
             let (sender, receiver) = std::sync::mpsc::channel();
             scope.spawn(move || {
                 let pulled = shard.read(0, 10, usize::MAX, None, |bytes| bytes.len());
                 sender.send((shard.end(), pulled.count)).unwrap();
             });
-            let read = receiver
-                .recv_timeout(std::time::Duration::from_secs(30))
-                .expect("reads do not wait for the file lock");
-            assert_eq!(read, (1, 1));
-            let writer = scope.spawn(|| shard.append(&group("b")).unwrap());
-            assert_eq!(shard.end(), 1, "nothing is published before it is synced");
-            drop(appending);
-            assert_eq!(writer.join().unwrap(), 1);
+            let read = receiver.recv_timeout(Duration::from_secs(30));
+            std::io::copy(&mut (&drain).take(entry_len), &mut std::io::sink()).unwrap();
+            assert!(writer.join().unwrap().is_err(), "a socket cannot be synced");
+            assert_eq!(
+                read.expect("reads do not wait for an append in its write"),
+                (1, 1),
+                "nothing is published before it is synced"
+            );
         });
-        assert_eq!(shard.end(), 2);
+        assert_eq!(shard.end(), 1, "a failed append publishes nothing");
     }
 
     #[test]
