@@ -16,7 +16,7 @@ use crate::config::ForwarderConfig;
 use crate::local_server::generator::AuditLogGenerator;
 use crate::local_server::{
     valid_name, ConnectionLimits, LocalServer, LocalServerConfig, LogstoreSpec,
-    DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONNECTIONS,
 };
 use crate::source::api::put_logs::PutTarget;
 use crate::source::json_lines::log_groups_from_json_lines;
@@ -130,8 +130,8 @@ pub struct LocalServerArgs {
     #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_connections: usize,
     /// Time a client has to send a request's headers (idle keep-alive time included)
-    /// before its connection is closed, e.g. `30s`.
-    #[arg(long, default_value = "30s")]
+    /// before its connection is closed, e.g. `60s`.
+    #[arg(long, default_value_t = HumanDuration(DEFAULT_HEADER_READ_TIMEOUT))]
     pub header_read_timeout: HumanDuration,
     /// Credentials every request must be signed with. The defaults are refused unless
     /// `--listen` is a loopback address.

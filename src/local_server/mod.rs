@@ -34,7 +34,9 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 32 << 20;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
 
 /// Default time a client has to send a request's headers, idle keep-alive time included.
-pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longer than the forwarder's own client keeps an idle connection (50 s), so that client
+/// closes first and never reuses a connection the server is closing.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Bounds on the connections the server keeps, so slow or numerous clients cannot exhaust
 /// its tasks and file descriptors.

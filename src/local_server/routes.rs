@@ -13,7 +13,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::state::{Failure, Logstore, Project};
+use super::state::{blocking, Failure, Logstore, Project};
 use super::LocalServer;
 use crate::source::auth::{self, SignedRequest, VerifyError};
 use crate::source::compression::Compression;
@@ -244,12 +244,17 @@ impl LocalServer {
             }
             (&Method::POST, ["logstores", logstore, "shards", shard]) => {
                 let shard = parse_shard(shard)?;
+                // A reshape writes and fsyncs the logstore's metadata.
                 let reshaped = match call.param("action") {
-                    Some("split") => Some(
-                        self.logstore(&call, logstore)?
-                            .split(shard, call.required("key")?)?,
-                    ),
-                    Some("merge") => Some(self.logstore(&call, logstore)?.merge(shard)?),
+                    Some("split") => {
+                        let logstore = self.logstore(&call, logstore)?;
+                        let key = call.required("key")?.to_owned();
+                        Some(blocking(move || logstore.split(shard, &key)).await?)
+                    }
+                    Some("merge") => {
+                        let logstore = self.logstore(&call, logstore)?;
+                        Some(blocking(move || logstore.merge(shard)).await?)
+                    }
                     Some(other) => return Err(invalid(format!("unknown action `{other}`"))),
                     None => None,
                 };
@@ -410,11 +415,8 @@ impl LocalServer {
         }
         let project = call.project(self)?;
         // Creating the shard files and metadata fsyncs: keep it off the runtime threads.
-        tokio::task::spawn_blocking(move || {
-            project.ensure_logstore(&body.logstore_name, body.shard_count)
-        })
-        .await
-        .map_err(|error| Failure::new(ApiErrorCode::InternalServerError, error.to_string()))??;
+        blocking(move || Ok(project.ensure_logstore(&body.logstore_name, body.shard_count)?))
+            .await?;
         Ok(empty_reply())
     }
 
@@ -439,7 +441,7 @@ impl LocalServer {
             )?,
         };
         let body = call.body.clone();
-        tokio::task::spawn_blocking(move || {
+        blocking(move || {
             let raw = compression
                 .decompress(&body, raw_size)
                 .map_err(|error| Failure::new(ApiErrorCode::PostBodyInvalid, error.to_string()))?;
@@ -455,7 +457,6 @@ impl LocalServer {
             Ok(empty_reply())
         })
         .await
-        .map_err(|error| Failure::new(ApiErrorCode::InternalServerError, error.to_string()))?
     }
 }
 
@@ -615,18 +616,17 @@ async fn pull_logs(call: Call, logstore: Arc<Logstore>, shard_id: u32) -> Outcom
             .get("accept-encoding")
             .and_then(|v| v.to_str().ok()),
     );
-    let pulled = tokio::task::spawn_blocking(move || {
-        shard.read(position, count, MAX_PULL_BYTES, until, |raw| {
+    let pulled = blocking(move || {
+        Ok(shard.read(position, count, MAX_PULL_BYTES, until, |raw| {
             let body = if raw.is_empty() {
                 Vec::new()
             } else {
                 compression.compress(raw)
             };
             (raw.len(), body)
-        })
+        }))
     })
-    .await
-    .map_err(|error| Failure::new(ApiErrorCode::InternalServerError, error.to_string()))?;
+    .await?;
     let (raw_size, body) = pulled.payload;
     let mut reply = Response::new(Full::new(Bytes::from(body)));
     let headers = reply.headers_mut();

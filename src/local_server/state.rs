@@ -44,6 +44,16 @@ impl From<StoreError> for Failure {
     }
 }
 
+/// Runs `work` (disk I/O, or CPU-heavy work) on a blocking thread, so it never stalls the
+/// runtime threads that serve other requests.
+pub(super) async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, Failure> + Send + 'static,
+) -> Result<T, Failure> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|error| Failure::new(ApiErrorCode::InternalServerError, error.to_string()))?
+}
+
 /// A consumer-group checkpoint as stored and as GetCheckPoint reports it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Checkpoint {
@@ -409,10 +419,7 @@ impl Logstore {
     /// `groups` lock (which heartbeats need) waits for the fsyncs.
     async fn persist(&self, snapshot: Snapshot) -> Result<(), Failure> {
         let file = self.groups_file.clone();
-        tokio::task::spawn_blocking(move || file.write(&snapshot))
-            .await
-            .map_err(|error| Failure::new(ApiErrorCode::InternalServerError, error.to_string()))?
-            .map_err(Failure::from)
+        blocking(move || Ok(file.write(&snapshot)?)).await
     }
 
     /// Lists consumer groups as `(name, timeout, order)`.
@@ -863,6 +870,8 @@ mod tests {
         assert_eq!(demo.logstore_names(), ["audit"]);
     }
 
+    // The test holds the file's lock across awaits on purpose: it stands for a slow write.
+    #[allow(clippy::await_holding_lock)]
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn heartbeats_do_not_wait_for_a_groups_write() {
         let dir = tempfile::tempdir().unwrap();
