@@ -25,7 +25,7 @@ const MAX_PULL_BYTES: usize = 8 << 20;
 
 /// A compressed PutLogs body may declare an uncompressed size of up to this many times the
 /// body limit.
-const RAW_SIZE_PER_BODY_BYTE_LIMIT: usize = 4;
+const RAW_SIZE_LIMIT_FACTOR: usize = 4;
 
 type Reply = Response<Full<Bytes>>;
 type Outcome = Result<Reply, Failure>;
@@ -437,7 +437,7 @@ impl LocalServer {
                 call.body.len(),
                 self.config
                     .max_body_bytes
-                    .saturating_mul(RAW_SIZE_PER_BODY_BYTE_LIMIT),
+                    .saturating_mul(RAW_SIZE_LIMIT_FACTOR),
             )?,
         };
         let body = call.body.clone();
