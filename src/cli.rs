@@ -10,10 +10,14 @@ use clap::{Args, Parser, Subcommand};
 use futures::{StreamExt, TryStreamExt};
 
 use crate::common::shutdown::termination_signal;
+use crate::common::units::HumanDuration;
 use crate::common::Secret;
 use crate::config::ForwarderConfig;
 use crate::local_server::generator::AuditLogGenerator;
-use crate::local_server::{LocalServer, LocalServerConfig, LogstoreSpec, DEFAULT_MAX_BODY_BYTES};
+use crate::local_server::{
+    valid_name, ConnectionLimits, LocalServer, LocalServerConfig, LogstoreSpec,
+    DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONNECTIONS,
+};
 use crate::source::api::put_logs::PutTarget;
 use crate::source::json_lines::log_groups_from_json_lines;
 use crate::source::protobuf::LogGroup;
@@ -63,21 +67,45 @@ pub struct StatusArgs {
     pub url: String,
 }
 
+/// The AccessKey id used when none is given: fine on loopback, known to everyone.
+pub const DEFAULT_ACCESS_KEY_ID: &str = "local";
+
+/// The AccessKey secret used when none is given.
+pub const DEFAULT_ACCESS_KEY_SECRET: &str = "local-secret";
+
 /// AccessKey options shared by the commands that sign requests.
 #[derive(Debug, Args)]
 pub struct AccessKeyArgs {
     /// AccessKey id.
-    #[arg(long, env = "SLS_AK_ID", default_value = "local")]
+    #[arg(long, env = "SLS_AK_ID", default_value = DEFAULT_ACCESS_KEY_ID)]
     pub access_key_id: String,
     /// AccessKey secret.
     #[arg(
         long,
         env = "SLS_AK_KEY",
-        default_value = "local-secret",
+        default_value = DEFAULT_ACCESS_KEY_SECRET,
         hide_env_values = true,
-        hide_default_value = true
+        hide_default_value = true,
+        value_parser = parse_secret
     )]
-    pub access_key_secret: String,
+    pub access_key_secret: Secret,
+}
+
+fn parse_secret(text: &str) -> Result<Secret, std::convert::Infallible> {
+    Ok(Secret::new(text))
+}
+
+/// Refuses the well-known default AccessKey secret on an address other hosts can reach.
+fn check_listen_credentials(listen: SocketAddr, access_key: &AccessKeyArgs) -> anyhow::Result<()> {
+    let default_secret = access_key.access_key_secret.expose() == DEFAULT_ACCESS_KEY_SECRET;
+    if default_secret && !listen.ip().is_loopback() {
+        bail!(
+            "refusing to listen on {listen} with the default access key (`{DEFAULT_ACCESS_KEY_ID}`/`{DEFAULT_ACCESS_KEY_SECRET}`), \
+             which anyone can sign with: set --access-key-id and --access-key-secret \
+             (or SLS_AK_ID and SLS_AK_KEY), or listen on a loopback address"
+        );
+    }
+    Ok(())
 }
 
 /// Options of `local-server`.
@@ -90,7 +118,7 @@ pub struct LocalServerArgs {
     #[arg(long)]
     pub data_dir: PathBuf,
     /// Project that `--logstore` entries belong to.
-    #[arg(long, default_value = "siem-demo")]
+    #[arg(long, default_value = "siem-demo", value_parser = parse_name)]
     pub project: String,
     /// Logstore to create when missing, as NAME or NAME:SHARDS (default 4 shards). Repeatable.
     #[arg(long = "logstore", value_parser = parse_logstore)]
@@ -98,7 +126,15 @@ pub struct LocalServerArgs {
     /// Largest accepted request body, in bytes.
     #[arg(long, default_value_t = DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
-    /// Credentials every request must be signed with.
+    /// Connections served at once; further clients wait until one closes.
+    #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_connections: usize,
+    /// Time a client has to send a request's headers (idle keep-alive time included)
+    /// before its connection is closed, e.g. `60s`.
+    #[arg(long, default_value_t = HumanDuration(DEFAULT_HEADER_READ_TIMEOUT))]
+    pub header_read_timeout: HumanDuration,
+    /// Credentials every request must be signed with. The defaults are refused unless
+    /// `--listen` is a loopback address.
     #[command(flatten)]
     pub access_key: AccessKeyArgs,
 }
@@ -113,10 +149,21 @@ fn parse_logstore(text: &str) -> Result<(String, u32), String> {
         }
         None => (text, 4),
     };
-    if name.is_empty() || !(1..=256).contains(&shards) {
+    if !(1..=256).contains(&shards) {
         return Err("expected NAME or NAME:SHARDS with 1 to 256 shards".into());
     }
-    Ok((name.to_owned(), shards))
+    Ok((parse_name(name)?, shards))
+}
+
+/// A project or logstore name, checked with the server's own rule.
+fn parse_name(name: &str) -> Result<String, String> {
+    if valid_name(name) {
+        Ok(name.to_owned())
+    } else {
+        Err(format!(
+            "invalid name `{name}`: use 2 to 63 lowercase letters, digits, `-` or `_`"
+        ))
+    }
 }
 
 /// Options of `put`.
@@ -256,10 +303,15 @@ pub fn render_status(status: &serde_json::Value) -> String {
 }
 
 async fn local_server(args: LocalServerArgs) -> anyhow::Result<()> {
+    check_listen_credentials(args.listen, &args.access_key)?;
+    let limits = ConnectionLimits {
+        max_connections: args.max_connections,
+        header_read_timeout: args.header_read_timeout.0,
+    };
     let config = LocalServerConfig {
         data_dir: args.data_dir.clone(),
         access_key_id: args.access_key.access_key_id,
-        access_key_secret: Secret::new(args.access_key.access_key_secret),
+        access_key_secret: args.access_key.access_key_secret,
         max_body_bytes: args.max_body_bytes,
         logstores: args
             .logstores
@@ -280,11 +332,15 @@ async fn local_server(args: LocalServerArgs) -> anyhow::Result<()> {
     tracing::info!(%address, data_dir = %args.data_dir.display(), "local log service listening");
     println!("listening on {address}");
     server
-        .run(listener, async {
-            if let Err(error) = termination_signal().await {
-                tracing::error!(%error, "cannot listen for signals");
-            }
-        })
+        .run_with(
+            listener,
+            async {
+                if let Err(error) = termination_signal().await {
+                    tracing::error!(%error, "cannot listen for signals");
+                }
+            },
+            limits,
+        )
         .await?;
     tracing::info!("local log service stopped");
     Ok(())
@@ -295,7 +351,7 @@ async fn put(args: PutArgs) -> anyhow::Result<()> {
         &args.endpoint,
         &args.project,
         &args.access_key.access_key_id,
-        Secret::new(args.access_key.access_key_secret),
+        args.access_key.access_key_secret.clone(),
     );
     let client = Arc::new(Client::new(config)?);
     let now = crate::local_server::store::unix_now();
@@ -361,4 +417,72 @@ async fn put(args: PutArgs) -> anyhow::Result<()> {
         args.logstore
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn local_server_args(args: &[&str]) -> Result<LocalServerArgs, clap::Error> {
+        let cli = Cli::try_parse_from(
+            [
+                "siem-forwarder",
+                "local-server",
+                "--data-dir",
+                "/tmp/unused",
+            ]
+            .iter()
+            .chain(args),
+        )?;
+        match cli.command {
+            Command::LocalServer(args) => Ok(args),
+            other => panic!("parsed {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_default_secret_is_refused_off_loopback() {
+        let default = ["--access-key-secret", DEFAULT_ACCESS_KEY_SECRET];
+        for listen in ["127.0.0.1:0", "[::1]:0"] {
+            let args = local_server_args(&[&["--listen", listen][..], &default].concat()).unwrap();
+            assert!(check_listen_credentials(args.listen, &args.access_key).is_ok());
+        }
+        for listen in ["0.0.0.0:0", "[::]:0", "192.0.2.1:18080"] {
+            let args = local_server_args(&[&["--listen", listen][..], &default].concat()).unwrap();
+            let error = check_listen_credentials(args.listen, &args.access_key)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                error.contains("--access-key-secret") && error.contains("SLS_AK_KEY"),
+                "{error}"
+            );
+        }
+        let args = local_server_args(&[
+            "--listen",
+            "0.0.0.0:0",
+            "--access-key-id",
+            "ops",
+            "--access-key-secret",
+            "a-long-random-secret",
+        ])
+        .unwrap();
+        assert!(check_listen_credentials(args.listen, &args.access_key).is_ok());
+    }
+
+    #[test]
+    fn the_secret_never_shows_in_debug_output() {
+        let args = local_server_args(&["--access-key-secret", "hunter2-secret"]).unwrap();
+        assert_eq!(args.access_key.access_key_secret.expose(), "hunter2-secret");
+        assert!(!format!("{args:?}").contains("hunter2-secret"));
+    }
+
+    #[test]
+    fn names_that_are_not_directory_names_are_refused() {
+        for bad in ["../../x", "/abs", "a/b"] {
+            assert!(local_server_args(&["--logstore", bad]).is_err(), "{bad}");
+            assert!(local_server_args(&["--project", bad]).is_err(), "{bad}");
+        }
+        let args = local_server_args(&["--logstore", "audit:2", "--project", "demo"]).unwrap();
+        assert_eq!(args.logstores, [("audit".to_owned(), 2)]);
+    }
 }

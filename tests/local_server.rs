@@ -3,17 +3,13 @@
 
 mod support;
 
-use std::time::SystemTime;
-
-use http::{HeaderMap, HeaderValue};
 use rand::RngCore;
 use siem_forwarder::local_server::generator::AuditLogGenerator;
 use siem_forwarder::source::api::cursor::CursorFrom;
 use siem_forwarder::source::api::put_logs::PutTarget;
-use siem_forwarder::source::auth::{self, SignedRequest};
 use siem_forwarder::source::protobuf::{Log, LogGroup};
 use siem_forwarder::source::{ApiErrorCode, Client, ClientError};
-use support::{TestServer, AK_ID, AK_SECRET, PROJECT};
+use support::{RawRequest, TestServer, AK_SECRET, PROJECT};
 
 async fn pull_everything(client: &Client, logstore: &str) -> usize {
     let mut total = 0;
@@ -117,63 +113,14 @@ fn api_code(result: Result<impl std::fmt::Debug, ClientError>) -> (u16, ApiError
 /// Sends a request signed (or not) by hand, for bodies the client would never produce.
 async fn raw_request(
     server: &TestServer,
-    method: &str,
+    method: &'static str,
     path: &str,
     body: Vec<u8>,
     sign: bool,
 ) -> (u16, serde_json::Value) {
-    let mut headers = HeaderMap::new();
-    let date = httpdate::fmt_http_date(SystemTime::now());
-    headers.insert("date", HeaderValue::from_str(&date).unwrap());
-    headers.insert("x-log-apiversion", HeaderValue::from_static("0.6.0"));
-    headers.insert(
-        "x-log-signaturemethod",
-        HeaderValue::from_static("hmac-sha1"),
-    );
-    headers.insert(
-        "x-log-bodyrawsize",
-        HeaderValue::from_str(&body.len().to_string()).unwrap(),
-    );
-    headers.insert(
-        "content-type",
-        HeaderValue::from_static("application/x-protobuf"),
-    );
-    headers.insert(
-        "host",
-        HeaderValue::from_str(&format!("{PROJECT}.127.0.0.1")).unwrap(),
-    );
-    if !body.is_empty() {
-        headers.insert(
-            "content-md5",
-            HeaderValue::from_str(&auth::content_md5(&body)).unwrap(),
-        );
-    }
-    if sign {
-        let request = SignedRequest {
-            method,
-            path,
-            query: &[],
-            headers: &headers,
-        };
-        let authorization = auth::authorization(AK_ID, AK_SECRET, &request);
-        headers.insert(
-            "authorization",
-            HeaderValue::from_str(&authorization).unwrap(),
-        );
-    }
-    let response = reqwest::Client::new()
-        .request(
-            method.parse().unwrap(),
-            format!("{}{path}", server.endpoint()),
-        )
-        .headers(headers)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    let body = response.bytes().await.unwrap();
-    (status, serde_json::from_slice(&body).unwrap_or_default())
+    let request = RawRequest::new(method, path, body);
+    let request = if sign { request.signed() } else { request };
+    request.send(&server.endpoint()).await
 }
 
 #[tokio::test]

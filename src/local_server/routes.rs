@@ -1,6 +1,9 @@
 //! HTTP routing of the local server: request parsing, signature verification, and one
 //! handler per SLS API. Handlers answer with the SLS JSON bodies and headers the official
 //! SDKs read (lowercase header names, `x-log-requestid` on every response).
+//!
+//! A request is authenticated from its headers (v1 signature and `Date`) before its body is
+//! read, and a body must carry a matching `Content-MD5`, which the signature covers.
 
 use std::sync::Arc;
 
@@ -10,7 +13,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::state::{valid_name, Failure, Logstore, Project};
+use super::state::{blocking, Failure, Logstore, Project};
 use super::LocalServer;
 use crate::source::auth::{self, SignedRequest, VerifyError};
 use crate::source::compression::Compression;
@@ -19,6 +22,10 @@ use crate::source::{cursor, protobuf, ApiErrorCode};
 /// Upper bound of one PullLogs response's raw size; the server returns fewer groups than
 /// asked rather than more bytes (clients handle short batches).
 const MAX_PULL_BYTES: usize = 8 << 20;
+
+/// A compressed PutLogs body may declare an uncompressed size of up to this many times the
+/// body limit.
+const RAW_SIZE_LIMIT_FACTOR: usize = 4;
 
 type Reply = Response<Full<Bytes>>;
 type Outcome = Result<Reply, Failure>;
@@ -153,6 +160,16 @@ impl LocalServer {
         }
         let project = project_from_host(&request);
         let (parts, body) = request.into_parts();
+        let path = parts.uri.path().to_owned();
+        let query = decode_query(parts.uri.query());
+        // The signature covers the headers (`Content-MD5` included), so it is checked before
+        // anything of an unauthenticated body is buffered.
+        self.authenticate(&SignedRequest {
+            method: parts.method.as_str(),
+            path: &path,
+            query: &query,
+            headers: &parts.headers,
+        })?;
         let body = Limited::new(body, self.config.max_body_bytes)
             .collect()
             .await
@@ -167,39 +184,7 @@ impl LocalServer {
                 }
             })?
             .to_bytes();
-        let path = parts.uri.path().to_owned();
-        let query = decode_query(parts.uri.query());
-        let signed = SignedRequest {
-            method: parts.method.as_str(),
-            path: &path,
-            query: &query,
-            headers: &parts.headers,
-        };
-        auth::verify(
-            &self.config.access_key_id,
-            self.config.access_key_secret.expose(),
-            &signed,
-        )
-        .map_err(|error| {
-            let code = match error {
-                VerifyError::Unsigned | VerifyError::Malformed => ApiErrorCode::Unauthorized,
-                VerifyError::UnknownAccessKeyId(_) => ApiErrorCode::InvalidAccessKeyId,
-                VerifyError::Mismatch => ApiErrorCode::SignatureNotMatch,
-            };
-            Failure::new(code, error.to_string())
-        })?;
-        let declared_md5 = parts
-            .headers
-            .get("content-md5")
-            .and_then(|value| value.to_str().ok())
-            .unwrap_or("");
-        if !declared_md5.is_empty() && !declared_md5.eq_ignore_ascii_case(&auth::content_md5(&body))
-        {
-            return Err(Failure::new(
-                ApiErrorCode::PostBodyInvalid,
-                "content-md5 does not match the body",
-            ));
-        }
+        check_content_md5(&parts.headers, &body)?;
         Ok(Call {
             method: parts.method,
             segments: path
@@ -214,12 +199,34 @@ impl LocalServer {
         })
     }
 
+    /// Verifies the v1 signature and the request's date against the server clock.
+    fn authenticate(&self, request: &SignedRequest<'_>) -> Result<(), Failure> {
+        auth::verify(
+            &self.config.access_key_id,
+            self.config.access_key_secret.expose(),
+            request,
+            std::time::SystemTime::now(),
+        )
+        .map_err(|error| {
+            let code = match error {
+                VerifyError::Unsigned
+                | VerifyError::Malformed
+                | VerifyError::UnsupportedScheme(_) => ApiErrorCode::Unauthorized,
+                VerifyError::UnknownAccessKeyId(_) => ApiErrorCode::InvalidAccessKeyId,
+                VerifyError::Mismatch => ApiErrorCode::SignatureNotMatch,
+                VerifyError::InvalidDate(_) => ApiErrorCode::Other("InvalidRequestTime".into()),
+                VerifyError::Expired { .. } => ApiErrorCode::RequestTimeExpired,
+            };
+            Failure::new(code, error.to_string())
+        })
+    }
+
     async fn dispatch(self: Arc<Self>, call: Call) -> Outcome {
         let segments: Vec<&str> = call.segments.iter().map(String::as_str).collect();
         match (&call.method, segments.as_slice()) {
             (&Method::POST, []) => self.create_project(&call),
             (&Method::GET, ["logstores"]) => self.list_logstores(&call),
-            (&Method::POST, ["logstores"]) => self.create_logstore(&call),
+            (&Method::POST, ["logstores"]) => self.create_logstore(&call).await,
             (&Method::POST, ["logstores", logstore]) => {
                 self.put_logs(&call, logstore, ShardChoice::Balanced).await
             }
@@ -237,12 +244,17 @@ impl LocalServer {
             }
             (&Method::POST, ["logstores", logstore, "shards", shard]) => {
                 let shard = parse_shard(shard)?;
+                // A reshape writes and fsyncs the logstore's metadata.
                 let reshaped = match call.param("action") {
-                    Some("split") => Some(
-                        self.logstore(&call, logstore)?
-                            .split(shard, call.required("key")?)?,
-                    ),
-                    Some("merge") => Some(self.logstore(&call, logstore)?.merge(shard)?),
+                    Some("split") => {
+                        let logstore = self.logstore(&call, logstore)?;
+                        let key = call.required("key")?.to_owned();
+                        Some(blocking(move || logstore.split(shard, &key)).await?)
+                    }
+                    Some("merge") => {
+                        let logstore = self.logstore(&call, logstore)?;
+                        Some(blocking(move || logstore.merge(shard)).await?)
+                    }
                     Some(other) => return Err(invalid(format!("unknown action `{other}`"))),
                     None => None,
                 };
@@ -284,11 +296,9 @@ impl LocalServer {
                 if body.timeout == 0 {
                     return Err(invalid("timeout must be positive"));
                 }
-                self.logstore(&call, logstore)?.create_group(
-                    &body.consumer_group,
-                    body.timeout,
-                    body.order,
-                )?;
+                self.logstore(&call, logstore)?
+                    .create_group(&body.consumer_group, body.timeout, body.order)
+                    .await?;
                 Ok(empty_reply())
             }
             (&Method::PUT, ["logstores", logstore, "consumergroups", group]) => {
@@ -299,11 +309,12 @@ impl LocalServer {
                 }
                 let body: Update = call.json()?;
                 self.logstore(&call, logstore)?
-                    .update_group(group, body.timeout, body.order)?;
+                    .update_group(group, body.timeout, body.order)
+                    .await?;
                 Ok(empty_reply())
             }
             (&Method::DELETE, ["logstores", logstore, "consumergroups", group]) => {
-                self.logstore(&call, logstore)?.delete_group(group)?;
+                self.logstore(&call, logstore)?.delete_group(group).await?;
                 Ok(empty_reply())
             }
             (&Method::POST, ["logstores", logstore, "consumergroups", group]) => {
@@ -334,13 +345,9 @@ impl LocalServer {
                         let force = call
                             .param("forceSuccess")
                             .is_none_or(|v| v.eq_ignore_ascii_case("true"));
-                        logstore.update_checkpoint(
-                            group,
-                            consumer,
-                            body.shard,
-                            body.checkpoint,
-                            force,
-                        )?;
+                        logstore
+                            .update_checkpoint(group, consumer, body.shard, body.checkpoint, force)
+                            .await?;
                         Ok(empty_reply())
                     }
                     other => Err(invalid(format!("unknown type `{other}`"))),
@@ -382,12 +389,6 @@ impl LocalServer {
             project_name: String,
         }
         let body: Create = call.json()?;
-        if !valid_name(&body.project_name) {
-            return Err(invalid(format!(
-                "invalid project name `{}`",
-                body.project_name
-            )));
-        }
         self.projects.ensure_project(&body.project_name)?;
         Ok(empty_reply())
     }
@@ -397,7 +398,7 @@ impl LocalServer {
         json_reply(&json!({"count": names.len(), "total": names.len(), "logstores": names}))
     }
 
-    fn create_logstore(&self, call: &Call) -> Outcome {
+    async fn create_logstore(&self, call: &Call) -> Outcome {
         #[derive(Deserialize)]
         struct Create {
             #[serde(rename = "logstoreName")]
@@ -409,11 +410,13 @@ impl LocalServer {
             2
         }
         let body: Create = call.json()?;
-        if !valid_name(&body.logstore_name) || !(1..=256).contains(&body.shard_count) {
-            return Err(invalid("invalid logstore name or shard count"));
+        if !(1..=256).contains(&body.shard_count) {
+            return Err(invalid("shard count must be between 1 and 256"));
         }
-        call.project(self)?
-            .ensure_logstore(&body.logstore_name, body.shard_count)?;
+        let project = call.project(self)?;
+        // Creating the shard files and metadata fsyncs: keep it off the runtime threads.
+        blocking(move || Ok(project.ensure_logstore(&body.logstore_name, body.shard_count)?))
+            .await?;
         Ok(empty_reply())
     }
 
@@ -428,20 +431,17 @@ impl LocalServer {
             .map_err(|error| Failure::new(ApiErrorCode::InvalidCompressType, error.to_string()))?;
         let raw_size = match compression {
             Compression::None => call.body.len(),
-            _ => call
-                .header("x-log-bodyrawsize")
-                .parse()
-                .map_err(|_| invalid("x-log-bodyrawsize is required with x-log-compresstype"))?,
+            _ => declared_raw_size(
+                call.header("x-log-bodyrawsize"),
+                compression,
+                call.body.len(),
+                self.config
+                    .max_body_bytes
+                    .saturating_mul(RAW_SIZE_LIMIT_FACTOR),
+            )?,
         };
         let body = call.body.clone();
-        let limit = self.config.max_body_bytes;
-        tokio::task::spawn_blocking(move || {
-            if raw_size > limit.saturating_mul(4) {
-                return Err(Failure::new(
-                    ApiErrorCode::PostBodyTooLarge,
-                    "uncompressed body is too large",
-                ));
-            }
+        blocking(move || {
             let raw = compression
                 .decompress(&body, raw_size)
                 .map_err(|error| Failure::new(ApiErrorCode::PostBodyInvalid, error.to_string()))?;
@@ -457,8 +457,70 @@ impl LocalServer {
             Ok(empty_reply())
         })
         .await
-        .map_err(|error| Failure::new(ApiErrorCode::InternalServerError, error.to_string()))?
     }
+}
+
+/// Requires a `Content-MD5` on every request with a body, matching it: the v1 signature
+/// covers the header, so this makes it cover the body too. The official SDKs always send
+/// one with a body (uppercase hex); a body-less request may omit it.
+fn check_content_md5(headers: &HeaderMap, body: &[u8]) -> Result<(), Failure> {
+    let declared = headers
+        .get("content-md5")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("");
+    if declared.is_empty() {
+        if body.is_empty() {
+            return Ok(());
+        }
+        return Err(Failure::new(
+            ApiErrorCode::Other("MissingContentMD5".into()),
+            "a request with a body must carry its content-md5",
+        ));
+    }
+    if !declared.eq_ignore_ascii_case(&auth::content_md5(body)) {
+        return Err(Failure::new(
+            ApiErrorCode::Other("InvalidContentMD5".into()),
+            "content-md5 does not match the body",
+        ));
+    }
+    Ok(())
+}
+
+/// The most a body of each compression can expand: an LZ4 block about 255 times, deflate
+/// 1032 times, and zstd 32768 times (a 4-byte RLE block header yields a 128 KiB block).
+fn max_expansion(compression: Compression) -> usize {
+    match compression {
+        Compression::None => 1,
+        Compression::Lz4 => 255,
+        Compression::Deflate => 1032,
+        Compression::Zstd => 32768,
+    }
+}
+
+/// The uncompressed size a compressed body declares in `x-log-bodyrawsize`, refused when
+/// above `limit` or above what `body_len` bytes can expand to, because the decompressor
+/// allocates the declared size up front.
+fn declared_raw_size(
+    header: &str,
+    compression: Compression,
+    body_len: usize,
+    limit: usize,
+) -> Result<usize, Failure> {
+    let size: usize = header
+        .trim()
+        .parse()
+        .map_err(|_| invalid("x-log-bodyrawsize is required with x-log-compresstype"))?;
+    if size > limit {
+        return Err(invalid(format!(
+            "x-log-bodyrawsize {size} exceeds the limit of {limit} bytes"
+        )));
+    }
+    if size > body_len.saturating_mul(max_expansion(compression)) {
+        return Err(invalid(format!(
+            "x-log-bodyrawsize {size} is more than a {body_len}-byte body can expand to"
+        )));
+    }
+    Ok(size)
 }
 
 enum ShardChoice {
@@ -554,18 +616,17 @@ async fn pull_logs(call: Call, logstore: Arc<Logstore>, shard_id: u32) -> Outcom
             .get("accept-encoding")
             .and_then(|v| v.to_str().ok()),
     );
-    let pulled = tokio::task::spawn_blocking(move || {
-        shard.read(position, count, MAX_PULL_BYTES, until, |raw| {
+    let pulled = blocking(move || {
+        Ok(shard.read(position, count, MAX_PULL_BYTES, until, |raw| {
             let body = if raw.is_empty() {
                 Vec::new()
             } else {
                 compression.compress(raw)
             };
             (raw.len(), body)
-        })
+        }))
     })
-    .await
-    .map_err(|error| Failure::new(ApiErrorCode::InternalServerError, error.to_string()))?;
+    .await?;
     let (raw_size, body) = pulled.payload;
     let mut reply = Response::new(Full::new(Bytes::from(body)));
     let headers = reply.headers_mut();
@@ -637,6 +698,46 @@ mod tests {
         assert_eq!(pull_compression(Some("zstd, deflate")), Compression::Zstd);
         assert_eq!(pull_compression(Some("deflate")), Compression::Deflate);
         assert_eq!(pull_compression(Some("")), Compression::None);
+    }
+
+    #[test]
+    fn declared_raw_sizes_are_bounded_by_the_limit_and_the_body() {
+        let limit = 1 << 20;
+        assert_eq!(
+            declared_raw_size("1000", Compression::Lz4, 100, limit),
+            Ok(1000)
+        );
+        for (header, body_len) in [
+            ("18446744073709551615", 100),
+            ("1048577", 1 << 20),
+            ("25501", 100),
+            ("", 100),
+            ("-1", 100),
+        ] {
+            let failure =
+                declared_raw_size(header, Compression::Lz4, body_len, limit).expect_err(header);
+            assert_eq!(failure.code, ApiErrorCode::ParameterInvalid, "{header}");
+        }
+        assert_eq!(
+            declared_raw_size("3276800", Compression::Zstd, 100, 4 << 20),
+            Ok(3_276_800)
+        );
+    }
+
+    #[test]
+    fn bodies_need_a_matching_content_md5() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(check_content_md5(&headers, b""), Ok(()));
+        let missing = check_content_md5(&headers, b"[0]").unwrap_err();
+        assert_eq!(missing.code.as_str(), "MissingContentMD5");
+        headers.insert(
+            "content-md5",
+            HeaderValue::from_str(&auth::content_md5(b"[0]")).unwrap(),
+        );
+        assert_eq!(check_content_md5(&headers, b"[0]"), Ok(()));
+        let altered = check_content_md5(&headers, b"[1]").unwrap_err();
+        assert_eq!(altered.code.as_str(), "InvalidContentMD5");
+        assert!(check_content_md5(&headers, b"").is_err(), "md5 of no body");
     }
 
     #[test]

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::assignment::Assignment;
-use super::store::{self, read_json, write_json_atomically, Shard, ShardInfo, StoreError};
+use super::store::{
+    self, read_json, write_json_atomically, Shard, ShardInfo, Snapshot, SnapshotFile, StoreError,
+};
 use crate::source::ApiErrorCode;
 
 /// An operation failed with an SLS error code and message.
@@ -34,9 +36,22 @@ impl Failure {
 
 impl From<StoreError> for Failure {
     fn from(error: StoreError) -> Self {
+        if let StoreError::InvalidName { .. } = error {
+            return Failure::new(ApiErrorCode::ParameterInvalid, error.to_string());
+        }
         tracing::error!(%error, "local server storage failure");
         Failure::new(ApiErrorCode::InternalServerError, error.to_string())
     }
+}
+
+/// Runs `work` (disk I/O, or CPU-heavy work) on a blocking thread, so it never stalls the
+/// runtime threads that serve other requests.
+pub(super) async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, Failure> + Send + 'static,
+) -> Result<T, Failure> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|error| Failure::new(ApiErrorCode::InternalServerError, error.to_string()))?
 }
 
 /// A consumer-group checkpoint as stored and as GetCheckPoint reports it.
@@ -73,6 +88,8 @@ pub struct Logstore {
     /// Shards created by a split or merge → the shards they came from.
     parents: RwLock<BTreeMap<u32, Vec<u32>>>,
     groups: Mutex<BTreeMap<String, Group>>,
+    /// `consumer-groups.json`, written outside the `groups` lock.
+    groups_file: Arc<SnapshotFile>,
     next_shard: AtomicUsize,
 }
 
@@ -95,8 +112,8 @@ impl Logstore {
         dir.join("meta.json")
     }
 
-    fn groups_path(&self) -> PathBuf {
-        self.dir.join("consumer-groups.json")
+    fn groups_path(dir: &Path) -> PathBuf {
+        dir.join("consumer-groups.json")
     }
 
     /// Opens a logstore directory, creating it with `shard_count` shards when new.
@@ -123,8 +140,8 @@ impl Logstore {
                 Ok((info, Arc::new(shard)))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        let records: BTreeMap<String, GroupRecord> =
-            read_json(&dir.join("consumer-groups.json"))?.unwrap_or_default();
+        let groups_path = Self::groups_path(&dir);
+        let records: BTreeMap<String, GroupRecord> = read_json(&groups_path)?.unwrap_or_default();
         let groups = records
             .into_iter()
             .map(|(name, record)| {
@@ -142,6 +159,7 @@ impl Logstore {
             shards: RwLock::new(shards),
             parents: RwLock::new(parents),
             groups: Mutex::new(groups),
+            groups_file: Arc::new(SnapshotFile::new(groups_path)),
             next_shard: AtomicUsize::new(0),
         })
     }
@@ -387,12 +405,21 @@ impl Logstore {
         Ok(chosen.1.clone())
     }
 
-    fn persist_groups(&self, groups: &BTreeMap<String, Group>) -> Result<(), Failure> {
+    /// Snapshots the groups; call it while holding the `groups` lock, then [`Self::persist`]
+    /// the snapshot after releasing it.
+    fn snapshot_groups(&self, groups: &BTreeMap<String, Group>) -> Snapshot {
         let records: BTreeMap<&String, &GroupRecord> = groups
             .iter()
             .map(|(name, group)| (name, &group.record))
             .collect();
-        write_json_atomically(&self.groups_path(), &records).map_err(Failure::from)
+        self.groups_file.snapshot(&records)
+    }
+
+    /// Writes a groups snapshot on a blocking thread, so neither a runtime thread nor the
+    /// `groups` lock (which heartbeats need) waits for the fsyncs.
+    async fn persist(&self, snapshot: Snapshot) -> Result<(), Failure> {
+        let file = self.groups_file.clone();
+        blocking(move || Ok(file.write(&snapshot)?)).await
     }
 
     /// Lists consumer groups as `(name, timeout, order)`.
@@ -409,26 +436,29 @@ impl Logstore {
     /// # Errors
     ///
     /// `ConsumerGroupAlreadyExist`, or a storage failure.
-    pub fn create_group(&self, name: &str, timeout: u32, order: bool) -> Result<(), Failure> {
-        let mut groups = self.groups.lock().expect("groups lock");
-        if groups.contains_key(name) {
-            return Err(Failure::new(
-                ApiErrorCode::ConsumerGroupAlreadyExist,
-                format!("consumer group {name} already exists"),
-            ));
-        }
-        groups.insert(
-            name.to_owned(),
-            Group {
-                record: GroupRecord {
-                    timeout,
-                    order,
-                    checkpoints: BTreeMap::new(),
+    pub async fn create_group(&self, name: &str, timeout: u32, order: bool) -> Result<(), Failure> {
+        let snapshot = {
+            let mut groups = self.groups.lock().expect("groups lock");
+            if groups.contains_key(name) {
+                return Err(Failure::new(
+                    ApiErrorCode::ConsumerGroupAlreadyExist,
+                    format!("consumer group {name} already exists"),
+                ));
+            }
+            groups.insert(
+                name.to_owned(),
+                Group {
+                    record: GroupRecord {
+                        timeout,
+                        order,
+                        checkpoints: BTreeMap::new(),
+                    },
+                    assignment: Assignment::default(),
                 },
-                assignment: Assignment::default(),
-            },
-        );
-        self.persist_groups(&groups)
+            );
+            self.snapshot_groups(&groups)
+        };
+        self.persist(snapshot).await
     }
 
     /// Updates a group's timeout and/or order.
@@ -436,21 +466,24 @@ impl Logstore {
     /// # Errors
     ///
     /// `ConsumerGroupNotExist`, or a storage failure.
-    pub fn update_group(
+    pub async fn update_group(
         &self,
         name: &str,
         timeout: Option<u32>,
         order: Option<bool>,
     ) -> Result<(), Failure> {
-        let mut groups = self.groups.lock().expect("groups lock");
-        let group = groups.get_mut(name).ok_or_else(|| group_missing(name))?;
-        if let Some(timeout) = timeout {
-            group.record.timeout = timeout;
-        }
-        if let Some(order) = order {
-            group.record.order = order;
-        }
-        self.persist_groups(&groups)
+        let snapshot = {
+            let mut groups = self.groups.lock().expect("groups lock");
+            let group = groups.get_mut(name).ok_or_else(|| group_missing(name))?;
+            if let Some(timeout) = timeout {
+                group.record.timeout = timeout;
+            }
+            if let Some(order) = order {
+                group.record.order = order;
+            }
+            self.snapshot_groups(&groups)
+        };
+        self.persist(snapshot).await
     }
 
     /// Deletes a group and its checkpoints.
@@ -458,10 +491,13 @@ impl Logstore {
     /// # Errors
     ///
     /// `ConsumerGroupNotExist`, or a storage failure.
-    pub fn delete_group(&self, name: &str) -> Result<(), Failure> {
-        let mut groups = self.groups.lock().expect("groups lock");
-        groups.remove(name).ok_or_else(|| group_missing(name))?;
-        self.persist_groups(&groups)
+    pub async fn delete_group(&self, name: &str) -> Result<(), Failure> {
+        let snapshot = {
+            let mut groups = self.groups.lock().expect("groups lock");
+            groups.remove(name).ok_or_else(|| group_missing(name))?;
+            self.snapshot_groups(&groups)
+        };
+        self.persist(snapshot).await
     }
 
     /// A heartbeat: returns the shards `consumer` should hold now.
@@ -541,7 +577,7 @@ impl Logstore {
     ///
     /// `ConsumerGroupNotExist`, `ShardNotExist`, `ConsumerNotExist`, `ConsumerNotMatch`,
     /// or a storage failure.
-    pub fn update_checkpoint(
+    pub async fn update_checkpoint(
         &self,
         group_name: &str,
         consumer: &str,
@@ -550,6 +586,18 @@ impl Logstore {
         force: bool,
     ) -> Result<(), Failure> {
         self.shard(shard)?;
+        let snapshot = self.record_checkpoint(group_name, consumer, shard, checkpoint, force)?;
+        self.persist(snapshot).await
+    }
+
+    fn record_checkpoint(
+        &self,
+        group_name: &str,
+        consumer: &str,
+        shard: u32,
+        checkpoint: String,
+        force: bool,
+    ) -> Result<Snapshot, Failure> {
         let mut groups = self.groups.lock().expect("groups lock");
         let group = groups
             .get_mut(group_name)
@@ -578,7 +626,7 @@ impl Logstore {
                 consumer: consumer.to_owned(),
             },
         );
-        self.persist_groups(&groups)
+        Ok(self.snapshot_groups(&groups))
     }
 }
 
@@ -620,8 +668,11 @@ impl Project {
     ///
     /// # Errors
     ///
-    /// A storage failure.
+    /// A storage failure or an invalid name.
+    /// Fails with [`StoreError::InvalidName`] unless [`valid_name`] accepts `name`, so a
+    /// name never reaches the filesystem as a path.
     pub fn ensure_logstore(&self, name: &str, shards: u32) -> Result<Arc<Logstore>, StoreError> {
+        check_name("logstore", name)?;
         let mut logstores = self.logstores.write().expect("logstores lock");
         if let Some(existing) = logstores.get(name) {
             return Ok(existing.clone());
@@ -693,8 +744,10 @@ impl Projects {
     ///
     /// # Errors
     ///
-    /// A storage failure.
+    /// A storage failure, or [`StoreError::InvalidName`] unless [`valid_name`] accepts
+    /// `name`, so a name never reaches the filesystem as a path.
     pub fn ensure_project(&self, name: &str) -> Result<Arc<Project>, StoreError> {
+        check_name("project", name)?;
         let mut projects = self.projects.write().expect("projects lock");
         if let Some(existing) = projects.get(name) {
             return Ok(existing.clone());
@@ -710,22 +763,158 @@ impl Projects {
     }
 }
 
+/// The subdirectories of `dir` with a valid name; others (`lost+found`, a stray directory)
+/// are skipped with a warning.
 fn list_dirs(dir: &Path) -> Result<Vec<String>, StoreError> {
     let mut names = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(store::io_error(dir))? {
         let entry = entry.map_err(store::io_error(dir))?;
         if entry.file_type().map_err(store::io_error(dir))?.is_dir() {
-            names.push(entry.file_name().to_string_lossy().into_owned());
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if valid_name(&name) {
+                names.push(name);
+            } else {
+                tracing::warn!(path = %entry.path().display(), "ignoring a directory that is not a valid project or logstore name");
+            }
         }
     }
     names.sort();
     Ok(names)
 }
 
+fn check_name(kind: &'static str, name: &str) -> Result<(), StoreError> {
+    if valid_name(name) {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidName {
+            kind,
+            name: name.to_owned(),
+        })
+    }
+}
+
 /// Checks a project or logstore name: lowercase letters, digits, `-` and `_`, 2 to 63 chars.
+/// The one rule for names from HTTP requests, the command line and configuration files;
+/// such a name is a single, non-special path component.
 pub fn valid_name(name: &str) -> bool {
     (2..=63).contains(&name.len())
         && name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_are_not_plain_directory_names_never_reach_the_filesystem() {
+        let root = tempfile::tempdir().unwrap();
+        let projects = Projects::open(&root.path().join("data")).unwrap();
+        for name in ["../x", "/abs", "a/b", "..", "x", "UPPER"] {
+            assert!(
+                matches!(
+                    projects.ensure_project(name),
+                    Err(StoreError::InvalidName {
+                        kind: "project",
+                        ..
+                    })
+                ),
+                "{name}"
+            );
+        }
+        let project = projects.ensure_project("demo").unwrap();
+        for name in ["../x", "../../x", "/abs", "a/b"] {
+            assert!(
+                matches!(
+                    project.ensure_logstore(name, 1),
+                    Err(StoreError::InvalidName {
+                        kind: "logstore",
+                        ..
+                    })
+                ),
+                "{name}"
+            );
+        }
+        let mut created: Vec<_> = walk(root.path());
+        created.sort();
+        assert_eq!(created, ["data", "data/demo"]);
+        let failure = Failure::from(project.ensure_logstore("../x", 1).unwrap_err());
+        assert_eq!(failure.code, ApiErrorCode::ParameterInvalid);
+    }
+
+    fn walk(dir: &Path) -> Vec<String> {
+        let mut found = Vec::new();
+        let mut pending = vec![dir.to_owned()];
+        while let Some(next) = pending.pop() {
+            for entry in std::fs::read_dir(&next).unwrap() {
+                let path = entry.unwrap().path();
+                found.push(path.strip_prefix(dir).unwrap().display().to_string());
+                if path.is_dir() {
+                    pending.push(path);
+                }
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn stray_directories_with_invalid_names_are_skipped_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("lost+found")).unwrap();
+        std::fs::create_dir_all(dir.path().join("demo/Not_Valid")).unwrap();
+        std::fs::create_dir_all(dir.path().join("demo/audit")).unwrap();
+        let projects = Projects::open(dir.path()).unwrap();
+        assert!(projects.project("lost+found").is_err());
+        let demo = projects.project("demo").unwrap();
+        assert_eq!(demo.logstore_names(), ["audit"]);
+    }
+
+    // The test holds the file's lock across awaits on purpose: it stands for a slow write.
+    #[allow(clippy::await_holding_lock)]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn heartbeats_do_not_wait_for_a_groups_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let projects = Projects::open(dir.path()).unwrap();
+        let logstore = projects
+            .ensure_project("demo")
+            .unwrap()
+            .ensure_logstore("audit", 2)
+            .unwrap();
+        logstore.create_group("g", 30, false).await.unwrap();
+        // A groups write in its fsyncs holds the file's lock.
+        let writing = logstore.groups_file.written.lock().unwrap();
+        let updating = tokio::spawn({
+            let logstore = logstore.clone();
+            async move {
+                logstore
+                    .update_checkpoint("g", "c1", 0, "MQ==".into(), true)
+                    .await
+            }
+        });
+        // Wait until the update has taken its snapshot, so it is in its write.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while logstore.groups_file.taken.load(Ordering::SeqCst) < 2 {
+            assert!(Instant::now() < deadline, "the update never snapshotted");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let heartbeat = tokio::task::spawn_blocking({
+            let logstore = logstore.clone();
+            move || logstore.heartbeat("g", "c1", &[])
+        });
+        let assigned = tokio::time::timeout(Duration::from_secs(30), heartbeat)
+            .await
+            .expect("a heartbeat does not wait for the groups file")
+            .unwrap()
+            .unwrap();
+        assert_eq!(assigned, [0, 1]);
+        assert!(!updating.is_finished(), "the update waits for its write");
+        drop(writing);
+        updating.await.unwrap().unwrap();
+        let stored: BTreeMap<String, GroupRecord> =
+            read_json(&Logstore::groups_path(&logstore.dir))
+                .unwrap()
+                .unwrap();
+        assert_eq!(stored["g"].checkpoints[&0].checkpoint, "MQ==");
+    }
 }

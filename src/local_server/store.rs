@@ -8,11 +8,17 @@
 //! Durability: a PutLogs is answered only after the data and index records were written and
 //! fsynced. On start-up a data tail without an index record (a crash between the two writes)
 //! is cut off, so every acknowledged group survives and nothing half-written is served.
+//!
+//! Locking: appends are serialized by the shard's file lock, which is held across the
+//! writes and fsyncs; readers only take the in-memory lock, which an append holds just long
+//! enough to publish a group after its fsync. So a slow disk delays other appends to the
+//! same shard, never a read, a GetCursor or a heartbeat, and readers never see unsynced data.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -39,6 +45,14 @@ pub enum StoreError {
         path: PathBuf,
         /// What is wrong.
         reason: String,
+    },
+    /// A project or logstore name that is not a plain directory name.
+    #[error("invalid {kind} name `{name}`: use 2 to 63 lowercase letters, digits, `-` or `_`")]
+    InvalidName {
+        /// `project` or `logstore`.
+        kind: &'static str,
+        /// The name as given.
+        name: String,
     },
 }
 
@@ -97,6 +111,7 @@ pub struct PulledRange<T> {
     pub end: u64,
 }
 
+/// What readers see: only groups whose records are fsynced.
 #[derive(Debug, Default)]
 struct ShardData {
     /// Stored list entries back to back.
@@ -105,14 +120,20 @@ struct ShardData {
     ends: Vec<u64>,
     /// Receive time of each group, non-decreasing.
     receive_times: Vec<u32>,
-    data_file: Option<File>,
-    index_file: Option<File>,
+}
+
+/// The shard's files; their lock serializes appends.
+#[derive(Debug)]
+struct ShardFiles {
+    data: File,
+    index: File,
 }
 
 /// One shard's stored groups.
 #[derive(Debug)]
 pub struct Shard {
     data: RwLock<ShardData>,
+    files: Mutex<ShardFiles>,
     data_path: PathBuf,
     index_path: PathBuf,
 }
@@ -178,15 +199,18 @@ impl Shard {
                 bytes,
                 ends,
                 receive_times,
-                data_file: Some(data_file),
-                index_file: Some(index_file),
+            }),
+            files: Mutex::new(ShardFiles {
+                data: data_file,
+                index: index_file,
             }),
             data_path,
             index_path,
         })
     }
 
-    /// Appends one encoded `LogGroup` durably and returns its position.
+    /// Appends one encoded `LogGroup` durably and returns its position. Blocks on disk I/O:
+    /// call it from a blocking thread.
     ///
     /// # Errors
     ///
@@ -194,26 +218,31 @@ impl Shard {
     pub fn append(&self, log_group: &[u8]) -> Result<u64, StoreError> {
         let mut entry = Vec::with_capacity(protobuf::list_entry_len(log_group.len()));
         protobuf::append_list_entry(&mut entry, log_group);
-        let mut data = self.data.write().expect("shard lock");
-        let receive_time = unix_now().max(data.receive_times.last().copied().unwrap_or(0));
-        let end = data.bytes.len() as u64 + entry.len() as u64;
+        let mut files = self.files.lock().expect("shard files lock");
+        // Only appends change the published data, and they hold the file lock.
+        let (data_len, groups, last_time) = {
+            let data = self.data.read().expect("shard lock");
+            let last_time = data.receive_times.last().copied().unwrap_or(0);
+            (data.bytes.len() as u64, data.ends.len() as u64, last_time)
+        };
+        let receive_time = unix_now().max(last_time);
+        let end = data_len + entry.len() as u64;
         let mut record = [0u8; INDEX_RECORD];
         record[..8].copy_from_slice(&end.to_le_bytes());
         record[8..].copy_from_slice(&receive_time.to_le_bytes());
-        let data_file = data.data_file.as_mut().expect("open shard");
-        data_file
-            .write_all(&entry)
-            .and_then(|()| data_file.sync_data())
-            .map_err(io_error(&self.data_path))?;
-        let index_file = data.index_file.as_mut().expect("open shard");
-        index_file
-            .write_all(&record)
-            .and_then(|()| index_file.sync_data())
-            .map_err(io_error(&self.index_path))?;
+        let written = write_synced(&mut files.data, &entry, &self.data_path)
+            .and_then(|()| write_synced(&mut files.index, &record, &self.index_path));
+        if let Err(error) = written {
+            // Cut both files back so the next append lines up with the published data.
+            let _ = files.data.set_len(data_len);
+            let _ = files.index.set_len(groups * INDEX_RECORD as u64);
+            return Err(error);
+        }
+        let mut data = self.data.write().expect("shard lock");
         data.bytes.extend_from_slice(&entry);
         data.ends.push(end);
         data.receive_times.push(receive_time);
-        Ok(data.ends.len() as u64 - 1)
+        Ok(groups)
     }
 
     /// Number of stored groups (the end cursor's position).
@@ -276,6 +305,12 @@ impl Shard {
     }
 }
 
+fn write_synced(file: &mut File, bytes: &[u8], path: &Path) -> Result<(), StoreError> {
+    file.write_all(bytes)
+        .and_then(|()| file.sync_data())
+        .map_err(io_error(path))
+}
+
 fn offset_before(ends: &[u64], position: u64) -> u64 {
     position
         .checked_sub(1)
@@ -289,10 +324,16 @@ fn offset_before(ends: &[u64], position: u64) -> u64 {
 ///
 /// Fails on I/O errors; the previous file is then left intact.
 pub fn write_json_atomically<T: Serialize>(path: &Path, value: &T) -> Result<(), StoreError> {
+    write_atomically(
+        path,
+        &serde_json::to_vec_pretty(value).expect("metadata serializes"),
+    )
+}
+
+fn write_atomically(path: &Path, text: &[u8]) -> Result<(), StoreError> {
     let temp = path.with_extension("json.tmp");
-    let text = serde_json::to_vec_pretty(value).expect("metadata serializes");
     let mut file = File::create(&temp).map_err(io_error(&temp))?;
-    file.write_all(&text)
+    file.write_all(text)
         .and_then(|()| file.sync_all())
         .map_err(io_error(&temp))?;
     fs::rename(&temp, path).map_err(io_error(path))?;
@@ -302,6 +343,61 @@ pub fn write_json_atomically<T: Serialize>(path: &Path, value: &T) -> Result<(),
             .map_err(io_error(dir))?;
     }
     Ok(())
+}
+
+/// A JSON file rewritten atomically from numbered snapshots. Snapshots are numbered in the
+/// order they are taken (take them under the lock that guards the value), written outside
+/// that lock, and a snapshot older than the one on disk is skipped: writers that finish out
+/// of order never leave an older state behind.
+#[derive(Debug)]
+pub struct SnapshotFile {
+    path: PathBuf,
+    /// The number of the newest snapshot taken.
+    pub(super) taken: AtomicU64,
+    /// The number of the snapshot on disk; held while writing.
+    pub(super) written: Mutex<u64>,
+}
+
+/// A value serialized for a [`SnapshotFile`], with its number.
+#[derive(Debug)]
+pub struct Snapshot {
+    number: u64,
+    text: Vec<u8>,
+}
+
+impl SnapshotFile {
+    /// A snapshot file at `path`.
+    pub fn new(path: PathBuf) -> Self {
+        Self {
+            path,
+            taken: AtomicU64::new(0),
+            written: Mutex::new(0),
+        }
+    }
+
+    /// Serializes `value` as the newest snapshot.
+    pub fn snapshot<T: Serialize>(&self, value: &T) -> Snapshot {
+        Snapshot {
+            number: self.taken.fetch_add(1, Ordering::SeqCst) + 1,
+            text: serde_json::to_vec_pretty(value).expect("metadata serializes"),
+        }
+    }
+
+    /// Writes `snapshot` (temp file, fsync, rename, fsync the directory) unless a newer one
+    /// is already on disk. Blocks on disk I/O: call it from a blocking thread.
+    ///
+    /// # Errors
+    ///
+    /// Fails on I/O errors; the previous file is then left intact.
+    pub fn write(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
+        let mut written = self.written.lock().expect("snapshot file lock");
+        if snapshot.number <= *written {
+            return Ok(());
+        }
+        write_atomically(&self.path, &snapshot.text)?;
+        *written = snapshot.number;
+        Ok(())
+    }
 }
 
 /// Reads a JSON file, or `None` when it does not exist.
@@ -387,6 +483,61 @@ mod tests {
         assert_eq!((at_end.count, at_end.next, at_end.payload), (0, 10, 0));
         assert_eq!(shard.position_at(0), 0);
         assert_eq!(shard.position_at(u32::MAX), 10);
+    }
+
+    #[test]
+    fn readers_do_not_wait_for_an_append_stuck_in_its_write() {
+        use std::os::fd::OwnedFd;
+        use std::os::unix::net::UnixStream;
+        use std::time::{Duration, Instant};
+
+        let dir = tempfile::tempdir().unwrap();
+        let shard = Shard::open(dir.path(), 0).unwrap();
+        shard.append(&group("a")).unwrap();
+        // The data file becomes a socket nobody reads yet: the next append blocks in its
+        // write, and since a socket cannot be fsynced, it then fails.
+        let (stuck, drain) = UnixStream::pair().unwrap();
+        shard.files.lock().unwrap().data = File::from(OwnedFd::from(stuck));
+        let big = group(&"x".repeat(4 << 20));
+        let entry_len = protobuf::list_entry_len(big.len()) as u64;
+        let shard = &shard;
+        std::thread::scope(|scope| {
+            let writer = scope.spawn(move || shard.append(&big));
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while shard.files.try_lock().is_ok() {
+                assert!(Instant::now() < deadline, "the append never started");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let (sender, receiver) = std::sync::mpsc::channel();
+            scope.spawn(move || {
+                let pulled = shard.read(0, 10, usize::MAX, None, |bytes| bytes.len());
+                sender.send((shard.end(), pulled.count)).unwrap();
+            });
+            let read = receiver.recv_timeout(Duration::from_secs(30));
+            std::io::copy(&mut (&drain).take(entry_len), &mut std::io::sink()).unwrap();
+            assert!(writer.join().unwrap().is_err(), "a socket cannot be synced");
+            assert_eq!(
+                read.expect("reads do not wait for an append in its write"),
+                (1, 1),
+                "nothing is published before it is synced"
+            );
+        });
+        assert_eq!(shard.end(), 1, "a failed append publishes nothing");
+    }
+
+    #[test]
+    fn an_older_snapshot_never_overwrites_a_newer_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("groups.json");
+        let file = SnapshotFile::new(path.clone());
+        let older = file.snapshot(&"first");
+        let newer = file.snapshot(&"second");
+        file.write(&newer).unwrap();
+        file.write(&older).unwrap();
+        assert_eq!(read_json::<String>(&path).unwrap().unwrap(), "second");
+        let newest = file.snapshot(&"third");
+        file.write(&newest).unwrap();
+        assert_eq!(read_json::<String>(&path).unwrap().unwrap(), "third");
     }
 
     #[test]

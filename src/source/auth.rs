@@ -12,6 +12,8 @@
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
+use std::time::{Duration, SystemTime};
+
 use hmac::{Hmac, Mac};
 use http::HeaderMap;
 use md5::{Digest, Md5};
@@ -50,13 +52,19 @@ fn header<'h>(headers: &'h HeaderMap, name: &str) -> &'h str {
         .unwrap_or("")
 }
 
+/// The request's date as signed: `Date`, or `x-log-date` when `Date` is absent (some
+/// proxies strip `Date`); empty when neither is present.
+fn signed_date(headers: &HeaderMap) -> &str {
+    match header(headers, "date") {
+        "" => header(headers, "x-log-date"),
+        date => date,
+    }
+}
+
 /// Builds the v1 string to sign.
 pub fn string_to_sign(request: &SignedRequest<'_>) -> String {
     let headers = request.headers;
-    let date = match header(headers, "date") {
-        "" => header(headers, "x-log-date"),
-        date => date,
-    };
+    let date = signed_date(headers);
     let mut text = format!(
         "{}\n{}\n{}\n{}\n",
         request.method,
@@ -117,6 +125,16 @@ pub fn authorization(
     )
 }
 
+/// The largest accepted distance between a request's `Date` and the server clock. The log
+/// service rejects a request more than 15 minutes before or after its own clock with 400
+/// `RequestTimeExpired`, and a `Date` that is not RFC 822 with 400 `InvalidRequestTime`
+/// (Simple Log Service "Error codes", common error codes:
+/// <https://help.aliyun.com/en/sls/developer-reference/error-codes>).
+pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(15 * 60);
+
+/// The only signature scheme verified: v1, `LOG {id}:{signature}`.
+const V1_SCHEME: &str = "LOG ";
+
 /// Why a request failed verification.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VerifyError {
@@ -126,39 +144,85 @@ pub enum VerifyError {
     /// The header is not `LOG id:signature`.
     #[error("malformed authorization header")]
     Malformed,
+    /// Another signature scheme (v4 `SLS4-HMAC-SHA256` included), which is not verified.
+    #[error("unsupported authorization scheme `{0}`: only `LOG` (signature v1) is accepted")]
+    UnsupportedScheme(String),
     /// Signed with another AccessKey id.
     #[error("unknown access key id `{0}`")]
     UnknownAccessKeyId(String),
     /// The signature does not match the request.
     #[error("signature does not match")]
     Mismatch,
+    /// Neither `Date` nor `x-log-date` holds an RFC 822/1123 date.
+    #[error("request time `{0}` is not an rfc 822 date")]
+    InvalidDate(String),
+    /// The `Date` is more than [`MAX_CLOCK_SKEW`] away from the server clock, so the
+    /// request may be a replay.
+    #[error("request time `{date}` is more than {} minutes from the server time `{server}`", MAX_CLOCK_SKEW.as_secs() / 60)]
+    Expired {
+        /// The request's date.
+        date: String,
+        /// The server's clock, in the same format.
+        server: String,
+    },
 }
 
-/// Verifies a v1-signed request against one AccessKey. Requests signed with v4
-/// (`SLS4-HMAC-SHA256`) are not verified and pass.
+/// Checks that the request's signed date (`Date`, else `x-log-date`) is within
+/// [`MAX_CLOCK_SKEW`] of `now`, in either direction.
 ///
 /// # Errors
 ///
-/// Returns [`VerifyError`] when the request is unsigned, signed by another key, or altered.
+/// [`VerifyError::InvalidDate`] when the date is missing or unparseable,
+/// [`VerifyError::Expired`] when it is too old or too far in the future.
+pub fn check_date(headers: &HeaderMap, now: SystemTime) -> Result<(), VerifyError> {
+    let text = signed_date(headers);
+    let date =
+        httpdate::parse_http_date(text).map_err(|_| VerifyError::InvalidDate(text.to_owned()))?;
+    let skew = now
+        .duration_since(date)
+        .unwrap_or_else(|ahead| ahead.duration());
+    if skew > MAX_CLOCK_SKEW {
+        return Err(VerifyError::Expired {
+            date: text.to_owned(),
+            server: httpdate::fmt_http_date(now),
+        });
+    }
+    Ok(())
+}
+
+/// Verifies a v1-signed request against one AccessKey, with its date checked against `now`
+/// (see [`check_date`]). Every other scheme is refused, v4 (`SLS4-HMAC-SHA256`) included,
+/// because it is not verified.
+///
+/// # Errors
+///
+/// Returns [`VerifyError`] when the request is unsigned, signed with another scheme or key,
+/// altered, or dated too far from `now`.
 pub fn verify(
     access_key_id: &str,
     access_key_secret: &str,
     request: &SignedRequest<'_>,
+    now: SystemTime,
 ) -> Result<(), VerifyError> {
     let value = header(request.headers, "authorization");
     if value.is_empty() {
         return Err(VerifyError::Unsigned);
     }
-    if value.starts_with("SLS4-HMAC-SHA256 ") {
-        return Ok(());
-    }
-    let (id, provided) = value
-        .strip_prefix("LOG ")
-        .and_then(|rest| rest.rsplit_once(':'))
-        .ok_or(VerifyError::Malformed)?;
+    let Some(credentials) = value.strip_prefix(V1_SCHEME) else {
+        let scheme: String = value
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .chars()
+            .take(32)
+            .collect();
+        return Err(VerifyError::UnsupportedScheme(scheme));
+    };
+    let (id, provided) = credentials.rsplit_once(':').ok_or(VerifyError::Malformed)?;
     if id != access_key_id {
         return Err(VerifyError::UnknownAccessKeyId(id.to_owned()));
     }
+    check_date(request.headers, now)?;
     let expected = signature(access_key_secret, request);
     // Compare in constant time: the signature is a secret-derived value.
     let equal = expected.len() == provided.len()
@@ -346,7 +410,7 @@ mod tests {
                 query: &q,
                 headers: h,
             };
-            verify("testid", "testsecret", &request)
+            verify("testid", "testsecret", &request, date(DATE))
         };
         assert_eq!(request(&h), Err(VerifyError::Unsigned));
         let auth = authorization(
@@ -368,7 +432,99 @@ mod tests {
             request(&h),
             Err(VerifyError::UnknownAccessKeyId("other".into()))
         );
-        h.insert("authorization", HeaderValue::from_static("Basic abc"));
+        h.insert("authorization", HeaderValue::from_static("LOG no-colon"));
         assert_eq!(request(&h), Err(VerifyError::Malformed));
+        h.insert("authorization", HeaderValue::from_static("Basic abc"));
+        assert_eq!(
+            request(&h),
+            Err(VerifyError::UnsupportedScheme("Basic".into()))
+        );
+    }
+
+    fn date(text: &str) -> SystemTime {
+        httpdate::parse_http_date(text).unwrap()
+    }
+
+    /// A request signed with the right key at `DATE`, and the headers it carries.
+    fn signed_headers() -> HeaderMap {
+        let mut h = headers(&[]);
+        let auth = sign("GET", "/logstores/a", &[], &h);
+        h.insert("authorization", HeaderValue::from_str(&auth).unwrap());
+        h
+    }
+
+    fn verify_at(h: &HeaderMap, now: SystemTime) -> Result<(), VerifyError> {
+        let request = SignedRequest {
+            method: "GET",
+            path: "/logstores/a",
+            query: &[],
+            headers: h,
+        };
+        verify("testid", "testsecret", &request, now)
+    }
+
+    #[test]
+    fn v4_and_unknown_schemes_are_refused_unverified() {
+        let mut h = headers(&[]);
+        for (value, scheme) in [
+            (
+                "SLS4-HMAC-SHA256 Credential=testid/20151109/cn-hangzhou/sls/aliyun_v4_request,Signature=00",
+                "SLS4-HMAC-SHA256",
+            ),
+            ("SLS4-HMAC-SHA256 ", "SLS4-HMAC-SHA256"),
+            ("Bearer token", "Bearer"),
+            ("log testid:abc", "log"),
+        ] {
+            h.insert("authorization", HeaderValue::from_static(value));
+            assert_eq!(
+                verify_at(&h, date(DATE)),
+                Err(VerifyError::UnsupportedScheme(scheme.into())),
+                "{value}"
+            );
+        }
+    }
+
+    #[test]
+    fn dates_further_than_the_skew_are_refused_both_ways() {
+        let h = signed_headers();
+        let signed_at = date(DATE);
+        assert_eq!(verify_at(&h, signed_at), Ok(()));
+        assert_eq!(verify_at(&h, signed_at + MAX_CLOCK_SKEW), Ok(()));
+        assert_eq!(verify_at(&h, signed_at - MAX_CLOCK_SKEW), Ok(()));
+        let late = signed_at + MAX_CLOCK_SKEW + Duration::from_secs(1);
+        assert_eq!(
+            verify_at(&h, late),
+            Err(VerifyError::Expired {
+                date: DATE.into(),
+                server: "Mon, 09 Nov 2015 06:26:17 GMT".into()
+            }),
+            "a replay of an old request"
+        );
+        let early = signed_at - MAX_CLOCK_SKEW - Duration::from_secs(1);
+        assert!(matches!(
+            verify_at(&h, early),
+            Err(VerifyError::Expired { .. })
+        ));
+    }
+
+    #[test]
+    fn missing_or_unparseable_dates_are_refused() {
+        let mut h = signed_headers();
+        h.remove("date");
+        assert_eq!(
+            verify_at(&h, date(DATE)),
+            Err(VerifyError::InvalidDate(String::new()))
+        );
+        h.insert("date", HeaderValue::from_static("yesterday"));
+        assert_eq!(
+            verify_at(&h, date(DATE)),
+            Err(VerifyError::InvalidDate("yesterday".into()))
+        );
+        // Without `Date`, `x-log-date` is the signed date (the Python SDK's proxy fallback).
+        let mut h = headers(&[("x-log-date", DATE)]);
+        h.remove("date");
+        let auth = sign("GET", "/logstores/a", &[], &h);
+        h.insert("authorization", HeaderValue::from_str(&auth).unwrap());
+        assert_eq!(verify_at(&h, date(DATE)), Ok(()));
     }
 }

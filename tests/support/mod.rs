@@ -8,11 +8,13 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
+use http::{HeaderMap, HeaderValue};
 use siem_forwarder::common::shutdown::CancellationToken;
 use siem_forwarder::common::Secret;
 use siem_forwarder::local_server::{LocalServer, LocalServerConfig, LogstoreSpec};
+use siem_forwarder::source::auth::{self, SignedRequest};
 use siem_forwarder::source::{Client, ClientConfig};
 
 pub const PROJECT: &str = "test-project";
@@ -112,9 +114,89 @@ impl TestServer {
 
     /// A client of `project` signing with `secret`, without retries.
     pub fn client_with(&self, project: &str, secret: &str) -> Client {
-        let mut config = ClientConfig::new(&self.endpoint(), project, AK_ID, Secret::new(secret));
-        config.max_attempts = 1;
-        Client::new(config).expect("client")
+        client_for(&self.endpoint(), project, secret)
+    }
+}
+
+/// A client of the server at `endpoint` for `project`, signing as [`AK_ID`] with `secret`,
+/// without retries.
+pub fn client_for(endpoint: &str, project: &str, secret: &str) -> Client {
+    let mut config = ClientConfig::new(endpoint, project, AK_ID, Secret::new(secret));
+    config.max_attempts = 1;
+    Client::new(config).expect("client")
+}
+
+/// A request built (and signed) by hand, to send what the client never would.
+#[derive(Debug, Clone)]
+pub struct RawRequest {
+    pub method: &'static str,
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl RawRequest {
+    /// An unsigned request to [`PROJECT`] with the headers the SDKs send, dated now, and a
+    /// `Content-MD5` when there is a body.
+    pub fn new(method: &'static str, path: &str, body: Vec<u8>) -> Self {
+        let mut headers = HeaderMap::new();
+        let mut set = |name: &'static str, value: &str| {
+            headers.insert(name, HeaderValue::from_str(value).unwrap());
+        };
+        set("date", &httpdate::fmt_http_date(SystemTime::now()));
+        set("x-log-apiversion", "0.6.0");
+        set("x-log-signaturemethod", "hmac-sha1");
+        set("x-log-bodyrawsize", &body.len().to_string());
+        set("content-type", "application/x-protobuf");
+        set("host", &format!("{PROJECT}.127.0.0.1"));
+        if !body.is_empty() {
+            set("content-md5", &auth::content_md5(&body));
+        }
+        Self {
+            method,
+            path: path.to_owned(),
+            headers,
+            body,
+        }
+    }
+
+    /// Sets a header (before signing, for it to be covered).
+    pub fn with(mut self, name: &'static str, value: &str) -> Self {
+        self.headers
+            .insert(name, HeaderValue::from_str(value).unwrap());
+        self
+    }
+
+    /// Signs the request as it stands with [`AK_ID`] and [`AK_SECRET`].
+    pub fn signed(self) -> Self {
+        let authorization = auth::authorization(
+            AK_ID,
+            AK_SECRET,
+            &SignedRequest {
+                method: self.method,
+                path: &self.path,
+                query: &[],
+                headers: &self.headers,
+            },
+        );
+        self.with("authorization", &authorization)
+    }
+
+    /// Sends it to `endpoint`: the status and the JSON body (null when it is not JSON).
+    pub async fn send(&self, endpoint: &str) -> (u16, serde_json::Value) {
+        let response = reqwest::Client::new()
+            .request(
+                self.method.parse().unwrap(),
+                format!("{endpoint}{}", self.path),
+            )
+            .headers(self.headers.clone())
+            .body(self.body.clone())
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body = response.bytes().await.unwrap();
+        (status, serde_json::from_slice(&body).unwrap_or_default())
     }
 }
 
