@@ -9,16 +9,25 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::common::tls::TlsError;
 use crate::consumer::ConsumerConfig;
 use crate::sinks::console::ConsoleSinkConfig;
 use crate::sinks::file::FileSinkConfig;
 use crate::sinks::null::NullSinkConfig;
 use crate::sinks::splunk_hec::config::SplunkHecSinkConfig;
-use crate::sinks::syslog::config::SyslogSinkConfig;
+use crate::sinks::syslog::config::{Protocol, SyslogSinkConfig};
 use crate::sinks::{Sink, SinkError};
 use crate::source::config::SourceConfig;
 use crate::telemetry::server::TelemetryConfig;
 use crate::transform::TransformConfig;
+
+/// A value that cannot work, with its key: what every section's and sink's validation
+/// returns. Sections name the whole key path (`consumer.fetch_interval`); sinks name the key
+/// inside the sink (`connect_timeout`), which [`ForwarderConfig`] prefixes with `sinks[N].`.
+pub use crate::encoding::field::InvalidSetting;
+
+/// Longest sink name.
+const MAX_SINK_NAME: usize = 64;
 
 /// One `[[sinks]]` entry, by `type`.
 #[derive(Debug, Clone, Deserialize)]
@@ -37,8 +46,8 @@ pub enum SinkConfig {
 }
 
 impl SinkConfig {
-    /// The sink's name: configured, or `TYPE-INDEX`.
-    pub fn name(&self, index: usize) -> String {
+    /// The sink's type and configured name.
+    fn kind_and_name(&self) -> (&'static str, Option<&str>) {
         let (kind, name) = match self {
             Self::File(config) => ("file", &config.name),
             Self::Console(config) => ("console", &config.name),
@@ -46,7 +55,15 @@ impl SinkConfig {
             Self::Syslog(config) => ("syslog", &config.name),
             Self::SplunkHec(config) => ("splunk_hec", &config.name),
         };
-        name.clone().unwrap_or_else(|| format!("{kind}-{index}"))
+        (kind, name.as_deref())
+    }
+
+    /// The sink's name: configured, or `TYPE-INDEX`.
+    pub fn name(&self, index: usize) -> String {
+        match self.kind_and_name() {
+            (_, Some(name)) => name.to_owned(),
+            (kind, None) => format!("{kind}-{index}"),
+        }
     }
 
     /// Checks the sink's settings without I/O.
@@ -54,14 +71,42 @@ impl SinkConfig {
     /// # Errors
     ///
     /// The offending key (relative to the sink) and the reason.
-    pub fn validate(&self) -> Result<(), (String, String)> {
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        if let (_, Some(name)) = self.kind_and_name() {
+            if !(1..=MAX_SINK_NAME).contains(&name.chars().count())
+                || name.chars().any(char::is_control)
+            {
+                return Err(InvalidSetting::new(
+                    "name",
+                    format!("must be 1 to {MAX_SINK_NAME} characters without control characters"),
+                ));
+            }
+        }
         match self {
-            Self::File(_) | Self::Console(_) | Self::Null(_) => Ok(()),
-            Self::Syslog(config) => config.validate().map_err(|error| (error.key, error.reason)),
+            Self::File(config) => config.validate(),
+            Self::Console(_) | Self::Null(_) => Ok(()),
+            Self::Syslog(config) => config.validate(),
             Self::SplunkHec(config) => config
                 .validate()
-                .map_err(|error| (error.key.to_owned(), error.reason)),
+                .map_err(|error| InvalidSetting::new(error.key, error.reason)),
         }
+    }
+
+    /// Checks what needs the file system: TLS files load, the file sink's directory exists.
+    ///
+    /// # Errors
+    ///
+    /// The offending key (relative to the sink) and the reason.
+    pub fn check_files(&self) -> Result<(), InvalidSetting> {
+        let tls = match self {
+            Self::File(config) => return config.check_path(),
+            Self::Syslog(config) if config.protocol == Protocol::Tls => {
+                config.tls.clone().unwrap_or_default()
+            }
+            Self::SplunkHec(config) => config.tls.clone(),
+            Self::Syslog(_) | Self::Console(_) | Self::Null(_) => return Ok(()),
+        };
+        tls.client_config().map(drop).map_err(tls_setting)
     }
 
     /// Builds the sink, loading TLS files and the like (no connection is made).
@@ -124,10 +169,46 @@ pub struct Problem {
 }
 
 impl Problem {
-    /// A problem with the key path at the start of `message`, located in `text`.
-    fn at_leading_key(text: &str, message: String) -> Self {
-        let line = locate::leading_key(&message).and_then(|key| locate::line_of(text, key));
-        Self { line, message }
+    /// An invalid setting of a section, located in `text`.
+    fn at_key(text: &str, error: InvalidSetting) -> Self {
+        Self {
+            line: locate::line_of(text, &error.key),
+            message: error.to_string(),
+        }
+    }
+
+    /// An invalid setting of sink `index` (named `name`), located in `text`.
+    fn in_sink(text: &str, index: usize, name: &str, error: InvalidSetting) -> Self {
+        let key = format!("sinks[{index}].{}", error.key);
+        Self {
+            line: locate::line_of(text, &key),
+            message: format!("{key} ({name}): {}", error.reason),
+        }
+    }
+}
+
+/// A TLS error as the setting at fault (`tls.ca_file`, ...) and the reason.
+fn tls_setting(error: TlsError) -> InvalidSetting {
+    match error {
+        TlsError::Read {
+            key,
+            what,
+            path,
+            source,
+        } => InvalidSetting::new(
+            format!("tls.{key}"),
+            format!("cannot read {what} `{}`: {source}", path.display()),
+        ),
+        TlsError::Empty {
+            key,
+            what,
+            path,
+            expected,
+        } => InvalidSetting::new(
+            format!("tls.{key}"),
+            format!("{what} `{}` contains no {expected}", path.display()),
+        ),
+        other => InvalidSetting::new("tls", other.to_string()),
     }
 }
 
@@ -211,44 +292,37 @@ impl ForwarderConfig {
         Ok(config)
     }
 
-    /// Builds every sink once (loading TLS files, no connection), reporting the first
-    /// failure with the key and line of `path`, whose content is `text`.
+    /// Checks what needs the file system (TLS files, the file sink's directory) and builds
+    /// every sink once (no connection), reporting the first failure with the key and line of
+    /// `path`, whose content is `text`.
     ///
     /// # Errors
     ///
     /// [`ConfigError`] for the first sink that cannot be built.
     pub fn check_sinks(&self, path: &Path, text: &str) -> Result<(), ConfigError> {
         for (index, sink) in self.sinks.iter().enumerate() {
-            if let Err(error) = sink.build(index) {
-                let detail = match &error {
-                    SinkError::Config(detail) => detail.clone(),
-                    other => other.to_string(),
-                };
-                // The sink's message starts with its key (`tls: ...` or `` `url`: ... ``); a
-                // TLS file error names the precise key itself (`tls.ca_file: ...`).
-                let (setting, reason) = match detail.split_once(':') {
-                    Some((setting, reason)) => (setting.trim().trim_matches('`'), reason.trim()),
-                    None => ("", detail.as_str()),
-                };
-                let (setting, reason) = match reason.split_once(':') {
-                    Some((precise, rest)) if precise.starts_with(&format!("{setting}.")) => {
-                        (precise, rest.trim())
-                    }
-                    _ => (setting, reason),
-                };
-                let key = format!("sinks[{index}].{setting}");
-                return Err(ConfigError {
-                    path: path.to_owned(),
-                    line: locate::line_of(text, &key),
-                    message: format!("{key} ({}): {reason}", sink.name(index)),
-                });
-            }
+            let name = sink.name(index);
+            let problem = match sink.check_files() {
+                Err(error) => Problem::in_sink(text, index, &name, error),
+                Ok(()) => match sink.build(index) {
+                    Ok(_) => continue,
+                    Err(error) => Problem {
+                        line: locate::line_of(text, &format!("sinks[{index}]")),
+                        message: format!("sinks[{index}] ({name}): {error}"),
+                    },
+                },
+            };
+            return Err(ConfigError {
+                path: path.to_owned(),
+                line: problem.line,
+                message: problem.message,
+            });
         }
         Ok(())
     }
 
     fn validate(&self, text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<(), Problem> {
-        let at_key = |message: String| Problem::at_leading_key(text, message);
+        let at_key = |error| Problem::at_key(text, error);
         self.source.resolve(lookup).map_err(at_key)?;
         self.consumer.validate().map_err(at_key)?;
         self.transform.build().map_err(at_key)?;
@@ -262,13 +336,11 @@ impl ForwarderConfig {
         for (index, sink) in self.sinks.iter().enumerate() {
             let name = sink.name(index);
             if !names.insert(name.clone()) {
-                return Err(at_key(format!(
-                    "sinks[{index}].name `{name}` is used twice"
-                )));
+                let error = InvalidSetting::new("name", format!("`{name}` is used twice"));
+                return Err(Problem::in_sink(text, index, &name, error));
             }
-            sink.validate().map_err(|(key, reason)| {
-                at_key(format!("sinks[{index}].{key} ({name}): {reason}"))
-            })?;
+            sink.validate()
+                .map_err(|error| Problem::in_sink(text, index, &name, error))?;
         }
         Ok(())
     }
