@@ -213,18 +213,60 @@ fn tls_setting(error: TlsError) -> InvalidSetting {
 }
 
 /// For errors inside `[[sinks]]` TOML reports the array, not the element: deserializes each
-/// sink alone to name the one at fault and its line.
+/// sink alone to name the one at fault, and the key and line of the bad value when it can.
 fn pinpoint_sink(text: &str) -> Option<Problem> {
     let table: toml::Table = toml::from_str(text).ok()?;
     let sinks = table.get("sinks")?.as_array()?;
     sinks.iter().enumerate().find_map(|(index, sink)| {
         let error = SinkConfig::deserialize(sink.clone()).err()?;
-        let key = format!("sinks[{index}]");
+        let sink_key = format!("sinks[{index}]");
+        let header = locate::line_of(text, &sink_key);
+        let kind = sink.get("type").and_then(toml::Value::as_str);
+        let line = header
+            .zip(kind)
+            .and_then(|(header, kind)| value_line(text, header, kind))
+            .or(header);
+        let key = line
+            .filter(|line| Some(*line) != header)
+            .and_then(|line| locate::key_at_line(text, line))
+            .unwrap_or(sink_key);
         Some(Problem {
-            line: locate::line_of(text, &key),
+            line,
             message: format!("{key}: {}", error.message().trim_end()),
         })
     })
+}
+
+/// The line of the bad value in the sink of type `kind` whose `[[sinks]]` header is on line
+/// `header`. A tagged enum loses TOML's spans, so the sink's own lines are deserialized as
+/// the concrete settings (with the `type` line blanked); `None` when the error is about the
+/// whole table.
+fn value_line(text: &str, header: usize, kind: &str) -> Option<usize> {
+    let fragment: Vec<&str> = text
+        .lines()
+        .skip(header)
+        .take_while(|line| !line.trim_start().starts_with('['))
+        .map(|line| match line.split_once('=') {
+            Some((key, _)) if key.trim() == "type" => "",
+            _ => line,
+        })
+        .collect();
+    let fragment = fragment.join("\n");
+    let span = match kind {
+        "file" => value_span::<FileSinkConfig>(&fragment),
+        "console" => value_span::<ConsoleSinkConfig>(&fragment),
+        "null" => value_span::<NullSinkConfig>(&fragment),
+        "syslog" => value_span::<SyslogSinkConfig>(&fragment),
+        "splunk_hec" => value_span::<SplunkHecSinkConfig>(&fragment),
+        _ => None,
+    }?;
+    let whole_table = span.start == 0 && span.end >= fragment.trim_end().len();
+    (!whole_table).then(|| header + 1 + fragment[..span.start].matches('\n').count())
+}
+
+/// Where deserializing `fragment` as `T` fails, when TOML knows.
+fn value_span<T: serde::de::DeserializeOwned>(fragment: &str) -> Option<std::ops::Range<usize>> {
+    toml::from_str::<T>(fragment).err()?.span()
 }
 
 impl ForwarderConfig {
