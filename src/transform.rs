@@ -32,18 +32,19 @@ pub struct TransformConfig {
     pub drop: Vec<String>,
     /// Per topic, contents holding JSON text to replace by dotted keys
     /// (`event` = `{"a":{"b":1}}` becomes `event.a.b` = `1`). Invalid JSON is left as is.
+    /// Field names must not be empty.
     #[serde(default)]
     pub expand_json: BTreeMap<String, Vec<String>>,
-    /// When not empty, only these contents are kept.
+    /// When not empty, only these contents are kept. Names must not be empty.
     #[serde(default)]
     pub include: Vec<String>,
-    /// Contents to remove.
+    /// Contents to remove. Names must not be empty.
     #[serde(default)]
     pub exclude: Vec<String>,
-    /// Contents to rename, old name → new name.
+    /// Contents to rename, old name → new name; neither may be empty.
     #[serde(default)]
     pub rename: BTreeMap<String, String>,
-    /// Contents added to every log (after the log's own).
+    /// Contents added to every log (after the log's own); names must not be empty.
     #[serde(default)]
     pub add_fields: BTreeMap<String, String>,
 }

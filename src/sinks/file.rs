@@ -18,7 +18,8 @@ use crate::encoding::json::FlatJsonEncoder;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileSinkConfig {
-    /// Sink name for logs and metrics. Default `file-N`.
+    /// Sink name for logs and metrics, 1 to 64 characters without control characters, unique
+    /// among the sinks. Default `file-N`.
     #[serde(default)]
     pub name: Option<String>,
     /// File to append to (created when missing); not empty, not a directory, in an existing

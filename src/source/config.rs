@@ -291,11 +291,13 @@ fn check_endpoint(endpoint: &str) -> Result<(), String> {
             "`{endpoint}` has an unsupported scheme: {expected}"
         ));
     }
-    let has_extra = !url.username().is_empty()
-        || url.password().is_some()
-        || url.path() != "/"
-        || url.query().is_some()
-        || url.fragment().is_some();
+    if !url.username().is_empty() || url.password().is_some() {
+        // Not echoed: it would print the password.
+        return Err(format!(
+            "must not contain a user name or password: {expected}"
+        ));
+    }
+    let has_extra = url.path() != "/" || url.query().is_some() || url.fragment().is_some();
     if url.host_str().is_none_or(str::is_empty) || has_extra {
         return Err(format!("`{endpoint}`: {expected}"));
     }
@@ -441,7 +443,7 @@ mod tests {
             "ftp://host",
             "https://",
             "https://host/path",
-            "https://user:pw@host",
+            "https://user:hunter2@host",
             "https://host?x=1",
             "https://ho st",
             "http://host:99999",
@@ -452,5 +454,11 @@ mod tests {
                 "{bad}"
             );
         }
+        let config: SourceConfig = toml::from_str(
+            "endpoint = \"https://user:hunter2@host\"\nproject = \"p-1\"\nlogstores = [\"abc\"]",
+        )
+        .unwrap();
+        let error = config.resolve(|_| None).unwrap_err().to_string();
+        assert!(!error.contains("hunter2"), "{error}");
     }
 }

@@ -95,7 +95,8 @@ pub enum BodyKind {
 #[serde(deny_unknown_fields)]
 pub struct SyslogSinkConfig {
     /// Sink name used in logs, metrics and health. Default: the name the caller assigns
-    /// (e.g. `syslog-0`). Example: `"qradar"`.
+    /// (e.g. `syslog-0`); 1 to 64 characters without control characters, unique among the
+    /// sinks. Example: `"qradar"`.
     #[serde(default)]
     pub name: Option<String>,
     /// Receiver as `host:port`, resolved again at every (re)connection. Example:
