@@ -40,7 +40,7 @@ pub struct SourceConfig {
     #[serde(default)]
     pub access_key_secret: Option<Secret>,
     /// STS security token for temporary credentials (never logged): printable ASCII without
-    /// spaces, at most 8192 characters.
+    /// spaces, at most 8192 characters. Empty means none (e.g. `"${SLS_STS_TOKEN:-}"`).
     #[serde(default)]
     pub security_token: Option<Secret>,
     /// Settings of the embedded log service when `endpoint = "local"`.
@@ -209,7 +209,10 @@ impl SourceConfig {
             logstores,
             access_key_id,
             access_key_secret,
-            security_token: self.security_token.clone(),
+            security_token: self
+                .security_token
+                .clone()
+                .filter(|token| !token.is_empty()),
         })
     }
 }
@@ -435,6 +438,14 @@ mod tests {
                 assert!(!error.reason.contains(secret_part), "{error}");
             }
         }
+    }
+
+    #[test]
+    fn an_empty_security_token_means_none() {
+        let config: SourceConfig =
+            toml::from_str("endpoint = \"local\"\nlogstores = [\"abc\"]\nsecurity_token = \"\"")
+                .unwrap();
+        assert!(config.resolve(|_| None).unwrap().security_token.is_none());
     }
 
     #[test]
