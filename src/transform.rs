@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::encoding::field::InvalidSetting;
 use crate::model::{LogRecord, LogRecords, RecordsBuilder};
 
 /// Settings of the `[transform]` section.
@@ -31,18 +32,19 @@ pub struct TransformConfig {
     pub drop: Vec<String>,
     /// Per topic, contents holding JSON text to replace by dotted keys
     /// (`event` = `{"a":{"b":1}}` becomes `event.a.b` = `1`). Invalid JSON is left as is.
+    /// Field names must not be empty.
     #[serde(default)]
     pub expand_json: BTreeMap<String, Vec<String>>,
-    /// When not empty, only these contents are kept.
+    /// When not empty, only these contents are kept. Names must not be empty.
     #[serde(default)]
     pub include: Vec<String>,
-    /// Contents to remove.
+    /// Contents to remove. Names must not be empty.
     #[serde(default)]
     pub exclude: Vec<String>,
-    /// Contents to rename, old name → new name.
+    /// Contents to rename, old name → new name; neither may be empty.
     #[serde(default)]
     pub rename: BTreeMap<String, String>,
-    /// Contents added to every log (after the log's own).
+    /// Contents added to every log (after the log's own); names must not be empty.
     #[serde(default)]
     pub add_fields: BTreeMap<String, String>,
 }
@@ -56,26 +58,22 @@ struct Condition {
 }
 
 impl Condition {
-    fn parse(text: &str) -> Result<Self, String> {
+    fn parse(text: &str) -> Result<Self, InvalidSetting> {
+        let invalid =
+            |reason: &str| InvalidSetting::new("transform.drop", format!("`{text}`: {reason}"));
         let (field, operator, value) = ["==", "!="]
             .iter()
             .find_map(|operator| {
                 text.split_once(operator)
                     .map(|(field, value)| (field.trim(), *operator, value.trim()))
             })
-            .ok_or_else(|| {
-                format!(
-                    "transform.drop `{text}`: expected FIELD == \"VALUE\" or FIELD != \"VALUE\""
-                )
-            })?;
+            .ok_or_else(|| invalid("expected FIELD == \"VALUE\" or FIELD != \"VALUE\""))?;
         let value = value
             .strip_prefix('"')
             .and_then(|v| v.strip_suffix('"'))
-            .ok_or_else(|| {
-                format!("transform.drop `{text}`: the value must be in double quotes")
-            })?;
+            .ok_or_else(|| invalid("the value must be in double quotes"))?;
         if field.is_empty() {
-            return Err(format!("transform.drop `{text}`: missing field name"));
+            return Err(invalid("missing field name"));
         }
         Ok(Self {
             field: field.to_owned(),
@@ -108,23 +106,39 @@ impl TransformConfig {
             && self.add_fields.is_empty()
     }
 
-    /// Checks and compiles the section.
+    /// Checks and compiles the section: conditions parse, and no field name is empty.
     ///
     /// # Errors
     ///
-    /// A message naming the key and the bad entry.
-    pub fn build(&self) -> Result<Transform, String> {
+    /// The key (`transform.drop`, ...) and the bad entry.
+    pub fn build(&self) -> Result<Transform, InvalidSetting> {
         let drop = self
             .drop
             .iter()
             .map(|text| Condition::parse(text))
             .collect::<Result<_, _>>()?;
-        if let Some((old, _)) = self
-            .rename
+        let expanded = self.expand_json.values().flatten();
+        let names: [(&str, Vec<&String>); 5] = [
+            ("expand_json", expanded.collect()),
+            ("include", self.include.iter().collect()),
+            ("exclude", self.exclude.iter().collect()),
+            (
+                "rename",
+                self.rename
+                    .iter()
+                    .flat_map(|(old, new)| [old, new])
+                    .collect(),
+            ),
+            ("add_fields", self.add_fields.keys().collect()),
+        ];
+        if let Some((key, _)) = names
             .iter()
-            .find(|(old, new)| old.is_empty() || new.is_empty())
+            .find(|(_, names)| names.iter().any(|name| name.is_empty()))
         {
-            return Err(format!("transform.rename `{old}`: names must not be empty"));
+            return Err(InvalidSetting::new(
+                format!("transform.{key}"),
+                "field names must not be empty",
+            ));
         }
         Ok(Transform {
             config: self.clone(),
@@ -305,8 +319,21 @@ mod tests {
             .build()
             .unwrap_err();
         assert!(
-            error.contains("transform.drop") && error.contains("level = 1"),
+            error.key == "transform.drop" && error.reason.contains("level = 1"),
             "{error}"
         );
+        for (text, key) in [
+            ("include = [\"\"]", "transform.include"),
+            ("exclude = [\"a\", \"\"]", "transform.exclude"),
+            ("rename = { a = \"\" }", "transform.rename"),
+            ("add_fields = { \"\" = \"x\" }", "transform.add_fields"),
+            ("expand_json = { topic = [\"\"] }", "transform.expand_json"),
+        ] {
+            let error = toml::from_str::<TransformConfig>(text)
+                .unwrap()
+                .build()
+                .unwrap_err();
+            assert_eq!(error.key, key, "{text}");
+        }
     }
 }

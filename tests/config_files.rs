@@ -232,7 +232,7 @@ fn multi_examples_have_several_logstores_and_several_sinks() {
 
 const SOURCE: &str = "[source]
 endpoint = \"https://cn-hangzhou.log.aliyuncs.com\"
-project = \"p\"
+project = \"my-project\"
 logstores = [\"audit\"]
 access_key_id = \"id\"
 access_key_secret = \"secret\"

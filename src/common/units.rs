@@ -51,10 +51,9 @@ impl std::str::FromStr for HumanDuration {
             "" => return Err(error("missing unit: write e.g. `20s` or `500ms`")),
             _ => return Err(error("unknown unit: use ms, s, m or h")),
         };
-        if !seconds.is_finite() || seconds < 0.0 {
-            return Err(error("must be a non-negative number"));
-        }
-        Ok(HumanDuration(Duration::from_secs_f64(seconds)))
+        Duration::try_from_secs_f64(seconds)
+            .map(HumanDuration)
+            .map_err(|_| error("too large"))
     }
 }
 
@@ -81,10 +80,12 @@ impl std::str::FromStr for ByteSize {
             "GiB" => 1 << 30,
             _ => return Err(error("unknown unit: use B, KB, MB, GB, KiB, MiB or GiB")),
         };
-        if !value.is_finite() || value < 0.0 {
-            return Err(error("must be a non-negative number"));
+        let bytes = (value * multiplier as f64).round();
+        // `u64::MAX as f64` rounds up to 2^64, so this keeps the cast below exact.
+        if bytes >= u64::MAX as f64 {
+            return Err(error("too large"));
         }
-        Ok(ByteSize((value * multiplier as f64).round() as u64))
+        Ok(ByteSize(bytes as u64))
     }
 }
 
@@ -143,9 +144,88 @@ impl<'de> Deserialize<'de> for ByteSize {
 }
 
 impl fmt::Display for HumanDuration {
+    /// The largest whole unit that fits: `2h`, `90s`, `1500ms`; `{:?}` of the duration
+    /// otherwise.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}", self.0)
+        let nanos = self.0.as_nanos();
+        let units = [
+            (3_600_000_000_000, "h"),
+            (60_000_000_000, "m"),
+            (1_000_000_000, "s"),
+            (1_000_000, "ms"),
+        ];
+        match units
+            .iter()
+            .find(|(size, _)| nanos != 0 && nanos % size == 0)
+        {
+            Some((size, unit)) => write!(f, "{}{unit}", nanos / size),
+            None if nanos == 0 => f.write_str("0s"),
+            None => write!(f, "{:?}", self.0),
+        }
     }
+}
+
+impl fmt::Display for ByteSize {
+    /// The largest binary unit that divides the size: `64MiB`, `512KiB`, `1000B`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let units = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
+        match units
+            .iter()
+            .find(|(size, _)| self.0 != 0 && self.0 % size == 0)
+        {
+            Some((size, unit)) => write!(f, "{}{unit}", self.0 / size),
+            None => write!(f, "{}B", self.0),
+        }
+    }
+}
+
+impl HumanDuration {
+    /// A duration of `seconds`.
+    pub const fn secs(seconds: u64) -> Self {
+        Self(Duration::from_secs(seconds))
+    }
+
+    /// A duration of `millis` milliseconds.
+    pub const fn millis(millis: u64) -> Self {
+        Self(Duration::from_millis(millis))
+    }
+
+    /// Checks `min <= self <= max`.
+    ///
+    /// # Errors
+    ///
+    /// The reason, stating the allowed range and the value.
+    pub fn check_within(self, min: Self, max: Self) -> Result<(), String> {
+        check_within(self, min, max)
+    }
+}
+
+impl ByteSize {
+    /// A size of `n` mebibytes.
+    pub const fn mib(n: u64) -> Self {
+        Self(n << 20)
+    }
+
+    /// Checks `min <= self <= max`.
+    ///
+    /// # Errors
+    ///
+    /// The reason, stating the allowed range and the value.
+    pub fn check_within(self, min: Self, max: Self) -> Result<(), String> {
+        check_within(self, min, max)
+    }
+}
+
+/// Checks `min <= value <= max` for any displayable value (durations, sizes, counts).
+///
+/// # Errors
+///
+/// The reason, e.g. `must be between 100ms and 10m, got 0s`.
+pub fn check_within<T: PartialOrd + fmt::Display>(value: T, min: T, max: T) -> Result<(), String> {
+    if value < min || value > max {
+        return Err(format!("must be between {min} and {max}, got {value}"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -172,6 +252,53 @@ mod tests {
         );
         assert!("20".parse::<HumanDuration>().is_err());
         assert!("20 parsecs".parse::<HumanDuration>().is_err());
+    }
+
+    #[test]
+    fn huge_durations_and_sizes_are_errors_not_panics() {
+        for text in [
+            "99999999999999999999s",
+            "1e400s",
+            "-1s",
+            "NaN s",
+            "inf",
+            "1.5.5s",
+        ] {
+            assert!(text.parse::<HumanDuration>().is_err(), "{text}");
+        }
+        let huge = "9".repeat(400);
+        assert!(format!("{huge}s").parse::<HumanDuration>().is_err());
+        assert!(format!("{huge}GiB").parse::<ByteSize>().is_err());
+        assert!("20000000000GiB".parse::<ByteSize>().is_err());
+        assert!("-1MiB".parse::<ByteSize>().is_err());
+    }
+
+    #[test]
+    fn ranges_state_the_bounds() {
+        let check = |text: &str| {
+            text.parse::<HumanDuration>()
+                .unwrap()
+                .check_within(HumanDuration::millis(100), HumanDuration::secs(600))
+        };
+        assert_eq!(
+            check("0s").unwrap_err(),
+            "must be between 100ms and 10m, got 0s"
+        );
+        assert_eq!(
+            check("1h").unwrap_err(),
+            "must be between 100ms and 10m, got 1h"
+        );
+        assert!(check("100ms").is_ok() && check("10m").is_ok());
+        assert_eq!(
+            ByteSize(1000)
+                .check_within(ByteSize::mib(1), ByteSize::mib(4096))
+                .unwrap_err(),
+            "must be between 1MiB and 4GiB, got 1000B"
+        );
+        assert_eq!(
+            check_within(0, 1, 1000).unwrap_err(),
+            "must be between 1 and 1000, got 0"
+        );
     }
 
     #[test]

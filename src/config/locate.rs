@@ -1,44 +1,52 @@
 //! Finds the line of a dotted key path (`consumer.group_timeout`, `sinks[2].tls.ca_file`)
 //! in the configuration text, so that errors found after parsing can still name a line.
 
-/// The 1-based line where `path` is set, or where its section starts; `None` when the
-/// section is not in the text (e.g. a value that came from an environment fallback).
+/// The 1-based line where `path` is set, or where its table starts; `None` when the table
+/// is not in the text (e.g. a value that came from an environment fallback). The longest
+/// table header that prefixes `path` wins: `source.local.shards` is looked up under
+/// `[source.local]`, then as `local` under `[source]`.
 pub fn line_of(text: &str, path: &str) -> Option<usize> {
-    let mut segments = path.split('.');
-    let section = segments.next()?;
-    let key = segments.next();
+    let segments: Vec<&str> = path.split('.').collect();
     let lines: Vec<&str> = text.lines().collect();
-    let header = match section.split_once('[') {
+    (1..=segments.len()).rev().find_map(|split| {
+        let header = header_line(&lines, &segments[..split].join("."))?;
+        let Some(key) = segments.get(split) else {
+            return Some(header + 1);
+        };
+        let section_lines = lines[header + 1..]
+            .iter()
+            .take_while(|line| !line.trim_start().starts_with('['));
+        for (offset, line) in section_lines.enumerate() {
+            let trimmed = line.trim_start();
+            if let Some(rest) = trimmed.strip_prefix(key) {
+                if rest.trim_start().starts_with('=') || rest.starts_with('.') {
+                    return Some(header + 2 + offset);
+                }
+            }
+        }
+        Some(header + 1)
+    })
+}
+
+/// The 0-based line of the header of `table`: `[a.b]`, or the `index`-th `[[array]]` for
+/// `array[index]`.
+fn header_line(lines: &[&str], table: &str) -> Option<usize> {
+    match table.split_once('[') {
         Some((array, index)) => {
-            let index: usize = index.trim_end_matches(']').parse().ok()?;
+            let index: usize = index.strip_suffix(']')?.parse().ok()?;
             let header = format!("[[{array}]]");
             lines
                 .iter()
                 .enumerate()
                 .filter(|(_, line)| line.trim() == header)
-                .nth(index)?
-                .0
+                .nth(index)
+                .map(|(line, _)| line)
         }
         None => {
-            let header = format!("[{section}]");
-            lines.iter().position(|line| line.trim() == header)?
-        }
-    };
-    let Some(key) = key else {
-        return Some(header + 1);
-    };
-    let section_lines = lines[header + 1..]
-        .iter()
-        .take_while(|line| !line.trim_start().starts_with('['));
-    for (offset, line) in section_lines.enumerate() {
-        let trimmed = line.trim_start();
-        if let Some(rest) = trimmed.strip_prefix(key) {
-            if rest.trim_start().starts_with('=') || rest.starts_with('.') {
-                return Some(header + 2 + offset);
-            }
+            let header = format!("[{table}]");
+            lines.iter().position(|line| line.trim() == header)
         }
     }
-    Some(header + 1)
 }
 
 /// The dotted key path set on `line` (1-based): the enclosing table, an index for arrays of
@@ -80,14 +88,6 @@ pub fn key_at_line(text: &str, line: usize) -> Option<String> {
     }
 }
 
-/// The dotted key a validation message starts with (`consumer.group must ...` gives
-/// `consumer.group`), when it starts with one.
-pub fn leading_key(message: &str) -> Option<&str> {
-    let first = message.split_whitespace().next()?;
-    let key = first.trim_end_matches(':').trim_matches('`');
-    key.contains('.').then_some(key)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,6 +107,11 @@ mod tests {
         );
         assert_eq!(line_of(TEXT, "sinks[5].tls"), None);
         assert_eq!(line_of(TEXT, "transform.drop"), None);
+        let nested = "[source]\nendpoint = \"local\"\n\n[source.local]\nshards = 0\n";
+        assert_eq!(line_of(nested, "source.local.shards"), Some(5));
+        assert_eq!(line_of(nested, "source.endpoint"), Some(2));
+        let inline = "[source]\nlocal = { shards = 0 }\n";
+        assert_eq!(line_of(inline, "source.local.shards"), Some(2));
     }
 
     #[test]
@@ -118,18 +123,5 @@ mod tests {
         assert_eq!(key_at_line(TEXT, 13).as_deref(), Some("sinks[1].tls"));
         assert_eq!(key_at_line(TEXT, 9).as_deref(), Some("sinks[0].type"));
         assert_eq!(key_at_line(TEXT, 1).as_deref(), Some("source"));
-    }
-
-    #[test]
-    fn leading_keys() {
-        assert_eq!(
-            leading_key("consumer.group must not be empty"),
-            Some("consumer.group")
-        );
-        assert_eq!(
-            leading_key("transform.drop `x`: bad"),
-            Some("transform.drop")
-        );
-        assert_eq!(leading_key("no [[sinks]]: configure"), None);
     }
 }

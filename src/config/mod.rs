@@ -4,82 +4,22 @@
 
 mod env;
 pub mod locate;
+mod sinks;
 
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
 use crate::consumer::ConsumerConfig;
-use crate::sinks::console::ConsoleSinkConfig;
-use crate::sinks::file::FileSinkConfig;
-use crate::sinks::null::NullSinkConfig;
-use crate::sinks::splunk_hec::config::SplunkHecSinkConfig;
-use crate::sinks::syslog::config::SyslogSinkConfig;
-use crate::sinks::{Sink, SinkError};
 use crate::source::config::SourceConfig;
 use crate::telemetry::server::TelemetryConfig;
 use crate::transform::TransformConfig;
 
-/// One `[[sinks]]` entry, by `type`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum SinkConfig {
-    /// JSON lines in a file.
-    File(FileSinkConfig),
-    /// Standard output.
-    Console(ConsoleSinkConfig),
-    /// Drops every log (benchmarks, skipping a backlog on purpose).
-    Null(NullSinkConfig),
-    /// Syslog over UDP, TCP or TLS (QRadar, ArcSight, rsyslog).
-    Syslog(Box<SyslogSinkConfig>),
-    /// Splunk HTTP Event Collector.
-    SplunkHec(Box<SplunkHecSinkConfig>),
-}
-
-impl SinkConfig {
-    /// The sink's name: configured, or `TYPE-INDEX`.
-    pub fn name(&self, index: usize) -> String {
-        let (kind, name) = match self {
-            Self::File(config) => ("file", &config.name),
-            Self::Console(config) => ("console", &config.name),
-            Self::Null(config) => ("null", &config.name),
-            Self::Syslog(config) => ("syslog", &config.name),
-            Self::SplunkHec(config) => ("splunk_hec", &config.name),
-        };
-        name.clone().unwrap_or_else(|| format!("{kind}-{index}"))
-    }
-
-    /// Checks the sink's settings without I/O.
-    ///
-    /// # Errors
-    ///
-    /// The offending key (relative to the sink) and the reason.
-    pub fn validate(&self) -> Result<(), (String, String)> {
-        match self {
-            Self::File(_) | Self::Console(_) | Self::Null(_) => Ok(()),
-            Self::Syslog(config) => config.validate().map_err(|error| (error.key, error.reason)),
-            Self::SplunkHec(config) => config
-                .validate()
-                .map_err(|error| (error.key.to_owned(), error.reason)),
-        }
-    }
-
-    /// Builds the sink, loading TLS files and the like (no connection is made).
-    ///
-    /// # Errors
-    ///
-    /// [`SinkError::Config`] when the settings cannot work.
-    pub fn build(&self, index: usize) -> Result<Box<dyn Sink>, SinkError> {
-        let name = self.name(index);
-        Ok(match self {
-            Self::File(config) => Box::new(config.build(&name)),
-            Self::Console(config) => Box::new(config.build(&name)?),
-            Self::Null(config) => Box::new(config.build(&name)?),
-            Self::Syslog(config) => Box::new(config.build(&name)?),
-            Self::SplunkHec(config) => Box::new(config.build(&name)?),
-        })
-    }
-}
+/// A value that cannot work, with its key: what every section's and sink's validation
+/// returns. Sections name the whole key path (`consumer.fetch_interval`); sinks name the key
+/// inside the sink (`connect_timeout`), which [`ForwarderConfig`] prefixes with `sinks[N].`.
+pub use crate::encoding::field::InvalidSetting;
+pub use sinks::SinkConfig;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -124,26 +64,22 @@ pub struct Problem {
 }
 
 impl Problem {
-    /// A problem with the key path at the start of `message`, located in `text`.
-    fn at_leading_key(text: &str, message: String) -> Self {
-        let line = locate::leading_key(&message).and_then(|key| locate::line_of(text, key));
-        Self { line, message }
+    /// An invalid setting of a section, located in `text`.
+    fn at_key(text: &str, error: InvalidSetting) -> Self {
+        Self {
+            line: locate::line_of(text, &error.key),
+            message: error.to_string(),
+        }
     }
-}
 
-/// For errors inside `[[sinks]]` TOML reports the array, not the element: deserializes each
-/// sink alone to name the one at fault and its line.
-fn pinpoint_sink(text: &str) -> Option<Problem> {
-    let table: toml::Table = toml::from_str(text).ok()?;
-    let sinks = table.get("sinks")?.as_array()?;
-    sinks.iter().enumerate().find_map(|(index, sink)| {
-        let error = SinkConfig::deserialize(sink.clone()).err()?;
-        let key = format!("sinks[{index}]");
-        Some(Problem {
+    /// An invalid setting of sink `index` (named `name`), located in `text`.
+    fn in_sink(text: &str, index: usize, name: &str, error: InvalidSetting) -> Self {
+        let key = format!("sinks[{index}].{}", error.key);
+        Self {
             line: locate::line_of(text, &key),
-            message: format!("{key}: {}", error.message().trim_end()),
-        })
-    })
+            message: format!("{key} ({name}): {}", error.reason),
+        }
+    }
 }
 
 impl ForwarderConfig {
@@ -193,7 +129,7 @@ impl ForwarderConfig {
             },
         })?;
         let config: Self = toml::from_str(&expanded).map_err(|error| {
-            if let Some(problem) = pinpoint_sink(&expanded) {
+            if let Some(problem) = sinks::pinpoint_sink(&expanded) {
                 return problem;
             }
             // Expansion keeps line numbers, so TOML's line is the file's line.
@@ -211,44 +147,37 @@ impl ForwarderConfig {
         Ok(config)
     }
 
-    /// Builds every sink once (loading TLS files, no connection), reporting the first
-    /// failure with the key and line of `path`, whose content is `text`.
+    /// Checks what needs the file system (TLS files, the file sink's directory) and builds
+    /// every sink once (no connection), reporting the first failure with the key and line of
+    /// `path`, whose content is `text`.
     ///
     /// # Errors
     ///
     /// [`ConfigError`] for the first sink that cannot be built.
     pub fn check_sinks(&self, path: &Path, text: &str) -> Result<(), ConfigError> {
         for (index, sink) in self.sinks.iter().enumerate() {
-            if let Err(error) = sink.build(index) {
-                let detail = match &error {
-                    SinkError::Config(detail) => detail.clone(),
-                    other => other.to_string(),
-                };
-                // The sink's message starts with its key (`tls: ...` or `` `url`: ... ``); a
-                // TLS file error names the precise key itself (`tls.ca_file: ...`).
-                let (setting, reason) = match detail.split_once(':') {
-                    Some((setting, reason)) => (setting.trim().trim_matches('`'), reason.trim()),
-                    None => ("", detail.as_str()),
-                };
-                let (setting, reason) = match reason.split_once(':') {
-                    Some((precise, rest)) if precise.starts_with(&format!("{setting}.")) => {
-                        (precise, rest.trim())
-                    }
-                    _ => (setting, reason),
-                };
-                let key = format!("sinks[{index}].{setting}");
-                return Err(ConfigError {
-                    path: path.to_owned(),
-                    line: locate::line_of(text, &key),
-                    message: format!("{key} ({}): {reason}", sink.name(index)),
-                });
-            }
+            let name = sink.name(index);
+            let problem = match sink.check_files() {
+                Err(error) => Problem::in_sink(text, index, &name, error),
+                Ok(()) => match sink.build(index) {
+                    Ok(_) => continue,
+                    Err(error) => Problem {
+                        line: locate::line_of(text, &format!("sinks[{index}]")),
+                        message: format!("sinks[{index}] ({name}): {error}"),
+                    },
+                },
+            };
+            return Err(ConfigError {
+                path: path.to_owned(),
+                line: problem.line,
+                message: problem.message,
+            });
         }
         Ok(())
     }
 
     fn validate(&self, text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<(), Problem> {
-        let at_key = |message: String| Problem::at_leading_key(text, message);
+        let at_key = |error| Problem::at_key(text, error);
         self.source.resolve(lookup).map_err(at_key)?;
         self.consumer.validate().map_err(at_key)?;
         self.transform.build().map_err(at_key)?;
@@ -262,13 +191,11 @@ impl ForwarderConfig {
         for (index, sink) in self.sinks.iter().enumerate() {
             let name = sink.name(index);
             if !names.insert(name.clone()) {
-                return Err(at_key(format!(
-                    "sinks[{index}].name `{name}` is used twice"
-                )));
+                let error = InvalidSetting::new("name", format!("`{name}` is used twice"));
+                return Err(Problem::in_sink(text, index, &name, error));
             }
-            sink.validate().map_err(|(key, reason)| {
-                at_key(format!("sinks[{index}].{key} ({name}): {reason}"))
-            })?;
+            sink.validate()
+                .map_err(|error| Problem::in_sink(text, index, &name, error))?;
         }
         Ok(())
     }

@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::common::units::{ByteSize, HumanDuration};
+use crate::common::units::{check_within, ByteSize, HumanDuration};
+use crate::encoding::field::InvalidSetting;
 
 /// Where a shard without a checkpoint starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,48 +39,70 @@ impl<'de> Deserialize<'de> for StartPosition {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConsumerConfig {
-    /// Consumer group name, shared by every forwarder process that splits the shards.
+    /// Consumer group name, shared by every forwarder process that splits the shards: 1 to
+    /// 128 ASCII letters, digits, `-` and `_`.
     pub group: String,
-    /// This consumer's name, unique in the group. Default `{group}-{hostname}-{pid}`.
+    /// This consumer's name, unique in the group: 1 to 128 printable ASCII characters without
+    /// spaces. Default `{group}-{hostname}-{pid}`.
     #[serde(default)]
     pub name: Option<String>,
-    /// Where shards without a checkpoint start: `begin`, `end` or an RFC 3339 time.
-    /// Checkpoints always win. Default `begin`.
+    /// Where shards without a checkpoint start: `begin`, `end` or an RFC 3339 time (not
+    /// before 1970). Checkpoints always win. Default `begin`.
     #[serde(default = "default_start")]
     pub start: StartPosition,
-    /// Time between heartbeats. Default `20s`; tests use `1s`.
+    /// Time between heartbeats, `100ms` to `5m`. Default `20s`; tests use `1s`.
     #[serde(default = "default_heartbeat_interval")]
     pub heartbeat_interval: HumanDuration,
     /// Heartbeat silence after which the server gives a consumer's shards to others; set on
-    /// the group when this process creates or updates it. Default 3 × `heartbeat_interval`.
+    /// the group when this process creates or updates it. `1s` to `1h`, counted in whole
+    /// seconds, and at least 2 × `heartbeat_interval`. Default 3 × `heartbeat_interval` (at
+    /// least `1s`).
     #[serde(default)]
     pub group_timeout: Option<HumanDuration>,
-    /// Wait before pulling again from a shard that had no new logs. Default `1s`.
+    /// Wait before pulling again from a shard that had no new logs, `100ms` to `5m`.
+    /// Default `1s`.
     #[serde(default = "default_fetch_interval")]
     pub fetch_interval: HumanDuration,
-    /// Largest number of log groups per pull (1 to 1000). Default 1000.
+    /// Largest number of log groups per pull, 1 to 1000. Default 1000.
     #[serde(default = "default_max_fetch_groups")]
     pub max_fetch_groups: u32,
     /// How often delivered positions are written to the server as checkpoints; they are
-    /// also written when a shard is released and on shutdown. Default `5s`.
+    /// also written when a shard is released and on shutdown. `100ms` to `10m`. Default `5s`.
     #[serde(default = "default_checkpoint_interval")]
     pub checkpoint_interval: HumanDuration,
     /// Raw bytes pulled but not yet delivered, across all shards of the process; pulling
-    /// waits while the budget is used up. Default `64MiB`.
+    /// waits while the budget is used up. `1MiB` to `4GiB`. Default `64MiB`.
     #[serde(default = "default_inflight_budget")]
     pub max_inflight_bytes: ByteSize,
-    /// Batches in flight per shard. Default 4.
+    /// Batches in flight per shard, 1 to 64. Default 4.
     #[serde(default = "default_max_inflight_batches")]
     pub max_inflight_batches: usize,
     /// On shutdown or when a shard is taken away: how long to wait for in-flight batches to
     /// be delivered before giving up on them (they are then redelivered by the next owner).
-    /// Default `20s`.
+    /// `1s` to `30m`. Default `20s`.
     #[serde(default = "default_drain_timeout")]
     pub drain_timeout: HumanDuration,
     /// Consume split and merged shards in order (parents before children). Default false.
     #[serde(default)]
     pub ordered: bool,
 }
+
+/// Longest consumer group and consumer name.
+const MAX_NAME: usize = 128;
+/// Bounds of the timers, sizes and counts (see the field docs).
+const HEARTBEAT_INTERVAL: (HumanDuration, HumanDuration) =
+    (HumanDuration::millis(100), HumanDuration::secs(300));
+const GROUP_TIMEOUT: (HumanDuration, HumanDuration) =
+    (HumanDuration::secs(1), HumanDuration::secs(3600));
+const FETCH_INTERVAL: (HumanDuration, HumanDuration) =
+    (HumanDuration::millis(100), HumanDuration::secs(300));
+const CHECKPOINT_INTERVAL: (HumanDuration, HumanDuration) =
+    (HumanDuration::millis(100), HumanDuration::secs(600));
+const DRAIN_TIMEOUT: (HumanDuration, HumanDuration) =
+    (HumanDuration::secs(1), HumanDuration::secs(1800));
+const MAX_FETCH_GROUPS: (u32, u32) = (1, 1000);
+const MAX_INFLIGHT_BYTES: (ByteSize, ByteSize) = (ByteSize::mib(1), ByteSize::mib(4096));
+const MAX_INFLIGHT_BATCHES: (usize, usize) = (1, 64);
 
 fn default_start() -> StartPosition {
     StartPosition::Begin
@@ -125,32 +148,76 @@ impl ConsumerConfig {
         }
     }
 
-    /// Checks values without connecting.
+    /// Checks every value against its bounds, without connecting.
     ///
     /// # Errors
     ///
-    /// A message naming the offending key.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.group.is_empty() {
-            return Err("consumer.group must not be empty".into());
+    /// The offending key (`consumer.checkpoint_interval`, ...) and the allowed range.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        let invalid =
+            |key: &str, reason: String| InvalidSetting::new(format!("consumer.{key}"), reason);
+        let group_char = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+        if !(1..=MAX_NAME).contains(&self.group.len()) || !self.group.chars().all(group_char) {
+            return Err(invalid(
+                "group",
+                format!("must be 1 to {MAX_NAME} ASCII letters, digits, `-` and `_`"),
+            ));
         }
-        if !(1..=1000).contains(&self.max_fetch_groups) {
-            return Err("consumer.max_fetch_groups must be between 1 and 1000".into());
+        if let Some(name) = &self.name {
+            if !(1..=MAX_NAME).contains(&name.len()) || !name.chars().all(|c| c.is_ascii_graphic())
+            {
+                return Err(invalid(
+                    "name",
+                    format!("must be 1 to {MAX_NAME} printable ASCII characters without spaces"),
+                ));
+            }
         }
-        if self.heartbeat_interval.0 < Duration::from_millis(100) {
-            return Err("consumer.heartbeat_interval must be at least 100ms".into());
+        if matches!(self.start, StartPosition::Time(time) if time < 0) {
+            return Err(invalid("start", "must not be before 1970".into()));
         }
-        if self.group_timeout().as_secs() < 1 || self.group_timeout() <= self.heartbeat_interval.0 {
-            return Err(
-                "consumer.group_timeout must be at least 1s and longer than heartbeat_interval"
-                    .into(),
-            );
+        let durations = [
+            (
+                "heartbeat_interval",
+                Some(self.heartbeat_interval),
+                HEARTBEAT_INTERVAL,
+            ),
+            ("group_timeout", self.group_timeout, GROUP_TIMEOUT),
+            ("fetch_interval", Some(self.fetch_interval), FETCH_INTERVAL),
+            (
+                "checkpoint_interval",
+                Some(self.checkpoint_interval),
+                CHECKPOINT_INTERVAL,
+            ),
+            ("drain_timeout", Some(self.drain_timeout), DRAIN_TIMEOUT),
+        ];
+        for (key, value, (min, max)) in durations {
+            if let Some(value) = value {
+                value
+                    .check_within(min, max)
+                    .map_err(|reason| invalid(key, reason))?;
+            }
         }
-        if self.max_inflight_bytes.0 < 1 << 20 {
-            return Err("consumer.max_inflight_bytes must be at least 1MiB".into());
-        }
-        if self.max_inflight_batches == 0 {
-            return Err("consumer.max_inflight_batches must be at least 1".into());
+        let (min, max) = MAX_FETCH_GROUPS;
+        check_within(self.max_fetch_groups, min, max)
+            .map_err(|reason| invalid("max_fetch_groups", reason))?;
+        let (min, max) = MAX_INFLIGHT_BYTES;
+        self.max_inflight_bytes
+            .check_within(min, max)
+            .map_err(|reason| invalid("max_inflight_bytes", reason))?;
+        let (min, max) = MAX_INFLIGHT_BATCHES;
+        check_within(self.max_inflight_batches, min, max)
+            .map_err(|reason| invalid("max_inflight_batches", reason))?;
+        // The service counts whole seconds.
+        let sent_timeout = Duration::from_secs(self.group_timeout().as_secs());
+        if sent_timeout < self.heartbeat_interval.0 * 2 {
+            return Err(invalid(
+                "group_timeout",
+                format!(
+                    "must be at least 2 × heartbeat_interval ({}) in whole seconds, got {}",
+                    HumanDuration(self.heartbeat_interval.0 * 2),
+                    HumanDuration(sent_timeout)
+                ),
+            ));
         }
         Ok(())
     }
@@ -197,5 +264,70 @@ mod tests {
         );
         let error = toml::from_str::<ConsumerConfig>("group = \"g\"\ncolour = 1").unwrap_err();
         assert!(error.to_string().contains("colour"), "{error}");
+    }
+
+    /// The key `validate` rejects `extra` (lines added to a minimal section) with.
+    fn rejected_key(extra: &str) -> String {
+        let config: ConsumerConfig = toml::from_str(&format!("group = \"g\"\n{extra}")).unwrap();
+        config.validate().unwrap_err().key
+    }
+
+    #[test]
+    fn every_value_is_bounded() {
+        for (extra, key) in [
+            (
+                "checkpoint_interval = \"0s\"",
+                "consumer.checkpoint_interval",
+            ),
+            (
+                "checkpoint_interval = \"11m\"",
+                "consumer.checkpoint_interval",
+            ),
+            ("fetch_interval = \"0s\"", "consumer.fetch_interval"),
+            (
+                "heartbeat_interval = \"50ms\"",
+                "consumer.heartbeat_interval",
+            ),
+            ("heartbeat_interval = \"1h\"", "consumer.heartbeat_interval"),
+            ("group_timeout = \"2h\"", "consumer.group_timeout"),
+            (
+                "heartbeat_interval = \"20s\"\ngroup_timeout = \"30s\"",
+                "consumer.group_timeout",
+            ),
+            (
+                "heartbeat_interval = \"1s\"\ngroup_timeout = \"1999ms\"",
+                "consumer.group_timeout",
+            ),
+            ("drain_timeout = \"0s\"", "consumer.drain_timeout"),
+            (
+                "max_inflight_bytes = \"5GiB\"",
+                "consumer.max_inflight_bytes",
+            ),
+            ("max_inflight_batches = 0", "consumer.max_inflight_batches"),
+            ("max_inflight_batches = 65", "consumer.max_inflight_batches"),
+            ("max_fetch_groups = 1001", "consumer.max_fetch_groups"),
+            ("name = \"a b\"", "consumer.name"),
+            ("start = \"1969-12-31T00:00:00Z\"", "consumer.start"),
+        ] {
+            assert_eq!(rejected_key(extra), key, "{extra}");
+        }
+        let config: ConsumerConfig = toml::from_str("group = \"a/b\"").unwrap();
+        assert_eq!(config.validate().unwrap_err().key, "consumer.group");
+    }
+
+    #[test]
+    fn boundary_values_are_accepted() {
+        let config: ConsumerConfig = toml::from_str(
+            "group = \"G_1-x\"\nheartbeat_interval = \"100ms\"\nfetch_interval = \"100ms\"\n\
+             checkpoint_interval = \"10m\"\ndrain_timeout = \"1s\"\nmax_inflight_bytes = \"4GiB\"\n\
+             max_inflight_batches = 64\nmax_fetch_groups = 1",
+        )
+        .unwrap();
+        assert_eq!(config.validate(), Ok(()));
+        assert_eq!(config.group_timeout(), Duration::from_secs(1));
+        let config: ConsumerConfig =
+            toml::from_str("group = \"g\"\nheartbeat_interval = \"5m\"\ngroup_timeout = \"10m\"")
+                .unwrap();
+        assert_eq!(config.validate(), Ok(()));
     }
 }

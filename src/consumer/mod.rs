@@ -63,7 +63,9 @@ pub async fn run(
     output: mpsc::Sender<SinkBatch>,
     shutdown: CancellationToken,
 ) -> Result<(), ConsumerError> {
-    config.validate().map_err(ConsumerError::Config)?;
+    config
+        .validate()
+        .map_err(|error| ConsumerError::Config(error.to_string()))?;
     let consumer: Arc<str> = config.consumer_name().into();
     let config = Arc::new(config);
     let budget = Arc::new(Semaphore::new(

@@ -14,7 +14,8 @@ use crate::encoding::Encoder;
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct ConsoleSinkConfig {
-    /// Sink name for logs and metrics. Default `console-N`.
+    /// Sink name for logs and metrics, 1 to 64 characters without control characters, unique
+    /// among the sinks. Default `console-N`.
     #[serde(default)]
     pub name: Option<String>,
     /// Line format, with the syslog sink's default header settings: `json` (default, the

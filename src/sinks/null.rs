@@ -17,7 +17,8 @@ use crate::telemetry::metrics::{metrics, SinkLabels};
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct NullSinkConfig {
-    /// Sink name for logs and metrics. Default `null-N`.
+    /// Sink name for logs and metrics, 1 to 64 characters without control characters, unique
+    /// among the sinks. Default `null-N`.
     #[serde(default)]
     pub name: Option<String>,
     /// When set, every log is encoded in this format, with the syslog sink's default header

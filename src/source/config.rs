@@ -6,7 +6,9 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use crate::common::units::check_within;
 use crate::common::Secret;
+use crate::encoding::field::InvalidSetting;
 
 /// The endpoint value that starts the embedded log service in-process.
 pub const LOCAL_ENDPOINT: &str = "local";
@@ -16,23 +18,29 @@ pub const LOCAL_ENDPOINT: &str = "local";
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
     /// `https://cn-hangzhou.log.aliyuncs.com`, `http://127.0.0.1:PORT`, or `local` to start the
-    /// embedded log service. Env fallback `SLS_ENDPOINT`.
+    /// embedded log service: `[http[s]://]HOST[:PORT]` without a path, query or user.
+    /// Env fallback `SLS_ENDPOINT`.
     #[serde(default)]
     pub endpoint: Option<String>,
-    /// Project. Env fallback `SLS_PROJECT`.
+    /// Project: 3 to 63 lowercase letters, digits and `-`, starting and ending with a letter
+    /// or digit. Env fallback `SLS_PROJECT`; default `siem-demo` with `endpoint = "local"`.
     #[serde(default)]
     pub project: Option<String>,
-    /// Logstores to consume, all with the same consumer group. Env fallback `SLS_LOGSTORE`
-    /// (one name).
+    /// Logstores to consume, all with the same consumer group: 1 to 200 distinct names of 3 to
+    /// 63 lowercase letters, digits, `-` and `_`, starting and ending with a letter or digit.
+    /// Env fallback `SLS_LOGSTORE` (one name).
     #[serde(default)]
     pub logstores: Vec<String>,
-    /// AccessKey id. Env fallback `SLS_AK_ID`.
+    /// AccessKey id: printable ASCII without spaces, at most 128 characters. Env fallback
+    /// `SLS_AK_ID`.
     #[serde(default)]
     pub access_key_id: Option<String>,
-    /// AccessKey secret (never logged). Env fallback `SLS_AK_KEY`.
+    /// AccessKey secret (never logged): printable ASCII without spaces, at most 256
+    /// characters. Env fallback `SLS_AK_KEY`.
     #[serde(default)]
     pub access_key_secret: Option<Secret>,
-    /// STS security token for temporary credentials (never logged).
+    /// STS security token for temporary credentials (never logged): printable ASCII without
+    /// spaces, at most 8192 characters. Empty means none (e.g. `"${SLS_STS_TOKEN:-}"`).
     #[serde(default)]
     pub security_token: Option<Secret>,
     /// Settings of the embedded log service when `endpoint = "local"`.
@@ -44,13 +52,14 @@ pub struct SourceConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LocalSourceConfig {
-    /// Where it stores shards and checkpoints. Default `./siem-forwarder-data`.
+    /// Where it stores shards and checkpoints; not empty. Default `./siem-forwarder-data`.
     #[serde(default = "default_local_dir")]
     pub data_dir: PathBuf,
-    /// Shards of each logstore it creates. Default 4.
+    /// Shards of each logstore it creates, 1 to 256. Default 4.
     #[serde(default = "default_local_shards")]
     pub shards: u32,
-    /// Generated audit logs written to each logstore that is empty at start. Default 0.
+    /// Generated audit logs written to each logstore that is empty at start, 0 to 1000000.
+    /// Default 0.
     #[serde(default)]
     pub generate: usize,
 }
@@ -90,30 +99,48 @@ pub struct ResolvedSource {
     pub security_token: Option<Secret>,
 }
 
+/// Most logstores one process consumes (a project holds at most 200).
+const MAX_LOGSTORES: usize = 200;
+/// Bounds of `[source.local]` values.
+const MAX_LOCAL_SHARDS: u32 = 256;
+const MAX_LOCAL_GENERATE: usize = 1_000_000;
+/// Longest AccessKey id, secret and STS token accepted (they travel in HTTP headers).
+const MAX_ACCESS_KEY_ID: usize = 128;
+const MAX_ACCESS_KEY_SECRET: usize = 256;
+const MAX_SECURITY_TOKEN: usize = 8192;
+
 impl SourceConfig {
-    /// Applies the environment fallbacks (`lookup` reads a variable) and checks that
-    /// everything needed is present.
+    /// Applies the environment fallbacks (`lookup` reads a variable) and checks every value:
+    /// names follow the log service's naming rules, credentials can be sent in HTTP headers,
+    /// the endpoint is a usable URL.
     ///
     /// # Errors
     ///
-    /// A message naming the missing key and its environment variable.
+    /// The offending key (`source.project`, ...) and why; a missing value names its
+    /// environment variable. Credential values are never part of the message.
     pub fn resolve(
         &self,
         lookup: impl Fn(&str) -> Option<String>,
-    ) -> Result<ResolvedSource, String> {
+    ) -> Result<ResolvedSource, InvalidSetting> {
+        let missing = |key: &str, variable: &str| {
+            InvalidSetting::new(
+                format!("source.{key}"),
+                format!("is missing (set it, or the {variable} environment variable)"),
+            )
+        };
         let pick = |value: &Option<String>, key: &str, variable: &str| {
             value
                 .clone()
                 .filter(|v| !v.is_empty())
                 .or_else(|| lookup(variable).filter(|v| !v.is_empty()))
-                .ok_or_else(|| {
-                    format!(
-                        "source.{key} is missing (set it, or the {variable} environment variable)"
-                    )
-                })
+                .ok_or_else(|| missing(key, variable))
         };
         let endpoint = pick(&self.endpoint, "endpoint", "SLS_ENDPOINT")?;
         let local = endpoint == LOCAL_ENDPOINT;
+        if !local {
+            check_endpoint(&endpoint)
+                .map_err(|reason| InvalidSetting::new("source.endpoint", reason))?;
+        }
         let project = if local {
             self.project
                 .clone()
@@ -121,16 +148,18 @@ impl SourceConfig {
         } else {
             pick(&self.project, "project", "SLS_PROJECT")?
         };
+        check_name(&project, false).map_err(|reason| {
+            InvalidSetting::new("source.project", format!("`{project}` {reason}"))
+        })?;
         let logstores = if self.logstores.is_empty() {
             vec![pick(&None, "logstores", "SLS_LOGSTORE")?]
         } else {
             self.logstores.clone()
         };
-        if let Some(bad) = logstores.iter().find(|name| name.is_empty()) {
-            return Err(format!("source.logstores contains an empty name `{bad}`"));
-        }
-        if local && self.local.shards == 0 {
-            return Err("source.local.shards must be at least 1".into());
+        check_logstores(&logstores)
+            .map_err(|reason| InvalidSetting::new("source.logstores", reason))?;
+        if local {
+            self.local.check()?;
         }
         let (access_key_id, access_key_secret) = if local {
             (
@@ -146,22 +175,156 @@ impl SourceConfig {
                 .access_key_secret
                 .clone()
                 .filter(|s| !s.is_empty())
-                .or_else(|| lookup("SLS_AK_KEY").filter(|v| !v.is_empty()).map(Secret::new))
-                .ok_or("source.access_key_secret is missing (set it, or the SLS_AK_KEY environment variable)")?;
+                .or_else(|| {
+                    lookup("SLS_AK_KEY")
+                        .filter(|v| !v.is_empty())
+                        .map(Secret::new)
+                })
+                .ok_or_else(|| missing("access_key_secret", "SLS_AK_KEY"))?;
             (
                 pick(&self.access_key_id, "access_key_id", "SLS_AK_ID")?,
                 secret,
             )
         };
+        let credentials = [
+            ("access_key_id", access_key_id.as_str(), MAX_ACCESS_KEY_ID),
+            (
+                "access_key_secret",
+                access_key_secret.expose(),
+                MAX_ACCESS_KEY_SECRET,
+            ),
+            (
+                "security_token",
+                self.security_token.as_ref().map_or("", Secret::expose),
+                MAX_SECURITY_TOKEN,
+            ),
+        ];
+        for (key, value, max) in credentials {
+            check_credential(value, max)
+                .map_err(|reason| InvalidSetting::new(format!("source.{key}"), reason))?;
+        }
         Ok(ResolvedSource {
             endpoint,
             project,
             logstores,
             access_key_id,
             access_key_secret,
-            security_token: self.security_token.clone(),
+            security_token: self
+                .security_token
+                .clone()
+                .filter(|token| !token.is_empty()),
         })
     }
+}
+
+impl LocalSourceConfig {
+    fn check(&self) -> Result<(), InvalidSetting> {
+        check_within(self.shards, 1, MAX_LOCAL_SHARDS)
+            .map_err(|reason| InvalidSetting::new("source.local.shards", reason))?;
+        check_within(self.generate, 0, MAX_LOCAL_GENERATE)
+            .map_err(|reason| InvalidSetting::new("source.local.generate", reason))?;
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(InvalidSetting::new(
+                "source.local.data_dir",
+                "must not be empty",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Checks a project name (`logstore = false`) or a logstore name against the log service's
+/// rules: 3 to 63 characters, lowercase letters, digits and `-` (and `_` for logstores),
+/// starting and ending with a letter or digit.
+///
+/// # Errors
+///
+/// Which rule the name breaks.
+pub fn check_name(name: &str, logstore: bool) -> Result<(), String> {
+    let allowed = if logstore {
+        "lowercase letters, digits, `-` and `_`"
+    } else {
+        "lowercase letters, digits and `-`"
+    };
+    let valid_char = |c: char| {
+        c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || (logstore && c == '_')
+    };
+    let alphanumeric =
+        |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if !(3..=63).contains(&name.len()) {
+        return Err("must be 3 to 63 characters long".into());
+    }
+    if !name.chars().all(valid_char) {
+        return Err(format!("may only contain {allowed}"));
+    }
+    if !alphanumeric(name.chars().next()) || !alphanumeric(name.chars().last()) {
+        return Err("must start and end with a lowercase letter or a digit".into());
+    }
+    Ok(())
+}
+
+fn check_logstores(logstores: &[String]) -> Result<(), String> {
+    check_within(logstores.len(), 1, MAX_LOGSTORES)
+        .map_err(|reason| format!("the number of logstores {reason}"))?;
+    let mut seen = std::collections::BTreeSet::new();
+    for name in logstores {
+        check_name(name, true).map_err(|reason| format!("`{name}` {reason}"))?;
+        if !seen.insert(name) {
+            return Err(format!(
+                "`{name}` is listed twice (each logstore is consumed once per process)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks that an http(s) endpoint can be used: `[http[s]://]HOST[:PORT]`, nothing else.
+fn check_endpoint(endpoint: &str) -> Result<(), String> {
+    let expected = "expected http(s)://HOST[:PORT], e.g. https://cn-hangzhou.log.aliyuncs.com";
+    let trimmed = endpoint.trim();
+    let with_scheme = if trimmed.contains("://") {
+        trimmed.to_owned()
+    } else {
+        format!("http://{trimmed}")
+    };
+    let url = reqwest::Url::parse(&with_scheme)
+        .map_err(|error| format!("`{endpoint}` is not a URL ({error}): {expected}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "`{endpoint}` has an unsupported scheme: {expected}"
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        // Not echoed: it would print the password.
+        return Err(format!(
+            "must not contain a user name or password: {expected}"
+        ));
+    }
+    let has_extra = url.path() != "/" || url.query().is_some() || url.fragment().is_some();
+    if url.host_str().is_none_or(str::is_empty) || has_extra {
+        return Err(format!("`{endpoint}`: {expected}"));
+    }
+    // The client parses it again with `http`, which is stricter about some characters.
+    with_scheme
+        .parse::<http::Uri>()
+        .map_err(|_| format!("`{endpoint}`: {expected}"))?;
+    Ok(())
+}
+
+/// Checks a credential: `max` characters at most, printable ASCII without spaces, so that it
+/// can be sent in a header. Never includes the value in the reason.
+fn check_credential(value: &str, max: usize) -> Result<(), String> {
+    if value.len() > max {
+        return Err(format!("must be at most {max} characters"));
+    }
+    if let Some(position) = value.chars().position(|c| !c.is_ascii_graphic()) {
+        return Err(format!(
+            "must be printable ASCII without spaces or control characters (character {} is not; \
+             check for a trailing newline)",
+            position + 1
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -170,7 +333,7 @@ mod tests {
 
     #[test]
     fn environment_fills_missing_values() {
-        let config: SourceConfig = toml::from_str("project = \"p\"").unwrap();
+        let config: SourceConfig = toml::from_str("project = \"my-project\"").unwrap();
         let env = |name: &str| match name {
             "SLS_ENDPOINT" => Some("https://cn-hangzhou.log.aliyuncs.com".to_owned()),
             "SLS_LOGSTORE" => Some("audit".to_owned()),
@@ -181,10 +344,132 @@ mod tests {
         let resolved = config.resolve(env).unwrap();
         assert_eq!(resolved.logstores, ["audit"]);
         assert_eq!(resolved.access_key_secret.expose(), "key");
-        let error = config.resolve(|_| None).unwrap_err();
+        let error = config.resolve(|_| None).unwrap_err().to_string();
         assert!(
             error.contains("source.endpoint") && error.contains("SLS_ENDPOINT"),
             "{error}"
         );
+    }
+
+    /// The key `resolve` rejects `extra` (a line added to a valid cloud source) with.
+    fn rejected_key(extra: &str) -> String {
+        let base = [
+            (
+                "endpoint",
+                "endpoint = \"https://cn-hangzhou.log.aliyuncs.com\"",
+            ),
+            ("project", "project = \"my-project\""),
+            ("logstores", "logstores = [\"audit\"]"),
+            ("access_key_id", "access_key_id = \"id\""),
+            ("access_key_secret", "access_key_secret = \"secret\""),
+        ];
+        let overridden = extra.split(' ').next().unwrap();
+        let mut text: Vec<&str> = base
+            .iter()
+            .filter(|(key, _)| *key != overridden)
+            .map(|(_, line)| *line)
+            .collect();
+        text.push(extra);
+        let config: SourceConfig = toml::from_str(&text.join("\n")).unwrap();
+        config.resolve(|_| None).unwrap_err().key
+    }
+
+    #[test]
+    fn names_follow_the_log_service_rules() {
+        for bad in ["\"p\"", "\"Upper\"", "\"proj_x\"", "\"-abc\"", "\"projé\""] {
+            assert_eq!(
+                rejected_key(&format!("project = {bad}")),
+                "source.project",
+                "{bad}"
+            );
+        }
+        let long = format!("[\"{}\"]", "a".repeat(64));
+        for bad in [
+            "[\"ab\"]",
+            "[\"a/b\"]",
+            "[\"audit_\"]",
+            "[\"a b c\"]",
+            long.as_str(),
+        ] {
+            assert_eq!(
+                rejected_key(&format!("logstores = {bad}")),
+                "source.logstores",
+                "{bad}"
+            );
+        }
+        for good in ["[\"audit_log-2\"]", "[\"abc\", \"def\"]"] {
+            let text = format!(
+                "endpoint = \"http://127.0.0.1:1\"\nproject = \"p-1\"\naccess_key_id = \"i\"\n\
+                 access_key_secret = \"s\"\nlogstores = {good}"
+            );
+            let config: SourceConfig = toml::from_str(&text).unwrap();
+            assert!(config.resolve(|_| None).is_ok(), "{good}");
+        }
+    }
+
+    #[test]
+    fn duplicate_logstores_are_rejected() {
+        let config: SourceConfig =
+            toml::from_str("endpoint = \"local\"\nlogstores = [\"audit\", \"other\", \"audit\"]")
+                .unwrap();
+        let error = config.resolve(|_| None).unwrap_err();
+        assert_eq!(error.key, "source.logstores");
+        assert!(error.reason.contains("`audit` is listed twice"), "{error}");
+    }
+
+    #[test]
+    fn credentials_must_fit_in_a_header_and_are_not_echoed() {
+        for (extra, key) in [
+            ("security_token = \"tok\\nen\"", "source.security_token"),
+            ("security_token = \"tøken\"", "source.security_token"),
+            (
+                "access_key_secret = \"se cret\"",
+                "source.access_key_secret",
+            ),
+            ("access_key_id = \"id\\u0000\"", "source.access_key_id"),
+        ] {
+            let config: SourceConfig = toml::from_str(&format!(
+                "endpoint = \"local\"\nlogstores = [\"audit\"]\n{extra}"
+            ))
+            .unwrap();
+            let error = config.resolve(|_| None).unwrap_err();
+            assert_eq!(error.key, key, "{extra}");
+            for secret_part in ["tok", "tøken", "se cret"] {
+                assert!(!error.reason.contains(secret_part), "{error}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_empty_security_token_means_none() {
+        let config: SourceConfig =
+            toml::from_str("endpoint = \"local\"\nlogstores = [\"abc\"]\nsecurity_token = \"\"")
+                .unwrap();
+        assert!(config.resolve(|_| None).unwrap().security_token.is_none());
+    }
+
+    #[test]
+    fn endpoints_must_be_usable_urls() {
+        for bad in [
+            "ftp://host",
+            "https://",
+            "https://host/path",
+            "https://user:hunter2@host",
+            "https://host?x=1",
+            "https://ho st",
+            "http://host:99999",
+        ] {
+            assert_eq!(
+                rejected_key(&format!("endpoint = \"{bad}\"")),
+                "source.endpoint",
+                "{bad}"
+            );
+        }
+        let config: SourceConfig = toml::from_str(
+            "endpoint = \"https://user:hunter2@host\"\nproject = \"p-1\"\nlogstores = [\"abc\"]",
+        )
+        .unwrap();
+        let error = config.resolve(|_| None).unwrap_err().to_string();
+        assert!(!error.contains("hunter2"), "{error}");
     }
 }

@@ -10,7 +10,7 @@ use super::connection::{Connector, TlsSetup};
 use super::formats::{CefConfig, LeefConfig};
 use super::SyslogSink;
 use crate::common::tls::TlsConfig;
-use crate::common::units::{ByteSize, HumanDuration};
+use crate::common::units::{check_within, ByteSize, HumanDuration};
 use crate::encoding::field::{InvalidSetting, ValueSource};
 use crate::encoding::framing::Framing;
 use crate::encoding::header::{HeaderFields, MessageBody};
@@ -27,6 +27,16 @@ use crate::sinks::SinkError;
 const MAX_UDP_PAYLOAD: u64 = 65_507;
 /// Smallest datagram every receiver must accept (RFC 5426).
 const MIN_UDP_PAYLOAD: u64 = 480;
+/// Bounds of the timers (see the field docs).
+const CONNECT_TIMEOUT: (HumanDuration, HumanDuration) =
+    (HumanDuration::millis(100), HumanDuration::secs(300));
+const WRITE_TIMEOUT: (HumanDuration, HumanDuration) =
+    (HumanDuration::secs(1), HumanDuration::secs(600));
+const RETRY_INITIAL: (HumanDuration, HumanDuration) =
+    (HumanDuration::millis(10), HumanDuration::secs(300));
+const RETRY_MAX_LIMIT: HumanDuration = HumanDuration::secs(3600);
+/// Bounds of `rfc3164_max_length`: room for the header, and at most 1 MiB.
+const RFC3164_MAX_LENGTH: (usize, usize) = (64, 1 << 20);
 
 /// The transport to the receiver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -85,7 +95,8 @@ pub enum BodyKind {
 #[serde(deny_unknown_fields)]
 pub struct SyslogSinkConfig {
     /// Sink name used in logs, metrics and health. Default: the name the caller assigns
-    /// (e.g. `syslog-0`). Example: `"qradar"`.
+    /// (e.g. `syslog-0`); 1 to 64 characters without control characters, unique among the
+    /// sinks. Example: `"qradar"`.
     #[serde(default)]
     pub name: Option<String>,
     /// Receiver as `host:port`, resolved again at every (re)connection. Example:
@@ -173,8 +184,8 @@ pub struct SyslogSinkConfig {
     /// `"when_non_ascii"`.
     #[serde(default)]
     pub bom: BomPolicy,
-    /// With `rfc3164`, cut messages longer than this many bytes (the RFC says 1024). Default:
-    /// no limit.
+    /// With `rfc3164`, cut messages longer than this many bytes (the RFC says 1024), 64 to
+    /// 1048576. Default: no limit.
     #[serde(default)]
     pub rfc3164_max_length: Option<usize>,
     /// With `udp`, the largest datagram; longer messages are cut on a character boundary and
@@ -187,18 +198,21 @@ pub struct SyslogSinkConfig {
     /// Options of `format = "leef"`.
     #[serde(default)]
     pub leef: LeefConfig,
-    /// Time allowed for resolving, connecting and the TLS handshake. Default `"10s"`.
+    /// Time allowed for resolving, connecting and the TLS handshake, `100ms` to `5m`. Default
+    /// `"10s"`.
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: HumanDuration,
     /// Time allowed for one write (a datagram, or up to 1 MiB of a batch) to reach the
     /// socket; a receiver that reads nothing for this long is considered dead and the batch
-    /// is sent again on a new connection. Default `"30s"`.
+    /// is sent again on a new connection. `1s` to `10m`. Default `"30s"`.
     #[serde(default = "default_write_timeout")]
     pub write_timeout: HumanDuration,
-    /// First delay before retrying after a failure; doubles up to `retry_max`. Default `"1s"`.
+    /// First delay before retrying after a failure; doubles up to `retry_max`. `10ms` to `5m`.
+    /// Default `"1s"`.
     #[serde(default = "default_retry_initial")]
     pub retry_initial: HumanDuration,
-    /// Longest delay between retries. Retries go on until shutdown. Default `"30s"`.
+    /// Longest delay between retries, from `retry_initial` to `1h`. Retries go on until
+    /// shutdown. Default `"30s"`.
     #[serde(default = "default_retry_max")]
     pub retry_max: HumanDuration,
 }
@@ -258,6 +272,12 @@ pub fn split_host_port(address: &str) -> Result<(&str, u16), String> {
             "`{address}` must be host:port (write IPv6 addresses as [addr]:port)"
         ));
     }
+    if !host
+        .chars()
+        .all(|c| c.is_alphanumeric() || "-._:%".contains(c))
+    {
+        return Err(format!("`{address}` has an invalid host name"));
+    }
     Ok((host, port))
 }
 
@@ -310,17 +330,38 @@ impl SyslogSinkConfig {
                 "only applies to format = \"rfc3164\"",
             ));
         }
-        if self.rfc3164_max_length == Some(0) {
-            return Err(InvalidSetting::new(
-                "rfc3164_max_length",
-                "must be positive",
-            ));
+        if let Some(length) = self.rfc3164_max_length {
+            let (min, max) = RFC3164_MAX_LENGTH;
+            check_within(length, min, max)
+                .map_err(|reason| InvalidSetting::new("rfc3164_max_length", reason))?;
         }
-        if self.retry_initial.0.is_zero() || self.retry_max.0 < self.retry_initial.0 {
-            return Err(InvalidSetting::new(
-                "retry_initial",
-                "must be positive and not above retry_max",
-            ));
+        let durations = [
+            ("connect_timeout", self.connect_timeout, CONNECT_TIMEOUT),
+            ("write_timeout", self.write_timeout, WRITE_TIMEOUT),
+            ("retry_initial", self.retry_initial, RETRY_INITIAL),
+            (
+                "retry_max",
+                self.retry_max,
+                (self.retry_initial, RETRY_MAX_LIMIT),
+            ),
+        ];
+        for (key, value, (min, max)) in durations {
+            value
+                .check_within(min, max)
+                .map_err(|reason| InvalidSetting::new(key, reason))?;
+        }
+        if self.protocol == Protocol::Tls {
+            let (host, _) = split_host_port(&self.address)
+                .map_err(|reason| InvalidSetting::new("address", reason))?;
+            let settings = self.tls.clone().unwrap_or_default();
+            settings.server_name_for(host).map_err(|error| {
+                let key = if settings.server_name.is_some() {
+                    "tls.server_name"
+                } else {
+                    "address"
+                };
+                InvalidSetting::new(key, error.to_string())
+            })?;
         }
         self.encoder().map(drop)
     }
@@ -545,6 +586,53 @@ mod tests {
             key("address = \"a:1\"\nrfc3164_max_length = 1024"),
             "rfc3164_max_length"
         );
+    }
+
+    #[test]
+    fn timers_and_lengths_are_bounded() {
+        let key = |extra: &str| {
+            parse(&format!("address = \"a:1\"\n{extra}"))
+                .validate()
+                .unwrap_err()
+                .key
+        };
+        for (extra, expected) in [
+            ("connect_timeout = \"0s\"", "connect_timeout"),
+            ("connect_timeout = \"99ms\"", "connect_timeout"),
+            ("connect_timeout = \"6m\"", "connect_timeout"),
+            ("write_timeout = \"0s\"", "write_timeout"),
+            ("write_timeout = \"11m\"", "write_timeout"),
+            ("retry_initial = \"0s\"", "retry_initial"),
+            ("retry_initial = \"10s\"\nretry_max = \"5s\"", "retry_max"),
+            ("retry_max = \"2h\"", "retry_max"),
+            (
+                "format = \"rfc3164\"\nrfc3164_max_length = 0",
+                "rfc3164_max_length",
+            ),
+            (
+                "format = \"rfc3164\"\nrfc3164_max_length = 2000000",
+                "rfc3164_max_length",
+            ),
+            (
+                "protocol = \"tls\"\ntls = { server_name = \"bad name\" }",
+                "tls.server_name",
+            ),
+        ] {
+            assert_eq!(key(extra), expected, "{extra}");
+        }
+        assert_eq!(key_of_address("bad host:514"), "address");
+        assert_eq!(key_of_address("host\n:514"), "address");
+        let boundary = parse(
+            "address = \"[::1]:514\"\nconnect_timeout = \"100ms\"\nwrite_timeout = \"1s\"\n\
+             retry_initial = \"10ms\"\nretry_max = \"10ms\"\nformat = \"rfc3164\"\nrfc3164_max_length = 64",
+        );
+        assert_eq!(boundary.validate(), Ok(()));
+    }
+
+    fn key_of_address(address: &str) -> String {
+        let mut config = parse("address = \"a:1\"");
+        config.address = address.to_owned();
+        config.validate().unwrap_err().key
     }
 
     #[test]
