@@ -233,7 +233,9 @@ async fn a_connection_reset_mid_batch_resends_the_whole_batch() {
     // is still writing.
     let mut first = accept(&listener).await;
     assert_eq!(read_frames(&mut first, 1).await[0], "r0");
-    first.set_linger(Some(Duration::ZERO)).unwrap();
+    socket2::SockRef::from(&first)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
     drop(first);
 
     // The sink comes back on a new connection with the whole batch.

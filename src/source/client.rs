@@ -79,8 +79,10 @@ pub enum ClientError {
     /// The endpoint cannot be used.
     #[error("invalid endpoint `{0}`: expected http(s)://HOST[:PORT]")]
     InvalidEndpoint(String),
-    /// A configured value cannot travel in an HTTP header: only visible ASCII can (and a
-    /// project name, part of the host name, only letters, digits and hyphens).
+    /// The project name breaks the log service's naming rule (it becomes part of the host).
+    #[error("invalid project name `{0}`: {1}")]
+    InvalidProject(String, String),
+    /// A configured value cannot travel in an HTTP header: only visible ASCII can.
     #[error("{0} contains characters that cannot be sent in an HTTP header")]
     InvalidHeaderValue(&'static str),
     /// The server's answer is larger than any answer of the API can be.
@@ -99,7 +101,9 @@ impl ClientError {
         match self {
             Self::Api(error) => error.is_retryable(),
             Self::Network { .. } | Self::BadResponse { .. } | Self::ResponseTooLarge { .. } => true,
-            Self::InvalidEndpoint(_) | Self::InvalidHeaderValue(_) => false,
+            Self::InvalidEndpoint(_) | Self::InvalidProject(..) | Self::InvalidHeaderValue(_) => {
+                false
+            }
         }
     }
 
@@ -232,14 +236,8 @@ impl Client {
                 "the log service is reached over plain http: logs and credentials travel unencrypted; use https:// unless this is a private network"
             );
         }
-        let project_is_label = !config.project.is_empty()
-            && config
-                .project
-                .bytes()
-                .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-');
-        if !project_is_label {
-            return Err(ClientError::InvalidHeaderValue("the project name"));
-        }
+        super::config::check_name(&config.project, false)
+            .map_err(|reason| ClientError::InvalidProject(config.project.clone(), reason))?;
         let host_header = ascii_header(&format!("{}.{}", config.project, host));
         let checked = |value: &str, what| {
             let visible = value.bytes().all(|byte| byte.is_ascii_graphic());
@@ -459,7 +457,7 @@ mod tests {
         let project = ClientConfig::new(endpoint, "projé", "id", Secret::new("s"));
         assert!(matches!(
             Client::new(project),
-            Err(ClientError::InvalidHeaderValue("the project name"))
+            Err(ClientError::InvalidProject(..))
         ));
         let key_id = ClientConfig::new(endpoint, "proj", "id\n", Secret::new("s"));
         assert!(matches!(
