@@ -6,10 +6,16 @@
 //! - [`worker`]: reconciles assigned shards against running tasks.
 //! - [`shard`]: start cursor → pull → hand on → drain.
 //! - [`checkpoint`]: the pure fetched/delivered/committed tracker.
+//! - [`drain`]: the deadlines that bound a drain and the shutdown by `drain_timeout`.
+//! - [`service`]: the log-service calls the tasks above make.
 
 pub mod checkpoint;
 pub mod config;
+pub mod drain;
+#[cfg(test)]
+mod fake;
 pub mod heartbeat;
+pub mod service;
 pub mod shard;
 pub mod worker;
 
@@ -22,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::{ConsumerConfig, StartPosition};
 use heartbeat::Heartbeat;
+use service::GroupService;
 use shard::ShardTask;
 use worker::Worker;
 
@@ -51,7 +58,7 @@ pub enum ConsumerError {
 
 /// Consumes `logstores` as one member of the configured group until `shutdown`, sending
 /// every pulled batch to `output`. Returns after every shard drained, committed its final
-/// checkpoint and was released.
+/// checkpoint and was released, within `drain_timeout` of `shutdown`.
 ///
 /// # Errors
 ///
@@ -95,12 +102,17 @@ pub async fn run(
     Ok(())
 }
 
-/// One logstore's heartbeat and worker; the heartbeat outlives the worker's drain.
-async fn run_member(template: ShardTask, config: Arc<ConsumerConfig>, shutdown: CancellationToken) {
+/// One logstore's heartbeat and worker; the heartbeat outlives the worker's drain, and the
+/// release heartbeat ends by the drain deadline.
+async fn run_member<S: GroupService>(
+    template: ShardTask<S>,
+    config: Arc<ConsumerConfig>,
+    shutdown: CancellationToken,
+) {
     let running = Arc::new(Mutex::new(BTreeSet::new()));
     let poke = Arc::new(Notify::new());
     let (assigned_tx, assigned_rx) = watch::channel(BTreeSet::new());
-    let heartbeat = Heartbeat {
+    let heartbeat = Arc::new(Heartbeat {
         client: template.client.clone(),
         logstore: template.key.logstore.to_string(),
         group: config.group.clone(),
@@ -109,10 +121,14 @@ async fn run_member(template: ShardTask, config: Arc<ConsumerConfig>, shutdown: 
         timeout: config.group_timeout(),
         running: running.clone(),
         poke: poke.clone(),
-    };
+    });
     let heartbeat_stop = CancellationToken::new();
-    let heartbeat_task = tokio::spawn(heartbeat.run(assigned_tx, heartbeat_stop.clone()));
-    Worker {
+    let heartbeat_task = tokio::spawn({
+        let heartbeat = heartbeat.clone();
+        let stop = heartbeat_stop.clone();
+        async move { heartbeat.run(assigned_tx, stop).await }
+    });
+    let deadlines = Worker {
         template,
         running,
         poke,
@@ -123,6 +139,7 @@ async fn run_member(template: ShardTask, config: Arc<ConsumerConfig>, shutdown: 
     if let Err(error) = heartbeat_task.await {
         tracing::error!(%error, "heartbeat task failed");
     }
+    heartbeat.release(deadlines.release).await;
 }
 
 /// Creates the group when absent and aligns its timeout and order. Retries transient
@@ -176,5 +193,42 @@ async fn ensure_group(
                 })
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fake::{FakeService, Reply, Script, GAUGE};
+
+    #[tokio::test(start_paused = true)]
+    async fn a_member_stops_within_the_drain_timeout_when_nothing_answers() {
+        let _gauge = GAUGE.lock().await;
+        // Shard 0 is granted once; then heartbeats and the final commit hang, and the sink
+        // never acknowledges the one batch.
+        let service = FakeService::new(Script {
+            heartbeats: [Reply::Ok(vec![0]), Reply::Hang].into(),
+            commits: [Reply::Ok(()), Reply::Hang].into(),
+            batches: 1,
+            ..Script::default()
+        });
+        let config = fake::config();
+        let (template, mut batches) = fake::shard_task(&service, "member-stuck", config.clone());
+        let held = tokio::spawn(async move { batches.recv().await });
+        let shutdown = CancellationToken::new();
+        let member = tokio::spawn(run_member(template, Arc::new(config), shutdown.clone()));
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        let stopped = tokio::time::Instant::now();
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(60), member)
+            .await
+            .expect("the member stops")
+            .unwrap();
+        assert_eq!(
+            stopped.elapsed(),
+            Duration::from_secs(10),
+            "the drain timeout"
+        );
+        assert!(held.await.unwrap().is_some(), "the batch reached the sink");
     }
 }
