@@ -661,6 +661,27 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_hanging_periodic_commit_does_not_hold_up_the_stop() {
+        let _gauge = GAUGE.lock().await;
+        let service = service(1, vec![Reply::Ok(()), Reply::Hang]);
+        let (task, batches) = fake::shard_task(&service, "shard-hanging-commit", fake::config());
+        sink(batches, 1, Duration::ZERO);
+        let stop = CancellationToken::new();
+        let running = tokio::spawn(task.run(stop.clone()));
+        // The commit at 5 s hangs; the stop at 6 s starts the drain regardless, whose own
+        // final commit is given up at 8.75 s.
+        tokio::time::sleep(secs(6)).await;
+        let stopped = Instant::now();
+        stop.cancel();
+        let exit = tokio::time::timeout(secs(60), running)
+            .await
+            .expect("the shard stops")
+            .unwrap();
+        assert_eq!(exit, ShardExit::Released);
+        assert_eq!(stopped.elapsed(), Duration::from_millis(8_750));
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_batch_delivered_during_the_drain_is_committed_at_once() {
         let _gauge = GAUGE.lock().await;
         let service = service(1, vec![Reply::Ok(())]);
