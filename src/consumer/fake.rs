@@ -1,5 +1,6 @@
 //! A scripted [`GroupService`] for paused-clock tests of the heartbeat, worker and shards.
-//! Cursors are decimal log-group positions ("0", "1", ...); every pull returns one group.
+//! Cursors are decimal log-group positions ("0", "1", ...); every pull returns one group, and
+//! a pull from any other cursor fails with `InvalidCursor`.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -56,7 +57,7 @@ pub struct Script {
     /// Heartbeat answers in order; the last one repeats.
     pub heartbeats: VecDeque<Reply<Vec<u32>>>,
     /// GetCheckPoint answers in order (`None`: no checkpoint); the last one repeats.
-    pub starts: VecDeque<Reply<()>>,
+    pub starts: VecDeque<Reply<Option<String>>>,
     /// UpdateCheckPoint answers in order; the last one repeats.
     pub commits: VecDeque<Reply<()>>,
     /// Pulls that return a group; later pulls return none.
@@ -73,7 +74,7 @@ impl Default for Script {
     fn default() -> Self {
         Self {
             heartbeats: VecDeque::from([Reply::Ok(vec![0])]),
-            starts: VecDeque::from([Reply::Ok(())]),
+            starts: VecDeque::from([Reply::Ok(None)]),
             commits: VecDeque::from([Reply::Ok(())]),
             batches: 0,
             heartbeat_calls: Vec::new(),
@@ -137,7 +138,12 @@ impl GroupService for FakeService {
             script.start_calls.push(Instant::now());
             next(&mut script.starts)
         });
-        reply.give().await.map(|()| None)
+        Ok(reply.give().await?.map(|checkpoint| ShardCheckpoint {
+            shard: 0,
+            checkpoint,
+            update_time: 0,
+            consumer: "me".into(),
+        }))
     }
 
     async fn get_cursor(
@@ -156,7 +162,9 @@ impl GroupService for FakeService {
         cursor: &str,
         _count: u32,
     ) -> Result<PullResult, ClientError> {
-        let position: u64 = cursor.parse().expect("fake cursors are positions");
+        let Ok(position) = cursor.parse::<u64>() else {
+            return Err(api_error("InvalidCursor"));
+        };
         let more = self.with(|script| position < script.batches);
         if !more {
             return Ok(PullResult {

@@ -682,6 +682,39 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn an_invalid_checkpoint_continues_from_the_oldest_retained_log() {
+        let _gauge = GAUGE.lock().await;
+        let service = FakeService::new(Script {
+            starts: [Reply::Ok(Some("expired".to_owned()))].into(),
+            batches: 2,
+            ..Script::default()
+        });
+        let (task, mut batches) = fake::shard_task(&service, "shard-invalid", fake::config());
+        let stop = CancellationToken::new();
+        let started = Instant::now();
+        let running = tokio::spawn(task.run(stop.clone()));
+        let mut cursors = Vec::new();
+        for _ in 0..2 {
+            let batch = tokio::time::timeout(secs(60), batches.recv())
+                .await
+                .expect("pulling resumes")
+                .expect("a batch");
+            cursors.push(batch.batch.cursor.clone());
+            batch.ack.delivered();
+        }
+        assert_eq!(cursors, ["0", "1"], "pulled again from the begin cursor");
+        tokio::time::sleep(secs(6)).await;
+        stop.cancel();
+        assert_eq!(running.await.unwrap(), ShardExit::Released);
+        let commits = commits_since(&service, started);
+        assert_eq!(
+            commits.last().map(|(_, cursor)| cursor.as_str()),
+            Some("2"),
+            "{commits:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_batch_delivered_during_the_drain_is_committed_at_once() {
         let _gauge = GAUGE.lock().await;
         let service = service(1, vec![Reply::Ok(())]);

@@ -269,10 +269,10 @@ mod tests {
         let service = FakeService::new(Script {
             commits: [Reply::Fail("ConsumerNotMatch")].into(),
             starts: [
-                Reply::Ok(()),
-                Reply::Ok(()),
-                Reply::Ok(()),
-                Reply::Ok(()),
+                Reply::Ok(None),
+                Reply::Ok(None),
+                Reply::Ok(None),
+                Reply::Ok(None),
                 Reply::Hang,
             ]
             .into(),
