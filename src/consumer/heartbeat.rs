@@ -3,12 +3,14 @@
 //!
 //! Each call gets at most `min(interval, group timeout / 2)`; a call without an answer by
 //! then counts as failed. Failures keep the last assignment until the group timeout has
-//! passed since the last successful heartbeat was sent. By then the server may have given
-//! the shards to another consumer, so this one counts itself evicted and publishes an empty
-//! assignment, and its shards drain and stop (the official consumers do the same). That
-//! happens on time even while a call hangs. On stop, a last heartbeat bounded by the drain
-//! deadline reports only the shards still running (none after a clean drain), which hands
-//! them to the other consumers at once.
+//! passed since the last successful heartbeat was sent. That is the earliest moment the
+//! server can give the shards to another consumer (it counts from when it received that
+//! heartbeat), so this one then counts itself evicted and publishes an empty assignment, and
+//! its shards stop pulling and drain. The official consumers release their shards the same
+//! way, one interval later. This happens on time even while a call hangs.
+//!
+//! On stop, a last heartbeat bounded by the drain deadline reports only the shards still
+//! running (none after a clean drain), which hands them to the other consumers at once.
 
 use std::collections::BTreeSet;
 use std::future::Future;
