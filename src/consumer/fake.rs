@@ -17,6 +17,7 @@ use crate::model::batch::SinkBatch;
 use crate::model::record::RecordsBuilder;
 use crate::model::ShardKey;
 use crate::source::api::checkpoint::ShardCheckpoint;
+use crate::source::api::consumer_group::ConsumerGroupInfo;
 use crate::source::api::cursor::CursorFrom;
 use crate::source::api::pull_logs::PullResult;
 use crate::source::{ApiError, ClientError};
@@ -54,6 +55,8 @@ pub fn api_error(code: &str) -> ClientError {
 /// The script and what was called when.
 #[derive(Debug)]
 pub struct Script {
+    /// ListConsumerGroup answers (the group list is empty); the last one repeats.
+    pub lists: VecDeque<Reply<()>>,
     /// Heartbeat answers in order; the last one repeats.
     pub heartbeats: VecDeque<Reply<Vec<u32>>>,
     /// GetCheckPoint answers in order (`None`: no checkpoint); the last one repeats.
@@ -73,6 +76,7 @@ pub struct Script {
 impl Default for Script {
     fn default() -> Self {
         Self {
+            lists: VecDeque::from([Reply::Ok(())]),
             heartbeats: VecDeque::from([Reply::Ok(vec![0])]),
             starts: VecDeque::from([Reply::Ok(None)]),
             commits: VecDeque::from([Reply::Ok(())]),
@@ -114,6 +118,34 @@ impl FakeService {
 }
 
 impl GroupService for FakeService {
+    async fn list_consumer_groups(
+        &self,
+        _logstore: &str,
+    ) -> Result<Vec<ConsumerGroupInfo>, ClientError> {
+        let reply = self.with(|script| next(&mut script.lists));
+        reply.give().await.map(|()| Vec::new())
+    }
+
+    async fn create_consumer_group(
+        &self,
+        _logstore: &str,
+        _group: &str,
+        _timeout: u32,
+        _order: bool,
+    ) -> Result<(), ClientError> {
+        Ok(())
+    }
+
+    async fn update_consumer_group(
+        &self,
+        _logstore: &str,
+        _group: &str,
+        _timeout: u32,
+        _order: bool,
+    ) -> Result<(), ClientError> {
+        Ok(())
+    }
+
     async fn heartbeat(
         &self,
         _logstore: &str,

@@ -143,9 +143,9 @@ async fn run_member<S: GroupService>(
 }
 
 /// Creates the group when absent and aligns its timeout and order. Retries transient
-/// failures until `shutdown`; returns false when shut down first.
-async fn ensure_group(
-    client: &Client,
+/// failures until `shutdown`; returns false when shut down first (also during a call).
+async fn ensure_group<S: GroupService>(
+    client: &S,
     logstore: &str,
     config: &ConsumerConfig,
     shutdown: &CancellationToken,
@@ -177,7 +177,11 @@ async fn ensure_group(
                 },
             }
         };
-        match attempt.await {
+        let outcome = tokio::select! {
+            outcome = attempt => outcome,
+            () = shutdown.cancelled() => return Ok(false),
+        };
+        match outcome {
             Ok(()) => return Ok(true),
             Err(error) if error.is_retryable() => {
                 tracing::warn!(logstore, group = %config.group, %error, "cannot join the consumer group yet; retrying");
@@ -200,6 +204,30 @@ async fn ensure_group(
 mod tests {
     use super::*;
     use fake::{FakeService, Reply, Script, GAUGE};
+
+    #[tokio::test(start_paused = true)]
+    async fn joining_gives_up_at_shutdown_even_while_a_call_hangs() {
+        let service = FakeService::new(Script {
+            lists: [Reply::Fail("InternalServerError"), Reply::Hang].into(),
+            ..Script::default()
+        });
+        let shutdown = CancellationToken::new();
+        let config = fake::config();
+        let joining = tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move { ensure_group(&service, "join-hang", &config, &shutdown).await }
+        });
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(!joining.is_finished(), "still retrying");
+        let stopped = tokio::time::Instant::now();
+        shutdown.cancel();
+        let joined = tokio::time::timeout(Duration::from_secs(60), joining)
+            .await
+            .expect("joining stops")
+            .unwrap();
+        assert!(matches!(joined, Ok(false)), "{joined:?}");
+        assert_eq!(stopped.elapsed(), Duration::ZERO);
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_member_stops_within_the_drain_timeout_when_nothing_answers() {

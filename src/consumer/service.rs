@@ -1,17 +1,42 @@
-//! The log-service calls a joined consumer makes: heartbeats, checkpoints, cursors and pulls.
-//! [`Client`] answers them over HTTP; the heartbeat, worker and shard tasks only see this
-//! trait, so their timing can be driven by a paused clock.
+//! The log-service calls the consumer runtime makes: joining the group, heartbeats,
+//! checkpoints, cursors and pulls. [`Client`] answers them over HTTP; the runtime's tasks
+//! only see this trait, so their timing can be driven by a paused clock.
 
 use std::fmt::Debug;
 use std::future::Future;
 
 use crate::source::api::checkpoint::ShardCheckpoint;
+use crate::source::api::consumer_group::ConsumerGroupInfo;
 use crate::source::api::cursor::CursorFrom;
 use crate::source::api::pull_logs::PullResult;
 use crate::source::{Client, ClientError};
 
 /// The consumer-group calls of one project (see the [`Client`] methods of the same names).
 pub trait GroupService: Debug + Clone + Send + Sync + 'static {
+    /// Lists the consumer groups of `logstore`.
+    fn list_consumer_groups(
+        &self,
+        logstore: &str,
+    ) -> impl Future<Output = Result<Vec<ConsumerGroupInfo>, ClientError>> + Send;
+
+    /// Creates a consumer group.
+    fn create_consumer_group(
+        &self,
+        logstore: &str,
+        group: &str,
+        timeout: u32,
+        order: bool,
+    ) -> impl Future<Output = Result<(), ClientError>> + Send;
+
+    /// Changes a consumer group's timeout and order.
+    fn update_consumer_group(
+        &self,
+        logstore: &str,
+        group: &str,
+        timeout: u32,
+        order: bool,
+    ) -> impl Future<Output = Result<(), ClientError>> + Send;
+
     /// Reports the held shards and returns the shards to hold now.
     fn heartbeat(
         &self,
@@ -59,6 +84,33 @@ pub trait GroupService: Debug + Clone + Send + Sync + 'static {
 }
 
 impl GroupService for Client {
+    fn list_consumer_groups(
+        &self,
+        logstore: &str,
+    ) -> impl Future<Output = Result<Vec<ConsumerGroupInfo>, ClientError>> + Send {
+        Client::list_consumer_groups(self, logstore)
+    }
+
+    fn create_consumer_group(
+        &self,
+        logstore: &str,
+        group: &str,
+        timeout: u32,
+        order: bool,
+    ) -> impl Future<Output = Result<(), ClientError>> + Send {
+        Client::create_consumer_group(self, logstore, group, timeout, order)
+    }
+
+    fn update_consumer_group(
+        &self,
+        logstore: &str,
+        group: &str,
+        timeout: u32,
+        order: bool,
+    ) -> impl Future<Output = Result<(), ClientError>> + Send {
+        Client::update_consumer_group(self, logstore, group, timeout, order)
+    }
+
     fn heartbeat(
         &self,
         logstore: &str,
