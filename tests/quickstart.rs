@@ -4,11 +4,17 @@
 
 mod support;
 
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
+use siem_forwarder::common::Secret;
+use siem_forwarder::local_server::{LocalServer, LocalServerConfig, DEFAULT_MAX_BODY_BYTES};
+use siem_forwarder::source::api::cursor::CursorFrom;
+use siem_forwarder::source::{Client, ClientConfig};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
+use tokio_util::sync::CancellationToken;
 
 #[tokio::test]
 async fn quickstart_prints_rfc5424_lines_and_stops_on_sigint() {
@@ -59,10 +65,57 @@ async fn quickstart_prints_rfc5424_lines_and_stops_on_sigint() {
         .expect("stops on SIGINT")
         .unwrap();
     assert!(status.success(), "clean exit, got {status}");
-    assert!(
-        data.path()
-            .join("siem-demo/actiontrail/consumer-groups.json")
-            .exists(),
-        "checkpoints kept"
-    );
+    assert_checkpoints_at_the_end(data.path()).await;
+}
+
+/// Opens the stopped quickstart's data directory with the embedded server and checks that
+/// group `quickstart` stored, for every shard, a checkpoint at the end of the shard: a rerun
+/// resumes there and prints nothing already printed.
+async fn assert_checkpoints_at_the_end(data: &Path) {
+    let server = LocalServer::open(LocalServerConfig {
+        data_dir: data.to_owned(),
+        access_key_id: "quickstart".into(),
+        access_key_secret: Secret::new("quickstart-secret"),
+        max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+        logstores: Vec::new(),
+    })
+    .expect("open the quickstart data");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let shutdown = CancellationToken::new();
+    let serving = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move { server.run(listener, shutdown.cancelled_owned()).await }
+    });
+    let client = Client::new(ClientConfig::new(
+        &endpoint,
+        "siem-demo",
+        "quickstart",
+        Secret::new("quickstart-secret"),
+    ))
+    .unwrap();
+    let shards = client.list_shards("actiontrail").await.unwrap();
+    assert_eq!(shards.len(), 4);
+    let checkpoints = client
+        .get_checkpoints("actiontrail", "quickstart")
+        .await
+        .unwrap();
+    for shard in &shards {
+        let end = client
+            .get_cursor("actiontrail", shard.shard_id, CursorFrom::End)
+            .await
+            .unwrap();
+        let stored = checkpoints
+            .iter()
+            .find(|checkpoint| checkpoint.shard == shard.shard_id)
+            .map(|checkpoint| checkpoint.checkpoint.as_str());
+        assert_eq!(
+            stored,
+            Some(end.as_str()),
+            "shard {}: the checkpoint is the end of the printed logs",
+            shard.shard_id
+        );
+    }
+    shutdown.cancel();
+    serving.await.unwrap().unwrap();
 }

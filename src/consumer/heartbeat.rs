@@ -1,19 +1,27 @@
 //! The heartbeat task of one logstore: tells the server which shards this consumer holds
 //! (assigned ones plus ones still draining) and publishes the shards it should hold.
 //!
-//! Heartbeat failures keep the last assignment until `group timeout + interval` has passed
-//! without a success; then the consumer counts as evicted and publishes an empty assignment,
-//! so its shards drain and stop (another consumer owns them by then). On stop, a last
-//! heartbeat reports only the shards still running (none after a clean drain), which hands
-//! them to the other consumers at once.
+//! Each call gets at most `min(interval, group timeout / 2)`; a call without an answer by
+//! then counts as failed. Failures keep the last assignment until the group timeout has
+//! passed since the last successful heartbeat was sent. That is the earliest moment the
+//! server can give the shards to another consumer (it counts from when it received that
+//! heartbeat), so this one then counts itself evicted and publishes an empty assignment, and
+//! its shards stop pulling and drain. The official consumers release their shards the same
+//! way, one interval later. This happens on time even while a call hangs.
+//!
+//! On stop, a last heartbeat bounded by the drain deadline reports only the shards still
+//! running (none after a clean drain), which hands them to the other consumers at once.
 
 use std::collections::BTreeSet;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::service::GroupService;
 use crate::source::Client;
 use crate::telemetry::{health, HealthState};
 
@@ -22,9 +30,9 @@ pub type RunningShards = Arc<Mutex<BTreeSet<u32>>>;
 
 /// Everything the heartbeat task needs.
 #[derive(Debug)]
-pub struct Heartbeat {
+pub struct Heartbeat<S = Client> {
     /// Log-service client.
-    pub client: Client,
+    pub client: S,
     /// Logstore name.
     pub logstore: String,
     /// Consumer group name.
@@ -41,57 +49,81 @@ pub struct Heartbeat {
     pub poke: Arc<Notify>,
 }
 
-impl Heartbeat {
+/// What the server last granted, and when the heartbeat that got it was sent.
+struct Membership {
+    assigned: watch::Sender<BTreeSet<u32>>,
+    current: BTreeSet<u32>,
+    last_success: Instant,
+}
+
+impl<S: GroupService> Heartbeat<S> {
+    /// How long one heartbeat call may take: `min(interval, group timeout / 2)`.
+    pub fn call_deadline(&self) -> Duration {
+        self.interval.min(self.timeout / 2)
+    }
+
     /// Runs until `stop`, publishing assignments on `assigned`.
-    pub async fn run(self, assigned: watch::Sender<BTreeSet<u32>>, stop: CancellationToken) {
-        let component = format!("consumer:{}", self.logstore);
+    pub async fn run(&self, assigned: watch::Sender<BTreeSet<u32>>, stop: CancellationToken) {
+        let component = self.component();
         health().set(&component, HealthState::Starting);
-        let mut last_success = Instant::now();
-        let mut current: BTreeSet<u32> = BTreeSet::new();
+        let mut membership = Membership {
+            assigned,
+            current: BTreeSet::new(),
+            last_success: Instant::now(),
+        };
         loop {
             let started = Instant::now();
             let body: Vec<u32> = {
                 let running = self.running.lock().expect("running shards lock");
-                running.union(&current).copied().collect()
+                running.union(&membership.current).copied().collect()
             };
-            match self
-                .client
-                .heartbeat(&self.logstore, &self.group, &self.consumer, &body)
-                .await
-            {
-                Ok(shards) => {
-                    last_success = Instant::now();
+            let call = tokio::time::timeout(
+                self.call_deadline(),
+                self.client
+                    .heartbeat(&self.logstore, &self.group, &self.consumer, &body),
+            );
+            let Some(answer) = self.watching(&mut membership, &stop, call).await else {
+                break;
+            };
+            let failure = match answer {
+                Ok(Ok(shards)) => {
+                    membership.last_success = started;
                     health().set(&component, HealthState::Healthy);
                     let shards: BTreeSet<u32> = shards.into_iter().collect();
-                    if shards != current {
+                    if shards != membership.current {
                         tracing::info!(logstore = %self.logstore, consumer = %self.consumer, assigned = ?shards, "shard assignment changed");
                     }
-                    current = shards;
-                    assigned.send_replace(current.clone());
+                    membership.current = shards;
+                    membership.assigned.send_replace(membership.current.clone());
+                    None
                 }
-                Err(error) => {
-                    let silent_for = last_success.elapsed();
-                    if silent_for > self.timeout + self.interval && !current.is_empty() {
-                        tracing::error!(logstore = %self.logstore, %error, ?silent_for, "heartbeats failing past the group timeout; considering this consumer evicted and releasing its shards");
-                        current.clear();
-                        assigned.send_replace(current.clone());
-                    } else {
-                        tracing::warn!(logstore = %self.logstore, %error, "heartbeat failed");
-                    }
-                    health().set(
-                        &component,
-                        HealthState::Unhealthy(format!("heartbeat failed: {error}")),
-                    );
-                }
+                Ok(Err(error)) => Some(error.to_string()),
+                Err(_) => Some(format!("no answer within {:?}", self.call_deadline())),
+            };
+            if let Some(error) = failure {
+                tracing::warn!(logstore = %self.logstore, %error, "heartbeat failed");
+                health().set(
+                    &component,
+                    HealthState::Unhealthy(format!("heartbeat failed: {error}")),
+                );
             }
             let next = started + self.interval;
-            tokio::select! {
-                () = tokio::time::sleep_until(next.into()) => {}
-                () = self.poke.notified() => {}
-                () = stop.cancelled() => break,
+            let wait = async {
+                tokio::select! {
+                    () = tokio::time::sleep_until(next) => {}
+                    () = self.poke.notified() => {}
+                }
+            };
+            if self.watching(&mut membership, &stop, wait).await.is_none() {
+                break;
             }
         }
         health().remove(&component);
+    }
+
+    /// The last heartbeat: reports only the shards still running, so that the server can hand
+    /// the others on at once. Gives up at `deadline`.
+    pub async fn release(&self, deadline: Instant) {
         let still_running: Vec<u32> = self
             .running
             .lock()
@@ -99,17 +131,180 @@ impl Heartbeat {
             .iter()
             .copied()
             .collect();
-        match self
-            .client
-            .heartbeat(&self.logstore, &self.group, &self.consumer, &still_running)
-            .await
-        {
-            Ok(_) => {
+        let call =
+            self.client
+                .heartbeat(&self.logstore, &self.group, &self.consumer, &still_running);
+        match tokio::time::timeout_at(deadline, call).await {
+            Ok(Ok(_)) => {
                 tracing::info!(logstore = %self.logstore, consumer = %self.consumer, "released shards")
             }
-            Err(error) => {
+            Ok(Err(error)) => {
                 tracing::warn!(logstore = %self.logstore, %error, "final heartbeat failed; shards move after the group timeout")
             }
+            Err(_) => {
+                tracing::warn!(logstore = %self.logstore, "final heartbeat unanswered at the drain deadline; shards move after the group timeout")
+            }
         }
+    }
+
+    fn component(&self) -> String {
+        format!("consumer:{}", self.logstore)
+    }
+
+    /// Awaits `future`, or returns `None` when `stop` fires first. Meanwhile, once the group
+    /// timeout has passed since the last successful heartbeat was sent, releases every
+    /// assigned shard.
+    async fn watching<F: Future>(
+        &self,
+        membership: &mut Membership,
+        stop: &CancellationToken,
+        future: F,
+    ) -> Option<F::Output> {
+        tokio::pin!(future);
+        loop {
+            let evicted_at = membership.last_success + self.timeout;
+            tokio::select! {
+                output = &mut future => return Some(output),
+                () = stop.cancelled() => return None,
+                () = tokio::time::sleep_until(evicted_at), if !membership.current.is_empty() => {
+                    tracing::error!(logstore = %self.logstore, consumer = %self.consumer, timeout = ?self.timeout, "no successful heartbeat within the group timeout; considering this consumer evicted and releasing its shards");
+                    membership.current.clear();
+                    membership.assigned.send_replace(BTreeSet::new());
+                    health().set(
+                        &self.component(),
+                        HealthState::Unhealthy("evicted: no successful heartbeat within the group timeout".into()),
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consumer::fake::{FakeService, Reply, Script};
+
+    /// 1 s heartbeats, 3 s group timeout: each call may take 1 s.
+    fn heartbeat(service: &FakeService, logstore: &str) -> Arc<Heartbeat<FakeService>> {
+        Arc::new(Heartbeat {
+            client: service.clone(),
+            logstore: logstore.into(),
+            group: "g".into(),
+            consumer: "me".into(),
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(3),
+            running: RunningShards::default(),
+            poke: Arc::default(),
+        })
+    }
+
+    fn script(heartbeats: Vec<Reply<Vec<u32>>>) -> FakeService {
+        FakeService::new(Script {
+            heartbeats: heartbeats.into(),
+            ..Script::default()
+        })
+    }
+
+    /// Starts the heartbeat; returns the published assignment and the stop token.
+    fn start(
+        heartbeat: &Arc<Heartbeat<FakeService>>,
+    ) -> (watch::Receiver<BTreeSet<u32>>, CancellationToken) {
+        let (assigned, receiver) = watch::channel(BTreeSet::new());
+        let stop = CancellationToken::new();
+        tokio::spawn({
+            let heartbeat = heartbeat.clone();
+            let stop = stop.clone();
+            async move { heartbeat.run(assigned, stop).await }
+        });
+        (receiver, stop)
+    }
+
+    fn set(shards: &[u32]) -> BTreeSet<u32> {
+        shards.iter().copied().collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shards_are_released_once_the_group_timeout_passed_without_a_successful_heartbeat() {
+        let service = script(vec![
+            Reply::Ok(vec![0, 1]),
+            Reply::Fail("InternalServerError"),
+        ]);
+        let heartbeat = heartbeat(&service, "heartbeat-evict");
+        let (assigned, stop) = start(&heartbeat);
+        tokio::time::sleep(Duration::from_millis(2_900)).await;
+        assert_eq!(
+            *assigned.borrow(),
+            set(&[0, 1]),
+            "held while failures are recent"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            assigned.borrow().is_empty(),
+            "released 3 s after the last successful heartbeat was sent"
+        );
+        let calls = service.with(|script| script.heartbeat_calls.len());
+        assert_eq!(calls, 4, "one call a second, at 0, 1, 2 and 3 s");
+        stop.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hanging_heartbeat_call_is_abandoned_at_its_deadline_and_eviction_is_on_time() {
+        let service = script(vec![Reply::Ok(vec![0]), Reply::Hang]);
+        let heartbeat = heartbeat(&service, "heartbeat-hang");
+        assert_eq!(heartbeat.call_deadline(), Duration::from_secs(1));
+        let started = Instant::now();
+        let (assigned, stop) = start(&heartbeat);
+        tokio::time::sleep(Duration::from_millis(2_900)).await;
+        assert_eq!(*assigned.borrow(), set(&[0]));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            assigned.borrow().is_empty(),
+            "evicted at 3 s while calls hang"
+        );
+        let sent: Vec<Duration> = service.with(|script| {
+            script
+                .heartbeat_calls
+                .iter()
+                .map(|(at, _)| *at - started)
+                .collect()
+        });
+        let seconds: Vec<Duration> = (0..4).map(Duration::from_secs).collect();
+        assert_eq!(sent, seconds, "each hanging call is given up after 1 s");
+        stop.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_successful_heartbeat_keeps_the_assignment_past_earlier_failures() {
+        let service = script(vec![
+            Reply::Ok(vec![0]),
+            Reply::Fail("InternalServerError"),
+            Reply::Fail("InternalServerError"),
+            Reply::Ok(vec![0]),
+            Reply::Fail("InternalServerError"),
+        ]);
+        let heartbeat = heartbeat(&service, "heartbeat-recover");
+        let (assigned, stop) = start(&heartbeat);
+        // Successes sent at 0 s and 3 s: eviction is due at 6 s, not 3 s.
+        tokio::time::sleep(Duration::from_millis(5_900)).await;
+        assert_eq!(*assigned.borrow(), set(&[0]));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(assigned.borrow().is_empty());
+        stop.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_release_heartbeat_gives_up_at_the_deadline() {
+        let service = script(vec![Reply::Hang]);
+        let heartbeat = heartbeat(&service, "heartbeat-release");
+        heartbeat.running.lock().unwrap().insert(7);
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(5);
+        tokio::time::timeout(Duration::from_secs(60), heartbeat.release(deadline))
+            .await
+            .expect("the release returns by its deadline");
+        assert_eq!(Instant::now(), deadline);
+        let body = service.with(|script| script.heartbeat_calls[0].1.clone());
+        assert_eq!(body, vec![7], "only the shards still running are reported");
     }
 }

@@ -6,10 +6,16 @@
 //! - [`worker`]: reconciles assigned shards against running tasks.
 //! - [`shard`]: start cursor → pull → hand on → drain.
 //! - [`checkpoint`]: the pure fetched/delivered/committed tracker.
+//! - [`drain`]: the deadlines that bound a drain and the shutdown by `drain_timeout`.
+//! - [`service`]: the log-service calls the tasks above make.
 
 pub mod checkpoint;
 pub mod config;
+pub mod drain;
+#[cfg(test)]
+mod fake;
 pub mod heartbeat;
+pub mod service;
 pub mod shard;
 pub mod worker;
 
@@ -22,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::{ConsumerConfig, StartPosition};
 use heartbeat::Heartbeat;
+use service::GroupService;
 use shard::ShardTask;
 use worker::Worker;
 
@@ -51,7 +58,7 @@ pub enum ConsumerError {
 
 /// Consumes `logstores` as one member of the configured group until `shutdown`, sending
 /// every pulled batch to `output`. Returns after every shard drained, committed its final
-/// checkpoint and was released.
+/// checkpoint and was released, within `drain_timeout` of `shutdown`.
 ///
 /// # Errors
 ///
@@ -97,12 +104,17 @@ pub async fn run(
     Ok(())
 }
 
-/// One logstore's heartbeat and worker; the heartbeat outlives the worker's drain.
-async fn run_member(template: ShardTask, config: Arc<ConsumerConfig>, shutdown: CancellationToken) {
+/// One logstore's heartbeat and worker; the heartbeat outlives the worker's drain, and the
+/// release heartbeat ends by the drain deadline.
+async fn run_member<S: GroupService>(
+    template: ShardTask<S>,
+    config: Arc<ConsumerConfig>,
+    shutdown: CancellationToken,
+) {
     let running = Arc::new(Mutex::new(BTreeSet::new()));
     let poke = Arc::new(Notify::new());
     let (assigned_tx, assigned_rx) = watch::channel(BTreeSet::new());
-    let heartbeat = Heartbeat {
+    let heartbeat = Arc::new(Heartbeat {
         client: template.client.clone(),
         logstore: template.key.logstore.to_string(),
         group: config.group.clone(),
@@ -111,10 +123,14 @@ async fn run_member(template: ShardTask, config: Arc<ConsumerConfig>, shutdown: 
         timeout: config.group_timeout(),
         running: running.clone(),
         poke: poke.clone(),
-    };
+    });
     let heartbeat_stop = CancellationToken::new();
-    let heartbeat_task = tokio::spawn(heartbeat.run(assigned_tx, heartbeat_stop.clone()));
-    Worker {
+    let heartbeat_task = tokio::spawn({
+        let heartbeat = heartbeat.clone();
+        let stop = heartbeat_stop.clone();
+        async move { heartbeat.run(assigned_tx, stop).await }
+    });
+    let deadlines = Worker {
         template,
         running,
         poke,
@@ -125,12 +141,13 @@ async fn run_member(template: ShardTask, config: Arc<ConsumerConfig>, shutdown: 
     if let Err(error) = heartbeat_task.await {
         tracing::error!(%error, "heartbeat task failed");
     }
+    heartbeat.release(deadlines.release).await;
 }
 
 /// Creates the group when absent and aligns its timeout and order. Retries transient
-/// failures until `shutdown`; returns false when shut down first.
-async fn ensure_group(
-    client: &Client,
+/// failures until `shutdown`; returns false when shut down first (also during a call).
+async fn ensure_group<S: GroupService>(
+    client: &S,
     logstore: &str,
     config: &ConsumerConfig,
     shutdown: &CancellationToken,
@@ -162,7 +179,11 @@ async fn ensure_group(
                 },
             }
         };
-        match attempt.await {
+        let outcome = tokio::select! {
+            outcome = attempt => outcome,
+            () = shutdown.cancelled() => return Ok(false),
+        };
+        match outcome {
             Ok(()) => return Ok(true),
             Err(error) if error.is_retryable() => {
                 tracing::warn!(logstore, group = %config.group, %error, "cannot join the consumer group yet; retrying");
@@ -178,5 +199,66 @@ async fn ensure_group(
                 })
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fake::{FakeService, Reply, Script, GAUGE};
+
+    #[tokio::test(start_paused = true)]
+    async fn joining_gives_up_at_shutdown_even_while_a_call_hangs() {
+        let service = FakeService::new(Script {
+            lists: [Reply::Fail("InternalServerError"), Reply::Hang].into(),
+            ..Script::default()
+        });
+        let shutdown = CancellationToken::new();
+        let config = fake::config();
+        let joining = tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move { ensure_group(&service, "join-hang", &config, &shutdown).await }
+        });
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(!joining.is_finished(), "still retrying");
+        let stopped = tokio::time::Instant::now();
+        shutdown.cancel();
+        let joined = tokio::time::timeout(Duration::from_secs(60), joining)
+            .await
+            .expect("joining stops")
+            .unwrap();
+        assert!(matches!(joined, Ok(false)), "{joined:?}");
+        assert_eq!(stopped.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_member_stops_within_the_drain_timeout_when_nothing_answers() {
+        let _gauge = GAUGE.lock().await;
+        // Shard 0 is granted once; then heartbeats and the final commit hang, and the sink
+        // never acknowledges the one batch.
+        let service = FakeService::new(Script {
+            heartbeats: [Reply::Ok(vec![0]), Reply::Hang].into(),
+            commits: [Reply::Ok(()), Reply::Hang].into(),
+            batches: 1,
+            ..Script::default()
+        });
+        let config = fake::config();
+        let (template, mut batches) = fake::shard_task(&service, "member-stuck", config.clone());
+        let held = tokio::spawn(async move { batches.recv().await });
+        let shutdown = CancellationToken::new();
+        let member = tokio::spawn(run_member(template, Arc::new(config), shutdown.clone()));
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        let stopped = tokio::time::Instant::now();
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(60), member)
+            .await
+            .expect("the member stops")
+            .unwrap();
+        assert_eq!(
+            stopped.elapsed(),
+            Duration::from_secs(10),
+            "the drain timeout"
+        );
+        assert!(held.await.unwrap().is_some(), "the batch reached the sink");
     }
 }

@@ -6,15 +6,18 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::stream::{FuturesOrdered, StreamExt};
 use futures::Future;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::checkpoint::CheckpointTracker;
 use super::config::{ConsumerConfig, StartPosition};
+use super::drain::DrainDeadlines;
+use super::service::GroupService;
 use crate::common::Backoff;
 use crate::model::ack::{self, DeliveryStatus};
 use crate::model::batch::SinkBatch;
@@ -33,9 +36,9 @@ const FINAL_COMMIT_ATTEMPTS: u32 = 3;
 
 /// Everything a shard task needs.
 #[derive(Debug, Clone)]
-pub struct ShardTask {
+pub struct ShardTask<S = Client> {
     /// Log-service client.
-    pub client: Client,
+    pub client: S,
     /// Which shard.
     pub key: ShardKey,
     /// Consumer group name.
@@ -69,8 +72,26 @@ struct DeliveredBatch {
     logs: usize,
     status: DeliveryStatus,
     _permit: OwnedSemaphorePermit,
-    raw_bytes: usize,
+    _inflight: InflightBytes,
     newest_log_time: u32,
+}
+
+/// A batch's raw bytes, counted in the `inflight_bytes` gauge until this is dropped: when the
+/// batch settles, or when the shard gives up on it (lost, drain deadline).
+struct InflightBytes(i64);
+
+impl InflightBytes {
+    fn count(bytes: usize) -> Self {
+        let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
+        metrics().inflight_bytes.inc_by(bytes);
+        Self(bytes)
+    }
+}
+
+impl Drop for InflightBytes {
+    fn drop(&mut self) {
+        metrics().inflight_bytes.dec_by(self.0);
+    }
 }
 
 enum FetchOutcome {
@@ -79,7 +100,7 @@ enum FetchOutcome {
     Stopped,
 }
 
-impl ShardTask {
+impl<S: GroupService> ShardTask<S> {
     fn labels(&self) -> ShardLabels {
         ShardLabels::new(&self.key.logstore, self.key.shard)
     }
@@ -88,8 +109,10 @@ impl ShardTask {
     pub async fn run(self, stop: CancellationToken) -> ShardExit {
         let (logstore, shard) = (self.key.logstore.clone(), self.key.shard);
         status_board().insert(ShardStatus::new(&logstore, shard, &self.consumer));
+        let labels = self.labels();
         let exit = self.run_phases(stop).await;
         status_board().remove(&logstore, shard);
+        forget_shard_series(&labels);
         exit
     }
 
@@ -128,7 +151,11 @@ impl ShardTask {
     async fn start_cursor(&self, stop: &CancellationToken) -> Option<(String, bool)> {
         let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
         loop {
-            match self.resolve_start().await {
+            let resolved = tokio::select! {
+                resolved = self.resolve_start() => resolved,
+                () = stop.cancelled() => return None,
+            };
+            match resolved {
                 Ok(start) => return Some(start),
                 Err(error) => {
                     tracing::warn!(shard = %self.key, %error, "cannot find the start cursor; retrying");
@@ -167,7 +194,7 @@ impl ShardTask {
             let reservation = (task.config.max_inflight_bytes.0 as usize / 4)
                 .clamp(1, MAX_FETCH_RESERVATION) as u32;
             let waited = async {
-                tokio::time::sleep_until(not_before.into()).await;
+                tokio::time::sleep_until(not_before).await;
                 task.budget.clone().acquire_many_owned(reservation).await
             };
             let permit = tokio::select! {
@@ -187,8 +214,8 @@ impl ShardTask {
 }
 
 /// The state of a consuming shard.
-struct ShardRun {
-    task: ShardTask,
+struct ShardRun<S> {
+    task: ShardTask<S>,
     tracker: CheckpointTracker,
     /// Where the next pull starts.
     cursor: String,
@@ -202,7 +229,7 @@ enum CommitOutcome {
     Failed,
 }
 
-impl ShardRun {
+impl<S: GroupService> ShardRun<S> {
     async fn consume(&mut self, stop: &CancellationToken) -> ShardExit {
         let config = self.task.config.clone();
         let mut commit_timer = tokio::time::interval(config.checkpoint_interval.0);
@@ -236,7 +263,11 @@ impl ShardRun {
                 }
                 () = stop.cancelled() => return ShardExit::Released,
                 _ = commit_timer.tick() => {
-                    if let CommitOutcome::Lost = self.commit().await {
+                    let outcome = tokio::select! {
+                        outcome = self.commit() => outcome,
+                        () = stop.cancelled() => return ShardExit::Released,
+                    };
+                    if let CommitOutcome::Lost = outcome {
                         return ShardExit::Lost;
                     }
                 }
@@ -327,7 +358,7 @@ impl ShardRun {
         {
             permit.merge(extra);
         }
-        metrics().inflight_bytes.inc_by(raw_bytes as i64);
+        let inflight = InflightBytes::count(raw_bytes);
         let logs = pulled.records.len();
         let newest_log_time = pulled
             .records
@@ -349,7 +380,6 @@ impl ShardRun {
             () = stop.cancelled() => false,
         };
         if !sent {
-            metrics().inflight_bytes.dec_by(raw_bytes as i64);
             return false;
         }
         self.deliveries.push_back(Box::pin(async move {
@@ -358,7 +388,7 @@ impl ShardRun {
                 logs,
                 status: receiver.await,
                 _permit: permit,
-                raw_bytes,
+                _inflight: inflight,
                 newest_log_time,
             }
         }));
@@ -367,7 +397,6 @@ impl ShardRun {
 
     /// Records a delivery outcome; false when the batch failed.
     fn settle(&mut self, delivered: DeliveredBatch) -> bool {
-        metrics().inflight_bytes.dec_by(delivered.raw_bytes as i64);
         match delivered.status {
             DeliveryStatus::Delivered => {
                 if let Err(error) = self.tracker.delivered(delivered.number) {
@@ -441,11 +470,12 @@ impl ShardRun {
         }
     }
 
-    /// Waits for in-flight batches until the drain deadline, then commits the final position.
+    /// Waits for in-flight batches, then commits the final position, each until its part of
+    /// the drain deadline.
     async fn drain(mut self) -> ShardExit {
-        let deadline = tokio::time::Instant::now() + self.task.config.drain_timeout.0;
+        let deadlines = DrainDeadlines::from_now(self.task.config.drain_timeout.0);
         while !self.deliveries.is_empty() {
-            match tokio::time::timeout_at(deadline, self.deliveries.next()).await {
+            match tokio::time::timeout_at(deadlines.deliveries, self.deliveries.next()).await {
                 Ok(Some(delivered)) => {
                     self.settle(delivered);
                 }
@@ -456,17 +486,249 @@ impl ShardRun {
                 }
             }
         }
-        for attempt in 1..=FINAL_COMMIT_ATTEMPTS {
-            match self.commit().await {
-                CommitOutcome::Done => break,
-                CommitOutcome::Lost => return ShardExit::Lost,
-                CommitOutcome::Failed if attempt < FINAL_COMMIT_ATTEMPTS => {
-                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+        // Undelivered batches are given up on: their bytes leave the gauge and the budget now.
+        self.deliveries = FuturesOrdered::new();
+        let final_commit = async {
+            for attempt in 1..=FINAL_COMMIT_ATTEMPTS {
+                match self.commit().await {
+                    CommitOutcome::Done => break,
+                    CommitOutcome::Lost => return ShardExit::Lost,
+                    CommitOutcome::Failed if attempt < FINAL_COMMIT_ATTEMPTS => {
+                        tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+                    }
+                    CommitOutcome::Failed => {}
                 }
-                CommitOutcome::Failed => {}
+            }
+            ShardExit::Released
+        };
+        match tokio::time::timeout_at(deadlines.commit, final_commit).await {
+            Ok(ShardExit::Lost) => return ShardExit::Lost,
+            Ok(_) => {}
+            Err(_) => {
+                tracing::warn!(shard = %self.task.key, "final checkpoint not committed before the drain deadline; the next owner redelivers from the last committed one");
             }
         }
         tracing::info!(shard = %self.task.key, checkpoint = %self.tracker.committed_cursor(), "shard released");
         ShardExit::Released
+    }
+}
+
+/// Removes a shard's per-shard metric series once its task ended here, so that a shard that
+/// moved to another consumer no longer reports its old lag and counts.
+fn forget_shard_series(labels: &ShardLabels) {
+    let metrics = metrics();
+    metrics.pulled_logs.remove(labels);
+    metrics.pulled_bytes.remove(labels);
+    metrics.pull_errors.remove(labels);
+    metrics.checkpoints_committed.remove(labels);
+    metrics.checkpoint_lag_seconds.remove(labels);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consumer::fake::{self, FakeService, Reply, Script, BATCH_BYTES, GAUGE};
+
+    /// Acknowledges the first `deliver` batches after `delay` each, and holds the others
+    /// unsettled until the test ends.
+    fn sink(mut batches: mpsc::Receiver<SinkBatch>, deliver: usize, delay: Duration) {
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            let mut seen = 0;
+            while let Some(batch) = batches.recv().await {
+                seen += 1;
+                if seen <= deliver {
+                    tokio::time::sleep(delay).await;
+                    batch.ack.delivered();
+                } else {
+                    held.push(batch.ack);
+                }
+            }
+        });
+    }
+
+    fn service(batches: u64, commits: Vec<Reply<()>>) -> FakeService {
+        FakeService::new(Script {
+            batches,
+            commits: commits.into(),
+            ..Script::default()
+        })
+    }
+
+    fn commits_since(service: &FakeService, started: Instant) -> Vec<(Duration, String)> {
+        service.with(|script| {
+            script
+                .committed
+                .iter()
+                .map(|(at, cursor)| (*at - started, cursor.clone()))
+                .collect()
+        })
+    }
+
+    fn secs(seconds: u64) -> Duration {
+        Duration::from_secs(seconds)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn delivered_positions_are_committed_every_checkpoint_interval() {
+        let _gauge = GAUGE.lock().await;
+        let service = service(3, vec![Reply::Ok(())]);
+        let (task, batches) = fake::shard_task(&service, "shard-commit-timing", fake::config());
+        sink(batches, usize::MAX, Duration::ZERO);
+        let started = Instant::now();
+        let stop = CancellationToken::new();
+        let running = tokio::spawn(task.run(stop.clone()));
+        tokio::time::sleep(secs(6)).await;
+        service.with(|script| script.batches = 5);
+        tokio::time::sleep(secs(6)).await;
+        stop.cancel();
+        assert_eq!(running.await.unwrap(), ShardExit::Released);
+        assert_eq!(
+            commits_since(&service, started),
+            vec![
+                (secs(0), "0".to_owned()),
+                (secs(5), "3".to_owned()),
+                (secs(10), "5".to_owned()),
+            ],
+            "the start cursor at once, then the delivered position each 5 s when it moved"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_commit_refused_as_consumer_not_match_loses_the_shard_and_frees_its_bytes() {
+        let _gauge = GAUGE.lock().await;
+        let before = metrics().inflight_bytes.get();
+        let service = service(2, vec![Reply::Ok(()), Reply::Fail("ConsumerNotMatch")]);
+        let (task, batches) = fake::shard_task(&service, "shard-lost", fake::config());
+        let labels = task.labels();
+        sink(batches, 1, Duration::ZERO);
+        let started = Instant::now();
+        let exit = tokio::time::timeout(secs(60), task.run(CancellationToken::new()))
+            .await
+            .expect("the shard ends");
+        assert_eq!(exit, ShardExit::Lost);
+        assert_eq!(
+            started.elapsed(),
+            secs(5),
+            "at the first commit of a new position"
+        );
+        assert_eq!(
+            commits_since(&service, started),
+            vec![(secs(0), "0".to_owned())],
+            "nothing is committed after the refusal"
+        );
+        assert_eq!(
+            metrics().inflight_bytes.get(),
+            before,
+            "the undelivered batch left the in-flight gauge"
+        );
+        assert!(
+            metrics().pulled_logs.get(&labels).is_none(),
+            "the per-shard series are removed"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_drain_ends_within_the_drain_timeout_when_neither_sink_nor_server_answer() {
+        let _gauge = GAUGE.lock().await;
+        let before = metrics().inflight_bytes.get();
+        // The first batch is delivered, the second never is; the commit of the first hangs.
+        let service = service(2, vec![Reply::Ok(()), Reply::Hang]);
+        let (task, batches) = fake::shard_task(&service, "shard-stuck-drain", fake::config());
+        sink(batches, 1, Duration::ZERO);
+        let stop = CancellationToken::new();
+        let running = tokio::spawn(task.run(stop.clone()));
+        tokio::time::sleep(secs(1)).await;
+        assert_eq!(
+            metrics().inflight_bytes.get(),
+            before + BATCH_BYTES as i64,
+            "the held batch is in flight"
+        );
+        let stopped = Instant::now();
+        stop.cancel();
+        let exit = tokio::time::timeout(secs(60), running)
+            .await
+            .expect("the drain ends")
+            .unwrap();
+        assert_eq!(exit, ShardExit::Released);
+        let took = stopped.elapsed();
+        assert_eq!(
+            took,
+            Duration::from_millis(8_750),
+            "batches until 7.5 s, the final commit until 8.75 s of the 10 s drain timeout"
+        );
+        assert_eq!(metrics().inflight_bytes.get(), before);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hanging_periodic_commit_does_not_hold_up_the_stop() {
+        let _gauge = GAUGE.lock().await;
+        let service = service(1, vec![Reply::Ok(()), Reply::Hang]);
+        let (task, batches) = fake::shard_task(&service, "shard-hanging-commit", fake::config());
+        sink(batches, 1, Duration::ZERO);
+        let stop = CancellationToken::new();
+        let running = tokio::spawn(task.run(stop.clone()));
+        // The commit at 5 s hangs; the stop at 6 s starts the drain regardless, whose own
+        // final commit is given up at 8.75 s.
+        tokio::time::sleep(secs(6)).await;
+        let stopped = Instant::now();
+        stop.cancel();
+        let exit = tokio::time::timeout(secs(60), running)
+            .await
+            .expect("the shard stops")
+            .unwrap();
+        assert_eq!(exit, ShardExit::Released);
+        assert_eq!(stopped.elapsed(), Duration::from_millis(8_750));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_invalid_checkpoint_continues_from_the_oldest_retained_log() {
+        let _gauge = GAUGE.lock().await;
+        let service = FakeService::new(Script {
+            starts: [Reply::Ok(Some("expired".to_owned()))].into(),
+            batches: 2,
+            ..Script::default()
+        });
+        let (task, mut batches) = fake::shard_task(&service, "shard-invalid", fake::config());
+        let stop = CancellationToken::new();
+        let started = Instant::now();
+        let running = tokio::spawn(task.run(stop.clone()));
+        let mut cursors = Vec::new();
+        for _ in 0..2 {
+            let batch = tokio::time::timeout(secs(60), batches.recv())
+                .await
+                .expect("pulling resumes")
+                .expect("a batch");
+            cursors.push(batch.batch.cursor.clone());
+            batch.ack.delivered();
+        }
+        assert_eq!(cursors, ["0", "1"], "pulled again from the begin cursor");
+        tokio::time::sleep(secs(6)).await;
+        stop.cancel();
+        assert_eq!(running.await.unwrap(), ShardExit::Released);
+        let commits = commits_since(&service, started);
+        assert_eq!(
+            commits.last().map(|(_, cursor)| cursor.as_str()),
+            Some("2"),
+            "{commits:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_delivered_during_the_drain_is_committed_at_once() {
+        let _gauge = GAUGE.lock().await;
+        let service = service(1, vec![Reply::Ok(())]);
+        let (task, batches) = fake::shard_task(&service, "shard-drain", fake::config());
+        sink(batches, 1, secs(2));
+        let started = Instant::now();
+        let stop = CancellationToken::new();
+        let running = tokio::spawn(task.run(stop.clone()));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        stop.cancel();
+        assert_eq!(running.await.unwrap(), ShardExit::Released);
+        assert_eq!(
+            commits_since(&service, started),
+            vec![(secs(0), "0".to_owned()), (secs(2), "1".to_owned())]
+        );
     }
 }

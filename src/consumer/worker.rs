@@ -1,22 +1,34 @@
 //! The worker of one logstore: reconciles the shards the server assigns against the running
 //! shard tasks, starting tasks for new shards and draining tasks whose shard was taken away.
+//! A task that ended abnormally (lost to another consumer, or panicked) while its shard is
+//! still assigned is restarted after a backoff that starts at one heartbeat interval, so that
+//! a stale assignment has time to be refreshed first.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::drain::DrainDeadlines;
 use super::heartbeat::RunningShards;
+use super::service::GroupService;
 use super::shard::{ShardExit, ShardTask};
+use crate::common::Backoff;
 use crate::model::ShardKey;
+use crate::source::Client;
 use crate::telemetry::metrics::{metrics, LogstoreLabels};
 
+/// The longest wait before restarting a shard task that keeps ending abnormally.
+const MAX_RESTART_DELAY: Duration = Duration::from_secs(60);
+
 /// The set of running shard tasks of one logstore.
-pub struct Worker {
+pub struct Worker<S = Client> {
     /// A template for new shard tasks (its `key.shard` is replaced).
-    pub template: ShardTask,
+    pub template: ShardTask<S>,
     /// Shards with a running task, shared with the heartbeat.
     pub running: RunningShards,
     /// Wakes the heartbeat when a shard was released.
@@ -30,6 +42,57 @@ pub struct AssignmentDiff {
     pub start: Vec<u32>,
     /// Running shards no longer assigned.
     pub stop: Vec<u32>,
+}
+
+/// When the shard tasks that ended abnormally may start again.
+struct Restarts {
+    initial: Duration,
+    shards: BTreeMap<u32, (Instant, Backoff)>,
+}
+
+impl Restarts {
+    fn new(initial: Duration) -> Self {
+        Self {
+            initial,
+            shards: BTreeMap::new(),
+        }
+    }
+
+    /// Records how a shard's task ended: a clean end clears its backoff, an abnormal one
+    /// delays the next start by the next backoff step.
+    fn ended(&mut self, shard: u32, clean: bool) {
+        if clean {
+            self.shards.remove(&shard);
+            return;
+        }
+        let (not_before, backoff) = self.shards.entry(shard).or_insert_with(|| {
+            (
+                Instant::now(),
+                Backoff::new(self.initial, MAX_RESTART_DELAY.max(self.initial)),
+            )
+        });
+        *not_before = Instant::now() + backoff.next_delay();
+    }
+
+    /// Shards whose restart is still delayed.
+    fn waiting(&self) -> BTreeSet<u32> {
+        let now = Instant::now();
+        self.shards
+            .iter()
+            .filter(|(_, (not_before, _))| *not_before > now)
+            .map(|(shard, _)| *shard)
+            .collect()
+    }
+
+    /// The next moment a delayed shard may start, if any is delayed.
+    fn next_due(&self) -> Option<Instant> {
+        let now = Instant::now();
+        self.shards
+            .values()
+            .map(|(not_before, _)| *not_before)
+            .filter(|not_before| *not_before > now)
+            .min()
+    }
 }
 
 /// Compares assigned shards with running ones (pure; `stopping` shards are already draining).
@@ -48,13 +111,14 @@ pub fn diff_assignment(
     }
 }
 
-impl Worker {
-    /// Runs until `shutdown`; then drains every shard and returns once all tasks ended.
+impl<S: GroupService> Worker<S> {
+    /// Runs until `shutdown`; then drains every shard and returns once all tasks ended, with
+    /// the deadlines of that drain (the shards end before their `commit` deadline).
     pub async fn run(
         self,
         mut assigned: watch::Receiver<BTreeSet<u32>>,
         shutdown: CancellationToken,
-    ) {
+    ) -> DrainDeadlines {
         let logstore = self.template.key.logstore.clone();
         let held = metrics()
             .held_shards
@@ -66,8 +130,12 @@ impl Worker {
         let mut task_shards: BTreeMap<tokio::task::Id, u32> = BTreeMap::new();
         let mut stops: BTreeMap<u32, CancellationToken> = BTreeMap::new();
         let mut stopping: BTreeSet<u32> = BTreeSet::new();
+        let mut restarts = Restarts::new(self.template.config.heartbeat_interval.0);
         loop {
-            let wanted = assigned.borrow_and_update().clone();
+            let mut wanted = assigned.borrow_and_update().clone();
+            for shard in restarts.waiting() {
+                wanted.remove(&shard);
+            }
             let running: BTreeSet<u32> = stops.keys().copied().collect();
             let diff = diff_assignment(&wanted, &running, &stopping);
             for shard in diff.stop {
@@ -91,7 +159,9 @@ impl Worker {
                 let handle = tasks.spawn(task.run(stop));
                 task_shards.insert(handle.id(), shard);
             }
+            let restart_due = restarts.next_due();
             tokio::select! {
+                () = sleep_until_some(restart_due) => {}
                 changed = assigned.changed() => {
                     if changed.is_err() {
                         break;
@@ -103,10 +173,17 @@ impl Worker {
                         Err(error) => (error.id(), Err(error)),
                     };
                     let shard = task_shards.remove(&id).expect("every task is registered");
-                    match outcome {
-                        Ok(exit) => tracing::debug!(logstore = %logstore, shard, ?exit, "shard task ended"),
-                        Err(error) => tracing::error!(logstore = %logstore, shard, %error, "shard task failed; it restarts from its checkpoint"),
-                    }
+                    let clean = match outcome {
+                        Ok(exit) => {
+                            tracing::debug!(logstore = %logstore, shard, ?exit, "shard task ended");
+                            exit != ShardExit::Lost
+                        }
+                        Err(error) => {
+                            tracing::error!(logstore = %logstore, shard, %error, "shard task failed; it restarts from its checkpoint");
+                            false
+                        }
+                    };
+                    restarts.ended(shard, clean);
                     stops.remove(&shard);
                     stopping.remove(&shard);
                     self.running.lock().expect("running shards lock").remove(&shard);
@@ -116,6 +193,7 @@ impl Worker {
                 () = shutdown.cancelled() => break,
             }
         }
+        let deadlines = DrainDeadlines::from_now(self.template.config.drain_timeout.0);
         for stop in stops.values() {
             stop.cancel();
         }
@@ -132,12 +210,22 @@ impl Worker {
             }
         }
         self.running.lock().expect("running shards lock").clear();
+        deadlines
+    }
+}
+
+/// Sleeps until `moment`, or forever when there is none.
+async fn sleep_until_some(moment: Option<Instant>) {
+    match moment {
+        Some(moment) => tokio::time::sleep_until(moment).await,
+        None => std::future::pending().await,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::consumer::fake::{self, FakeService, Reply, Script, GAUGE};
 
     fn set(shards: &[u32]) -> BTreeSet<u32> {
         shards.iter().copied().collect()
@@ -171,5 +259,50 @@ mod tests {
             AssignmentDiff::default(),
             "it restarts after its task ended"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_shard_that_keeps_getting_lost_is_restarted_with_growing_delays() {
+        let _gauge = GAUGE.lock().await;
+        // Every commit is refused, so each task ends as lost right after it started; the
+        // fifth start never finds its cursor, which lets the clock run to the end.
+        let service = FakeService::new(Script {
+            commits: [Reply::Fail("ConsumerNotMatch")].into(),
+            starts: [
+                Reply::Ok(None),
+                Reply::Ok(None),
+                Reply::Ok(None),
+                Reply::Ok(None),
+                Reply::Hang,
+            ]
+            .into(),
+            ..Script::default()
+        });
+        let (template, _batches) = fake::shard_task(&service, "worker-restarts", fake::config());
+        let (_assigned_tx, assigned) = watch::channel(set(&[0]));
+        let shutdown = CancellationToken::new();
+        let worker = Worker {
+            template,
+            running: RunningShards::default(),
+            poke: Arc::default(),
+        };
+        let running = tokio::spawn(worker.run(assigned, shutdown.clone()));
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        let starts = service.with(|script| script.start_calls.clone());
+        assert_eq!(starts.len(), 5, "{starts:?}");
+        let gaps: Vec<Duration> = starts.windows(2).map(|w| w[1] - w[0]).collect();
+        // Backoff from the 1 s heartbeat interval, doubling, each drawn from [d/2, d].
+        for (gap, ceiling) in gaps.iter().zip([1, 2, 4, 8]) {
+            let ceiling = Duration::from_secs(ceiling);
+            assert!(
+                *gap >= ceiling / 2 && *gap <= ceiling,
+                "restart delays {gaps:?}"
+            );
+        }
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(60), running)
+            .await
+            .expect("a task still finding its cursor stops at once")
+            .unwrap();
     }
 }

@@ -21,13 +21,24 @@ pub struct Forwarder {
     child: Child,
 }
 
-/// The `[consumer]` lines of a test configuration: fast heartbeats and commits.
+/// The `[consumer]` lines of a test configuration: fast heartbeats and commits, a 4 s group
+/// timeout and a 10 s drain timeout.
 pub fn fast_consumer(group: &str, name: &str) -> String {
+    consumer_with_timeout(group, name, 4)
+}
+
+/// Like [`fast_consumer`] with a group timeout of `group_timeout_secs`, for tests that tell
+/// a hand-over at once from one after the timeout.
+pub fn consumer_with_timeout(group: &str, name: &str, group_timeout_secs: u64) -> String {
     format!(
-        "group = \"{group}\"\nname = \"{name}\"\nheartbeat_interval = \"1s\"\ngroup_timeout = \"4s\"\n\
-         checkpoint_interval = \"500ms\"\nfetch_interval = \"200ms\"\ndrain_timeout = \"10s\"\n"
+        "group = \"{group}\"\nname = \"{name}\"\nheartbeat_interval = \"1s\"\n\
+         group_timeout = \"{group_timeout_secs}s\"\ncheckpoint_interval = \"500ms\"\n\
+         fetch_interval = \"200ms\"\ndrain_timeout = \"{DRAIN_TIMEOUT_SECS}s\"\n"
     )
 }
+
+/// The drain timeout of the test configurations.
+pub const DRAIN_TIMEOUT_SECS: u64 = 10;
 
 impl Forwarder {
     /// Starts a forwarder consuming `logstore` as `name` in `group`, with a file sink, and

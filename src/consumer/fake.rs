@@ -1,0 +1,272 @@
+//! A scripted [`GroupService`] for paused-clock tests of the heartbeat, worker and shards.
+//! Cursors are decimal log-group positions ("0", "1", ...); every pull returns one group, and
+//! a pull from any other cursor fails with `InvalidCursor`.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, Semaphore};
+use tokio::time::Instant;
+
+use super::config::ConsumerConfig;
+use super::service::GroupService;
+use super::shard::ShardTask;
+use crate::common::units::HumanDuration;
+use crate::model::batch::SinkBatch;
+use crate::model::record::RecordsBuilder;
+use crate::model::ShardKey;
+use crate::source::api::checkpoint::ShardCheckpoint;
+use crate::source::api::consumer_group::ConsumerGroupInfo;
+use crate::source::api::cursor::CursorFrom;
+use crate::source::api::pull_logs::PullResult;
+use crate::source::{ApiError, ClientError};
+
+/// Raw size of every pulled batch.
+pub const BATCH_BYTES: usize = 1_000;
+
+/// One scripted answer.
+#[derive(Debug, Clone)]
+pub enum Reply<T> {
+    /// Succeed with this value.
+    Ok(T),
+    /// Fail with this API error code (HTTP 400).
+    Fail(&'static str),
+    /// Never answer.
+    Hang,
+}
+
+impl<T> Reply<T> {
+    async fn give(self) -> Result<T, ClientError> {
+        match self {
+            Self::Ok(value) => Ok(value),
+            Self::Fail(code) => Err(api_error(code)),
+            Self::Hang => std::future::pending().await,
+        }
+    }
+}
+
+/// An API error as the server sends it.
+pub fn api_error(code: &str) -> ClientError {
+    let body = format!(r#"{{"errorCode":"{code}","errorMessage":"scripted"}}"#);
+    ClientError::Api(ApiError::from_response(400, body.as_bytes(), None))
+}
+
+/// The script and what was called when.
+#[derive(Debug)]
+pub struct Script {
+    /// ListConsumerGroup answers (the group list is empty); the last one repeats.
+    pub lists: VecDeque<Reply<()>>,
+    /// Heartbeat answers in order; the last one repeats.
+    pub heartbeats: VecDeque<Reply<Vec<u32>>>,
+    /// GetCheckPoint answers in order (`None`: no checkpoint); the last one repeats.
+    pub starts: VecDeque<Reply<Option<String>>>,
+    /// UpdateCheckPoint answers in order; the last one repeats.
+    pub commits: VecDeque<Reply<()>>,
+    /// Pulls that return a group; later pulls return none.
+    pub batches: u64,
+    /// When each heartbeat was sent, with its body.
+    pub heartbeat_calls: Vec<(Instant, Vec<u32>)>,
+    /// When each shard task asked for its checkpoint (one per task start).
+    pub start_calls: Vec<Instant>,
+    /// Commits that succeeded: when, and the cursor.
+    pub committed: Vec<(Instant, String)>,
+}
+
+impl Default for Script {
+    fn default() -> Self {
+        Self {
+            lists: VecDeque::from([Reply::Ok(())]),
+            heartbeats: VecDeque::from([Reply::Ok(vec![0])]),
+            starts: VecDeque::from([Reply::Ok(None)]),
+            commits: VecDeque::from([Reply::Ok(())]),
+            batches: 0,
+            heartbeat_calls: Vec::new(),
+            start_calls: Vec::new(),
+            committed: Vec::new(),
+        }
+    }
+}
+
+fn next<T: Clone>(replies: &mut VecDeque<Reply<T>>) -> Reply<T> {
+    if replies.len() > 1 {
+        replies.pop_front().expect("not empty")
+    } else {
+        replies.front().cloned().expect("a reply is scripted")
+    }
+}
+
+/// The fake service; clones share the script.
+#[derive(Debug, Clone, Default)]
+pub struct FakeService {
+    /// The script and the calls.
+    pub script: Arc<Mutex<Script>>,
+}
+
+impl FakeService {
+    /// A service following `script`.
+    pub fn new(script: Script) -> Self {
+        Self {
+            script: Arc::new(Mutex::new(script)),
+        }
+    }
+
+    /// Reads or changes the script.
+    pub fn with<T>(&self, change: impl FnOnce(&mut Script) -> T) -> T {
+        change(&mut self.script.lock().expect("script lock"))
+    }
+}
+
+impl GroupService for FakeService {
+    async fn list_consumer_groups(
+        &self,
+        _logstore: &str,
+    ) -> Result<Vec<ConsumerGroupInfo>, ClientError> {
+        let reply = self.with(|script| next(&mut script.lists));
+        reply.give().await.map(|()| Vec::new())
+    }
+
+    async fn create_consumer_group(
+        &self,
+        _logstore: &str,
+        _group: &str,
+        _timeout: u32,
+        _order: bool,
+    ) -> Result<(), ClientError> {
+        Ok(())
+    }
+
+    async fn update_consumer_group(
+        &self,
+        _logstore: &str,
+        _group: &str,
+        _timeout: u32,
+        _order: bool,
+    ) -> Result<(), ClientError> {
+        Ok(())
+    }
+
+    async fn heartbeat(
+        &self,
+        _logstore: &str,
+        _group: &str,
+        _consumer: &str,
+        held: &[u32],
+    ) -> Result<Vec<u32>, ClientError> {
+        let reply = self.with(|script| {
+            script.heartbeat_calls.push((Instant::now(), held.to_vec()));
+            next(&mut script.heartbeats)
+        });
+        reply.give().await
+    }
+
+    async fn get_checkpoint(
+        &self,
+        _logstore: &str,
+        _group: &str,
+        _shard: u32,
+    ) -> Result<Option<ShardCheckpoint>, ClientError> {
+        let reply = self.with(|script| {
+            script.start_calls.push(Instant::now());
+            next(&mut script.starts)
+        });
+        Ok(reply.give().await?.map(|checkpoint| ShardCheckpoint {
+            shard: 0,
+            checkpoint,
+            update_time: 0,
+            consumer: "me".into(),
+        }))
+    }
+
+    async fn get_cursor(
+        &self,
+        _logstore: &str,
+        _shard: u32,
+        _from: CursorFrom,
+    ) -> Result<String, ClientError> {
+        Ok("0".to_owned())
+    }
+
+    async fn pull_logs(
+        &self,
+        _logstore: &str,
+        _shard: u32,
+        cursor: &str,
+        _count: u32,
+    ) -> Result<PullResult, ClientError> {
+        let Ok(position) = cursor.parse::<u64>() else {
+            return Err(api_error("InvalidCursor"));
+        };
+        let more = self.with(|script| position < script.batches);
+        if !more {
+            return Ok(PullResult {
+                records: Default::default(),
+                group_count: 0,
+                next_cursor: cursor.to_owned(),
+                raw_size: 0,
+                end_of_cursor: true,
+            });
+        }
+        Ok(PullResult {
+            records: RecordsBuilder::new().log(1, None, &[("n", cursor)]).build(),
+            group_count: 1,
+            next_cursor: (position + 1).to_string(),
+            raw_size: BATCH_BYTES,
+            end_of_cursor: false,
+        })
+    }
+
+    async fn update_checkpoint(
+        &self,
+        _logstore: &str,
+        _group: &str,
+        _consumer: &str,
+        _shard: u32,
+        cursor: &str,
+        _force: bool,
+    ) -> Result<(), ClientError> {
+        let reply = self.with(|script| next(&mut script.commits));
+        reply.give().await?;
+        self.with(|script| script.committed.push((Instant::now(), cursor.to_owned())));
+        Ok(())
+    }
+}
+
+/// A configuration with 1 s heartbeats, a 3 s group timeout, 5 s commits, 1 s fetch
+/// interval and a 10 s drain timeout.
+pub fn config() -> ConsumerConfig {
+    let mut config = ConsumerConfig::new("g");
+    config.name = Some("me".into());
+    config.heartbeat_interval = HumanDuration(Duration::from_secs(1));
+    config.group_timeout = Some(HumanDuration(Duration::from_secs(3)));
+    config.checkpoint_interval = HumanDuration(Duration::from_secs(5));
+    config.fetch_interval = HumanDuration(Duration::from_secs(1));
+    config.drain_timeout = HumanDuration(Duration::from_secs(10));
+    config
+}
+
+/// A task for shard 0 of `logstore`, and the receiving end of its output (the "pipeline").
+pub fn shard_task(
+    service: &FakeService,
+    logstore: &str,
+    config: ConsumerConfig,
+) -> (ShardTask<FakeService>, mpsc::Receiver<SinkBatch>) {
+    let (output, batches) = mpsc::channel(16);
+    let budget = Arc::new(Semaphore::new(config.max_inflight_bytes.0 as usize));
+    let task = ShardTask {
+        client: service.clone(),
+        key: ShardKey {
+            logstore: logstore.into(),
+            shard: 0,
+        },
+        group: "g".into(),
+        consumer: "me".into(),
+        config: Arc::new(config),
+        output,
+        budget,
+    };
+    (task, batches)
+}
+
+/// Serialises the tests that move the process-wide `inflight_bytes` gauge.
+pub static GAUGE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
