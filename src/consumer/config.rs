@@ -77,8 +77,9 @@ pub struct ConsumerConfig {
     /// Batches in flight per shard, 1 to 64. Default 4.
     #[serde(default = "default_max_inflight_batches")]
     pub max_inflight_batches: usize,
-    /// On shutdown or when a shard is taken away: how long to wait for in-flight batches to
-    /// be delivered before giving up on them (they are then redelivered by the next owner).
+    /// On shutdown or when a shard is taken away: the time within which the drain ends. In-flight
+    /// batches get until three quarters of it (at most 5 s kept back), then the final commit and
+    /// the release heartbeat; batches not delivered by then are redelivered by the next owner.
     /// `1s` to `30m`. Default `20s`.
     #[serde(default = "default_drain_timeout")]
     pub drain_timeout: HumanDuration,
