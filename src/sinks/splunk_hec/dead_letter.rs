@@ -54,11 +54,12 @@ impl DeadLetterFile {
         line.push(b'\n');
         let mut file = self.file.lock().await;
         if file.is_none() {
-            let opened = tokio::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)
-                .await?;
+            let mut options = tokio::fs::OpenOptions::new();
+            options.create(true).append(true);
+            // The letters are whole audit events: readable by the forwarder's user only.
+            #[cfg(unix)]
+            options.mode(0o600);
+            let opened = options.open(&self.path).await?;
             *file = Some(opened);
         }
         let Some(open) = file.as_mut() else {
@@ -112,5 +113,11 @@ mod tests {
         assert_eq!(lines[1]["code"], 12);
         assert_eq!(lines[0]["event"]["event"]["k"], "v");
         assert_eq!(event_value(b"plain line"), "plain line");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(file.path()).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "dead letters are private to their owner");
+        }
     }
 }
