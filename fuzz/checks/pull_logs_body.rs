@@ -73,7 +73,7 @@ fn read_record(record: &LogRecord<'_>) {
     }
     for fields in [record.tags, record.fields] {
         assert_eq!(fields.iter().len(), fields.len());
-        assert_eq!(fields.is_empty(), fields.len() == 0);
+        assert_eq!(fields.is_empty(), fields.iter().next().is_none());
         for (key, value) in fields.iter() {
             text(key);
             text(value);
