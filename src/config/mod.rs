@@ -136,10 +136,21 @@ impl ForwarderConfig {
             let line = error
                 .span()
                 .map(|span| expanded[..span.start].matches('\n').count() + 1);
-            let message = error.message().trim_end();
+            let message = match error.message().trim_end() {
+                // TOML gives no reason for some characters, e.g. a control character in a
+                // comment.
+                "" => match error
+                    .span()
+                    .and_then(|span| expanded.get(span.start..)?.chars().next())
+                {
+                    Some(character) => format!("unexpected character {character:?}"),
+                    None => "invalid TOML".to_owned(),
+                },
+                message => message.to_owned(),
+            };
             let message = match line.and_then(|line| locate::key_at_line(&expanded, line)) {
                 Some(key) => format!("{key}: {message}"),
-                None => message.to_owned(),
+                None => message,
             };
             Problem { line, message }
         })?;

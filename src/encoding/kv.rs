@@ -78,16 +78,20 @@ impl KvFormat {
     ///
     /// # Errors
     ///
-    /// The separator must be non-empty printable or whitespace ASCII without `=` or `\`.
+    /// The separator must be non-empty printable or whitespace ASCII without digits (numbers
+    /// such as `__time__` are written unescaped), `=` or `\`.
     pub fn new(separator: &str) -> Result<Self, InvalidSetting> {
         let usable = !separator.is_empty()
             && separator.bytes().all(|b| {
-                (b.is_ascii_graphic() || b == b' ' || b == b'\t') && b != b'=' && b != b'\\'
+                (b.is_ascii_graphic() || b == b' ' || b == b'\t')
+                    && !b.is_ascii_digit()
+                    && b != b'='
+                    && b != b'\\'
             });
         if !usable {
             return Err(InvalidSetting::new(
                 "separator",
-                format!("`{separator}` must be non-empty ASCII without `=` or `\\`"),
+                format!("`{separator}` must be non-empty ASCII without digits, `=` or `\\`"),
             ));
         }
         let mut value_specials = separator.as_bytes().to_vec();
@@ -316,5 +320,14 @@ mod tests {
         assert!(KvFormat::new("\\").is_err());
         assert!(KvFormat::new(" ").is_ok());
         assert!(KvFormat::new(";").is_ok());
+    }
+
+    #[test]
+    fn rejects_separators_with_digits_which_numbers_would_hold_unescaped() {
+        for separator in ["1", "0", "a9b", " 2 "] {
+            let error = KvFormat::new(separator).unwrap_err();
+            assert_eq!(error.key, "separator", "{separator:?}");
+            assert!(error.reason.contains("digits"), "{}", error.reason);
+        }
     }
 }

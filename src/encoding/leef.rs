@@ -44,7 +44,7 @@ pub struct LeefSettings {
     /// EventID (stable; QRadar maps it to QIDs).
     pub event_id: ValueSource,
     /// Attribute delimiter of LEEF 2.0 (ignored for 1.0, which always uses TAB): one ASCII
-    /// character other than `|`, `=` and line breaks.
+    /// character other than letters, digits, space, `|`, `=` and line breaks.
     pub delimiter: char,
     /// Attributes in output order. `devTime` (event time, epoch ms) is added last unless
     /// mapped.
@@ -80,13 +80,19 @@ impl LeefEncoder {
         let (version, delimiter, delimiter_field) = match settings.version {
             LeefVersion::V1 => ("1.0", b'\t', Vec::new()),
             LeefVersion::V2 => {
+                // Values have the delimiter replaced by a space, so it cannot be a space;
+                // keys are letters and digits, so it cannot be one of those.
                 let delimiter = u8::try_from(settings.delimiter)
                     .ok()
-                    .filter(|b| b.is_ascii() && !matches!(b, b'|' | b'=' | b'\n' | b'\r' | 0))
+                    .filter(|b| {
+                        b.is_ascii()
+                            && !b.is_ascii_alphanumeric()
+                            && !matches!(b, b' ' | b'|' | b'=' | b'\n' | b'\r' | 0)
+                    })
                     .ok_or_else(|| {
                         InvalidSetting::new(
                             "leef.delimiter",
-                            "must be one ASCII character other than `|`, `=` and line breaks",
+                            "must be one ASCII character other than letters, digits, space, `|`, `=` and line breaks",
                         )
                     })?;
                 let mut field = if delimiter.is_ascii_graphic() {
@@ -267,6 +273,17 @@ mod tests {
                 .key,
             "leef.delimiter"
         );
+        // A space cannot be replaced by a space in values, and letters or digits would split
+        // keys.
+        for delimiter in [' ', 'e', 'Z', '7'] {
+            assert_eq!(
+                LeefEncoder::new(settings(LeefVersion::V2, delimiter))
+                    .unwrap_err()
+                    .key,
+                "leef.delimiter",
+                "{delimiter:?}"
+            );
+        }
         let mut bad = settings(LeefVersion::V1, '^');
         bad.attributes.push(field("a-b", "x"));
         assert_eq!(LeefEncoder::new(bad).unwrap_err().key, "leef.attributes");
