@@ -117,7 +117,11 @@ mod tests {
         {
             use std::os::unix::fs::PermissionsExt;
             let mode = std::fs::metadata(file.path()).unwrap().permissions().mode();
-            assert_eq!(mode & 0o777, 0o600, "dead letters are private to their owner");
+            assert_eq!(
+                mode & 0o777,
+                0o600,
+                "dead letters are private to their owner"
+            );
         }
     }
 }
