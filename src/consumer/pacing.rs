@@ -32,7 +32,12 @@ pub const THROTTLED_WAIT: Duration = Duration::from_secs(5);
 
 /// How long to wait before the next pull of a shard whose last pull returned `groups` log
 /// groups of `raw_bytes` bytes; `idle` after an empty pull.
-pub fn after_pull(groups: usize, raw_bytes: usize, end_of_cursor: bool, idle: Duration) -> Duration {
+pub fn after_pull(
+    groups: usize,
+    raw_bytes: usize,
+    end_of_cursor: bool,
+    idle: Duration,
+) -> Duration {
     if groups == 0 {
         return idle;
     }

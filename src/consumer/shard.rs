@@ -33,10 +33,12 @@ use crate::telemetry::status::{status_board, ShardPhase, ShardStatus};
 const MAX_FETCH_RESERVATION: usize = 16 << 20;
 
 /// Why a refused cursor continues where it does (see [`ShardRun::recover_invalid_cursor`]).
-const UNREADABLE: &str = "cursor refused and unreadable; continuing from the configured start position";
+const UNREADABLE: &str =
+    "cursor refused and unreadable; continuing from the configured start position";
 const PAST_END: &str = "cursor refused: it is past the end of the shard (logstore recreated, or a foreign checkpoint); continuing from the end instead of replaying the retained logs";
 const EXPIRED: &str = "cursor refused: it is older than the oldest retained log (expired); continuing from the oldest retained log";
-const IN_RANGE: &str = "cursor refused although within the shard's range; continuing from the oldest retained log";
+const IN_RANGE: &str =
+    "cursor refused although within the shard's range; continuing from the oldest retained log";
 
 /// Commit attempts when a shard is released.
 const FINAL_COMMIT_ATTEMPTS: u32 = 3;
@@ -637,11 +639,7 @@ mod tests {
         assert_eq!(running.await.unwrap(), ShardExit::Released);
         assert_eq!(
             commits_since(&service, started),
-            vec![
-                (secs(0), 0),
-                (secs(5), 3),
-                (secs(10), 5),
-            ],
+            vec![(secs(0), 0), (secs(5), 3), (secs(10), 5),],
             "the start cursor at once, then the delivered position each 5 s when it moved"
         );
     }
