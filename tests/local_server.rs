@@ -307,3 +307,23 @@ async fn a_throttled_shard_answers_403_shard_read_quota_exceed_past_its_pulls_pe
         "another shard has its own quota"
     );
 }
+
+#[tokio::test]
+async fn a_heartbeat_reporting_shards_for_an_unknown_consumer_gets_not_exist_consumer_with_body() {
+    let server = TestServer::start(&[("audit", 2)]).await;
+    let client = server.client();
+    client
+        .create_consumer_group("audit", "g", 30, false)
+        .await
+        .unwrap();
+    assert_eq!(
+        api_code(client.heartbeat("audit", "g", "ghost", &[0, 1]).await),
+        (400, ApiErrorCode::NotExistConsumerWithBody),
+        "not registered silently with shards it may not own"
+    );
+    assert_eq!(
+        client.heartbeat("audit", "g", "ghost", &[]).await.unwrap(),
+        [0, 1],
+        "an empty list joins"
+    );
+}
