@@ -1,6 +1,7 @@
 //! Command-line interface: clap subcommands and their thin glue to the library.
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -133,6 +134,10 @@ pub struct LocalServerArgs {
     /// before its connection is closed, e.g. `60s`.
     #[arg(long, default_value_t = HumanDuration(DEFAULT_HEADER_READ_TIMEOUT))]
     pub header_read_timeout: HumanDuration,
+    /// Throttle reads as the real log service does: past N PullLogs calls a second, a shard
+    /// answers 403 `ShardReadQuotaExceed`. Unlimited when absent.
+    #[arg(long, value_name = "N")]
+    pub read_qps_per_shard: Option<NonZeroU32>,
     /// Credentials every request must be signed with. The defaults are refused unless
     /// `--listen` is a loopback address.
     #[command(flatten)]
@@ -325,6 +330,7 @@ async fn local_server(args: LocalServerArgs) -> anyhow::Result<()> {
     };
     let server = LocalServer::open(config)
         .with_context(|| format!("cannot open data directory {}", args.data_dir.display()))?;
+    server.limit_reads_per_shard(args.read_qps_per_shard);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -484,5 +490,13 @@ mod tests {
         }
         let args = local_server_args(&["--logstore", "audit:2", "--project", "demo"]).unwrap();
         assert_eq!(args.logstores, [("audit".to_owned(), 2)]);
+    }
+
+    #[test]
+    fn local_server_read_throttling_is_off_unless_a_positive_limit_is_given() {
+        assert_eq!(local_server_args(&[]).unwrap().read_qps_per_shard, None);
+        let args = local_server_args(&["--read-qps-per-shard", "5"]).unwrap();
+        assert_eq!(args.read_qps_per_shard, NonZeroU32::new(5));
+        assert!(local_server_args(&["--read-qps-per-shard", "0"]).is_err());
     }
 }

@@ -1,5 +1,5 @@
 //! The runtime under faults, with real forwarder processes: a SIEM that is down for 30 s,
-//! and a log service that answers garbage.
+//! a log service that answers garbage, and one that throttles reads.
 
 mod support;
 
@@ -336,6 +336,41 @@ async fn garbage_from_the_log_service_fails_the_attempt_and_is_retried() {
     assert!(
         failures.iter().any(|e| e.contains("missing header")),
         "{failures:?}"
+    );
+    assert!(forwarder.running(), "never a crash");
+    let (code, _) = forwarder.terminate(Duration::from_secs(20)).await;
+    assert_eq!(code, Some(0));
+}
+
+#[tokio::test]
+async fn a_log_service_that_throttles_reads_still_gets_every_log_delivered() {
+    // One pull per shard a second, and pulls of at most 2 groups: a shard needs several
+    // pulls, and the paced second pull of each second is refused with 403.
+    let server = TestServer::start_throttled(&[("audit", 2)], 1).await;
+    put_audit_logs(&server.client(), "audit", 2_000, 250, 82).await;
+    let dir = tempfile::tempdir().unwrap();
+    let consumer = format!("{}max_fetch_groups = 2\n", fast_consumer("g", "f1"));
+    let mut forwarder = Forwarder::spawn(&server, dir.path(), "audit", &consumer, "");
+    wait_until(
+        "every log despite the throttling",
+        Duration::from_secs(120),
+        || {
+            let delivered: HashSet<String> = forwarder.delivered().iter().map(event_id).collect();
+            async move { delivered.len() >= 2_000 }
+        },
+    )
+    .await;
+    let throttled: Vec<String> = forwarder
+        .log_lines()
+        .iter()
+        .filter(|line| line["message"] == "pulls throttled by the log service; waiting")
+        .map(|line| line["error"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert!(
+        throttled
+            .iter()
+            .any(|error| error.contains("403") && error.contains("ShardReadQuotaExceed")),
+        "{throttled:?}"
     );
     assert!(forwarder.running(), "never a crash");
     let (code, _) = forwarder.terminate(Duration::from_secs(20)).await;

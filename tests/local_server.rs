@@ -263,3 +263,67 @@ async fn split_and_merge_reshape_shards_and_survive_a_restart() {
         .unwrap();
     assert_eq!(end, "MQ==", "writes go to the merged shard");
 }
+
+#[tokio::test]
+async fn a_throttled_shard_answers_403_shard_read_quota_exceed_past_its_pulls_per_second() {
+    let server = TestServer::start_throttled(&[("audit", 2)], 2).await;
+    let client = server.client();
+    let cursor = client
+        .get_cursor("audit", 0, CursorFrom::Begin)
+        .await
+        .unwrap();
+    // Three pulls of shard 0 within a second: the third is refused. Retried until three
+    // fall into one window, however slow the machine.
+    let mut refused = None;
+    for _ in 0..20 {
+        let started = std::time::Instant::now();
+        let outcomes = [
+            client.pull_logs("audit", 0, &cursor, 10).await,
+            client.pull_logs("audit", 0, &cursor, 10).await,
+            client.pull_logs("audit", 0, &cursor, 10).await,
+        ];
+        if started.elapsed() < std::time::Duration::from_millis(900) {
+            let [first, second, third] = outcomes;
+            assert!(
+                first.is_ok() && second.is_ok(),
+                "two pulls a second are answered"
+            );
+            refused = Some(api_code(third));
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+    assert_eq!(
+        refused,
+        Some((403, ApiErrorCode::ShardReadQuotaExceed)),
+        "the third pull within a second"
+    );
+    let other = client
+        .get_cursor("audit", 1, CursorFrom::Begin)
+        .await
+        .unwrap();
+    assert!(
+        client.pull_logs("audit", 1, &other, 10).await.is_ok(),
+        "another shard has its own quota"
+    );
+}
+
+#[tokio::test]
+async fn a_heartbeat_reporting_shards_for_an_unknown_consumer_gets_not_exist_consumer_with_body() {
+    let server = TestServer::start(&[("audit", 2)]).await;
+    let client = server.client();
+    client
+        .create_consumer_group("audit", "g", 30, false)
+        .await
+        .unwrap();
+    assert_eq!(
+        api_code(client.heartbeat("audit", "g", "ghost", &[0, 1]).await),
+        (400, ApiErrorCode::NotExistConsumerWithBody),
+        "not registered silently with shards it may not own"
+    );
+    assert_eq!(
+        client.heartbeat("audit", "g", "ghost", &[]).await.unwrap(),
+        [0, 1],
+        "an empty list joins"
+    );
+}

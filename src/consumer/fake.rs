@@ -1,6 +1,6 @@
 //! A scripted [`GroupService`] for paused-clock tests of the heartbeat, worker and shards.
-//! Cursors are decimal log-group positions ("0", "1", ...); every pull returns one group, and
-//! a pull from any other cursor fails with `InvalidCursor`.
+//! Cursors are log-group positions encoded as the log service does ([`cursor`]); every pull
+//! returns one group, and a pull from outside `begin..=batches` fails with `InvalidCursor`.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -20,7 +20,8 @@ use crate::source::api::checkpoint::ShardCheckpoint;
 use crate::source::api::consumer_group::ConsumerGroupInfo;
 use crate::source::api::cursor::CursorFrom;
 use crate::source::api::pull_logs::PullResult;
-use crate::source::{ApiError, ClientError};
+use crate::source::cursor;
+use crate::source::{ApiError, ApiErrorCode, ClientError};
 
 /// Raw size of every pulled batch.
 pub const BATCH_BYTES: usize = 1_000;
@@ -30,7 +31,7 @@ pub const BATCH_BYTES: usize = 1_000;
 pub enum Reply<T> {
     /// Succeed with this value.
     Ok(T),
-    /// Fail with this API error code (HTTP 400).
+    /// Fail with this API error code (and the HTTP status the log service sends with it).
     Fail(&'static str),
     /// Never answer.
     Hang,
@@ -48,8 +49,14 @@ impl<T> Reply<T> {
 
 /// An API error as the server sends it.
 pub fn api_error(code: &str) -> ClientError {
+    let status = ApiErrorCode::parse(code).http_status();
     let body = format!(r#"{{"errorCode":"{code}","errorMessage":"scripted"}}"#);
-    ClientError::Api(ApiError::from_response(400, body.as_bytes(), None))
+    ClientError::Api(ApiError::from_response(status, body.as_bytes(), None))
+}
+
+/// The cursor of log-group position `position`.
+pub fn at(position: u64) -> String {
+    cursor::encode(position as i64)
 }
 
 /// The script and what was called when.
@@ -63,8 +70,16 @@ pub struct Script {
     pub starts: VecDeque<Reply<Option<String>>>,
     /// UpdateCheckPoint answers in order; the last one repeats.
     pub commits: VecDeque<Reply<()>>,
-    /// Pulls that return a group; later pulls return none.
+    /// PullLogs answers in order (`Ok`: the data below); the last one repeats.
+    pub pulls: VecDeque<Reply<()>>,
+    /// The oldest retained position (the begin cursor).
+    pub begin: u64,
+    /// Pulls that return a group; later pulls return none. Also the end cursor.
     pub batches: u64,
+    /// Log groups and raw bytes each non-empty pull reports.
+    pub pull_size: (usize, usize),
+    /// When each pull was sent.
+    pub pull_calls: Vec<Instant>,
     /// When each heartbeat was sent, with its body.
     pub heartbeat_calls: Vec<(Instant, Vec<u32>)>,
     /// When each shard task asked for its checkpoint (one per task start).
@@ -80,7 +95,11 @@ impl Default for Script {
             heartbeats: VecDeque::from([Reply::Ok(vec![0])]),
             starts: VecDeque::from([Reply::Ok(None)]),
             commits: VecDeque::from([Reply::Ok(())]),
+            pulls: VecDeque::from([Reply::Ok(())]),
+            begin: 0,
             batches: 0,
+            pull_size: (1, BATCH_BYTES),
+            pull_calls: Vec::new(),
             heartbeat_calls: Vec::new(),
             start_calls: Vec::new(),
             committed: Vec::new(),
@@ -182,9 +201,13 @@ impl GroupService for FakeService {
         &self,
         _logstore: &str,
         _shard: u32,
-        _from: CursorFrom,
+        from: CursorFrom,
     ) -> Result<String, ClientError> {
-        Ok("0".to_owned())
+        let (begin, end) = self.with(|script| (script.begin, script.batches));
+        Ok(at(match from {
+            CursorFrom::End => end,
+            CursorFrom::Begin | CursorFrom::Time(_) => begin,
+        }))
     }
 
     async fn pull_logs(
@@ -194,11 +217,18 @@ impl GroupService for FakeService {
         cursor: &str,
         _count: u32,
     ) -> Result<PullResult, ClientError> {
-        let Ok(position) = cursor.parse::<u64>() else {
-            return Err(api_error("InvalidCursor"));
-        };
-        let more = self.with(|script| position < script.batches);
-        if !more {
+        let (reply, begin, end, (groups, raw_size)) = self.with(|script| {
+            script.pull_calls.push(Instant::now());
+            let reply = next(&mut script.pulls);
+            (reply, script.begin, script.batches, script.pull_size)
+        });
+        reply.give().await?;
+        let position = cursor::decode(cursor)
+            .ok()
+            .and_then(|position| u64::try_from(position).ok())
+            .filter(|position| (begin..=end).contains(position))
+            .ok_or_else(|| api_error("InvalidCursor"))?;
+        if position == end {
             return Ok(PullResult {
                 records: Default::default(),
                 group_count: 0,
@@ -208,10 +238,12 @@ impl GroupService for FakeService {
             });
         }
         Ok(PullResult {
-            records: RecordsBuilder::new().log(1, None, &[("n", cursor)]).build(),
-            group_count: 1,
-            next_cursor: (position + 1).to_string(),
-            raw_size: BATCH_BYTES,
+            records: RecordsBuilder::new()
+                .log(1, None, &[("n", &position.to_string())])
+                .build(),
+            group_count: groups,
+            next_cursor: at(position + 1),
+            raw_size,
             end_of_cursor: false,
         })
     }

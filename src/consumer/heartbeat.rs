@@ -9,6 +9,12 @@
 //! its shards stop pulling and drain. The official consumers release their shards the same
 //! way, one interval later. This happens on time even while a call hangs.
 //!
+//! A server that no longer knows this consumer (it timed out, e.g. after a network loss or a
+//! frozen process) answers a heartbeat that reports shards with 400
+//! `NotExistConsumerWithBody`. Then every shard is dropped at once, and the next heartbeat
+//! reports none of them (not even those still draining), so the consumer joins again with an
+//! empty list.
+//!
 //! On stop, a last heartbeat bounded by the drain deadline reports only the shards still
 //! running (none after a clean drain), which hands them to the other consumers at once.
 
@@ -22,7 +28,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::service::GroupService;
-use crate::source::Client;
+use crate::source::{ApiErrorCode, Client};
 use crate::telemetry::{health, HealthState};
 
 /// Shards whose tasks are running (consuming or draining), shared with the worker.
@@ -54,6 +60,17 @@ struct Membership {
     assigned: watch::Sender<BTreeSet<u32>>,
     current: BTreeSet<u32>,
     last_success: Instant,
+    /// Shards dropped when the server no longer knew this consumer, left out of heartbeats
+    /// while they drain.
+    forsaken: BTreeSet<u32>,
+}
+
+impl Membership {
+    /// Publishes an empty assignment: every shard stops pulling and drains.
+    fn release_all(&mut self) {
+        self.current.clear();
+        self.assigned.send_replace(BTreeSet::new());
+    }
 }
 
 impl<S: GroupService> Heartbeat<S> {
@@ -70,12 +87,18 @@ impl<S: GroupService> Heartbeat<S> {
             assigned,
             current: BTreeSet::new(),
             last_success: Instant::now(),
+            forsaken: BTreeSet::new(),
         };
         loop {
             let started = Instant::now();
             let body: Vec<u32> = {
                 let running = self.running.lock().expect("running shards lock");
-                running.union(&membership.current).copied().collect()
+                membership.forsaken.retain(|shard| running.contains(shard));
+                running
+                    .union(&membership.current)
+                    .filter(|shard| !membership.forsaken.contains(shard))
+                    .copied()
+                    .collect()
             };
             let call = tokio::time::timeout(
                 self.call_deadline(),
@@ -96,6 +119,14 @@ impl<S: GroupService> Heartbeat<S> {
                     membership.current = shards;
                     membership.assigned.send_replace(membership.current.clone());
                     None
+                }
+                Ok(Err(error))
+                    if error.api_code() == Some(&ApiErrorCode::NotExistConsumerWithBody) =>
+                {
+                    tracing::error!(logstore = %self.logstore, consumer = %self.consumer, %error, "the log service no longer knows this consumer (it timed out); dropping every shard and joining again");
+                    membership.forsaken.extend(body.iter().copied());
+                    membership.release_all();
+                    Some(error.to_string())
                 }
                 Ok(Err(error)) => Some(error.to_string()),
                 Err(_) => Some(format!("no answer within {:?}", self.call_deadline())),
@@ -168,8 +199,7 @@ impl<S: GroupService> Heartbeat<S> {
                 () = stop.cancelled() => return None,
                 () = tokio::time::sleep_until(evicted_at), if !membership.current.is_empty() => {
                     tracing::error!(logstore = %self.logstore, consumer = %self.consumer, timeout = ?self.timeout, "no successful heartbeat within the group timeout; considering this consumer evicted and releasing its shards");
-                    membership.current.clear();
-                    membership.assigned.send_replace(BTreeSet::new());
+                    membership.release_all();
                     health().set(
                         &self.component(),
                         HealthState::Unhealthy("evicted: no successful heartbeat within the group timeout".into()),
@@ -290,6 +320,50 @@ mod tests {
         assert_eq!(*assigned.borrow(), set(&[0]));
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(assigned.borrow().is_empty());
+        stop.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unknown_consumer_answer_drops_every_shard_at_once_and_rejoins_with_an_empty_list() {
+        let service = script(vec![
+            Reply::Ok(vec![0, 1]),
+            Reply::Fail("NotExistConsumerWithBody"),
+            Reply::Ok(vec![]),
+            Reply::Ok(vec![1]),
+        ]);
+        let heartbeat = heartbeat(&service, "heartbeat-unknown");
+        let started = Instant::now();
+        let (assigned, stop) = start(&heartbeat);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(*assigned.borrow(), set(&[0, 1]));
+        // The shard tasks run (and keep draining long after the refusal).
+        heartbeat.running.lock().unwrap().extend([0, 1]);
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert!(
+            assigned.borrow().is_empty(),
+            "dropped at the refusal (1 s), not at the group timeout (3 s)"
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let calls: Vec<(Duration, Vec<u32>)> = service.with(|script| {
+            script
+                .heartbeat_calls
+                .iter()
+                .map(|(at, body)| (*at - started, body.clone()))
+                .collect()
+        });
+        let second = Duration::from_secs(1);
+        assert_eq!(
+            calls,
+            [
+                (Duration::ZERO, vec![]),
+                (second, vec![0, 1]),
+                (2 * second, vec![]),
+                (3 * second, vec![]),
+            ],
+            "the draining shards are not reported again"
+        );
+        assert_eq!(*assigned.borrow(), set(&[1]), "joined again");
+        heartbeat.running.lock().unwrap().clear();
         stop.cancel();
     }
 

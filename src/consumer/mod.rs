@@ -5,6 +5,7 @@
 //! - [`heartbeat`]: held plus draining shards; eviction after the group timeout.
 //! - [`worker`]: reconciles assigned shards against running tasks.
 //! - [`shard`]: start cursor → pull → hand on → drain.
+//! - [`pacing`]: the waits between pulls (small pulls, throttling).
 //! - [`checkpoint`]: the pure fetched/delivered/committed tracker.
 //! - [`drain`]: the deadlines that bound a drain and the shutdown by `drain_timeout`.
 //! - [`service`]: the log-service calls the tasks above make.
@@ -15,6 +16,7 @@ pub mod drain;
 #[cfg(test)]
 mod fake;
 pub mod heartbeat;
+pub mod pacing;
 pub mod service;
 pub mod shard;
 pub mod worker;
@@ -185,7 +187,7 @@ async fn ensure_group<S: GroupService>(
         };
         match outcome {
             Ok(()) => return Ok(true),
-            Err(error) if error.is_retryable() => {
+            Err(error) if error.is_retryable() || pacing::is_throttled(&error) => {
                 tracing::warn!(logstore, group = %config.group, %error, "cannot join the consumer group yet; retrying");
                 if !backoff.wait(shutdown).await {
                     return Ok(false);

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::checkpoint::CheckpointTracker;
 use super::config::{ConsumerConfig, StartPosition};
 use super::drain::DrainDeadlines;
+use super::pacing;
 use super::service::GroupService;
 use crate::common::Backoff;
 use crate::model::ack::{self, DeliveryStatus};
@@ -24,12 +25,20 @@ use crate::model::batch::SinkBatch;
 use crate::model::{Batch, ShardKey};
 use crate::source::api::cursor::CursorFrom;
 use crate::source::api::pull_logs::PullResult;
-use crate::source::{ApiErrorCode, Client, ClientError};
+use crate::source::{cursor, ApiErrorCode, Client, ClientError};
 use crate::telemetry::metrics::{metrics, ShardLabels};
 use crate::telemetry::status::{status_board, ShardPhase, ShardStatus};
 
 /// The largest reservation of the in-flight budget taken before a pull.
 const MAX_FETCH_RESERVATION: usize = 16 << 20;
+
+/// Why a refused cursor continues where it does (see [`ShardRun::recover_invalid_cursor`]).
+const UNREADABLE: &str =
+    "cursor refused and unreadable; continuing from the configured start position";
+const PAST_END: &str = "cursor refused: it is past the end of the shard (logstore recreated, or a foreign checkpoint); continuing from the end instead of replaying the retained logs";
+const EXPIRED: &str = "cursor refused: it is older than the oldest retained log (expired); continuing from the oldest retained log";
+const IN_RANGE: &str =
+    "cursor refused although within the shard's range; continuing from the oldest retained log";
 
 /// Commit attempts when a shard is released.
 const FINAL_COMMIT_ATTEMPTS: u32 = 3;
@@ -175,16 +184,22 @@ impl<S: GroupService> ShardTask<S> {
         if let Some(checkpoint) = checkpoint.filter(|c| !c.checkpoint.is_empty()) {
             return Ok((checkpoint.checkpoint, true));
         }
-        let from = match self.config.start {
+        Ok((self.cursor_at(self.configured_start()).await?, false))
+    }
+
+    /// The configured start position.
+    fn configured_start(&self) -> CursorFrom {
+        match self.config.start {
             StartPosition::Begin => CursorFrom::Begin,
             StartPosition::End => CursorFrom::End,
             StartPosition::Time(seconds) => CursorFrom::Time(seconds),
-        };
-        let cursor = self
-            .client
+        }
+    }
+
+    async fn cursor_at(&self, from: CursorFrom) -> Result<String, ClientError> {
+        self.client
             .get_cursor(&self.key.logstore, self.key.shard, from)
-            .await?;
-        Ok((cursor, false))
+            .await
     }
 
     /// A pull of the next batch: waits for `not_before`, reserves budget, pulls.
@@ -276,23 +291,31 @@ impl<S: GroupService> ShardRun<S> {
                     match outcome {
                         FetchOutcome::Pulled(pulled, permit) => {
                             backoff.reset();
-                            next_fetch = if pulled.group_count == 0 {
-                                Instant::now() + config.fetch_interval.0
-                            } else {
-                                Instant::now()
-                            };
+                            next_fetch = Instant::now()
+                                + pacing::after_pull(
+                                    pulled.group_count,
+                                    pulled.raw_size,
+                                    pulled.end_of_cursor,
+                                    config.fetch_interval.0,
+                                );
                             if pulled.group_count > 0 && !self.hand_on(*pulled, permit, stop).await {
                                 return ShardExit::Released;
                             }
                         }
                         FetchOutcome::Failed(error) => {
                             metrics().pull_errors.get_or_create(&self.task.labels()).inc();
+                            let mut delay = backoff.next_delay();
                             if error.api_code() == Some(&ApiErrorCode::InvalidCursor) {
                                 self.recover_invalid_cursor(&error).await;
+                            } else if pacing::is_throttled(&error) {
+                                delay = delay.max(pacing::after_throttling());
+                                tracing::warn!(shard = %self.task.key, %error, ?delay, "pulls throttled by the log service; waiting");
+                            } else if matches!(&error, ClientError::Api(api) if api.is_clock_skew()) {
+                                tracing::error!(shard = %self.task.key, %error, ?delay, "the log service refused the request time: this host's clock is off by more than 15 minutes; fix the clock (NTP)");
                             } else {
                                 tracing::warn!(shard = %self.task.key, cursor = %self.cursor, %error, "pull failed; retrying");
                             }
-                            next_fetch = Instant::now() + backoff.next_delay();
+                            next_fetch = Instant::now() + delay;
                         }
                         FetchOutcome::Stopped => return ShardExit::Released,
                     }
@@ -301,30 +324,51 @@ impl<S: GroupService> ShardRun<S> {
         }
     }
 
-    /// The cursor fell out of the retained data (TTL) or is corrupt: continue from the oldest
-    /// retained log, which loses nothing that still exists.
+    /// The server refused the cursor. Compared with the shard's begin and end: below begin it
+    /// fell out of the retained data (TTL), so continue from the oldest retained log; past end
+    /// the logstore was recreated or the checkpoint is foreign, so continue from the end
+    /// rather than replay the whole retention; a cursor that cannot be read at all continues
+    /// from the configured start position, one within the range from begin.
     async fn recover_invalid_cursor(&mut self, error: &ClientError) {
-        match self
-            .task
-            .client
-            .get_cursor(
-                &self.task.key.logstore,
-                self.task.key.shard,
-                CursorFrom::Begin,
-            )
-            .await
-        {
-            Ok(begin) => {
-                tracing::error!(shard = %self.task.key, cursor = %self.cursor, %begin, %error, "cursor no longer valid; continuing from the oldest retained log");
-                if self.deliveries.is_empty() {
-                    self.tracker = CheckpointTracker::new(&begin, false);
-                }
-                self.cursor = begin;
+        let task = &self.task;
+        let bounds = async {
+            let begin = task.cursor_at(CursorFrom::Begin).await?;
+            let end = task.cursor_at(CursorFrom::End).await?;
+            Ok::<_, ClientError>((begin, end))
+        };
+        let (begin, end) = match bounds.await {
+            Ok(bounds) => bounds,
+            Err(bounds_error) => {
+                tracing::warn!(shard = %task.key, %error, %bounds_error, "cursor invalid and the shard's begin and end cursors are unavailable; retrying");
+                return;
             }
-            Err(begin_error) => {
-                tracing::warn!(shard = %self.task.key, %error, %begin_error, "cursor invalid and the begin cursor is unavailable; retrying")
+        };
+        let position = cursor::decode(&self.cursor).ok();
+        let (target, reason) = match position {
+            None => match task.configured_start() {
+                CursorFrom::Begin => (begin.clone(), UNREADABLE),
+                CursorFrom::End => (end.clone(), UNREADABLE),
+                from @ CursorFrom::Time(_) => match task.cursor_at(from).await {
+                    Ok(start) => (start, UNREADABLE),
+                    Err(start_error) => {
+                        tracing::warn!(shard = %task.key, %error, %start_error, "cursor invalid and the start cursor is unavailable; retrying");
+                        return;
+                    }
+                },
+            },
+            Some(position) if cursor::decode(&end).is_ok_and(|end| position > end) => {
+                (end.clone(), PAST_END)
             }
+            Some(position) if cursor::decode(&begin).is_ok_and(|begin| position < begin) => {
+                (begin.clone(), EXPIRED)
+            }
+            Some(_) => (begin.clone(), IN_RANGE),
+        };
+        tracing::error!(shard = %task.key, cursor = %self.cursor, %begin, %end, continue_at = %target, %error, "{reason}");
+        if self.deliveries.is_empty() {
+            self.tracker = CheckpointTracker::new(&target, false);
         }
+        self.cursor = target;
     }
 
     /// Sends a pulled batch to the pipeline. Returns false when stopped while waiting.
@@ -555,14 +599,24 @@ mod tests {
         })
     }
 
-    fn commits_since(service: &FakeService, started: Instant) -> Vec<(Duration, String)> {
+    /// Each commit: when, and the position committed.
+    fn commits_since(service: &FakeService, started: Instant) -> Vec<(Duration, i64)> {
         service.with(|script| {
             script
                 .committed
                 .iter()
-                .map(|(at, cursor)| (*at - started, cursor.clone()))
+                .map(|(at, committed)| (*at - started, cursor::decode(committed).unwrap()))
                 .collect()
         })
+    }
+
+    /// When each pull was sent, since `started`.
+    fn pulls_since(service: &FakeService, started: Instant) -> Vec<Duration> {
+        service.with(|script| script.pull_calls.iter().map(|at| *at - started).collect())
+    }
+
+    fn ms(millis: u64) -> Duration {
+        Duration::from_millis(millis)
     }
 
     fn secs(seconds: u64) -> Duration {
@@ -585,11 +639,7 @@ mod tests {
         assert_eq!(running.await.unwrap(), ShardExit::Released);
         assert_eq!(
             commits_since(&service, started),
-            vec![
-                (secs(0), "0".to_owned()),
-                (secs(5), "3".to_owned()),
-                (secs(10), "5".to_owned()),
-            ],
+            vec![(secs(0), 0), (secs(5), 3), (secs(10), 5),],
             "the start cursor at once, then the delivered position each 5 s when it moved"
         );
     }
@@ -614,7 +664,7 @@ mod tests {
         );
         assert_eq!(
             commits_since(&service, started),
-            vec![(secs(0), "0".to_owned())],
+            vec![(secs(0), 0)],
             "nothing is committed after the refusal"
         );
         assert_eq!(
@@ -681,36 +731,149 @@ mod tests {
         assert_eq!(stopped.elapsed(), Duration::from_millis(8_750));
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn an_invalid_checkpoint_continues_from_the_oldest_retained_log() {
-        let _gauge = GAUGE.lock().await;
+    /// Runs a shard whose stored checkpoint is `checkpoint` over positions `begin..batches`;
+    /// returns the positions of the first `expected` batches pulled and the last commit.
+    async fn resume_from_checkpoint(
+        logstore: &str,
+        checkpoint: &str,
+        begin: u64,
+        batches: u64,
+        expected: usize,
+    ) -> (Vec<i64>, i64) {
         let service = FakeService::new(Script {
-            starts: [Reply::Ok(Some("expired".to_owned()))].into(),
-            batches: 2,
+            starts: [Reply::Ok(Some(checkpoint.to_owned()))].into(),
+            begin,
+            batches,
             ..Script::default()
         });
-        let (task, mut batches) = fake::shard_task(&service, "shard-invalid", fake::config());
+        let (task, mut batches) = fake::shard_task(&service, logstore, fake::config());
         let stop = CancellationToken::new();
         let started = Instant::now();
         let running = tokio::spawn(task.run(stop.clone()));
-        let mut cursors = Vec::new();
-        for _ in 0..2 {
+        let mut positions = Vec::new();
+        for _ in 0..expected {
             let batch = tokio::time::timeout(secs(60), batches.recv())
                 .await
                 .expect("pulling resumes")
                 .expect("a batch");
-            cursors.push(batch.batch.cursor.clone());
+            positions.push(cursor::decode(&batch.batch.cursor).unwrap());
             batch.ack.delivered();
         }
-        assert_eq!(cursors, ["0", "1"], "pulled again from the begin cursor");
         tokio::time::sleep(secs(6)).await;
         stop.cancel();
         assert_eq!(running.await.unwrap(), ShardExit::Released);
         let commits = commits_since(&service, started);
+        let last = commits.last().map(|(_, position)| *position);
+        (positions, last.expect("a commit"))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_expired_checkpoint_continues_from_the_oldest_retained_log() {
+        let _gauge = GAUGE.lock().await;
+        let (pulled, committed) =
+            resume_from_checkpoint("shard-expired", &fake::at(1), 3, 5, 2).await;
+        assert_eq!(pulled, [3, 4], "pulled again from the begin cursor");
+        assert_eq!(committed, 5);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_checkpoint_past_the_end_continues_from_the_end_not_the_beginning() {
+        let _gauge = GAUGE.lock().await;
+        // The logstore was recreated: its positions start again from 0, far below the
+        // checkpoint. Its five retained logs are not replayed.
+        let (pulled, committed) =
+            resume_from_checkpoint("shard-recreated", &fake::at(1_000), 0, 5, 0).await;
+        assert!(pulled.is_empty());
+        assert_eq!(committed, 5, "the end cursor is committed");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unreadable_checkpoint_continues_from_the_configured_start() {
+        let _gauge = GAUGE.lock().await;
+        let (pulled, committed) = resume_from_checkpoint("shard-garbled", "garbled", 2, 4, 2).await;
+        assert_eq!(pulled, [2, 3], "the configured start is the begin cursor");
+        assert_eq!(committed, 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn small_pulls_are_paced_and_an_idle_shard_pulls_once_a_second() {
+        let _gauge = GAUGE.lock().await;
+        let service = service(3, vec![Reply::Ok(())]);
+        let (task, batches) = fake::shard_task(&service, "shard-paced", fake::config());
+        sink(batches, usize::MAX, Duration::ZERO);
+        let started = Instant::now();
+        let stop = CancellationToken::new();
+        let running = tokio::spawn(task.run(stop.clone()));
+        tokio::time::sleep(ms(3_600)).await;
+        // Then a pull of 600 groups, and one of 1000 groups of 5 MiB each.
+        service.with(|script| {
+            script.batches = 4;
+            script.pull_size = (600, 1_000);
+        });
+        tokio::time::sleep(secs(1)).await;
+        service.with(|script| {
+            script.batches = 6;
+            script.pull_size = (1000, 5 << 20);
+        });
+        tokio::time::sleep(secs(1)).await;
+        stop.cancel();
+        assert_eq!(running.await.unwrap(), ShardExit::Released);
         assert_eq!(
-            commits.last().map(|(_, cursor)| cursor.as_str()),
-            Some("2"),
-            "{commits:?}"
+            pulls_since(&service, started),
+            [
+                // Three one-group pulls 500 ms apart, then empty pulls once a second.
+                ms(0),
+                ms(500),
+                ms(1_000),
+                ms(1_500),
+                ms(2_500),
+                ms(3_500),
+                // 600 groups at 4.5 s: 50 ms; then empty.
+                ms(4_500),
+                ms(4_550),
+                // Two full pulls back to back, then empty.
+                ms(5_550),
+                ms(5_550),
+                ms(5_550),
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_throttled_pull_waits_at_least_five_seconds() {
+        let _gauge = GAUGE.lock().await;
+        let service = FakeService::new(Script {
+            batches: 3,
+            pulls: [
+                Reply::Ok(()),
+                Reply::Fail("ShardReadQuotaExceed"),
+                Reply::Fail("ReadQuotaExceed"),
+                Reply::Ok(()),
+            ]
+            .into(),
+            ..Script::default()
+        });
+        let (task, batches) = fake::shard_task(&service, "shard-throttled", fake::config());
+        sink(batches, usize::MAX, Duration::ZERO);
+        let started = Instant::now();
+        let stop = CancellationToken::new();
+        let running = tokio::spawn(task.run(stop.clone()));
+        tokio::time::sleep(secs(30)).await;
+        stop.cancel();
+        assert_eq!(running.await.unwrap(), ShardExit::Released);
+        let pulls = pulls_since(&service, started);
+        assert_eq!(pulls[..2], [ms(0), ms(500)], "{pulls:?}");
+        for (throttled, next) in [(1, 2), (2, 3)] {
+            let waited = pulls[next] - pulls[throttled];
+            assert!(
+                (secs(5)..=ms(7_500)).contains(&waited),
+                "pull {next} came {waited:?} after a 403: {pulls:?}"
+            );
+        }
+        assert_eq!(
+            commits_since(&service, started).last().map(|(_, at)| *at),
+            Some(3),
+            "everything is delivered after the throttling"
         );
     }
 
@@ -728,7 +891,7 @@ mod tests {
         assert_eq!(running.await.unwrap(), ShardExit::Released);
         assert_eq!(
             commits_since(&service, started),
-            vec![(secs(0), "0".to_owned()), (secs(2), "1".to_owned())]
+            vec![(secs(0), 0), (secs(2), 1)]
         );
     }
 }

@@ -98,6 +98,25 @@ impl Assignment {
         }
     }
 
+    /// True when a heartbeat of `consumer` reporting `reported` may be answered. The log
+    /// service refuses (400 `NotExistConsumerWithBody`) a non-empty report from a consumer it
+    /// does not know, one that never joined or timed out: such a consumer must drop its shards
+    /// and join again with an empty report, instead of being silently registered with shards
+    /// that may belong to another consumer by now.
+    pub fn admits(
+        &self,
+        consumer: &str,
+        reported: &[u32],
+        timeout: Duration,
+        now: Instant,
+    ) -> bool {
+        reported.is_empty()
+            || self
+                .members
+                .get(consumer)
+                .is_some_and(|member| now.saturating_duration_since(member.last_seen) <= timeout)
+    }
+
     /// True when `consumer` is a live member (as of the last expiry).
     pub fn is_member(&self, consumer: &str) -> bool {
         self.members.contains_key(consumer)
@@ -202,6 +221,28 @@ mod tests {
 
     fn shards(n: u32) -> BTreeSet<u32> {
         (0..n).collect()
+    }
+
+    #[test]
+    fn a_consumer_that_timed_out_must_come_back_with_an_empty_report() {
+        let mut group = Assignment::default();
+        let t0 = Instant::now();
+        let all = shards(2);
+        assert!(group.admits("c1", &[], TIMEOUT, t0), "joining");
+        assert!(!group.admits("c1", &[0], TIMEOUT, t0), "never joined");
+        let held = group.heartbeat("c1", &[], &all, TIMEOUT, t0);
+        assert!(group.admits("c1", &held, TIMEOUT, t0 + TIMEOUT));
+        let late = t0 + TIMEOUT + Duration::from_millis(1);
+        assert!(!group.admits("c1", &held, TIMEOUT, late), "timed out");
+        group.heartbeat("c2", &[], &all, TIMEOUT, late);
+        assert!(
+            !group.admits("c1", &held, TIMEOUT, late),
+            "expired and gone"
+        );
+        assert!(
+            group.admits("c1", &[], TIMEOUT, late),
+            "an empty report joins again"
+        );
     }
 
     #[test]

@@ -11,8 +11,10 @@ pub mod generator;
 mod routes;
 mod state;
 pub mod store;
+mod throttle;
 
 use std::future::Future;
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -90,6 +92,7 @@ pub struct LocalServer {
     config: LocalServerConfig,
     projects: state::Projects,
     requests: AtomicU64,
+    read_quota: throttle::ReadQuota,
 }
 
 impl LocalServer {
@@ -109,7 +112,14 @@ impl LocalServer {
             config,
             projects,
             requests: AtomicU64::new(0),
+            read_quota: throttle::ReadQuota::default(),
         }))
+    }
+
+    /// Throttles reads as the real log service does: past `per_second` PullLogs calls in a
+    /// second, a shard answers 403 `ShardReadQuotaExceed`. `None` (the default) never throttles.
+    pub fn limit_reads_per_shard(&self, per_second: Option<NonZeroU32>) {
+        self.read_quota.set_limit(per_second);
     }
 
     fn next_request_id(&self) -> String {

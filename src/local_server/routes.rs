@@ -264,13 +264,16 @@ impl LocalServer {
                 self.put_logs(&call, logstore, ShardChoice::Shard(shard))
                     .await
             }
-            (&Method::GET, ["logstores", logstore, "shards", shard]) => {
-                let logstore = self.logstore(&call, logstore)?;
+            (&Method::GET, ["logstores", name, "shards", shard]) => {
+                let logstore = self.logstore(&call, name)?;
                 let shard = parse_shard(shard)?;
                 match call.required("type")? {
                     "cursor" => get_cursor(&call, &logstore, shard),
                     "cursor_time" => get_cursor_time(&call, &logstore, shard),
-                    "log" | "logs" => pull_logs(call, logstore, shard).await,
+                    "log" | "logs" => {
+                        self.admit_pull(&call, name, shard)?;
+                        pull_logs(call, logstore, shard).await
+                    }
                     other => Err(invalid(format!("unknown type `{other}`"))),
                 }
             }
@@ -376,6 +379,19 @@ impl LocalServer {
                 call.segments.join("/")
             ))),
         }
+    }
+
+    /// Refuses a pull over the shard's read quota, when one is set.
+    fn admit_pull(&self, call: &Call, logstore: &str, shard: u32) -> Result<(), Failure> {
+        let project = call.project.as_deref().unwrap_or_default();
+        if self.read_quota.admit(project, logstore, shard) {
+            return Ok(());
+        }
+        let limit = self.read_quota.limit().map_or(0, |limit| limit.get());
+        Err(Failure::new(
+            ApiErrorCode::ShardReadQuotaExceed,
+            format!("shard {shard} read quota exceeded: more than {limit} pulls a second"),
+        ))
     }
 
     fn logstore(&self, call: &Call, name: &str) -> Result<Arc<Logstore>, Failure> {

@@ -517,10 +517,25 @@ impl Logstore {
             .ok_or_else(|| group_missing(group_name))?;
         let eligible = self.eligible_shards(&group.record);
         let timeout = Duration::from_secs(group.record.timeout.into());
-        let assigned =
-            group
-                .assignment
-                .heartbeat(consumer, reported, &eligible, timeout, Instant::now());
+        let now = Instant::now();
+        if !group.assignment.admits(consumer, reported, timeout, now) {
+            tracing::info!(
+                group = group_name,
+                consumer,
+                ?reported,
+                "heartbeat with shards from a consumer that is not in the group"
+            );
+            return Err(Failure::new(
+                ApiErrorCode::NotExistConsumerWithBody,
+                format!(
+                    "consumer {consumer} is not in group {group_name} (timed out or never joined) \
+                     but reports shards; heartbeat an empty list to join"
+                ),
+            ));
+        }
+        let assigned = group
+            .assignment
+            .heartbeat(consumer, reported, &eligible, timeout, now);
         tracing::debug!(
             group = group_name,
             consumer,
@@ -806,6 +821,26 @@ pub fn valid_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_heartbeat_with_shards_from_an_unknown_consumer_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let projects = Projects::open(dir.path()).unwrap();
+        let logstore = projects
+            .ensure_project("demo")
+            .unwrap()
+            .ensure_logstore("audit", 2)
+            .unwrap();
+        logstore.create_group("g", 30, false).await.unwrap();
+        let refused = logstore.heartbeat("g", "stranger", &[0]).unwrap_err();
+        assert_eq!(refused.code, ApiErrorCode::NotExistConsumerWithBody);
+        assert_eq!(refused.code.http_status(), 400);
+        assert_eq!(logstore.heartbeat("g", "stranger", &[]).unwrap(), [0, 1]);
+        assert_eq!(
+            logstore.heartbeat("g", "stranger", &[0, 1]).unwrap(),
+            [0, 1]
+        );
+    }
 
     #[test]
     fn names_that_are_not_plain_directory_names_never_reach_the_filesystem() {

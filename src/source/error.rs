@@ -45,12 +45,21 @@ pub enum ApiErrorCode {
     InvalidAccessKeyId,
     /// The `Date` is too far from the server's clock.
     RequestTimeExpired,
-    /// Read quota exceeded (project or shard).
+    /// Read quota of the project exceeded.
     ReadQuotaExceed,
+    /// Read quota of one shard exceeded.
+    ShardReadQuotaExceed,
     /// Write quota exceeded (project or shard).
     WriteQuotaExceed,
     /// The server failed.
     InternalServerError,
+    /// The server did not finish the request in time.
+    RequestTimeout,
+    /// The server is overloaded.
+    ServerBusy,
+    /// A heartbeat reported shards for a consumer the group does not know (never joined, or
+    /// timed out): the consumer must drop its shards and heartbeat an empty list to rejoin.
+    NotExistConsumerWithBody,
     /// Any other code, as sent.
     Other(String),
 }
@@ -77,9 +86,13 @@ impl ApiErrorCode {
             "signaturenotmatch" => Self::SignatureNotMatch,
             "unauthorized" => Self::Unauthorized,
             "requesttimeexpired" => Self::RequestTimeExpired,
-            "readquotaexceed" | "shardreadquotaexceed" => Self::ReadQuotaExceed,
+            "readquotaexceed" => Self::ReadQuotaExceed,
+            "shardreadquotaexceed" => Self::ShardReadQuotaExceed,
             "writequotaexceed" | "shardwritequotaexceed" => Self::WriteQuotaExceed,
             "internalservererror" => Self::InternalServerError,
+            "requesttimeout" => Self::RequestTimeout,
+            "serverbusy" => Self::ServerBusy,
+            "notexistconsumerwithbody" => Self::NotExistConsumerWithBody,
             other if other.starts_with("invalidaccesskeyid") => Self::InvalidAccessKeyId,
             other if other.contains("invalidcursor") => Self::InvalidCursor,
             _ => Self::Other(code.to_owned()),
@@ -108,8 +121,12 @@ impl ApiErrorCode {
             Self::InvalidAccessKeyId => "InvalidAccessKeyId",
             Self::RequestTimeExpired => "RequestTimeExpired",
             Self::ReadQuotaExceed => "ReadQuotaExceed",
+            Self::ShardReadQuotaExceed => "ShardReadQuotaExceed",
             Self::WriteQuotaExceed => "WriteQuotaExceed",
             Self::InternalServerError => "InternalServerError",
+            Self::RequestTimeout => "RequestTimeout",
+            Self::ServerBusy => "ServerBusy",
+            Self::NotExistConsumerWithBody => "NotExistConsumerWithBody",
             Self::Other(code) => code,
         }
     }
@@ -122,9 +139,10 @@ impl ApiErrorCode {
             | Self::ConsumerGroupNotExist
             | Self::ConsumerNotExist => 404,
             Self::SignatureNotMatch | Self::Unauthorized | Self::InvalidAccessKeyId => 401,
-            Self::ReadQuotaExceed | Self::WriteQuotaExceed => 403,
+            Self::ReadQuotaExceed | Self::ShardReadQuotaExceed | Self::WriteQuotaExceed => 403,
             Self::PostBodyTooLarge => 413,
-            Self::InternalServerError => 500,
+            Self::InternalServerError | Self::RequestTimeout => 500,
+            Self::ServerBusy => 503,
             _ => 400,
         }
     }
@@ -182,16 +200,31 @@ impl ApiError {
         }
     }
 
-    /// True for errors that may go away by themselves: 5xx, quota and clock errors.
+    /// True for errors worth retrying at once: 5xx, `RequestTimeout`, `ServerBusy` and the
+    /// write quota. Read throttling ([`ApiError::is_throttled`]) is not: its caller waits
+    /// seconds, not milliseconds. Neither is `RequestTimeExpired` ([`ApiError::is_clock_skew`]),
+    /// which repeats until the host clock is fixed.
     pub fn is_retryable(&self) -> bool {
         self.status >= 500
             || matches!(
                 self.code,
-                ApiErrorCode::ReadQuotaExceed
-                    | ApiErrorCode::WriteQuotaExceed
+                ApiErrorCode::WriteQuotaExceed
                     | ApiErrorCode::InternalServerError
-                    | ApiErrorCode::RequestTimeExpired
+                    | ApiErrorCode::RequestTimeout
+                    | ApiErrorCode::ServerBusy
             )
+    }
+
+    /// True for an HTTP 403: the log service throttles the caller (`ReadQuotaExceed`,
+    /// `ShardReadQuotaExceed` and other quota codes). The official consumers wait 5 s on any
+    /// 403 from PullLogs.
+    pub fn is_throttled(&self) -> bool {
+        self.status == 403
+    }
+
+    /// True for `RequestTimeExpired`: the request's date is too far from the server's clock.
+    pub fn is_clock_skew(&self) -> bool {
+        self.code == ApiErrorCode::RequestTimeExpired
     }
 }
 
@@ -215,7 +248,11 @@ mod tests {
         );
         assert_eq!(
             ApiErrorCode::parse("ShardReadQuotaExceed"),
-            ApiErrorCode::ReadQuotaExceed
+            ApiErrorCode::ShardReadQuotaExceed
+        );
+        assert_eq!(
+            ApiErrorCode::parse("NotExistConsumerWithBody").as_str(),
+            "NotExistConsumerWithBody"
         );
         assert_eq!(
             ApiErrorCode::parse("Weird"),
@@ -237,5 +274,40 @@ mod tests {
         assert_eq!(raw.code, ApiErrorCode::Other("http-502".into()));
         assert!(raw.is_retryable());
         assert!(raw.to_string().contains("bad gateway"));
+    }
+
+    fn answered(code: ApiErrorCode) -> ApiError {
+        let body = format!(r#"{{"errorCode":"{code}","errorMessage":"m"}}"#);
+        ApiError::from_response(code.http_status(), body.as_bytes(), None)
+    }
+
+    #[test]
+    fn throttling_and_clock_skew_are_not_retried_at_once_but_busy_servers_are() {
+        for code in [
+            ApiErrorCode::ReadQuotaExceed,
+            ApiErrorCode::ShardReadQuotaExceed,
+            ApiErrorCode::Other("ProjectQuotaExceed".into()),
+        ] {
+            let error = ApiError::from_response(
+                403,
+                format!(r#"{{"errorCode":"{code}","errorMessage":"m"}}"#).as_bytes(),
+                None,
+            );
+            assert!(error.is_throttled(), "{code}");
+            assert!(!error.is_retryable(), "{code}");
+        }
+        let skew = answered(ApiErrorCode::RequestTimeExpired);
+        assert!(skew.is_clock_skew());
+        assert!(!skew.is_retryable());
+        assert!(!skew.is_throttled());
+        for code in [
+            ApiErrorCode::RequestTimeout,
+            ApiErrorCode::ServerBusy,
+            ApiErrorCode::InternalServerError,
+        ] {
+            let error = answered(code.clone());
+            assert!(error.is_retryable(), "{code}");
+            assert!(!error.is_throttled(), "{code}");
+        }
     }
 }

@@ -6,6 +6,7 @@ pub mod forwarder;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -30,6 +31,8 @@ pub struct TestServer {
     task: Option<tokio::task::JoinHandle<()>>,
     logstores: Vec<(String, u32)>,
     pub max_body_bytes: usize,
+    /// PullLogs calls each shard answers per second (unlimited when `None`).
+    pub read_qps_per_shard: Option<NonZeroU32>,
 }
 
 impl TestServer {
@@ -40,6 +43,14 @@ impl TestServer {
             siem_forwarder::local_server::DEFAULT_MAX_BODY_BYTES,
         )
         .await
+    }
+
+    /// Like [`TestServer::start`], throttling each shard to `per_second` pulls a second.
+    pub async fn start_throttled(logstores: &[(&str, u32)], per_second: u32) -> Self {
+        let mut server = Self::start(logstores).await;
+        server.read_qps_per_shard = NonZeroU32::new(per_second);
+        server.restart().await;
+        server
     }
 
     /// Like [`TestServer::start`] with a request body limit.
@@ -53,6 +64,7 @@ impl TestServer {
             task: None,
             logstores: logstores.iter().map(|(n, s)| (n.to_string(), *s)).collect(),
             max_body_bytes,
+            read_qps_per_shard: None,
         };
         server.launch("127.0.0.1:0".parse().unwrap()).await;
         server
@@ -75,6 +87,7 @@ impl TestServer {
                 .collect(),
         };
         let server = LocalServer::open(config).expect("open local server");
+        server.limit_reads_per_shard(self.read_qps_per_shard);
         let listener = tokio::net::TcpListener::bind(bind).await.expect("bind");
         self.address = listener.local_addr().unwrap();
         self.shutdown = CancellationToken::new();
