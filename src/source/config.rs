@@ -9,6 +9,8 @@ use serde::Deserialize;
 use crate::common::units::check_within;
 use crate::common::Secret;
 use crate::encoding::field::InvalidSetting;
+use crate::local_server::DEFAULT_REGION;
+use crate::source::auth::{SignatureVersion, Signing};
 
 /// The endpoint value that starts the embedded log service in-process.
 pub const LOCAL_ENDPOINT: &str = "local";
@@ -43,6 +45,17 @@ pub struct SourceConfig {
     /// spaces, at most 8192 characters. Empty means none (e.g. `"${SLS_STS_TOKEN:-}"`).
     #[serde(default)]
     pub security_token: Option<Secret>,
+    /// Request signature: `"v1"` (HMAC-SHA1) or `"v4"` (`SLS4-HMAC-SHA256`, scoped to
+    /// `region`). Default v1, except v4 for dedicated-cloud regions (`-acdr-ut-`), which
+    /// accept only v4.
+    #[serde(default)]
+    pub signature_version: Option<SignatureVersion>,
+    /// Region of the endpoint for signature v4, e.g. `cn-hangzhou`. Default: derived from a
+    /// standard endpoint (`REGION[-intranet|-share].log.aliyuncs.com`); required with v4 for
+    /// any other endpoint. With `endpoint = "local"` the embedded service answers as this
+    /// region (default `cn-hangzhou`).
+    #[serde(default)]
+    pub region: Option<String>,
     /// Settings of the embedded log service when `endpoint = "local"`.
     #[serde(default)]
     pub local: LocalSourceConfig,
@@ -97,6 +110,10 @@ pub struct ResolvedSource {
     pub access_key_secret: Secret,
     /// STS token.
     pub security_token: Option<Secret>,
+    /// How requests are signed.
+    pub signing: Signing,
+    /// The region the embedded log service answers as (with `endpoint = "local"`).
+    pub local_region: String,
 }
 
 /// Most logstores one process consumes (a project holds at most 200).
@@ -141,6 +158,17 @@ impl SourceConfig {
             check_endpoint(&endpoint)
                 .map_err(|reason| InvalidSetting::new("source.endpoint", reason))?;
         }
+        let local_region = self.region.as_deref().unwrap_or(DEFAULT_REGION);
+        let signing = Signing::resolve(
+            self.signature_version,
+            if local {
+                Some(local_region)
+            } else {
+                self.region.as_deref()
+            },
+            &endpoint,
+        )
+        .map_err(|error| InvalidSetting::new("source.region", error.to_string()))?;
         let project = if local {
             self.project
                 .clone()
@@ -213,6 +241,8 @@ impl SourceConfig {
                 .security_token
                 .clone()
                 .filter(|token| !token.is_empty()),
+            signing,
+            local_region: local_region.to_owned(),
         })
     }
 }
