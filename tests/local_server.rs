@@ -9,7 +9,7 @@ use siem_forwarder::source::api::cursor::CursorFrom;
 use siem_forwarder::source::api::put_logs::PutTarget;
 use siem_forwarder::source::protobuf::{Log, LogGroup};
 use siem_forwarder::source::{ApiErrorCode, Client, ClientError};
-use support::{RawRequest, TestServer, AK_SECRET, PROJECT};
+use support::{v4_client_for, RawRequest, TestServer, AK_SECRET, PROJECT};
 
 async fn pull_everything(client: &Client, logstore: &str) -> usize {
     let mut total = 0;
@@ -85,6 +85,48 @@ async fn restart_between_writing_and_reading_loses_nothing() {
     );
     let groups = client.list_consumer_groups("audit").await.unwrap();
     assert_eq!((groups[0].name.as_str(), groups[0].timeout), ("g", 30));
+}
+
+#[tokio::test]
+async fn a_v4_signing_client_writes_reads_and_consumes() {
+    let server = TestServer::start(&[("audit", 2)]).await;
+    let client = v4_client_for(&server.endpoint(), PROJECT, AK_SECRET);
+    let mut generator = AuditLogGenerator::new(5);
+    for _ in 0..4 {
+        client
+            .put_logs(
+                "audit",
+                PutTarget::LoadBalanced,
+                &generator.group(50, 1_700_000_000),
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(pull_everything(&client, "audit").await, 200);
+    client
+        .create_consumer_group("audit", "g", 30, false)
+        .await
+        .unwrap();
+    let mut held = client.heartbeat("audit", "g", "c1", &[]).await.unwrap();
+    held.sort_unstable();
+    assert_eq!(held, [0, 1]);
+    client
+        .update_checkpoint("audit", "g", "c1", 1, "MQ==", false)
+        .await
+        .unwrap();
+    let checkpoint = client
+        .get_checkpoint("audit", "g", 1)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(checkpoint.checkpoint, "MQ==");
+
+    // A v4 client with the wrong secret is refused.
+    let forged = v4_client_for(&server.endpoint(), PROJECT, "wrong-secret");
+    assert_eq!(
+        api_code(forged.list_shards("audit").await),
+        (401, ApiErrorCode::SignatureNotMatch)
+    );
 }
 
 /// Writes a single small log to any writable shard of `audit`.
