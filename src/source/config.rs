@@ -437,6 +437,78 @@ mod tests {
         }
     }
 
+    fn resolved(text: &str) -> Result<ResolvedSource, InvalidSetting> {
+        let config: SourceConfig = toml::from_str(text).unwrap();
+        config.resolve(|_| None)
+    }
+
+    #[test]
+    fn signature_version_and_region_pick_the_signing() {
+        let cloud = "project = \"p-1\"\nlogstores = [\"audit\"]\naccess_key_id = \"i\"\n\
+                     access_key_secret = \"s\"\n";
+        let with = |extra: &str| resolved(&format!("{cloud}{extra}"));
+        let hangzhou = Signing::V4 {
+            region: "cn-hangzhou".into(),
+        };
+        let standard = "endpoint = \"https://cn-hangzhou-intranet.log.aliyuncs.com\"\n";
+        assert_eq!(
+            with(standard).unwrap().signing,
+            Signing::V1,
+            "v1 by default"
+        );
+        assert_eq!(
+            with(&format!("{standard}signature_version = \"v4\""))
+                .unwrap()
+                .signing,
+            hangzhou,
+            "the region of a standard endpoint"
+        );
+        assert_eq!(
+            with("endpoint = \"cn-qingdao-acdr-ut-1.log.aliyuncs.com\"")
+                .unwrap()
+                .signing,
+            Signing::V4 {
+                region: "cn-qingdao-acdr-ut-1".into()
+            },
+            "v4 by default for dedicated-cloud regions"
+        );
+        let private = "endpoint = \"https://sls.example.com\"\nsignature_version = \"v4\"\n";
+        let error = with(private).unwrap_err();
+        assert_eq!(error.key, "source.region", "{error}");
+        assert!(error.reason.contains("needs a region"), "{error}");
+        assert_eq!(
+            with(&format!("{private}region = \"cn-hangzhou\""))
+                .unwrap()
+                .signing,
+            hangzhou
+        );
+        let error = with(&format!("{private}region = \"CN hangzhou\"")).unwrap_err();
+        assert_eq!(error.key, "source.region", "{error}");
+        let unknown = toml::from_str::<SourceConfig>("signature_version = \"v5\"").unwrap_err();
+        assert!(unknown.to_string().contains("v5"), "{unknown}");
+    }
+
+    #[test]
+    fn the_embedded_service_answers_as_the_configured_region() {
+        let local = "endpoint = \"local\"\nlogstores = [\"audit\"]\nsignature_version = \"v4\"\n";
+        let source = resolved(local).unwrap();
+        assert_eq!(source.local_region, DEFAULT_REGION);
+        assert_eq!(
+            source.signing,
+            Signing::V4 {
+                region: DEFAULT_REGION.into()
+            }
+        );
+        let source = resolved(&format!("{local}region = \"cn-beijing\"")).unwrap();
+        assert_eq!(source.local_region, "cn-beijing");
+        assert_eq!(
+            source.signing,
+            Signing::V4 {
+                region: "cn-beijing".into()
+            }
+        );
+    }
+
     #[test]
     fn duplicate_logstores_are_rejected() {
         let config: SourceConfig =
