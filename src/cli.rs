@@ -486,6 +486,16 @@ mod tests {
     }
 
     #[test]
+    fn the_region_defaults_to_cn_hangzhou_and_is_checked() {
+        assert_eq!(local_server_args(&[]).unwrap().region, DEFAULT_REGION);
+        let args = local_server_args(&["--region", "ap-southeast-1"]).unwrap();
+        assert_eq!(args.region, "ap-southeast-1");
+        for bad in ["CN-HANGZHOU", "cn/hangzhou", "", "-x"] {
+            assert!(local_server_args(&["--region", bad]).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn the_secret_never_shows_in_debug_output() {
         let args = local_server_args(&["--access-key-secret", "hunter2-secret"]).unwrap();
         assert_eq!(args.access_key.access_key_secret.expose(), "hunter2-secret");
