@@ -281,13 +281,24 @@ pub fn check_date(headers: &HeaderMap, now: SystemTime) -> Result<(), VerifyErro
     let text = signed_date(headers);
     let date =
         httpdate::parse_http_date(text).map_err(|_| VerifyError::InvalidDate(text.to_owned()))?;
+    check_skew(text, date, now, httpdate::fmt_http_date)
+}
+
+/// Refuses a request `date` (sent as `text`) more than [`MAX_CLOCK_SKEW`] from `now`, either
+/// way; the error shows the server time written with `format`, as the request's date is.
+fn check_skew(
+    text: &str,
+    date: SystemTime,
+    now: SystemTime,
+    format: fn(SystemTime) -> String,
+) -> Result<(), VerifyError> {
     let skew = now
         .duration_since(date)
         .unwrap_or_else(|ahead| ahead.duration());
     if skew > MAX_CLOCK_SKEW {
         return Err(VerifyError::Expired {
             date: text.to_owned(),
-            server: httpdate::fmt_http_date(now),
+            server: format(now),
         });
     }
     Ok(())

@@ -328,13 +328,13 @@ impl Client {
         let now = std::time::SystemTime::now();
         let secret = self.config.access_key_secret.expose();
         let id = &self.config.access_key_id;
+        headers.insert("date", ascii_header(&httpdate::fmt_http_date(now)));
         let authorization = match &self.config.signing {
             Signing::V1 => {
                 headers.insert(
                     "x-log-signaturemethod",
                     HeaderValue::from_static("hmac-sha1"),
                 );
-                headers.insert("date", ascii_header(&httpdate::fmt_http_date(now)));
                 if !request.body.is_empty() {
                     headers.insert(
                         "content-md5",
@@ -344,6 +344,11 @@ impl Client {
                 auth::authorization(id, secret, &signed(request, &headers))
             }
             Signing::V4 { region } => {
+                // The headers the v4 documentation lists ("Request signatures (V4)").
+                headers.insert(
+                    "x-log-signaturemethod",
+                    HeaderValue::from_static("hmac-sha256"),
+                );
                 headers.insert(
                     auth::v4::DATE_HEADER,
                     ascii_header(&auth::v4::format_date(now)),

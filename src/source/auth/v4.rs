@@ -21,7 +21,7 @@ use http::HeaderMap;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use ring::{digest, hmac};
 
-use super::{constant_time_eq, header, SignedRequest, VerifyError, MAX_CLOCK_SKEW};
+use super::{check_skew, constant_time_eq, header, SignedRequest, VerifyError};
 
 /// The scheme word of a v4 `Authorization` header.
 pub const SCHEME: &str = "SLS4-HMAC-SHA256";
@@ -203,20 +203,11 @@ fn parse(credentials: &str) -> Option<Credential<'_>> {
     })
 }
 
-/// Checks that `x-log-date` is a v4 date within [`MAX_CLOCK_SKEW`] of `now`.
+/// Checks that `x-log-date` is a v4 date within [`super::MAX_CLOCK_SKEW`] of `now`.
 fn check_date(headers: &HeaderMap, now: SystemTime) -> Result<(), VerifyError> {
     let text = header(headers, DATE_HEADER);
     let date = parse_date(text).ok_or_else(|| VerifyError::InvalidDate(text.to_owned()))?;
-    let skew = now
-        .duration_since(date)
-        .unwrap_or_else(|ahead| ahead.duration());
-    if skew > MAX_CLOCK_SKEW {
-        return Err(VerifyError::Expired {
-            date: text.to_owned(),
-            server: format_date(now),
-        });
-    }
-    Ok(())
+    check_skew(text, date, now, format_date)
 }
 
 /// Verifies the credentials part of a v4 `Authorization` header (after the scheme word)
@@ -300,7 +291,7 @@ pub fn requires_v4(region: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{verify as verify_any, SignatureVersion};
+    use super::super::{verify as verify_any, SignatureVersion, MAX_CLOCK_SKEW};
     use super::*;
     use http::HeaderValue;
 
