@@ -8,9 +8,9 @@
 //! because the Python SDK adds `x-log-date` after signing) + the path + `?k=v&...` with the
 //! query pairs sorted by key and their values not URL-encoded.
 //!
-//! The official `aliyun-log-sdk-sign` crate only signs, with the date taken from the clock and
-//! headers it sets itself; a server needs verification over received headers and tests need a
-//! fixed date, so the canonicalisation lives here.
+//! The official `aliyun-log-sdk-sign` crate (0.2) only signs, v1 only, with the date taken
+//! from the clock and headers it sets itself; a server needs verification over received
+//! headers, tests need a fixed date, and v4 is not in it, so the canonicalisation lives here.
 
 pub mod v4;
 
@@ -151,10 +151,9 @@ pub enum SignatureVersion {
 }
 
 /// How a client signs its requests.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Signing {
     /// Signature v1.
-    #[default]
     V1,
     /// Signature v4 for a region.
     V4 {
@@ -206,14 +205,6 @@ impl Signing {
             (SignatureVersion::V4, None) => Err(SigningError::MissingRegion(endpoint.to_owned())),
         }
     }
-
-    /// The version this signs with.
-    pub fn version(&self) -> SignatureVersion {
-        match self {
-            Self::V1 => SignatureVersion::V1,
-            Self::V4 { .. } => SignatureVersion::V4,
-        }
-    }
 }
 
 /// Compares two secret-derived values in time independent of where they differ.
@@ -232,7 +223,8 @@ pub enum VerifyError {
     /// No `Authorization` header.
     #[error("the request is not signed")]
     Unsigned,
-    /// The header is not `LOG id:signature`.
+    /// The header is not `LOG id:signature`, or a v4 header without a credential scoped to
+    /// `…/sls/aliyun_v4_request` and a signature.
     #[error("malformed authorization header")]
     Malformed,
     /// Another signature scheme.
