@@ -166,7 +166,7 @@ pub enum Signing {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SigningError {
     /// v4 without a region, and none can be derived from the endpoint.
-    #[error("signature v4 needs a region, and `{0}` is not a standard endpoint it can be derived from (REGION[-intranet|-share].log.aliyuncs.com): set it")]
+    #[error("signature v4 needs a region, and `{0}` is not a standard endpoint it can be derived from (REGION[-intranet|-share|-vpc].log.aliyuncs.com): set it")]
     MissingRegion(String),
     /// The region is not a region id.
     #[error("`{0}` is not a region id: use lowercase letters, digits and `-`, e.g. `cn-hangzhou`")]

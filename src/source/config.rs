@@ -51,7 +51,7 @@ pub struct SourceConfig {
     #[serde(default)]
     pub signature_version: Option<SignatureVersion>,
     /// Region of the endpoint for signature v4, e.g. `cn-hangzhou`. Default: derived from a
-    /// standard endpoint (`REGION[-intranet|-share].log.aliyuncs.com`); required with v4 for
+    /// standard endpoint (`REGION[-intranet|-share|-vpc].log.aliyuncs.com`); required with v4 for
     /// any other endpoint. With `endpoint = "local"` the embedded service answers as this
     /// region (default `cn-hangzhou`).
     #[serde(default)]

@@ -256,17 +256,20 @@ pub(super) fn verify(
     }
 }
 
-/// The region of a standard endpoint, `REGION[-intranet|-share].log.aliyuncs.com` (scheme
-/// and port allowed): `cn-hangzhou` for `https://cn-hangzhou-intranet.log.aliyuncs.com`.
-/// `None` for any other host (an address, a private domain, the local server).
+/// The region of a standard endpoint, `REGION[-intranet|-share|-vpc].{log|sls}.aliyuncs.com`
+/// (scheme and port allowed), as the official Go SDK parses it: `cn-hangzhou` for
+/// `https://cn-hangzhou-intranet.log.aliyuncs.com`. `None` for any other host (an address, a
+/// private domain, the local server).
 pub fn region_from_endpoint(endpoint: &str) -> Option<String> {
     let rest = endpoint
         .trim()
         .split_once("://")
         .map_or(endpoint.trim(), |(_, rest)| rest);
     let host = rest.split(['/', ':']).next()?.to_ascii_lowercase();
-    let label = host.strip_suffix(".log.aliyuncs.com")?;
-    let region = ["-intranet", "-share"]
+    let label = host
+        .strip_suffix(".log.aliyuncs.com")
+        .or_else(|| host.strip_suffix(".sls.aliyuncs.com"))?;
+    let region = ["-intranet", "-share", "-vpc"]
         .iter()
         .find_map(|suffix| label.strip_suffix(suffix))
         .unwrap_or(label);
@@ -520,6 +523,11 @@ mod tests {
                 Some("cn-qingdao-acdr-ut-1"),
             ),
             ("ap-southeast-1.log.aliyuncs.com", Some("ap-southeast-1")),
+            (
+                "cn-shanghai-corp-share.sls.aliyuncs.com",
+                Some("cn-shanghai-corp"),
+            ),
+            ("cn-beijing-vpc.log.aliyuncs.com", Some("cn-beijing")),
             ("http://127.0.0.1:8080", None),
             ("sls.aliyuncs.com", None),
             ("https://logs.example.com", None),
