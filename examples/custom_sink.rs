@@ -155,6 +155,7 @@ async fn main() -> anyhow::Result<()> {
         data_dir: data_dir.path().to_owned(),
         access_key_id: ACCESS_KEY_ID.to_owned(),
         access_key_secret: Secret::new(ACCESS_KEY_SECRET),
+        region: siem_forwarder::local_server::DEFAULT_REGION.to_owned(),
         max_body_bytes: DEFAULT_MAX_BODY_BYTES,
         logstores: vec![LogstoreSpec {
             project: PROJECT.to_owned(),

@@ -72,6 +72,7 @@ pub async fn run(config: ForwarderConfig, shutdown: CancellationToken) -> anyhow
         source.access_key_secret.clone(),
     );
     client_config.security_token = source.security_token.clone();
+    client_config.signing = source.signing.clone();
     let client = Client::new(client_config)?;
 
     let sinks = build_sinks(&config.sinks)?;
@@ -174,6 +175,7 @@ async fn start_local_source(
         data_dir: local.data_dir.clone(),
         access_key_id: source.access_key_id.clone(),
         access_key_secret: source.access_key_secret.clone(),
+        region: source.local_region.clone(),
         max_body_bytes: DEFAULT_MAX_BODY_BYTES,
         logstores: source
             .logstores

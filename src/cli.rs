@@ -17,7 +17,7 @@ use crate::config::ForwarderConfig;
 use crate::local_server::generator::AuditLogGenerator;
 use crate::local_server::{
     valid_name, ConnectionLimits, LocalServer, LocalServerConfig, LogstoreSpec,
-    DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONNECTIONS, DEFAULT_REGION,
 };
 use crate::source::api::put_logs::PutTarget;
 use crate::source::json_lines::log_groups_from_json_lines;
@@ -130,6 +130,10 @@ pub struct LocalServerArgs {
     /// Connections served at once; further clients wait until one closes.
     #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_connections: usize,
+    /// The region this service answers as: requests signed with signature v4 must be scoped
+    /// to it (the real service requires the region of its endpoint).
+    #[arg(long, default_value = DEFAULT_REGION, value_parser = parse_region)]
+    pub region: String,
     /// Time a client has to send a request's headers (idle keep-alive time included)
     /// before its connection is closed, e.g. `60s`.
     #[arg(long, default_value_t = HumanDuration(DEFAULT_HEADER_READ_TIMEOUT))]
@@ -158,6 +162,17 @@ fn parse_logstore(text: &str) -> Result<(String, u32), String> {
         return Err("expected NAME or NAME:SHARDS with 1 to 256 shards".into());
     }
     Ok((parse_name(name)?, shards))
+}
+
+/// A region id such as `cn-hangzhou`.
+fn parse_region(region: &str) -> Result<String, String> {
+    if crate::source::auth::v4::valid_region(region) {
+        Ok(region.to_owned())
+    } else {
+        Err(format!(
+            "invalid region `{region}`: use lowercase letters, digits and `-`, e.g. `cn-hangzhou`"
+        ))
+    }
 }
 
 /// A project or logstore name, checked with the server's own rule.
@@ -317,6 +332,7 @@ async fn local_server(args: LocalServerArgs) -> anyhow::Result<()> {
         data_dir: args.data_dir.clone(),
         access_key_id: args.access_key.access_key_id,
         access_key_secret: args.access_key.access_key_secret,
+        region: args.region,
         max_body_bytes: args.max_body_bytes,
         logstores: args
             .logstores
@@ -473,6 +489,16 @@ mod tests {
         ])
         .unwrap();
         assert!(check_listen_credentials(args.listen, &args.access_key).is_ok());
+    }
+
+    #[test]
+    fn the_region_defaults_to_cn_hangzhou_and_is_checked() {
+        assert_eq!(local_server_args(&[]).unwrap().region, DEFAULT_REGION);
+        let args = local_server_args(&["--region", "ap-southeast-1"]).unwrap();
+        assert_eq!(args.region, "ap-southeast-1");
+        for bad in ["CN-HANGZHOU", "cn/hangzhou", "", "-x"] {
+            assert!(local_server_args(&["--region", bad]).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The `local-server` binary against hostile clients: forged, replayed and unsupported
-//! signatures, bodies that do not match their headers, oversized and truncated bodies,
+//! signatures (v1 and v4, v4 for another region), bodies that do not match their headers, oversized and truncated bodies,
 //! slow headers and absurd declared sizes. Each gets its SLS error (or a closed
 //! connection), and the process keeps answering correctly signed requests.
 
@@ -13,7 +13,7 @@ use siem_forwarder::source::api::cursor::CursorFrom;
 use siem_forwarder::source::api::put_logs::PutTarget;
 use siem_forwarder::source::protobuf::{Log, LogGroup};
 use siem_forwarder::source::Client;
-use support::{client_for, RawRequest, AK_ID, AK_SECRET, PROJECT};
+use support::{client_for, RawRequest, AK_ID, AK_SECRET, PROJECT, REGION};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
@@ -151,14 +151,29 @@ async fn forged_unsupported_and_stale_signatures_are_refused() {
     assert_eq!(server.send(&unknown).await, (401, "Unauthorized".into()));
     server.assert_serving("an unknown scheme").await;
 
-    let v4 = list().with(
+    let v4 = list().signed_v4(REGION);
+    let authorization = v4.headers["authorization"].to_str().unwrap();
+    let forged_v4 = v4.clone().with(
         "authorization",
         &format!(
-            "SLS4-HMAC-SHA256 Credential={AK_ID}/20260101/cn-hangzhou/sls/aliyun_v4_request,Signature=00"
+            "{}{}",
+            &authorization[..authorization.len() - 64],
+            "0".repeat(64)
         ),
     );
-    assert_eq!(server.send(&v4).await, (401, "Unauthorized".into()));
-    server.assert_serving("a v4 header").await;
+    assert_eq!(
+        server.send(&forged_v4).await,
+        (401, "SignatureNotMatch".into())
+    );
+    server.assert_serving("a forged v4 signature").await;
+    let unscoped = list().with(
+        "authorization",
+        &format!("SLS4-HMAC-SHA256 Credential={AK_ID}/20260101/{REGION}/sls/aliyun_v4_request"),
+    );
+    assert_eq!(server.send(&unscoped).await, (401, "Unauthorized".into()));
+    server
+        .assert_serving("a v4 header without a signature")
+        .await;
 
     for (offset, what) in [(-20 * 60, "an expired date"), (20 * 60, "a future date")] {
         let stale = list().with("date", &date(offset)).signed();
@@ -175,6 +190,61 @@ async fn forged_unsupported_and_stale_signatures_are_refused() {
         (400, "InvalidRequestTime".into())
     );
     server.assert_serving("an unparseable date").await;
+}
+
+/// `x-log-date` shifted by `offset_secs` from now, in the v4 format.
+fn v4_date(offset_secs: i64) -> String {
+    let parsed = httpdate::parse_http_date(&date(offset_secs)).unwrap();
+    siem_forwarder::source::auth::v4::format_date(parsed)
+}
+
+#[tokio::test]
+async fn v4_signatures_are_verified_with_region_date_and_body() {
+    let mut server = ServerProcess::start().await;
+    let put = || RawRequest::new("POST", PUT_PATH, one_log_group().to_bytes());
+
+    let other_region = put().signed_v4("cn-shanghai");
+    assert_eq!(
+        server.send(&other_region).await,
+        (401, "Unauthorized".into())
+    );
+    server
+        .assert_serving("a v4 signature for another region")
+        .await;
+
+    for (offset, what) in [(-20 * 60, "an expired date"), (20 * 60, "a future date")] {
+        let mut stale = put().signed_v4(REGION);
+        stale.headers.insert(
+            siem_forwarder::source::auth::v4::DATE_HEADER,
+            v4_date(offset).parse().unwrap(),
+        );
+        assert_eq!(
+            server.send(&stale).await,
+            (400, "RequestTimeExpired".into()),
+            "{what}"
+        );
+        server.assert_serving(what).await;
+    }
+
+    let mut altered = put().signed_v4(REGION);
+    altered.body = b"\x0a\x03\x08\x02\x10\x00".to_vec();
+    altered.headers.remove("content-md5");
+    assert_eq!(
+        server.send(&altered).await,
+        (401, "SignatureNotMatch".into())
+    );
+    server
+        .assert_serving("a body that does not match x-log-content-sha256")
+        .await;
+    assert_eq!(server.end_of_shard(0).await, "MA==", "nothing was stored");
+
+    let mut good = put();
+    good.headers.remove("content-md5");
+    assert_eq!(
+        server.send(&good.signed_v4(REGION)).await,
+        (200, String::new())
+    );
+    assert_eq!(server.end_of_shard(0).await, "MQ==");
 }
 
 #[tokio::test]

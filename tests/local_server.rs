@@ -9,7 +9,10 @@ use siem_forwarder::source::api::cursor::CursorFrom;
 use siem_forwarder::source::api::put_logs::PutTarget;
 use siem_forwarder::source::protobuf::{Log, LogGroup};
 use siem_forwarder::source::{ApiErrorCode, Client, ClientError};
-use support::{RawRequest, TestServer, AK_SECRET, PROJECT};
+use std::time::Duration;
+
+use support::forwarder::{fast_consumer, Forwarder};
+use support::{v4_client_for, wait_until, RawRequest, TestServer, AK_SECRET, PROJECT, REGION};
 
 async fn pull_everything(client: &Client, logstore: &str) -> usize {
     let mut total = 0;
@@ -85,6 +88,111 @@ async fn restart_between_writing_and_reading_loses_nothing() {
     );
     let groups = client.list_consumer_groups("audit").await.unwrap();
     assert_eq!((groups[0].name.as_str(), groups[0].timeout), ("g", 30));
+}
+
+#[tokio::test]
+async fn a_v4_signing_client_writes_reads_and_consumes() {
+    let server = TestServer::start(&[("audit", 2)]).await;
+    let client = v4_client_for(&server.endpoint(), PROJECT, AK_SECRET);
+    let mut generator = AuditLogGenerator::new(5);
+    for _ in 0..4 {
+        client
+            .put_logs(
+                "audit",
+                PutTarget::LoadBalanced,
+                &generator.group(50, 1_700_000_000),
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(pull_everything(&client, "audit").await, 200);
+    client
+        .create_consumer_group("audit", "g", 30, false)
+        .await
+        .unwrap();
+    let mut held = client.heartbeat("audit", "g", "c1", &[]).await.unwrap();
+    held.sort_unstable();
+    assert_eq!(held, [0, 1]);
+    client
+        .update_checkpoint("audit", "g", "c1", 1, "MQ==", false)
+        .await
+        .unwrap();
+    let checkpoint = client
+        .get_checkpoint("audit", "g", 1)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(checkpoint.checkpoint, "MQ==");
+
+    // A v4 client with the wrong secret is refused.
+    let forged = v4_client_for(&server.endpoint(), PROJECT, "wrong-secret");
+    assert_eq!(
+        api_code(forged.list_shards("audit").await),
+        (401, ApiErrorCode::SignatureNotMatch)
+    );
+}
+
+#[tokio::test]
+async fn the_forwarder_configured_for_v4_consumes_through_the_real_binary() {
+    let server = TestServer::start(&[("audit", 2)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut forwarder = Forwarder::spawn_with_source(
+        &server,
+        dir.path(),
+        &["audit"],
+        &format!("signature_version = \"v4\"\nregion = \"{REGION}\"\n"),
+        &fast_consumer("g", "v4"),
+        "",
+    );
+    let client = server.client();
+    let mut generator = AuditLogGenerator::new(4);
+    client
+        .put_logs(
+            "audit",
+            PutTarget::LoadBalanced,
+            &generator.group(300, 1_700_000_000),
+        )
+        .await
+        .unwrap();
+    wait_until(
+        "the v4 forwarder to deliver",
+        Duration::from_secs(60),
+        || {
+            let delivered = forwarder.delivered().len();
+            async move { delivered >= 300 }
+        },
+    )
+    .await;
+    let (code, _) = forwarder.terminate(Duration::from_secs(30)).await;
+    assert_eq!(code, Some(0));
+    assert_eq!(forwarder.delivered().len(), 300);
+
+    // The same configuration scoped to another region is refused: the forwarder signs v4.
+    let wrong_dir = tempfile::tempdir().unwrap();
+    let mut wrong = Forwarder::spawn_with_source(
+        &server,
+        wrong_dir.path(),
+        &["audit"],
+        "signature_version = \"v4\"\nregion = \"cn-shanghai\"\n",
+        &fast_consumer("g2", "v4-wrong"),
+        "",
+    );
+    wait_until(
+        "the wrong-region forwarder to be refused",
+        Duration::from_secs(60),
+        || {
+            let refused = wrong.log_lines().iter().any(|line| {
+                line.to_string()
+                    .contains("401 Unauthorized: the signature is scoped to region `cn-shanghai`")
+            });
+            async move { refused }
+        },
+    )
+    .await;
+    assert!(wrong.delivered().is_empty());
+    if wrong.running() {
+        wrong.kill().await;
+    }
 }
 
 /// Writes a single small log to any writable shard of `audit`.

@@ -1,5 +1,6 @@
 //! The unmodified official Python SDK (`aliyun-log-python-sdk`) against the local server:
-//! its plain API calls, and two `ConsumerWorker` processes sharing one consumer group.
+//! its plain API calls, and two `ConsumerWorker` processes sharing one consumer group, with
+//! signature v1 and with signature v4.
 
 mod support;
 
@@ -14,6 +15,7 @@ use siem_forwarder::source::api::cursor::CursorFrom;
 use siem_forwarder::source::api::put_logs::PutTarget;
 use support::{
     poll_until, sdk_proxy_env, sdk_python, wait_until, TestServer, AK_ID, AK_SECRET, PROJECT,
+    REGION,
 };
 use tokio::process::Command;
 
@@ -25,9 +27,28 @@ fn script(name: &str) -> String {
         .to_string()
 }
 
+/// Signs with the SDK's signature v4 for `region` (the scripts default to v1).
+fn v4_args(region: &str) -> [&str; 4] {
+    ["--auth-version", "v4", "--region", region]
+}
+
 async fn run_sdk_client(server: &TestServer, logstore: &str, args: &[&str]) -> Value {
+    let output = sdk_client_output(server, logstore, args).await;
+    assert!(
+        output.status.success(),
+        "sdk_client.py failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("json from sdk_client.py")
+}
+
+async fn sdk_client_output(
+    server: &TestServer,
+    logstore: &str,
+    args: &[&str],
+) -> std::process::Output {
     let (endpoint, env) = sdk_proxy_env(server);
-    let output = Command::new(sdk_python())
+    Command::new(sdk_python())
         .arg(script("sdk_client.py"))
         .args(args)
         .args([
@@ -42,20 +63,48 @@ async fn run_sdk_client(server: &TestServer, logstore: &str, args: &[&str]) -> V
         .envs(env)
         .output()
         .await
-        .expect("run python");
-    assert!(
-        output.status.success(),
-        "sdk_client.py failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).expect("json from sdk_client.py")
+        .expect("run python")
 }
 
 #[tokio::test]
 async fn python_sdk_puts_lists_seeks_and_pulls() {
     let server = TestServer::start(&[("sdk", 2)]).await;
     let result = run_sdk_client(&server, "sdk", &["basic"]).await;
+    assert_basic_result(&result);
+}
 
+#[tokio::test]
+async fn python_sdk_with_signature_v4_puts_lists_seeks_and_pulls() {
+    let server = TestServer::start(&[("sdk", 2)]).await;
+    let mut args = vec!["basic"];
+    args.extend(v4_args(REGION));
+    let result = run_sdk_client(&server, "sdk", &args).await;
+    assert_basic_result(&result);
+
+    // The same SDK signing for another region is refused, and writes nothing.
+    let mut args = vec!["basic"];
+    args.extend(v4_args("cn-shanghai"));
+    let output = sdk_client_output(&server, "sdk", &args).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success() && stderr.contains("Unauthorized"),
+        "a v4 signature for another region must be refused: {stderr}"
+    );
+    let client = server.client();
+    for shard in [0, 1] {
+        let end = client
+            .get_cursor("sdk", shard, CursorFrom::End)
+            .await
+            .unwrap();
+        assert_eq!(
+            end, "MQ==",
+            "shard {shard} holds only the first run's group"
+        );
+    }
+}
+
+/// What `sdk_client.py basic` reports after two puts of five logs to a 2-shard logstore.
+fn assert_basic_result(result: &Value) {
     assert_eq!(result["shards"], serde_json::json!([0, 1]));
     let logs = result["logs"].as_array().unwrap();
     assert_eq!(logs.len(), 10, "two put_logs calls of five logs each");
@@ -106,7 +155,13 @@ struct Consumer {
 }
 
 impl Consumer {
-    fn spawn(server: &TestServer, dir: &Path, logstore: &str, group: &str, name: &str) -> Self {
+    /// Starts consumer `name`; `extra` is appended to its command line (e.g. [`v4_args`]).
+    fn spawn(
+        server: &TestServer,
+        dir: &Path,
+        (logstore, group, name): (&str, &str, &str),
+        extra: &[&str],
+    ) -> Self {
         let (endpoint, env) = sdk_proxy_env(server);
         let output = dir.join(format!("{name}.jsonl"));
         let events = dir.join(format!("{name}.events"));
@@ -126,6 +181,7 @@ impl Consumer {
             .arg(&output)
             .arg("--events")
             .arg(&events)
+            .args(extra)
             .envs(env)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.join(format!("{name}.stderr"))).expect("stderr file"))
@@ -186,8 +242,8 @@ async fn python_consumer_workers_split_shards_and_consume_each_log_once() {
     let server = TestServer::start(&[("audit", 4)]).await;
     let dir = tempfile::tempdir().unwrap();
     let mut consumers = [
-        Consumer::spawn(&server, dir.path(), "audit", "sdk-group", "c1"),
-        Consumer::spawn(&server, dir.path(), "audit", "sdk-group", "c2"),
+        Consumer::spawn(&server, dir.path(), ("audit", "sdk-group", "c1"), &[]),
+        Consumer::spawn(&server, dir.path(), ("audit", "sdk-group", "c2"), &[]),
     ];
 
     let settled = poll_until(Duration::from_secs(60), || {
@@ -263,6 +319,75 @@ async fn python_consumer_workers_split_shards_and_consume_each_log_once() {
         run_sdk_client(&server, "audit", &["checkpoints", "--group", "sdk-group"]).await;
     let checkpoints = checkpoints["checkpoints"].as_array().unwrap();
     assert_eq!(checkpoints.len(), 4);
+    for checkpoint in checkpoints {
+        let shard = checkpoint["shard"].as_u64().unwrap() as u32;
+        let end = client
+            .get_cursor("audit", shard, CursorFrom::End)
+            .await
+            .unwrap();
+        assert_eq!(
+            checkpoint["checkpoint"],
+            end.as_str(),
+            "shard {shard} checkpoint is at the end"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_python_consumer_with_signature_v4_consumes_and_commits() {
+    const LOGS: usize = 2_000;
+    let server = TestServer::start(&[("audit", 2)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut consumer = Consumer::spawn(
+        &server,
+        dir.path(),
+        ("audit", "v4-group", "c1"),
+        &v4_args(REGION),
+    );
+    let settled = poll_until(Duration::from_secs(60), || {
+        let held = consumer.holding();
+        async move { held.len() == 2 }
+    })
+    .await;
+    if !settled {
+        let stderr = std::fs::read_to_string(dir.path().join("c1.stderr")).unwrap_or_default();
+        panic!("the v4 consumer did not take both shards within 60s:\n{stderr}");
+    }
+
+    let client = server.client();
+    let mut generator = AuditLogGenerator::new(2);
+    for _ in 0..LOGS / 500 {
+        client
+            .put_logs(
+                "audit",
+                PutTarget::LoadBalanced,
+                &generator.group(500, 1_700_000_000),
+            )
+            .await
+            .unwrap();
+    }
+    wait_until("all logs to be consumed", Duration::from_secs(120), || {
+        let total = consumer.logs().len();
+        async move { total >= LOGS }
+    })
+    .await;
+    consumer.stop().await;
+
+    let ids: HashSet<String> = consumer
+        .logs()
+        .iter()
+        .map(|log| log["event_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        (ids.len(), consumer.logs().len()),
+        (LOGS, LOGS),
+        "every log consumed exactly once"
+    );
+    let mut args = vec!["checkpoints", "--group", "v4-group"];
+    args.extend(v4_args(REGION));
+    let checkpoints = run_sdk_client(&server, "audit", &args).await;
+    let checkpoints = checkpoints["checkpoints"].as_array().unwrap();
+    assert_eq!(checkpoints.len(), 2);
     for checkpoint in checkpoints {
         let shard = checkpoint["shard"].as_u64().unwrap() as u32;
         let end = client

@@ -76,6 +76,7 @@ async fn assert_checkpoints_at_the_end(data: &Path) {
         data_dir: data.to_owned(),
         access_key_id: "quickstart".into(),
         access_key_secret: Secret::new("quickstart-secret"),
+        region: siem_forwarder::local_server::DEFAULT_REGION.into(),
         max_body_bytes: DEFAULT_MAX_BODY_BYTES,
         logstores: Vec::new(),
     })

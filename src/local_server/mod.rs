@@ -71,6 +71,9 @@ pub struct LogstoreSpec {
     pub shards: u32,
 }
 
+/// The region the local server answers as unless told otherwise.
+pub const DEFAULT_REGION: &str = "cn-hangzhou";
+
 /// How to run the local server.
 #[derive(Debug, Clone)]
 pub struct LocalServerConfig {
@@ -80,6 +83,9 @@ pub struct LocalServerConfig {
     pub access_key_id: String,
     /// Its secret.
     pub access_key_secret: Secret,
+    /// The region this service answers as: a v4 signature must be scoped to it, as the real
+    /// service requires the region of its endpoint. Default [`DEFAULT_REGION`].
+    pub region: String,
     /// Largest accepted request body in bytes; larger bodies get 413 `PostBodyTooLarge`.
     pub max_body_bytes: usize,
     /// Logstores to create when missing.
@@ -237,6 +243,7 @@ mod tests {
             data_dir: dir.path().to_owned(),
             access_key_id: "id".into(),
             access_key_secret: Secret::new("secret"),
+            region: DEFAULT_REGION.into(),
             max_body_bytes: 1 << 20,
             logstores: Vec::new(),
         })

@@ -2,8 +2,9 @@
 //! handler per SLS API. Handlers answer with the SLS JSON bodies and headers the official
 //! SDKs read (lowercase header names, `x-log-requestid` on every response).
 //!
-//! A request is authenticated from its headers (v1 signature and `Date`) before its body is
-//! read, and a body must carry a matching `Content-MD5`, which the signature covers.
+//! A request is authenticated from its headers (v1 signature and `Date`, or v4 signature and
+//! `x-log-date`) before its body is read; the body must then match the digest the signature
+//! covers: `Content-MD5` for v1, `x-log-content-sha256` for v4.
 
 use std::sync::Arc;
 
@@ -15,7 +16,7 @@ use serde_json::json;
 
 use super::state::{blocking, Failure, Logstore, Project};
 use super::LocalServer;
-use crate::source::auth::{self, SignedRequest, VerifyError};
+use crate::source::auth::{self, SignatureVersion, SignedRequest, VerifyError};
 use crate::source::compression::Compression;
 use crate::source::{cursor, protobuf, ApiErrorCode};
 
@@ -164,7 +165,7 @@ impl LocalServer {
         let query = decode_query(parts.uri.query());
         // The signature covers the headers (`Content-MD5` included), so it is checked before
         // anything of an unauthenticated body is buffered.
-        self.authenticate(&SignedRequest {
+        let version = self.authenticate(&SignedRequest {
             method: parts.method.as_str(),
             path: &path,
             query: &query,
@@ -184,7 +185,10 @@ impl LocalServer {
                 }
             })?
             .to_bytes();
-        check_content_md5(&parts.headers, &body)?;
+        match version {
+            SignatureVersion::V1 => check_content_md5(&parts.headers, &body)?,
+            SignatureVersion::V4 => check_content_sha256(&parts.headers, &body)?,
+        }
         Ok(Call {
             method: parts.method,
             segments: path
@@ -199,11 +203,13 @@ impl LocalServer {
         })
     }
 
-    /// Verifies the v1 signature and the request's date against the server clock.
-    fn authenticate(&self, request: &SignedRequest<'_>) -> Result<(), Failure> {
+    /// Verifies the v1 or v4 signature (v4 scoped to this server's region) and the request's
+    /// date against the server clock; returns the version verified.
+    fn authenticate(&self, request: &SignedRequest<'_>) -> Result<SignatureVersion, Failure> {
         auth::verify(
             &self.config.access_key_id,
             self.config.access_key_secret.expose(),
+            &self.config.region,
             request,
             std::time::SystemTime::now(),
         )
@@ -211,7 +217,9 @@ impl LocalServer {
             let code = match error {
                 VerifyError::Unsigned
                 | VerifyError::Malformed
-                | VerifyError::UnsupportedScheme(_) => ApiErrorCode::Unauthorized,
+                | VerifyError::UnsupportedScheme(_)
+                | VerifyError::WrongRegion { .. }
+                | VerifyError::MissingContentSha256 => ApiErrorCode::Unauthorized,
                 VerifyError::UnknownAccessKeyId(_) => ApiErrorCode::InvalidAccessKeyId,
                 VerifyError::Mismatch => ApiErrorCode::SignatureNotMatch,
                 VerifyError::InvalidDate(_) => ApiErrorCode::Other("InvalidRequestTime".into()),
@@ -500,6 +508,23 @@ fn check_content_md5(headers: &HeaderMap, body: &[u8]) -> Result<(), Failure> {
         ));
     }
     Ok(())
+}
+
+/// Requires a v4 request's body to match its `x-log-content-sha256`, which the signature
+/// covers (present on every v4 request; the digest of an empty body when there is none).
+fn check_content_sha256(headers: &HeaderMap, body: &[u8]) -> Result<(), Failure> {
+    let declared = headers
+        .get(auth::v4::CONTENT_SHA256_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("");
+    if declared.eq_ignore_ascii_case(&auth::v4::content_sha256(body)) {
+        Ok(())
+    } else {
+        Err(Failure::new(
+            ApiErrorCode::SignatureNotMatch,
+            "x-log-content-sha256 does not match the body",
+        ))
+    }
 }
 
 /// The most a body of each compression can expand: an LZ4 block about 255 times, deflate

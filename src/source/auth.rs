@@ -1,14 +1,18 @@
-//! Request signature v1 (`hmac-sha1`), used both to sign client requests and to verify them
-//! in the local server, so both sides share one canonicalisation.
+//! Request signatures: v1 (`hmac-sha1`, here) and v4 (`SLS4-HMAC-SHA256`, in [`v4`]), used
+//! both to sign client requests and to verify them in the local server, so both sides share
+//! one canonicalisation.
 //!
-//! String to sign: `VERB\nCONTENT-MD5\nCONTENT-TYPE\nDATE\n` + one `name:value\n` line per
+//! v1 string to sign:
+//! `VERB\nCONTENT-MD5\nCONTENT-TYPE\nDATE\n` + one `name:value\n` line per
 //! `x-log-*`/`x-acs-*` header (sorted, lowercase; `x-log-date` and `x-log-meta-*` excluded
 //! because the Python SDK adds `x-log-date` after signing) + the path + `?k=v&...` with the
 //! query pairs sorted by key and their values not URL-encoded.
 //!
-//! The official `aliyun-log-sdk-sign` crate only signs, with the date taken from the clock and
-//! headers it sets itself; a server needs verification over received headers and tests need a
-//! fixed date, so the canonicalisation lives here.
+//! The official `aliyun-log-sdk-sign` crate (0.2) only signs, v1 only, with the date taken
+//! from the clock and headers it sets itself; a server needs verification over received
+//! headers, tests need a fixed date, and v4 is not in it, so the canonicalisation lives here.
+
+pub mod v4;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -45,6 +49,7 @@ pub fn content_md5(body: &[u8]) -> String {
     hex
 }
 
+/// One header's value as text; empty when absent or not visible ASCII.
 fn header<'h>(headers: &'h HeaderMap, name: &str) -> &'h str {
     headers
         .get(name)
@@ -132,8 +137,85 @@ pub fn authorization(
 /// <https://help.aliyun.com/en/sls/developer-reference/error-codes>).
 pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(15 * 60);
 
-/// The only signature scheme verified: v1, `LOG {id}:{signature}`.
+/// The v1 scheme: `LOG {id}:{signature}`.
 const V1_SCHEME: &str = "LOG ";
+
+/// A signature version, as configured (`source.signature_version`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignatureVersion {
+    /// `LOG id:signature`, HMAC-SHA1.
+    V1,
+    /// `SLS4-HMAC-SHA256`, scoped to a region.
+    V4,
+}
+
+/// How a client signs its requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signing {
+    /// Signature v1.
+    V1,
+    /// Signature v4 for a region.
+    V4 {
+        /// The region of the endpoint, e.g. `cn-hangzhou`.
+        region: String,
+    },
+}
+
+/// Why a signing configuration cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SigningError {
+    /// v4 without a region, and none can be derived from the endpoint.
+    #[error("signature v4 needs a region, and `{0}` is not a standard endpoint it can be derived from (REGION[-intranet|-share|-vpc].log.aliyuncs.com): set it")]
+    MissingRegion(String),
+    /// The region is not a region id.
+    #[error("`{0}` is not a region id: use lowercase letters, digits and `-`, e.g. `cn-hangzhou`")]
+    InvalidRegion(String),
+}
+
+impl Signing {
+    /// Picks the signature for an endpoint. The region is `region` or, when that is `None`,
+    /// derived from a standard endpoint ([`v4::region_from_endpoint`]). The version is
+    /// `version`; when that is `None`, v4 for regions that require it ([`v4::requires_v4`])
+    /// and v1 otherwise.
+    ///
+    /// # Errors
+    ///
+    /// [`SigningError::InvalidRegion`] for a malformed `region`,
+    /// [`SigningError::MissingRegion`] for v4 without a known region.
+    pub fn resolve(
+        version: Option<SignatureVersion>,
+        region: Option<&str>,
+        endpoint: &str,
+    ) -> Result<Self, SigningError> {
+        let region = match region {
+            Some(region) if !v4::valid_region(region) => {
+                return Err(SigningError::InvalidRegion(region.to_owned()))
+            }
+            Some(region) => Some(region.to_owned()),
+            None => v4::region_from_endpoint(endpoint),
+        };
+        let version = version.unwrap_or(match &region {
+            Some(region) if v4::requires_v4(region) => SignatureVersion::V4,
+            _ => SignatureVersion::V1,
+        });
+        match (version, region) {
+            (SignatureVersion::V1, _) => Ok(Self::V1),
+            (SignatureVersion::V4, Some(region)) => Ok(Self::V4 { region }),
+            (SignatureVersion::V4, None) => Err(SigningError::MissingRegion(endpoint.to_owned())),
+        }
+    }
+}
+
+/// Compares two secret-derived values in time independent of where they differ.
+fn constant_time_eq(expected: &str, provided: &str) -> bool {
+    expected.len() == provided.len()
+        && expected
+            .bytes()
+            .zip(provided.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
 
 /// Why a request failed verification.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -141,20 +223,33 @@ pub enum VerifyError {
     /// No `Authorization` header.
     #[error("the request is not signed")]
     Unsigned,
-    /// The header is not `LOG id:signature`.
+    /// The header is not `LOG id:signature`, or a v4 header without a credential scoped to
+    /// `…/sls/aliyun_v4_request` and a signature.
     #[error("malformed authorization header")]
     Malformed,
-    /// Another signature scheme (v4 `SLS4-HMAC-SHA256` included), which is not verified.
-    #[error("unsupported authorization scheme `{0}`: only `LOG` (signature v1) is accepted")]
+    /// Another signature scheme.
+    #[error("unsupported authorization scheme `{0}`: only `LOG` (signature v1) and `SLS4-HMAC-SHA256` (signature v4) are accepted")]
     UnsupportedScheme(String),
+    /// A v4 signature scoped to another region than the server's.
+    #[error("the signature is scoped to region `{signed}`, but this endpoint is in `{expected}`")]
+    WrongRegion {
+        /// The region in the credential scope.
+        signed: String,
+        /// The server's region.
+        expected: String,
+    },
+    /// A v4 request without `x-log-content-sha256`.
+    #[error("a v4 signed request must carry x-log-content-sha256")]
+    MissingContentSha256,
     /// Signed with another AccessKey id.
     #[error("unknown access key id `{0}`")]
     UnknownAccessKeyId(String),
     /// The signature does not match the request.
     #[error("signature does not match")]
     Mismatch,
-    /// Neither `Date` nor `x-log-date` holds an RFC 822/1123 date.
-    #[error("request time `{0}` is not an rfc 822 date")]
+    /// v1: neither `Date` nor `x-log-date` holds an RFC 822/1123 date; v4: `x-log-date` is
+    /// not `YYYYMMDDTHHMMSSZ`.
+    #[error("request time `{0}` is missing or malformed")]
     InvalidDate(String),
     /// The `Date` is more than [`MAX_CLOCK_SKEW`] away from the server clock, so the
     /// request may be a replay.
@@ -178,35 +273,63 @@ pub fn check_date(headers: &HeaderMap, now: SystemTime) -> Result<(), VerifyErro
     let text = signed_date(headers);
     let date =
         httpdate::parse_http_date(text).map_err(|_| VerifyError::InvalidDate(text.to_owned()))?;
+    check_skew(text, date, now, httpdate::fmt_http_date)
+}
+
+/// Refuses a request `date` (sent as `text`) more than [`MAX_CLOCK_SKEW`] from `now`, either
+/// way; the error shows the server time written with `format`, as the request's date is.
+fn check_skew(
+    text: &str,
+    date: SystemTime,
+    now: SystemTime,
+    format: fn(SystemTime) -> String,
+) -> Result<(), VerifyError> {
     let skew = now
         .duration_since(date)
         .unwrap_or_else(|ahead| ahead.duration());
     if skew > MAX_CLOCK_SKEW {
         return Err(VerifyError::Expired {
             date: text.to_owned(),
-            server: httpdate::fmt_http_date(now),
+            server: format(now),
         });
     }
     Ok(())
 }
 
-/// Verifies a v1-signed request against one AccessKey, with its date checked against `now`
-/// (see [`check_date`]). Every other scheme is refused, v4 (`SLS4-HMAC-SHA256`) included,
-/// because it is not verified.
+/// Verifies a v1- or v4-signed request against one AccessKey (and, for v4, the server's
+/// `region`), with its date checked against `now`: v1 by [`check_date`], v4 by `x-log-date`
+/// with the same skew. Every other scheme is refused. Returns the version that was verified,
+/// so that the caller checks the body against the digest that version signs (`Content-MD5`
+/// for v1, `x-log-content-sha256` for v4).
 ///
 /// # Errors
 ///
-/// Returns [`VerifyError`] when the request is unsigned, signed with another scheme or key,
-/// altered, or dated too far from `now`.
+/// Returns [`VerifyError`] when the request is unsigned, signed with another scheme, key or
+/// region, altered, or dated too far from `now`.
 pub fn verify(
     access_key_id: &str,
     access_key_secret: &str,
+    region: &str,
     request: &SignedRequest<'_>,
     now: SystemTime,
-) -> Result<(), VerifyError> {
+) -> Result<SignatureVersion, VerifyError> {
     let value = header(request.headers, "authorization");
     if value.is_empty() {
         return Err(VerifyError::Unsigned);
+    }
+    if let Some(credentials) = value
+        .strip_prefix(v4::SCHEME)
+        .and_then(|rest| rest.strip_prefix(' '))
+    {
+        v4::verify(
+            credentials,
+            access_key_id,
+            access_key_secret,
+            region,
+            request,
+            now,
+        )?;
+        return Ok(SignatureVersion::V4);
     }
     let Some(credentials) = value.strip_prefix(V1_SCHEME) else {
         let scheme: String = value
@@ -224,15 +347,8 @@ pub fn verify(
     }
     check_date(request.headers, now)?;
     let expected = signature(access_key_secret, request);
-    // Compare in constant time: the signature is a secret-derived value.
-    let equal = expected.len() == provided.len()
-        && expected
-            .bytes()
-            .zip(provided.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    if equal {
-        Ok(())
+    if constant_time_eq(&expected, provided) {
+        Ok(SignatureVersion::V1)
     } else {
         Err(VerifyError::Mismatch)
     }
@@ -410,7 +526,7 @@ mod tests {
                 query: &q,
                 headers: h,
             };
-            verify("testid", "testsecret", &request, date(DATE))
+            verify("testid", "testsecret", "cn-hangzhou", &request, date(DATE)).map(|_| ())
         };
         assert_eq!(request(&h), Err(VerifyError::Unsigned));
         let auth = authorization(
@@ -460,18 +576,16 @@ mod tests {
             query: &[],
             headers: h,
         };
-        verify("testid", "testsecret", &request, now)
+        verify("testid", "testsecret", "cn-hangzhou", &request, now).map(|version| {
+            assert_eq!(version, SignatureVersion::V1);
+        })
     }
 
     #[test]
-    fn v4_and_unknown_schemes_are_refused_unverified() {
+    fn unknown_schemes_are_refused() {
         let mut h = headers(&[]);
         for (value, scheme) in [
-            (
-                "SLS4-HMAC-SHA256 Credential=testid/20151109/cn-hangzhou/sls/aliyun_v4_request,Signature=00",
-                "SLS4-HMAC-SHA256",
-            ),
-            ("SLS4-HMAC-SHA256 ", "SLS4-HMAC-SHA256"),
+            ("SLS4-HMAC-SHA256x Credential=a", "SLS4-HMAC-SHA256x"),
             ("Bearer token", "Bearer"),
             ("log testid:abc", "log"),
         ] {
@@ -482,6 +596,44 @@ mod tests {
                 "{value}"
             );
         }
+    }
+
+    #[test]
+    fn signing_is_resolved_from_version_region_and_endpoint() {
+        let cloud = "https://cn-hangzhou.log.aliyuncs.com";
+        assert_eq!(Signing::resolve(None, None, cloud), Ok(Signing::V1));
+        let v4 = Some(SignatureVersion::V4);
+        assert_eq!(
+            Signing::resolve(v4, None, cloud),
+            Ok(Signing::V4 {
+                region: "cn-hangzhou".into()
+            })
+        );
+        assert_eq!(
+            Signing::resolve(v4, Some("cn-beijing"), cloud),
+            Ok(Signing::V4 {
+                region: "cn-beijing".into()
+            })
+        );
+        assert_eq!(
+            Signing::resolve(v4, None, "http://127.0.0.1:1"),
+            Err(SigningError::MissingRegion("http://127.0.0.1:1".into()))
+        );
+        assert_eq!(
+            Signing::resolve(v4, Some("CN/x"), cloud),
+            Err(SigningError::InvalidRegion("CN/x".into()))
+        );
+        let dedicated = "https://cn-qingdao-acdr-ut-1.log.aliyuncs.com";
+        assert_eq!(
+            Signing::resolve(None, None, dedicated),
+            Ok(Signing::V4 {
+                region: "cn-qingdao-acdr-ut-1".into()
+            })
+        );
+        assert_eq!(
+            Signing::resolve(Some(SignatureVersion::V1), None, dedicated),
+            Ok(Signing::V1)
+        );
     }
 
     #[test]

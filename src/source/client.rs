@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method};
 
-use super::auth::{self, SignedRequest, SECURITY_TOKEN_HEADER};
+use super::auth::{self, SignedRequest, Signing, SECURITY_TOKEN_HEADER};
 use super::error::ApiError;
 use crate::common::{Backoff, Secret};
 
@@ -30,6 +30,8 @@ pub struct ClientConfig {
     pub max_attempts: u32,
     /// Sent as `User-Agent`.
     pub user_agent: String,
+    /// How requests are signed (v1 unless set; see [`Signing::resolve`]).
+    pub signing: Signing,
 }
 
 impl ClientConfig {
@@ -49,6 +51,7 @@ impl ClientConfig {
             request_timeout: Duration::from_secs(60),
             max_attempts: 4,
             user_agent: concat!("siem-forwarder/", env!("CARGO_PKG_VERSION")).to_owned(),
+            signing: Signing::V1,
         }
     }
 }
@@ -318,35 +321,45 @@ impl Client {
     ) -> Result<ApiResponse, ClientError> {
         let mut headers = request.headers.clone();
         headers.insert("x-log-apiversion", HeaderValue::from_static("0.6.0"));
-        headers.insert(
-            "x-log-signaturemethod",
-            HeaderValue::from_static("hmac-sha1"),
-        );
-        headers.insert(
-            "date",
-            ascii_header(&httpdate::fmt_http_date(std::time::SystemTime::now())),
-        );
         headers.insert("host", self.host_header.clone());
-        if !request.body.is_empty() {
-            headers.insert(
-                "content-md5",
-                ascii_header(&auth::content_md5(&request.body)),
-            );
-        }
         if let Some(token) = &self.security_token {
             headers.insert(SECURITY_TOKEN_HEADER, token.clone());
         }
-        let signed = SignedRequest {
-            method: request.method.as_str(),
-            path: &request.path,
-            query: &request.query,
-            headers: &headers,
+        let now = std::time::SystemTime::now();
+        let secret = self.config.access_key_secret.expose();
+        let id = &self.config.access_key_id;
+        headers.insert("date", ascii_header(&httpdate::fmt_http_date(now)));
+        let authorization = match &self.config.signing {
+            Signing::V1 => {
+                headers.insert(
+                    "x-log-signaturemethod",
+                    HeaderValue::from_static("hmac-sha1"),
+                );
+                if !request.body.is_empty() {
+                    headers.insert(
+                        "content-md5",
+                        ascii_header(&auth::content_md5(&request.body)),
+                    );
+                }
+                auth::authorization(id, secret, &signed(request, &headers))
+            }
+            Signing::V4 { region } => {
+                // The headers the v4 documentation lists ("Request signatures (V4)").
+                headers.insert(
+                    "x-log-signaturemethod",
+                    HeaderValue::from_static("hmac-sha256"),
+                );
+                headers.insert(
+                    auth::v4::DATE_HEADER,
+                    ascii_header(&auth::v4::format_date(now)),
+                );
+                headers.insert(
+                    auth::v4::CONTENT_SHA256_HEADER,
+                    ascii_header(&auth::v4::content_sha256(&request.body)),
+                );
+                auth::v4::authorization(id, secret, region, &signed(request, &headers))
+            }
         };
-        let authorization = auth::authorization(
-            &self.config.access_key_id,
-            self.config.access_key_secret.expose(),
-            &signed,
-        );
         let mut authorization = ascii_header(&authorization);
         authorization.set_sensitive(true);
         headers.insert("authorization", authorization);
@@ -389,6 +402,16 @@ impl Client {
             .get("x-log-requestid")
             .and_then(|value| value.to_str().ok());
         Err(ApiError::from_response(status.as_u16(), &body, request_id).into())
+    }
+}
+
+/// The signed parts of `request` with its final `headers`.
+fn signed<'a>(request: &'a ApiRequest, headers: &'a HeaderMap) -> SignedRequest<'a> {
+    SignedRequest {
+        method: request.method.as_str(),
+        path: &request.path,
+        query: &request.query,
+        headers,
     }
 }
 

@@ -9,6 +9,8 @@ use serde::Deserialize;
 use crate::common::units::check_within;
 use crate::common::Secret;
 use crate::encoding::field::InvalidSetting;
+use crate::local_server::DEFAULT_REGION;
+use crate::source::auth::{SignatureVersion, Signing};
 
 /// The endpoint value that starts the embedded log service in-process.
 pub const LOCAL_ENDPOINT: &str = "local";
@@ -43,6 +45,17 @@ pub struct SourceConfig {
     /// spaces, at most 8192 characters. Empty means none (e.g. `"${SLS_STS_TOKEN:-}"`).
     #[serde(default)]
     pub security_token: Option<Secret>,
+    /// Request signature: `"v1"` (HMAC-SHA1) or `"v4"` (`SLS4-HMAC-SHA256`, scoped to
+    /// `region`). Default v1, except v4 for dedicated-cloud regions (`-acdr-ut-`), which
+    /// accept only v4.
+    #[serde(default)]
+    pub signature_version: Option<SignatureVersion>,
+    /// Region of the endpoint for signature v4, e.g. `cn-hangzhou`. Default: derived from a
+    /// standard endpoint (`REGION[-intranet|-share|-vpc].log.aliyuncs.com`); required with v4 for
+    /// any other endpoint. With `endpoint = "local"` the embedded service answers as this
+    /// region (default `cn-hangzhou`).
+    #[serde(default)]
+    pub region: Option<String>,
     /// Settings of the embedded log service when `endpoint = "local"`.
     #[serde(default)]
     pub local: LocalSourceConfig,
@@ -97,6 +110,10 @@ pub struct ResolvedSource {
     pub access_key_secret: Secret,
     /// STS token.
     pub security_token: Option<Secret>,
+    /// How requests are signed.
+    pub signing: Signing,
+    /// The region the embedded log service answers as (with `endpoint = "local"`).
+    pub local_region: String,
 }
 
 /// Most logstores one process consumes (a project holds at most 200).
@@ -141,6 +158,17 @@ impl SourceConfig {
             check_endpoint(&endpoint)
                 .map_err(|reason| InvalidSetting::new("source.endpoint", reason))?;
         }
+        let local_region = self.region.as_deref().unwrap_or(DEFAULT_REGION);
+        let signing = Signing::resolve(
+            self.signature_version,
+            if local {
+                Some(local_region)
+            } else {
+                self.region.as_deref()
+            },
+            &endpoint,
+        )
+        .map_err(|error| InvalidSetting::new("source.region", error.to_string()))?;
         let project = if local {
             self.project
                 .clone()
@@ -213,6 +241,8 @@ impl SourceConfig {
                 .security_token
                 .clone()
                 .filter(|token| !token.is_empty()),
+            signing,
+            local_region: local_region.to_owned(),
         })
     }
 }
@@ -405,6 +435,78 @@ mod tests {
             let config: SourceConfig = toml::from_str(&text).unwrap();
             assert!(config.resolve(|_| None).is_ok(), "{good}");
         }
+    }
+
+    fn resolved(text: &str) -> Result<ResolvedSource, InvalidSetting> {
+        let config: SourceConfig = toml::from_str(text).unwrap();
+        config.resolve(|_| None)
+    }
+
+    #[test]
+    fn signature_version_and_region_pick_the_signing() {
+        let cloud = "project = \"p-1\"\nlogstores = [\"audit\"]\naccess_key_id = \"i\"\n\
+                     access_key_secret = \"s\"\n";
+        let with = |extra: &str| resolved(&format!("{cloud}{extra}"));
+        let hangzhou = Signing::V4 {
+            region: "cn-hangzhou".into(),
+        };
+        let standard = "endpoint = \"https://cn-hangzhou-intranet.log.aliyuncs.com\"\n";
+        assert_eq!(
+            with(standard).unwrap().signing,
+            Signing::V1,
+            "v1 by default"
+        );
+        assert_eq!(
+            with(&format!("{standard}signature_version = \"v4\""))
+                .unwrap()
+                .signing,
+            hangzhou,
+            "the region of a standard endpoint"
+        );
+        assert_eq!(
+            with("endpoint = \"cn-qingdao-acdr-ut-1.log.aliyuncs.com\"")
+                .unwrap()
+                .signing,
+            Signing::V4 {
+                region: "cn-qingdao-acdr-ut-1".into()
+            },
+            "v4 by default for dedicated-cloud regions"
+        );
+        let private = "endpoint = \"https://sls.example.com\"\nsignature_version = \"v4\"\n";
+        let error = with(private).unwrap_err();
+        assert_eq!(error.key, "source.region", "{error}");
+        assert!(error.reason.contains("needs a region"), "{error}");
+        assert_eq!(
+            with(&format!("{private}region = \"cn-hangzhou\""))
+                .unwrap()
+                .signing,
+            hangzhou
+        );
+        let error = with(&format!("{private}region = \"CN hangzhou\"")).unwrap_err();
+        assert_eq!(error.key, "source.region", "{error}");
+        let unknown = toml::from_str::<SourceConfig>("signature_version = \"v5\"").unwrap_err();
+        assert!(unknown.to_string().contains("v5"), "{unknown}");
+    }
+
+    #[test]
+    fn the_embedded_service_answers_as_the_configured_region() {
+        let local = "endpoint = \"local\"\nlogstores = [\"audit\"]\nsignature_version = \"v4\"\n";
+        let source = resolved(local).unwrap();
+        assert_eq!(source.local_region, DEFAULT_REGION);
+        assert_eq!(
+            source.signing,
+            Signing::V4 {
+                region: DEFAULT_REGION.into()
+            }
+        );
+        let source = resolved(&format!("{local}region = \"cn-beijing\"")).unwrap();
+        assert_eq!(source.local_region, "cn-beijing");
+        assert_eq!(
+            source.signing,
+            Signing::V4 {
+                region: "cn-beijing".into()
+            }
+        );
     }
 
     #[test]

@@ -5,6 +5,8 @@ The SDK cannot address a server on a non-standard port by IP (it would resolve
 PROJECT.127.0.0.1), so the tests point it at a made-up host name and route it through
 HTTP_PROXY to the local server, which then receives absolute-form request targets.
 
+--auth-version v4 --region REGION signs with the SDK's signature v4 (default v1).
+
 Commands print one JSON document on stdout:
   basic        put_logs, list_shards, get_cursor (begin, end, time), pull_logs of every shard
   checkpoints  get_check_point of every shard of --group
@@ -24,9 +26,12 @@ parser.add_argument("--logstore", required=True)
 parser.add_argument("--access-key-id", required=True)
 parser.add_argument("--access-key-secret", required=True)
 parser.add_argument("--group")
+parser.add_argument("--auth-version", choices=["v1", "v4"], default="v1")
+parser.add_argument("--region", default="")
 args = parser.parse_args()
 
-client = LogClient(args.endpoint, args.access_key_id, args.access_key_secret)
+client = LogClient(args.endpoint, args.access_key_id, args.access_key_secret,
+                   auth_version=args.auth_version, region=args.region)
 
 
 def pull_all(shard, start):

@@ -5,6 +5,7 @@ Writes every consumed log as one JSON line (the SDK's flattened form plus __shar
 __consumer__) to --output, flushing after each batch, and appends "init SHARD" /
 "shutdown SHARD" lines to --events as the SDK starts and stops shard workers. Stops and
 commits its checkpoints on SIGTERM. Reaches the server through HTTP_PROXY (see sdk_client.py).
+--auth-version v4 --region REGION signs with the SDK's signature v4 (default v1).
 """
 import argparse
 import json
@@ -20,6 +21,8 @@ for name in ("endpoint", "project", "logstore", "group", "consumer", "output", "
              "access-key-id", "access-key-secret"):
     parser.add_argument("--" + name, required=True)
 parser.add_argument("--heartbeat", type=int, default=2)
+parser.add_argument("--auth-version", choices=["v1", "v4"], default="v1")
+parser.add_argument("--region", default="")
 args = parser.parse_args()
 
 lock = threading.Lock()
@@ -57,7 +60,8 @@ class JsonLines(ConsumerProcessorBase):
 option = LogHubConfig(args.endpoint, args.access_key_id, args.access_key_secret, args.project,
                       args.logstore, args.group, args.consumer,
                       cursor_position=CursorPosition.BEGIN_CURSOR,
-                      heartbeat_interval=args.heartbeat, data_fetch_interval=0.2)
+                      heartbeat_interval=args.heartbeat, data_fetch_interval=0.2,
+                      auth_version=args.auth_version, region=args.region)
 option.consumer_group_time_out = args.heartbeat * 3
 worker = ConsumerWorker(JsonLines, consumer_option=option)
 stop = threading.Event()

@@ -61,6 +61,18 @@ impl Forwarder {
         consumer: &str,
         extra_sinks: &str,
     ) -> Self {
+        Self::spawn_with_source(server, dir, logstores, "", consumer, extra_sinks)
+    }
+
+    /// Like [`Forwarder::spawn_with`], with extra `[source]` lines.
+    pub fn spawn_with_source(
+        server: &TestServer,
+        dir: &Path,
+        logstores: &[&str],
+        source: &str,
+        consumer: &str,
+        extra_sinks: &str,
+    ) -> Self {
         let name = consumer
             .lines()
             .find_map(|line| line.strip_prefix("name = \""))
@@ -71,7 +83,7 @@ impl Forwarder {
         let config = dir.join(format!("{name}.toml"));
         let text = format!(
             "[source]\nendpoint = \"{}\"\nproject = \"{PROJECT}\"\nlogstores = {logstores:?}\n\
-             access_key_id = \"{AK_ID}\"\naccess_key_secret = \"${{TEST_AK_SECRET}}\"\n\n\
+             access_key_id = \"{AK_ID}\"\naccess_key_secret = \"${{TEST_AK_SECRET}}\"\n{source}\n\
              [consumer]\n{consumer}\n[[sinks]]\ntype = \"file\"\npath = \"{}\"\n{extra_sinks}",
             server.endpoint(),
             output.display()

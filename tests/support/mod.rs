@@ -21,6 +21,8 @@ use siem_forwarder::source::{Client, ClientConfig};
 pub const PROJECT: &str = "test-project";
 pub const AK_ID: &str = "test-ak-id";
 pub const AK_SECRET: &str = "test-ak-secret";
+/// The region the test server answers as (signature v4 is scoped to it).
+pub const REGION: &str = "cn-hangzhou";
 
 /// A local log service running on a tokio task, stored in a temporary directory.
 pub struct TestServer {
@@ -75,6 +77,7 @@ impl TestServer {
             data_dir: self.data_dir.clone(),
             access_key_id: AK_ID.into(),
             access_key_secret: Secret::new(AK_SECRET),
+            region: REGION.into(),
             max_body_bytes: self.max_body_bytes,
             logstores: self
                 .logstores
@@ -139,6 +142,16 @@ pub fn client_for(endpoint: &str, project: &str, secret: &str) -> Client {
     Client::new(config).expect("client")
 }
 
+/// Like [`client_for`], signing with signature v4 for [`REGION`].
+pub fn v4_client_for(endpoint: &str, project: &str, secret: &str) -> Client {
+    let mut config = ClientConfig::new(endpoint, project, AK_ID, Secret::new(secret));
+    config.max_attempts = 1;
+    config.signing = auth::Signing::V4 {
+        region: REGION.into(),
+    };
+    Client::new(config).expect("client")
+}
+
 /// A request built (and signed) by hand, to send what the client never would.
 #[derive(Debug, Clone)]
 pub struct RawRequest {
@@ -193,6 +206,28 @@ impl RawRequest {
             },
         );
         self.with("authorization", &authorization)
+    }
+
+    /// Signs the request as it stands with signature v4 for `region`, as [`AK_ID`] with
+    /// [`AK_SECRET`]: adds `x-log-date` (now) and the body's `x-log-content-sha256` first.
+    pub fn signed_v4(self, region: &str) -> Self {
+        let now = auth::v4::format_date(SystemTime::now());
+        let digest = auth::v4::content_sha256(&self.body);
+        let request = self
+            .with(auth::v4::DATE_HEADER, &now)
+            .with(auth::v4::CONTENT_SHA256_HEADER, &digest);
+        let authorization = auth::v4::authorization(
+            AK_ID,
+            AK_SECRET,
+            region,
+            &SignedRequest {
+                method: request.method,
+                path: &request.path,
+                query: &[],
+                headers: &request.headers,
+            },
+        );
+        request.with("authorization", &authorization)
     }
 
     /// Sends it to `endpoint`: the status and the JSON body (null when it is not JSON).
