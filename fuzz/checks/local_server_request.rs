@@ -24,7 +24,7 @@ use std::time::{Duration, SystemTime};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::Method;
 use siem_forwarder::common::Secret;
-use siem_forwarder::local_server::{LocalServer, LocalServerConfig, LogstoreSpec};
+use siem_forwarder::local_server::{LocalServer, LocalServerConfig, LogstoreSpec, DEFAULT_REGION};
 use siem_forwarder::source::auth::{self, SignedRequest};
 
 use super::input::Input;
@@ -71,6 +71,7 @@ impl Server {
             access_key_id: ACCESS_KEY_ID.into(),
             access_key_secret: Secret::new(ACCESS_KEY_SECRET),
             max_body_bytes: MAX_BODY_BYTES,
+            region: DEFAULT_REGION.into(),
             logstores: [("ls", 2), ("other", 1)]
                 .into_iter()
                 .map(|(logstore, shards)| LogstoreSpec {
