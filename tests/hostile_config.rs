@@ -223,6 +223,12 @@ const BAD_VALUES: &[Bad] = &[
     bad(Source, "logstores = []", "source.logstores"),
     bad(
         Source,
+        "signature_version = \"v5\"",
+        "source.signature_version",
+    ),
+    bad(Source, "region = \"Bad Region\"", "source.region"),
+    bad(
+        Source,
         "security_token = \"token\\n\"",
         "source.security_token",
     ),
