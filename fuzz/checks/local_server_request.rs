@@ -24,7 +24,9 @@ use std::time::{Duration, SystemTime};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::Method;
 use siem_forwarder::common::Secret;
-use siem_forwarder::local_server::{LocalServer, LocalServerConfig, LogstoreSpec, DEFAULT_REGION};
+use siem_forwarder::local_server::{
+    decode_query, LocalServer, LocalServerConfig, LogstoreSpec, DEFAULT_REGION,
+};
 use siem_forwarder::source::auth::{self, SignedRequest};
 
 use super::input::Input;
@@ -222,7 +224,7 @@ fn build_request(data: &[u8]) -> Request {
             http::header::DATE,
             header_value(&httpdate::fmt_http_date(SystemTime::now())),
         );
-        let query = decode_query(query);
+        let query = decode_query(Some(query));
         let signed = SignedRequest {
             method: method.as_str(),
             path,
@@ -268,24 +270,6 @@ fn request_target(target: &str) -> String {
         }
     }
     out
-}
-
-/// The query pairs as the server decodes them for the signature: split on `&` and the first
-/// `=`, each side percent-decoded (invalid UTF-8 replaced).
-fn decode_query(query: &str) -> Vec<(String, String)> {
-    let decode = |text: &str| {
-        percent_encoding::percent_decode_str(text)
-            .decode_utf8_lossy()
-            .into_owned()
-    };
-    query
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| match pair.split_once('=') {
-            Some((key, value)) => (decode(key), decode(value)),
-            None => (decode(pair), String::new()),
-        })
-        .collect()
 }
 
 /// An answer's status and body, and the connection when it stays open.

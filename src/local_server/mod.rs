@@ -26,6 +26,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::common::Secret;
+pub use routes::decode_query;
 pub use state::{valid_name, Checkpoint, Failure};
 pub use store::StoreError;
 

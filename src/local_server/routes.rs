@@ -85,7 +85,9 @@ fn invalid(message: impl Into<String>) -> Failure {
     Failure::new(ApiErrorCode::ParameterInvalid, message)
 }
 
-fn decode_query(query: Option<&str>) -> Vec<(String, String)> {
+/// The query pairs of a request target as the server reads them (and signs them): split on
+/// `&` and the first `=`, each side percent-decoded, invalid UTF-8 replaced.
+pub fn decode_query(query: Option<&str>) -> Vec<(String, String)> {
     let decode = |text: &str| {
         percent_encoding::percent_decode_str(text)
             .decode_utf8_lossy()
