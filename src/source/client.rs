@@ -250,7 +250,9 @@ impl Client {
                 .ok_or(ClientError::InvalidHeaderValue(what))
         };
         checked(&config.access_key_id, "the AccessKey id")?;
-        let security_token = match &config.security_token {
+        // An empty token means none: the official SDKs never send an empty
+        // `x-acs-security-token`, which the service would take as a bad token.
+        let security_token = match config.security_token.as_ref().filter(|t| !t.is_empty()) {
             Some(token) => {
                 let mut value = checked(token.expose(), "the security token")?;
                 value.set_sensitive(true);
@@ -322,6 +324,10 @@ impl Client {
         let mut headers = request.headers.clone();
         headers.insert("x-log-apiversion", HeaderValue::from_static("0.6.0"));
         headers.insert("host", self.host_header.clone());
+        if request.body.is_empty() {
+            // As the official SDKs send it on every request without a body.
+            headers.insert("x-log-bodyrawsize", HeaderValue::from_static("0"));
+        }
         if let Some(token) = &self.security_token {
             headers.insert(SECURITY_TOKEN_HEADER, token.clone());
         }
@@ -497,32 +503,40 @@ mod tests {
         assert!(!error.to_string().contains("token\n"), "{error}");
     }
 
-    #[tokio::test]
-    async fn an_oversized_answer_is_refused_without_reading_it() {
+    /// Answers one connection with `head` and keeps it open; yields what the client sent.
+    async fn serve_once(head: String) -> (String, tokio::sync::oneshot::Receiver<String>) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
+        let (sent, received) = tokio::sync::oneshot::channel();
         tokio::spawn(async move {
             let (mut socket, _) = listener.accept().await.unwrap();
             let mut request = [0; 4096];
-            let _ = socket.read(&mut request).await;
-            let head = format!(
-                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n",
-                MAX_RESPONSE_BYTES + 1
-            );
+            let read = socket.read(&mut request).await.unwrap_or(0);
+            let _ = sent.send(String::from_utf8_lossy(&request[..read]).to_lowercase());
             socket.write_all(head.as_bytes()).await.unwrap();
-            // Hold the connection open: the client must give up on the header alone.
+            // Hold the connection open: the client must act on the header alone.
             let _ = socket.read(&mut request).await;
         });
-        let mut config =
-            ClientConfig::new(&format!("http://{address}"), "proj", "id", Secret::new("s"));
+        (format!("http://{address}"), received)
+    }
+
+    fn list_shards() -> ApiRequest {
+        ApiRequest::new(Method::GET, "/logstores".into())
+    }
+
+    #[tokio::test]
+    async fn an_oversized_answer_is_refused_without_reading_it() {
+        let head = format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n",
+            MAX_RESPONSE_BYTES + 1
+        );
+        let (endpoint, _) = serve_once(head).await;
+        let mut config = ClientConfig::new(&endpoint, "proj", "id", Secret::new("s"));
         config.max_attempts = 1;
         let error = Client::new(config)
             .unwrap()
-            .send(
-                "ListShards",
-                ApiRequest::new(Method::GET, "/logstores".into()),
-            )
+            .send("ListShards", list_shards())
             .await
             .unwrap_err();
         assert!(
@@ -535,6 +549,25 @@ mod tests {
             ),
             "{error}"
         );
+    }
+
+    #[tokio::test]
+    async fn bodiless_requests_declare_a_zero_raw_size_and_an_empty_token_is_not_sent() {
+        let head = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}".to_owned();
+        let (endpoint, request) = serve_once(head).await;
+        let mut config = ClientConfig::new(&endpoint, "proj", "id", Secret::new("s"));
+        config.security_token = Some(Secret::new(""));
+        Client::new(config)
+            .unwrap()
+            .send("ListShards", list_shards())
+            .await
+            .unwrap();
+        let request = request.await.unwrap();
+        assert!(
+            request.contains("\r\nx-log-bodyrawsize: 0\r\n"),
+            "{request}"
+        );
+        assert!(!request.contains(SECURITY_TOKEN_HEADER), "{request}");
     }
 
     #[test]
