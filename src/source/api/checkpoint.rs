@@ -13,13 +13,19 @@ use crate::source::client::{ApiRequest, Client, ClientError};
 pub struct ShardCheckpoint {
     /// Shard id.
     pub shard: u32,
-    /// The cursor to resume from; empty when the shard was never checkpointed.
+    /// The cursor to resume from; empty when the shard was never checkpointed (or the
+    /// service sent `null`).
+    #[serde(default, deserialize_with = "super::null_as_default")]
     pub checkpoint: String,
     /// When it was written, microseconds since the epoch (0 when never).
-    #[serde(rename = "updateTime", default)]
+    #[serde(
+        rename = "updateTime",
+        default,
+        deserialize_with = "super::null_as_default"
+    )]
     pub update_time: u64,
     /// The consumer that wrote it.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::null_as_default")]
     pub consumer: String,
 }
 
@@ -92,5 +98,26 @@ impl Client {
         .query("forceSuccess", force)
         .json_body(&json!({"shard": shard, "checkpoint": cursor}));
         self.send("UpdateCheckPoint", request).await.map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nulls_and_missing_fields_read_as_never_checkpointed() {
+        let list: Vec<ShardCheckpoint> = serde_json::from_str(
+            r#"[{"shard":0,"checkpoint":null,"updateTime":null,"consumer":null},{"shard":1}]"#,
+        )
+        .unwrap();
+        for (shard, checkpoint) in list.iter().enumerate() {
+            assert_eq!(checkpoint.shard, shard as u32);
+            assert_eq!(checkpoint.checkpoint, "");
+            assert_eq!(
+                (checkpoint.update_time, checkpoint.consumer.as_str()),
+                (0, "")
+            );
+        }
     }
 }

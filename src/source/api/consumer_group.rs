@@ -13,9 +13,12 @@ use crate::source::client::{ApiRequest, Client, ClientError};
 pub struct ConsumerGroupInfo {
     /// Group name.
     pub name: String,
-    /// Seconds of heartbeat silence after which a consumer is considered dead.
+    /// Seconds of heartbeat silence after which a consumer is considered dead (0 when the
+    /// service left it out).
+    #[serde(default, deserialize_with = "super::null_as_default")]
     pub timeout: u32,
     /// Whether shards are consumed in order across split and merge.
+    #[serde(default, deserialize_with = "super::null_as_default")]
     pub order: bool,
 }
 
@@ -93,5 +96,19 @@ impl Client {
             format!("{}/consumergroups/{group}", logstore_path(logstore)),
         );
         self.send("DeleteConsumerGroup", request).await.map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_or_null_timeout_and_order_read_as_defaults() {
+        let groups: Vec<ConsumerGroupInfo> =
+            serde_json::from_str(r#"[{"name":"a","timeout":null},{"name":"b","order":true}]"#)
+                .unwrap();
+        assert_eq!((groups[0].timeout, groups[0].order), (0, false));
+        assert_eq!((groups[1].timeout, groups[1].order), (0, true));
     }
 }
