@@ -186,10 +186,7 @@ fn by_id(events: &[IndexedEvent]) -> BTreeMap<u32, &IndexedEvent> {
 
 /// Acknowledgement ids the server answered `false` so far.
 fn unreleased_acks(server: &HecServer) -> u64 {
-    server
-        .counters()
-        .ack_ids_unreleased
-        .load(std::sync::atomic::Ordering::SeqCst)
+    server.count(|c| &c.ack_ids_unreleased)
 }
 
 fn counter(family: &Family<SinkLabels, Counter>, name: &str) -> u64 {
@@ -235,17 +232,9 @@ async fn clean_run_indexes_20000_logs_exactly_once_with_exact_time_and_fields() 
         assert_eq!(audit["eventId"], n.to_string());
         assert_eq!(audit["userIdentity"]["userName"], "alice");
     }
-    let counters = server.counters();
-    let requests = counters
-        .data_requests
-        .load(std::sync::atomic::Ordering::SeqCst);
+    let requests = server.count(|c| &c.data_requests);
     assert!(requests >= 40, "batched into requests of at most 500");
-    assert_eq!(
-        counters
-            .gzip_requests
-            .load(std::sync::atomic::Ordering::SeqCst),
-        requests
-    );
+    assert_eq!(server.count(|c| &c.gzip_requests), requests);
     let channels = server.channels_seen();
     assert_eq!(
         channels.into_iter().collect::<Vec<_>>(),
@@ -275,10 +264,7 @@ async fn busy_collector_for_20_seconds_loses_nothing_and_acks_wait() {
         assert_eq!(server.event_count(), 0);
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let busy_answers = server
-        .counters()
-        .busy_answers
-        .load(std::sync::atomic::Ordering::SeqCst);
+    let busy_answers = server.count(|c| &c.busy_answers);
     assert!(busy_answers >= 10, "the sink kept retrying: {busy_answers}");
     server.set_busy(false);
     all_delivered(receivers, Duration::from_secs(20)).await;
@@ -359,11 +345,7 @@ async fn refused_token_pauses_the_sink_until_the_token_is_accepted_again() {
     })
     .await;
     eventually("several paused attempts", Duration::from_secs(10), || {
-        server
-            .counters()
-            .token_refusals
-            .load(std::sync::atomic::Ordering::SeqCst)
-            >= 6
+        server.count(|c| &c.token_refusals) >= 6
     })
     .await;
     assert!(none_settled(&mut receivers), "nothing settled while paused");
@@ -388,12 +370,7 @@ async fn withheld_ack_is_resent_after_the_timeout_and_settles_only_after_the_ack
     let running = Running::start(&config, "hec-ack");
     let (batch, mut receiver) = audit_batch(0, 0, 0, 10, None);
     running.send(batch).await;
-    let issued = || {
-        server
-            .counters()
-            .ack_ids_issued
-            .load(std::sync::atomic::Ordering::SeqCst)
-    };
+    let issued = || server.count(|c| &c.ack_ids_issued);
     eventually(
         "a resend after the ack timeout",
         Duration::from_secs(10),
@@ -412,13 +389,7 @@ async fn withheld_ack_is_resent_after_the_timeout_and_settles_only_after_the_ack
         .await
         .expect("settles after the ack");
     assert_eq!(outcome, DeliveryStatus::Delivered);
-    assert!(
-        server
-            .counters()
-            .ack_ids_released
-            .load(std::sync::atomic::Ordering::SeqCst)
-            >= 1
-    );
+    assert!(server.count(|c| &c.ack_ids_released) >= 1);
     running.finish().await;
     let events = server.events();
     let ids: BTreeSet<&str> = events
@@ -472,10 +443,7 @@ async fn oversized_requests_are_split_and_oversized_events_dead_lettered() {
         by_id(&events).keys().copied().collect::<Vec<_>>(),
         (0..40).collect::<Vec<_>>()
     );
-    let too_large = server
-        .counters()
-        .too_large
-        .load(std::sync::atomic::Ordering::SeqCst);
+    let too_large = server.count(|c| &c.too_large);
     assert!(too_large >= 2, "split after 413: {too_large}");
     let text = std::fs::read_to_string(&dead_letters).expect("dead-letter file");
     let mut letters: Vec<serde_json::Value> = text
@@ -641,13 +609,7 @@ async fn raw_endpoint_sends_one_line_per_log_with_static_metadata() {
     assert_eq!(events.len(), 30);
     assert_eq!(events[3].value["id"], "3");
     assert!(events[3].value["event"].is_object());
-    assert_eq!(
-        server
-            .counters()
-            .gzip_requests
-            .load(std::sync::atomic::Ordering::SeqCst),
-        0
-    );
+    assert_eq!(server.count(|c| &c.gzip_requests), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -658,11 +620,7 @@ async fn shutdown_leaves_unconfirmed_batches_unacknowledged() {
     let (batch, receiver) = audit_batch(0, 0, 0, 10, None);
     running.send(batch).await;
     eventually("a busy answer", Duration::from_secs(10), || {
-        server
-            .counters()
-            .busy_answers
-            .load(std::sync::atomic::Ordering::SeqCst)
-            >= 1
+        server.count(|c| &c.busy_answers) >= 1
     })
     .await;
     running.shutdown.cancel();
@@ -727,12 +685,7 @@ async fn pending_acks_are_bounded_and_hold_back_further_requests() {
         running.send(batch).await;
         receivers.push(receiver);
     }
-    let requests = || {
-        server
-            .counters()
-            .data_requests
-            .load(std::sync::atomic::Ordering::SeqCst)
-    };
+    let requests = || server.count(|c| &c.data_requests);
     eventually("the first request", Duration::from_secs(10), || {
         requests() == 1
     })
@@ -795,12 +748,7 @@ async fn resend_after_an_ack_timeout_that_meets_a_data_error_is_split() {
     let running = Running::start(&config, "hec-ack-resend-split");
     let (batch, mut receiver) = audit_batch(0, 0, 0, 10, Some(5));
     running.send(batch).await;
-    let issued = || {
-        server
-            .counters()
-            .ack_ids_issued
-            .load(std::sync::atomic::Ordering::SeqCst)
-    };
+    let issued = || server.count(|c| &c.ack_ids_issued);
     // At least one: the resend 500 ms later may already be in when this test gets to run.
     eventually("the first request", Duration::from_secs(10), || {
         issued() >= 1
@@ -809,11 +757,7 @@ async fn resend_after_an_ack_timeout_that_meets_a_data_error_is_split() {
     // A resend (after the ack timeout, from the kept gzip payload) meets a rejection.
     server.set_reject_marker(Some("POISON"));
     eventually("the rejected resend", Duration::from_secs(10), || {
-        server
-            .counters()
-            .data_errors
-            .load(std::sync::atomic::Ordering::SeqCst)
-            >= 1
+        server.count(|c| &c.data_errors) >= 1
     })
     .await;
     eventually("the rest sent again", Duration::from_secs(10), || {
@@ -905,12 +849,7 @@ async fn ack_endpoint_404_from_a_load_balancer_never_confirms_pending_batches() 
     let running = Running::start(&config(&server, "ack = true"), "hec-ack-404");
     let (batch, mut receiver) = audit_batch(0, 0, 0, 10, None);
     running.send(batch).await;
-    let unavailable = || {
-        server
-            .counters()
-            .ack_unavailable_answers
-            .load(std::sync::atomic::Ordering::SeqCst)
-    };
+    let unavailable = || server.count(|c| &c.ack_unavailable_answers);
     eventually(
         "three 404 answers to ack queries",
         Duration::from_secs(10),
@@ -935,11 +874,7 @@ async fn ack_endpoint_404_from_a_load_balancer_never_confirms_pending_batches() 
         .expect("settles once the collector answers again");
     assert_eq!(outcome, DeliveryStatus::Delivered);
     assert!(
-        server
-            .counters()
-            .ack_ids_released
-            .load(std::sync::atomic::Ordering::SeqCst)
-            >= 1,
+        server.count(|c| &c.ack_ids_released) >= 1,
         "confirmed by the indexer acknowledgement"
     );
     eventually("healthy again", Duration::from_secs(10), || {
@@ -959,12 +894,7 @@ async fn ack_disabled_releases_waiting_batches_and_later_ack_ids_are_awaited_aga
     .await;
     server.set_withhold_acks(true);
     let running = Running::start(&config(&server, "ack = true"), "hec-ack-disabled");
-    let issued = || {
-        server
-            .counters()
-            .ack_ids_issued
-            .load(std::sync::atomic::Ordering::SeqCst)
-    };
+    let issued = || server.count(|c| &c.ack_ids_issued);
     let (first, first_ack) = audit_batch(0, 0, 0, 10, None);
     running.send(first).await;
     eventually("the first ackId", Duration::from_secs(10), || issued() >= 1).await;
@@ -1020,12 +950,7 @@ async fn bodyless_400_from_a_proxy_pauses_the_sink_and_dead_letters_nothing() {
         running.send(batch).await;
         receivers.push(receiver);
     }
-    let rejections = || {
-        server
-            .counters()
-            .proxy_rejections
-            .load(std::sync::atomic::Ordering::SeqCst)
-    };
+    let rejections = || server.count(|c| &c.proxy_rejections);
     eventually("three proxy rejections", Duration::from_secs(10), || {
         rejections() >= 3
     })

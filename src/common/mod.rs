@@ -1,9 +1,10 @@
 //! Building blocks every other module may use: allocator settings, shutdown signalling, retry
-//! backoff, redacted secrets and rustls client setup. This module depends on nothing else in
+//! backoff, loopback hosts, redacted secrets and rustls client setup. This module depends on nothing else in
 //! the crate.
 
 pub mod allocator;
 pub mod backoff;
+pub mod host;
 pub mod secret;
 pub mod shutdown;
 pub mod tls;

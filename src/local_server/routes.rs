@@ -529,17 +529,6 @@ fn check_content_sha256(headers: &HeaderMap, body: &[u8]) -> Result<(), Failure>
     }
 }
 
-/// The most a body of each compression can expand: an LZ4 block about 255 times, deflate
-/// 1032 times, and zstd 32768 times (a 4-byte RLE block header yields a 128 KiB block).
-fn max_expansion(compression: Compression) -> usize {
-    match compression {
-        Compression::None => 1,
-        Compression::Lz4 => 255,
-        Compression::Deflate => 1032,
-        Compression::Zstd => 32768,
-    }
-}
-
 /// The uncompressed size a compressed body declares in `x-log-bodyrawsize`, refused when
 /// above `limit` or above what `body_len` bytes can expand to, because the decompressor
 /// allocates the declared size up front.
@@ -558,11 +547,9 @@ fn declared_raw_size(
             "x-log-bodyrawsize {size} exceeds the limit of {limit} bytes"
         )));
     }
-    if size > body_len.saturating_mul(max_expansion(compression)) {
-        return Err(invalid(format!(
-            "x-log-bodyrawsize {size} is more than a {body_len}-byte body can expand to"
-        )));
-    }
+    compression
+        .check_raw_size(size, body_len)
+        .map_err(|error| invalid(format!("x-log-bodyrawsize: {error}")))?;
     Ok(size)
 }
 

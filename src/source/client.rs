@@ -9,6 +9,7 @@ use http::{HeaderMap, HeaderValue, Method};
 
 use super::auth::{self, SignedRequest, Signing, SECURITY_TOKEN_HEADER};
 use super::error::ApiError;
+use crate::common::host::is_loopback_host;
 use crate::common::{Backoff, Secret};
 
 /// Where and as whom to connect.
@@ -434,15 +435,6 @@ fn host_of(authority: &str) -> &str {
         Some((host, port)) if !host.is_empty() && !port.contains(']') => host,
         _ => authority,
     }
-}
-
-/// True for `localhost` and loopback addresses (brackets around IPv6 allowed).
-fn is_loopback_host(host: &str) -> bool {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    bare.eq_ignore_ascii_case("localhost")
-        || bare
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|address| address.is_loopback())
 }
 
 #[cfg(test)]

@@ -105,29 +105,38 @@ impl Compression {
         }
     }
 
+    /// Checks a declared raw size before anything is allocated for it: at most
+    /// [`MAX_RAW_SIZE`], and no more than `body_len` compressed bytes can expand to.
+    ///
+    /// # Errors
+    ///
+    /// [`CompressionError::TooLarge`] or [`CompressionError::ImplausibleSize`].
+    pub fn check_raw_size(self, raw_size: usize, body_len: usize) -> Result<(), CompressionError> {
+        if raw_size > MAX_RAW_SIZE {
+            return Err(CompressionError::TooLarge(raw_size));
+        }
+        match self.max_ratio() {
+            Some(ratio) if raw_size > body_len.saturating_mul(ratio) => {
+                Err(CompressionError::ImplausibleSize {
+                    kind: self.header_value().unwrap_or("uncompressed"),
+                    raw_size,
+                    body_len,
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Decompresses `body` whose uncompressed size is `raw_size`. The declared size is
-    /// trusted only as far as the body can back it: a few bytes claiming hundreds of MiB are
-    /// refused before anything is allocated.
+    /// trusted only as far as the body can back it ([`Compression::check_raw_size`]): a few
+    /// bytes claiming hundreds of MiB are refused before anything is allocated.
     ///
     /// # Errors
     ///
     /// Returns [`CompressionError`] when the size is over the limit, more than the body can
     /// hold, or the body is corrupt.
     pub fn decompress(self, body: &[u8], raw_size: usize) -> Result<Vec<u8>, CompressionError> {
-        if raw_size > MAX_RAW_SIZE {
-            return Err(CompressionError::TooLarge(raw_size));
-        }
-        let kind = self.header_value().unwrap_or("uncompressed");
-        if let Some(ratio) = self.max_ratio() {
-            // A few bytes of slack for the format's own framing.
-            if raw_size > body.len().saturating_mul(ratio).saturating_add(16) {
-                return Err(CompressionError::ImplausibleSize {
-                    kind,
-                    raw_size,
-                    body_len: body.len(),
-                });
-            }
-        }
+        self.check_raw_size(raw_size, body.len())?;
         let corrupt = |kind, reason: String| CompressionError::Corrupt { kind, reason };
         let raw = match self {
             Self::None => body.to_vec(),

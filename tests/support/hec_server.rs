@@ -264,9 +264,9 @@ impl HecServer {
         self.state.events.lock().unwrap().len()
     }
 
-    /// What the server saw.
-    pub fn counters(&self) -> &Counters {
-        &self.state.counters
+    /// The current value of one counter: `server.count(|c| &c.data_requests)`.
+    pub fn count(&self, counter: impl Fn(&Counters) -> &AtomicU64) -> u64 {
+        counter(&self.state.counters).load(Ordering::SeqCst)
     }
 
     /// Every channel seen on data and ack requests.

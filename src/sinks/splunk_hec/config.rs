@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::SplunkHecSink;
+use crate::common::host::is_loopback_host;
 use crate::common::tls::TlsConfig;
 use crate::common::units::{ByteSize, HumanDuration};
 use crate::common::Secret;
@@ -265,17 +266,6 @@ const HOUR: Duration = Duration::from_secs(3600);
 /// Longest timeouts and delays that may reasonably take hours.
 const DAY: Duration = Duration::from_secs(24 * 3600);
 
-/// True when `url`'s host is `localhost` or a loopback address.
-fn is_loopback(url: &reqwest::Url) -> bool {
-    let host = url.host_str().unwrap_or_default();
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|address| address.is_loopback())
-}
-
 /// A configuration value that cannot work, with the key it belongs to.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("`{key}`: {reason}")]
@@ -307,7 +297,10 @@ impl SplunkHecSinkConfig {
     /// Returns the first [`ConfigError`], naming its key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let url = self.base_url()?;
-        if url.scheme() == "http" && !self.allow_plaintext && !is_loopback(&url) {
+        if url.scheme() == "http"
+            && !self.allow_plaintext
+            && !is_loopback_host(url.host_str().unwrap_or_default())
+        {
             return Err(invalid(
                 "url",
                 "http:// to a host other than the loopback interface sends the token and the logs unencrypted; use https:// or set `allow_plaintext = true`",
