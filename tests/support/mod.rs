@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 use http::{HeaderMap, HeaderValue};
 use siem_forwarder::common::shutdown::CancellationToken;
 use siem_forwarder::common::Secret;
-use siem_forwarder::local_server::{LocalServer, LocalServerConfig, LogstoreSpec};
+use siem_forwarder::local_server::{LocalServer, LocalServerConfig, LogstoreSpec, StsConfig};
 use siem_forwarder::source::auth::{self, SignedRequest};
 use siem_forwarder::source::{Client, ClientConfig};
 
@@ -35,6 +35,8 @@ pub struct TestServer {
     pub max_body_bytes: usize,
     /// PullLogs calls each shard answers per second (unlimited when `None`).
     pub read_qps_per_shard: Option<NonZeroU32>,
+    /// Temporary credentials the server hands out (none when `None`).
+    pub sts: Option<StsConfig>,
 }
 
 impl TestServer {
@@ -55,6 +57,18 @@ impl TestServer {
         server
     }
 
+    /// Like [`TestServer::start`], handing out temporary credentials for `role` that live
+    /// `ttl` (instance metadata and `AssumeRoleWithOIDC` on the server's address).
+    pub async fn start_with_sts(logstores: &[(&str, u32)], role: &str, ttl: Duration) -> Self {
+        let mut server = Self::start(logstores).await;
+        server.sts = Some(StsConfig {
+            role: role.into(),
+            ttl,
+        });
+        server.restart().await;
+        server
+    }
+
     /// Like [`TestServer::start`] with a request body limit.
     pub async fn start_with_limit(logstores: &[(&str, u32)], max_body_bytes: usize) -> Self {
         let temp = tempfile::tempdir().expect("temp dir");
@@ -67,6 +81,7 @@ impl TestServer {
             logstores: logstores.iter().map(|(n, s)| (n.to_string(), *s)).collect(),
             max_body_bytes,
             read_qps_per_shard: None,
+            sts: None,
         };
         server.launch("127.0.0.1:0".parse().unwrap()).await;
         server
@@ -91,6 +106,7 @@ impl TestServer {
         };
         let server = LocalServer::open(config).expect("open local server");
         server.limit_reads_per_shard(self.read_qps_per_shard);
+        server.issue_temporary_credentials(self.sts.clone());
         let listener = tokio::net::TcpListener::bind(bind).await.expect("bind");
         self.address = listener.local_addr().unwrap();
         self.shutdown = CancellationToken::new();
