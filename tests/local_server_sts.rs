@@ -10,13 +10,14 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use siem_forwarder::common::Secret;
 use siem_forwarder::local_server::generator::AuditLogGenerator;
 use siem_forwarder::source::api::cursor::CursorFrom;
 use siem_forwarder::source::api::put_logs::PutTarget;
 use siem_forwarder::source::auth::Signing;
-use siem_forwarder::source::{cursor, ApiErrorCode, Client, ClientConfig, ClientError};
-use support::{client_for, TestServer, AK_ID, AK_SECRET, PROJECT, REGION};
+use siem_forwarder::source::{cursor, ApiErrorCode, ClientError};
+use support::{
+    client_for, metadata_credentials, Temporary, TestServer, AK_ID, AK_SECRET, PROJECT, REGION,
+};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
@@ -24,44 +25,6 @@ const ROLE: &str = "ForwarderRole";
 const CREDENTIALS_PATH: &str = "/latest/meta-data/ram/security-credentials/";
 /// Generous bound for anything that should happen "soon" on a busy machine.
 const SOON: Duration = Duration::from_secs(60);
-
-/// Temporary credentials as handed out.
-#[derive(Debug, Clone)]
-struct Temporary {
-    id: String,
-    secret: String,
-    token: String,
-}
-
-impl Temporary {
-    fn from_json(value: &Value) -> Self {
-        let field = |name: &str| {
-            value[name]
-                .as_str()
-                .unwrap_or_else(|| panic!("no {name} in {value}"))
-                .to_owned()
-        };
-        Self {
-            id: field("AccessKeyId"),
-            secret: field("AccessKeySecret"),
-            token: field("SecurityToken"),
-        }
-    }
-
-    /// A client of [`PROJECT`] signing with these credentials, sending `token` as the security
-    /// token (none when `None`), without retries.
-    fn client_with_token(&self, endpoint: &str, signing: Signing, token: Option<&str>) -> Client {
-        let mut config = ClientConfig::new(endpoint, PROJECT, &self.id, Secret::new(&self.secret));
-        config.security_token = token.map(Secret::new);
-        config.signing = signing;
-        config.max_attempts = 1;
-        Client::new(config).expect("client")
-    }
-
-    fn client(&self, endpoint: &str, signing: Signing) -> Client {
-        self.client_with_token(endpoint, signing, Some(&self.token))
-    }
-}
 
 fn v4() -> Signing {
     Signing::V4 {
@@ -80,19 +43,6 @@ async fn call(method: &str, url: &str, headers: &[(&str, &str)], body: &str) -> 
     let response = request.send().await.expect("the server answers");
     let status = response.status().as_u16();
     (status, response.text().await.unwrap())
-}
-
-/// Credentials from the instance metadata of the server at `endpoint`, without a session token.
-async fn from_metadata(endpoint: &str) -> Temporary {
-    let (status, body) = call(
-        "GET",
-        &format!("{endpoint}{CREDENTIALS_PATH}{ROLE}"),
-        &[],
-        "",
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    Temporary::from_json(&serde_json::from_str(&body).unwrap())
 }
 
 /// The API error of a failed call.
@@ -132,7 +82,7 @@ async fn instance_metadata_hands_out_fresh_credentials_with_and_without_a_sessio
     let with_token = Temporary::from_json(&answer);
     assert!(with_token.id.starts_with("STS."), "{}", with_token.id);
 
-    let without_token = from_metadata(&endpoint).await;
+    let without_token = metadata_credentials(&endpoint, ROLE).await;
     assert_ne!(
         with_token.id, without_token.id,
         "fresh credentials on each call"
@@ -254,8 +204,8 @@ fn urlencode(text: &str) -> String {
 async fn temporary_keys_need_their_own_security_token() {
     let server = TestServer::start_with_sts(&[("audit", 1)], ROLE, Duration::from_secs(600)).await;
     let endpoint = server.endpoint();
-    let mine = from_metadata(&endpoint).await;
-    let other = from_metadata(&endpoint).await;
+    let mine = metadata_credentials(&endpoint, ROLE).await;
+    let other = metadata_credentials(&endpoint, ROLE).await;
     for signing in [Signing::V1, v4()] {
         let foreign = mine.client_with_token(&endpoint, signing.clone(), Some(&other.token));
         assert_eq!(
@@ -285,7 +235,7 @@ async fn temporary_keys_need_their_own_security_token() {
 async fn temporary_keys_are_refused_after_expiry_while_the_long_term_key_works() {
     let server = TestServer::start_with_sts(&[("audit", 1)], ROLE, Duration::from_secs(2)).await;
     let endpoint = server.endpoint();
-    let temporary = from_metadata(&endpoint).await;
+    let temporary = metadata_credentials(&endpoint, ROLE).await;
     let deadline = Instant::now() + SOON;
     for signing in [Signing::V1, v4()] {
         let client = temporary.client(&endpoint, signing);
@@ -397,7 +347,7 @@ async fn put(endpoint: &str, args: &[&str], env: &[(&str, &str)]) -> (bool, Stri
 async fn put_writes_with_temporary_credentials_from_flags_or_the_environment() {
     let data = tempfile::tempdir().unwrap();
     let (_server, endpoint) = spawn_local_server(data.path()).await;
-    let temporary = from_metadata(&endpoint).await;
+    let temporary = metadata_credentials(&endpoint, ROLE).await;
 
     let flags = [
         "--access-key-id",

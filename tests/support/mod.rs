@@ -390,3 +390,61 @@ pub fn metric_sum(metrics: &str, prefix: &str) -> f64 {
 pub fn shared<T>(value: T) -> Arc<std::sync::Mutex<T>> {
     Arc::new(std::sync::Mutex::new(value))
 }
+
+/// Temporary credentials as the local server's instance metadata or `AssumeRoleWithOIDC`
+/// hand them out (see [`TestServer::start_with_sts`]).
+#[derive(Debug, Clone)]
+pub struct Temporary {
+    pub id: String,
+    pub secret: String,
+    pub token: String,
+}
+
+impl Temporary {
+    /// Reads `AccessKeyId`, `AccessKeySecret` and `SecurityToken` from a metadata answer or
+    /// the `Credentials` of an `AssumeRoleWithOIDC` answer.
+    pub fn from_json(value: &serde_json::Value) -> Self {
+        let field = |name: &str| {
+            value[name]
+                .as_str()
+                .unwrap_or_else(|| panic!("no {name} in {value}"))
+                .to_owned()
+        };
+        Self {
+            id: field("AccessKeyId"),
+            secret: field("AccessKeySecret"),
+            token: field("SecurityToken"),
+        }
+    }
+
+    /// A client of [`PROJECT`] signing with these credentials and `signing`, sending `token`
+    /// as the security token (none when `None`), without retries.
+    pub fn client_with_token(
+        &self,
+        endpoint: &str,
+        signing: auth::Signing,
+        token: Option<&str>,
+    ) -> Client {
+        let mut config = ClientConfig::new(endpoint, PROJECT, &self.id, Secret::new(&self.secret));
+        config.security_token = token.map(Secret::new);
+        config.signing = signing;
+        config.max_attempts = 1;
+        Client::new(config).expect("client")
+    }
+
+    /// Like [`Temporary::client_with_token`] with their own token.
+    pub fn client(&self, endpoint: &str, signing: auth::Signing) -> Client {
+        self.client_with_token(endpoint, signing, Some(&self.token))
+    }
+}
+
+/// Fresh credentials for `role` from the instance metadata of the server at `endpoint`
+/// (without a metadata session token).
+pub async fn metadata_credentials(endpoint: &str, role: &str) -> Temporary {
+    let url = format!("{endpoint}/latest/meta-data/ram/security-credentials/{role}");
+    let response = reqwest::get(&url).await.expect("the metadata answers");
+    let status = response.status().as_u16();
+    let body = response.text().await.unwrap_or_default();
+    assert_eq!(status, 200, "{url}: {body}");
+    Temporary::from_json(&serde_json::from_str(&body).expect("metadata json"))
+}
