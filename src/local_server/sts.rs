@@ -36,7 +36,9 @@ use ring::hmac;
 use serde_json::{json, Value};
 
 use super::state::Failure;
-use crate::source::auth::{self, SignatureVersion, SignedRequest, SECURITY_TOKEN_HEADER};
+use crate::source::auth::{
+    self, constant_time_eq, SignatureVersion, SignedRequest, SECURITY_TOKEN_HEADER,
+};
 use crate::source::ApiErrorCode;
 
 /// The longest lifetime of issued credentials: 12 hours, the longest STS session.
@@ -114,23 +116,13 @@ fn hex_upper(bytes: &[u8]) -> String {
 }
 
 fn from_hex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 || !text.is_ascii() {
+    if text.len() % 2 != 0 || !text.bytes().all(|byte| byte.is_ascii_hexdigit()) {
         return None;
     }
     (0..text.len())
         .step_by(2)
         .map(|at| u8::from_str_radix(&text[at..at + 2], 16).ok())
         .collect()
-}
-
-/// Compares two byte strings in time independent of where they differ.
-fn constant_time_eq(expected: &[u8], provided: &[u8]) -> bool {
-    expected.len() == provided.len()
-        && expected
-            .iter()
-            .zip(provided)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
 }
 
 impl Issuer {
@@ -219,7 +211,7 @@ impl Issuer {
                         "a temporary access key must be used with its security token (x-acs-security-token)",
                     ));
                 }
-                if !constant_time_eq(self.token_of(access_key_id).as_bytes(), token) {
+                if !constant_time_eq(self.token_of(access_key_id), token) {
                     return Err(Failure::new(
                         ApiErrorCode::Unauthorized,
                         "the security token does not belong to this access key",
@@ -670,6 +662,7 @@ mod tests {
             extended.as_str(),
             "STS.",
             "STS.ZZ",
+            "STS.+1",
             "local",
         ] {
             assert_eq!(check(&issuer, id, &headers, at(NOW)), None, "{id}");
