@@ -403,12 +403,19 @@ mod tests {
         };
         let resolved = config.resolve(env).unwrap();
         assert_eq!(resolved.logstores, ["audit"]);
-        assert_eq!(resolved.access_key_secret.expose(), "key");
+        assert_eq!(static_keys(&resolved).access_key_secret.expose(), "key");
         let error = config.resolve(|_| None).unwrap_err().to_string();
         assert!(
             error.contains("source.endpoint") && error.contains("SLS_ENDPOINT"),
             "{error}"
         );
+    }
+
+    fn static_keys(source: &ResolvedSource) -> &Credentials {
+        match &source.credentials {
+            SourceCredentials::Static(keys) => keys,
+            SourceCredentials::Provider(cache) => panic!("{cache:?} is not static"),
+        }
     }
 
     /// The key `resolve` rejects `extra` (a line added to a valid cloud source) with.
@@ -577,7 +584,8 @@ mod tests {
         let config: SourceConfig =
             toml::from_str("endpoint = \"local\"\nlogstores = [\"abc\"]\nsecurity_token = \"\"")
                 .unwrap();
-        assert!(config.resolve(|_| None).unwrap().security_token.is_none());
+        let resolved = config.resolve(|_| None).unwrap();
+        assert!(static_keys(&resolved).security_token.is_none());
     }
 
     #[test]

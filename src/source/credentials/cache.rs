@@ -203,40 +203,9 @@ impl CredentialsCache {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_server::Counting;
     use super::*;
-    use crate::common::Secret;
     use std::sync::atomic::{AtomicU32, Ordering};
-
-    /// Hands out `key-1`, `key-2`, ... valid for `ttl` (none: permanent), taking `delay`.
-    #[derive(Debug)]
-    struct Counting {
-        fetches: Arc<AtomicU32>,
-        ttl: Option<Duration>,
-        delay: Duration,
-        fail_after: Option<u32>,
-    }
-
-    #[async_trait::async_trait]
-    impl ProvideCredentials for Counting {
-        fn name(&self) -> &'static str {
-            "counting"
-        }
-
-        async fn fetch(&self) -> Result<Credentials, CredentialsError> {
-            tokio::time::sleep(self.delay).await;
-            let n = self.fetches.fetch_add(1, Ordering::SeqCst) + 1;
-            if self.fail_after.is_some_and(|limit| n > limit) {
-                return Err(CredentialsError::Missing {
-                    provider: "counting",
-                    what: "a key".into(),
-                    hint: "test".into(),
-                });
-            }
-            let mut credentials = Credentials::new(format!("key-{n}"), Secret::new("s"), None);
-            credentials.expiration = self.ttl.map(|ttl| SystemTime::now() + ttl);
-            Ok(credentials)
-        }
-    }
 
     fn cache(ttl: Option<Duration>, delay: Duration) -> (CredentialsCache, Arc<AtomicU32>) {
         let fetches = Arc::new(AtomicU32::new(0));
@@ -244,7 +213,7 @@ mod tests {
             fetches: Arc::clone(&fetches),
             ttl,
             delay,
-            fail_after: None,
+            ..Counting::default()
         };
         (CredentialsCache::new(provider), fetches)
     }

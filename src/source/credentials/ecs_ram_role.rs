@@ -136,3 +136,87 @@ impl ProvideCredentials for EcsRamRoleProvider {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_server::{credentials_json, TestServer};
+    use super::*;
+    use crate::common::Secret;
+
+    /// A metadata service with role `siem` that wants an IMDSv2 token.
+    async fn metadata(code: &'static str) -> TestServer {
+        TestServer::start(move |request| {
+            let token = request
+                .headers
+                .get("x-aliyun-ecs-metadata-token")
+                .and_then(|v| v.to_str().ok());
+            match (request.method.as_str(), request.path.as_str()) {
+                ("PUT", TOKEN_PATH) => {
+                    let ttl = request.headers.get("x-aliyun-ecs-metadata-token-ttl-seconds");
+                    match ttl {
+                        Some(_) => (200, "imds-token".into()),
+                        None => (400, String::new()),
+                    }
+                }
+                _ if token != Some("imds-token") => (401, String::new()),
+                ("GET", ROLES_PATH) => (200, "siem\n".into()),
+                ("GET", "/latest/meta-data/ram/security-credentials/siem") => {
+                    let json = credentials_json("STS.ecs");
+                    (200, json.replacen('{', &format!(r#"{{"Code":"{code}","#), 1))
+                }
+                _ => (404, "not found".into()),
+            }
+        })
+        .await
+    }
+
+    #[tokio::test]
+    async fn the_attached_role_is_found_and_asked_with_an_imdsv2_token() {
+        let server = metadata("Success").await;
+        let credentials = EcsRamRoleProvider::new(&server.url, None).fetch().await.unwrap();
+        assert_eq!(credentials.access_key_id, "STS.ecs");
+        assert_eq!(credentials.access_key_secret.expose(), "secret-STS.ecs");
+        assert_eq!(
+            credentials.security_token.as_ref().map(Secret::expose),
+            Some("token-STS.ecs")
+        );
+        assert!(credentials.expiration.is_some());
+        let paths: Vec<_> = server.received().iter().map(|r| r.path.clone()).collect();
+        assert_eq!(
+            paths,
+            [TOKEN_PATH, ROLES_PATH, "/latest/meta-data/ram/security-credentials/siem"]
+        );
+        let named = EcsRamRoleProvider::new(&format!("{}/", server.url), Some("siem".into()));
+        assert_eq!(named.fetch().await.unwrap().access_key_id, "STS.ecs");
+    }
+
+    #[tokio::test]
+    async fn a_wrong_role_or_a_failed_answer_says_what_to_check() {
+        let server = metadata("Success").await;
+        let error = EcsRamRoleProvider::new(&server.url, Some("other".into()))
+            .fetch()
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("ecs_ram_role credentials:")
+                && error.contains("404")
+                && error.contains("no RAM role `other`"),
+            "{error}"
+        );
+        let failing = metadata("Failed").await;
+        let error = EcsRamRoleProvider::new(&failing.url, None)
+            .fetch()
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("200 Failed"), "{error}");
+        assert!(!error.contains("secret-STS.ecs") && !error.contains("token-STS"), "{error}");
+        let error = EcsRamRoleProvider::new("http://127.0.0.1:1", None)
+            .fetch()
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("cannot reach http://127.0.0.1:1/latest/api/token"), "{error}");
+    }
+}

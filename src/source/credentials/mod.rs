@@ -10,7 +10,11 @@ pub mod environment;
 pub mod file;
 mod http;
 pub mod oidc_role_arn;
+#[cfg(test)]
+mod retry;
 pub mod static_keys;
+#[cfg(test)]
+mod test_server;
 
 use std::time::{Duration, SystemTime};
 

@@ -178,3 +178,84 @@ impl ProvideCredentials for OidcRoleArnProvider {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_server::{credentials_json, TestServer};
+    use super::*;
+
+    fn provider(endpoint: &str, token_file: PathBuf) -> OidcRoleArnProvider {
+        OidcRoleArnProvider::new(
+            "acs:ram::123:role/siem".into(),
+            "acs:ram::123:oidc-provider/ack".into(),
+            token_file,
+            "siem-test".into(),
+            900,
+            endpoint,
+        )
+    }
+
+    #[tokio::test]
+    async fn the_token_file_is_read_at_every_call_and_sent_as_the_sdks_send_it() {
+        let server = TestServer::start(|request| {
+            let token = request.form.get("OIDCToken").cloned().unwrap_or_default();
+            let json = credentials_json(&format!("STS.{token}"));
+            (200, format!(r#"{{"RequestId":"r-1","Credentials":{json}}}"#))
+        })
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "jwt-one\n").unwrap();
+        let sts = provider(&server.url, file.clone());
+        assert_eq!(sts.fetch().await.unwrap().access_key_id, "STS.jwt-one");
+        std::fs::write(&file, "jwt-two").unwrap();
+        assert_eq!(sts.fetch().await.unwrap().access_key_id, "STS.jwt-two");
+        let request = &server.received()[0];
+        assert_eq!((request.method.as_str(), request.path.as_str()), ("POST", "/"));
+        for (key, value) in [
+            ("Action", "AssumeRoleWithOIDC"),
+            ("Format", "JSON"),
+            ("Version", "2015-04-01"),
+        ] {
+            assert_eq!(request.query.get(key).map(String::as_str), Some(value), "{key}");
+        }
+        assert!(request.query["Timestamp"].ends_with('Z'));
+        for (key, value) in [
+            ("RoleArn", "acs:ram::123:role/siem"),
+            ("OIDCProviderArn", "acs:ram::123:oidc-provider/ack"),
+            ("OIDCToken", "jwt-one"),
+            ("RoleSessionName", "siem-test"),
+            ("DurationSeconds", "900"),
+        ] {
+            assert_eq!(request.form.get(key).map(String::as_str), Some(value), "{key}");
+        }
+    }
+
+    #[tokio::test]
+    async fn sts_errors_are_reported_with_their_code_and_never_the_token() {
+        let server = TestServer::start(|_| {
+            (
+                400,
+                r#"{"Code":"AuthenticationFail.OIDCToken.Expired","Message":"The OIDC token has expired.","RequestId":"r-2"}"#.into(),
+            )
+        })
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "jwt-secret-value").unwrap();
+        let error = provider(&server.url, file.clone())
+            .fetch()
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("oidc_role_arn credentials:")
+                && error.contains("400 AuthenticationFail.OIDCToken.Expired: The OIDC token has expired. (request id r-2")
+                && !error.contains("jwt-secret-value"),
+            "{error}"
+        );
+        std::fs::write(&file, "  \n").unwrap();
+        let error = provider(&server.url, file).fetch().await.unwrap_err().to_string();
+        assert!(error.contains("is empty"), "{error}");
+    }
+}
