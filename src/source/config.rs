@@ -612,4 +612,109 @@ mod tests {
         let error = config.resolve(|_| None).unwrap_err().to_string();
         assert!(!error.contains("hunter2"), "{error}");
     }
+
+    const CLOUD: &str = "endpoint = \"https://cn-hangzhou.log.aliyuncs.com\"\nproject = \"p-1\"\n\
+                         logstores = [\"audit\"]\n";
+
+    #[test]
+    fn a_credentials_table_selects_the_provider() {
+        let provider = |table: &str| {
+            let source = resolved(&format!("{CLOUD}[credentials]\n{table}")).unwrap();
+            match source.credentials {
+                SourceCredentials::Static(keys) => format!("static {}", keys.access_key_id),
+                SourceCredentials::Provider(cache) => cache.provider_name().to_owned(),
+            }
+        };
+        assert_eq!(
+            provider("provider = \"static\"\naccess_key_id = \"id\"\naccess_key_secret = \"s\""),
+            "static id"
+        );
+        assert_eq!(provider("provider = \"environment\""), "environment");
+        assert_eq!(provider("provider = \"ecs_ram_role\""), "ecs_ram_role");
+        assert_eq!(provider("provider = \"file\"\npath = \"/run/secrets/sls.json\""), "file");
+        assert_eq!(
+            provider(
+                "provider = \"oidc_role_arn\"\nrole_arn = \"acs:ram::1:role/r\"\n\
+                 oidc_provider_arn = \"acs:ram::1:oidc-provider/p\"\noidc_token_file = \"/t\""
+            ),
+            "oidc_role_arn"
+        );
+        // Without a table, today's keys keep working, from the environment too.
+        let env = |name: &str| match name {
+            "SLS_AK_ID" => Some("env-id".to_owned()),
+            "SLS_AK_KEY" => Some("env-key".to_owned()),
+            _ => None,
+        };
+        let config: SourceConfig = toml::from_str(CLOUD).unwrap();
+        assert_eq!(static_keys(&config.resolve(env).unwrap()).access_key_id, "env-id");
+        for bad in ["provider = \"vault\"", "provider = \"file\"\npath = \"/x\"\nrole_name = \"r\""] {
+            let text = format!("{CLOUD}[credentials]\n{bad}");
+            assert!(toml::from_str::<SourceConfig>(&text).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_credentials_table_next_to_top_level_keys_is_refused() {
+        let table = "[credentials]\nprovider = \"environment\"";
+        for keys in [
+            "access_key_id = \"id\"\n",
+            "access_key_secret = \"hunter2\"\n",
+            "security_token = \"tok\"\n",
+        ] {
+            let error = resolved(&format!("{CLOUD}{keys}{table}")).unwrap_err();
+            assert_eq!(error.key, "source.credentials", "{keys}");
+            let key = keys.split(' ').next().unwrap();
+            assert!(
+                error.reason.contains(&format!("cannot be combined with source.{key}"))
+                    && error.reason.contains("provider = \"static\""),
+                "{error}"
+            );
+            assert!(!error.reason.contains("hunter2"), "{error}");
+        }
+        // An empty value (`"${SLS_STS_TOKEN:-}"`) is no value.
+        assert!(resolved(&format!("{CLOUD}security_token = \"\"\n{table}")).is_ok());
+    }
+
+    #[test]
+    fn the_embedded_service_takes_only_static_keys_from_the_table() {
+        let local = "endpoint = \"local\"\nlogstores = [\"audit\"]\n[credentials]\n";
+        let error = resolved(&format!("{local}provider = \"ecs_ram_role\"")).unwrap_err();
+        assert_eq!(error.key, "source.credentials.provider");
+        assert!(error.reason.contains("`ecs_ram_role` cannot be used"), "{error}");
+        let source = resolved(&format!(
+            "{local}provider = \"static\"\naccess_key_id = \"k\"\naccess_key_secret = \"s\""
+        ))
+        .unwrap();
+        assert_eq!(static_keys(&source).access_key_id, "k");
+    }
+
+    #[test]
+    fn credentials_table_values_are_checked_by_key() {
+        for (table, key) in [
+            ("provider = \"static\"\naccess_key_id = \"\"\naccess_key_secret = \"s\"", "access_key_id"),
+            (
+                "provider = \"static\"\naccess_key_id = \"i\"\naccess_key_secret = \"s\"\n\
+                 security_token = \"to ken\"",
+                "security_token",
+            ),
+            ("provider = \"ecs_ram_role\"\nrole_name = \"../admin\"", "role_name"),
+            ("provider = \"ecs_ram_role\"\nmetadata_endpoint = \"ftp://x\"", "metadata_endpoint"),
+            ("provider = \"file\"\npath = \"\"", "path"),
+            ("provider = \"oidc_role_arn\"", "role_arn"),
+        ] {
+            let error = resolved(&format!("{CLOUD}[credentials]\n{table}")).unwrap_err();
+            assert_eq!(error.key, format!("source.credentials.{key}"), "{table}");
+            assert!(!error.reason.contains("to ken"), "{error}");
+        }
+    }
+
+    #[test]
+    fn resolved_sources_do_not_show_secrets() {
+        let source = resolved(&format!(
+            "{CLOUD}access_key_id = \"id\"\naccess_key_secret = \"hunter2\"\nsecurity_token = \"tok-xyz\""
+        ))
+        .unwrap();
+        let text = format!("{source:?}");
+        assert!(!text.contains("hunter2") && !text.contains("tok-xyz"), "{text}");
+    }
 }

@@ -360,3 +360,92 @@ fn check_session_name(name: &str) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn oidc(text: &str, env: &[(&str, &str)]) -> Result<OidcRoleArnProvider, InvalidSetting> {
+        let config: OidcRoleArnConfig = toml::from_str(text).unwrap();
+        let lookup = |name: &str| {
+            env.iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| (*value).to_owned())
+        };
+        config.provider(&lookup)
+    }
+
+    const RRSA: &[(&str, &str)] = &[
+        ("ALIBABA_CLOUD_ROLE_ARN", "acs:ram::1:role/siem"),
+        ("ALIBABA_CLOUD_OIDC_PROVIDER_ARN", "acs:ram::1:oidc-provider/ack"),
+        ("ALIBABA_CLOUD_OIDC_TOKEN_FILE", "/var/run/secrets/token"),
+    ];
+
+    #[test]
+    fn oidc_settings_come_from_the_rrsa_variables_unless_configured() {
+        let provider = oidc("", RRSA).unwrap();
+        assert_eq!(provider.role_arn, "acs:ram::1:role/siem");
+        assert_eq!(provider.oidc_provider_arn, "acs:ram::1:oidc-provider/ack");
+        assert_eq!(provider.oidc_token_file, PathBuf::from("/var/run/secrets/token"));
+        assert_eq!(provider.duration_seconds, 3600);
+        assert_eq!(provider.sts_endpoint, "https://sts.aliyuncs.com");
+        assert!(provider.role_session_name.starts_with("siem-forwarder-"));
+        let provider = oidc(
+            "role_arn = \"acs:ram::2:role/other\"\noidc_token_file = \"/t\"\n\
+             role_session_name = \"pod-1\"\nduration_seconds = 900",
+            RRSA,
+        )
+        .unwrap();
+        assert_eq!(provider.role_arn, "acs:ram::2:role/other");
+        assert_eq!(provider.oidc_token_file, PathBuf::from("/t"));
+        assert_eq!(provider.role_session_name, "pod-1");
+        assert_eq!(provider.duration_seconds, 900);
+    }
+
+    #[test]
+    fn the_sts_endpoint_follows_region_and_vpc_settings() {
+        let endpoint = |text: &str, extra: &[(&'static str, &'static str)]| {
+            let env: Vec<_> = RRSA.iter().chain(extra).copied().collect();
+            oidc(text, &env).map(|provider| provider.sts_endpoint)
+        };
+        let region = [("ALIBABA_CLOUD_STS_REGION", "cn-shanghai")];
+        assert_eq!(endpoint("", &region).unwrap(), "https://sts.cn-shanghai.aliyuncs.com");
+        let vpc = [
+            ("ALIBABA_CLOUD_STS_REGION", "cn-shanghai"),
+            ("ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED", "true"),
+        ];
+        assert_eq!(endpoint("", &vpc).unwrap(), "https://sts-vpc.cn-shanghai.aliyuncs.com");
+        assert_eq!(
+            endpoint("sts_region = \"cn-beijing\"\nvpc_endpoint = false", &vpc).unwrap(),
+            "https://sts.cn-beijing.aliyuncs.com"
+        );
+        assert_eq!(
+            endpoint("sts_endpoint = \"http://127.0.0.1:9000/\"", &vpc).unwrap(),
+            "http://127.0.0.1:9000"
+        );
+        assert_eq!(
+            endpoint("sts_endpoint = \"sts.example.com\"", &[]).unwrap(),
+            "https://sts.example.com"
+        );
+    }
+
+    #[test]
+    fn bad_oidc_settings_name_their_key() {
+        for (text, env, key) in [
+            ("", &[][..], "role_arn"),
+            ("role_arn = \"arn:aws:iam::1:role/x\"", RRSA, "role_arn"),
+            ("oidc_provider_arn = \"acs:ram::1:role/x\"", RRSA, "oidc_provider_arn"),
+            ("duration_seconds = 899", RRSA, "duration_seconds"),
+            ("duration_seconds = 43201", RRSA, "duration_seconds"),
+            ("role_session_name = \"a b\"", RRSA, "role_session_name"),
+            ("sts_region = \"CN/x\"", RRSA, "sts_region"),
+            ("sts_endpoint = \"https://sts/x\"", RRSA, "sts_endpoint"),
+        ] {
+            let error = oidc(text, env).unwrap_err();
+            assert_eq!(error.key, format!("source.credentials.{key}"), "{text}");
+        }
+        let error = oidc("", &RRSA[..2]).unwrap_err();
+        assert_eq!(error.key, "source.credentials.oidc_token_file");
+        assert!(error.reason.contains("ALIBABA_CLOUD_OIDC_TOKEN_FILE"), "{error}");
+    }
+}
