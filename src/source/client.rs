@@ -147,14 +147,12 @@ impl ClientError {
             return false;
         };
         error.status == 401
-            && match &error.code {
-                ApiErrorCode::Unauthorized | ApiErrorCode::InvalidAccessKeyId => true,
-                ApiErrorCode::Other(code) => {
-                    code.eq_ignore_ascii_case("SecurityToken.Expired")
-                        || code.eq_ignore_ascii_case("SecurityTokenExpired")
-                }
-                _ => false,
-            }
+            && matches!(
+                error.code,
+                ApiErrorCode::Unauthorized
+                    | ApiErrorCode::InvalidAccessKeyId
+                    | ApiErrorCode::SecurityTokenExpired
+            )
     }
 
     pub(crate) fn bad_response(api: &'static str, reason: impl ToString) -> Self {

@@ -269,7 +269,9 @@ impl SourceConfig {
         };
         let (id, secret) = if local {
             (
-                self.access_key_id.clone().unwrap_or_else(|| "local".to_owned()),
+                self.access_key_id
+                    .clone()
+                    .unwrap_or_else(|| "local".to_owned()),
                 self.access_key_secret
                     .clone()
                     .unwrap_or_else(|| Secret::new("local-secret")),
@@ -631,7 +633,10 @@ mod tests {
         );
         assert_eq!(provider("provider = \"environment\""), "environment");
         assert_eq!(provider("provider = \"ecs_ram_role\""), "ecs_ram_role");
-        assert_eq!(provider("provider = \"file\"\npath = \"/run/secrets/sls.json\""), "file");
+        assert_eq!(
+            provider("provider = \"file\"\npath = \"/run/secrets/sls.json\""),
+            "file"
+        );
         assert_eq!(
             provider(
                 "provider = \"oidc_role_arn\"\nrole_arn = \"acs:ram::1:role/r\"\n\
@@ -646,8 +651,14 @@ mod tests {
             _ => None,
         };
         let config: SourceConfig = toml::from_str(CLOUD).unwrap();
-        assert_eq!(static_keys(&config.resolve(env).unwrap()).access_key_id, "env-id");
-        for bad in ["provider = \"vault\"", "provider = \"file\"\npath = \"/x\"\nrole_name = \"r\""] {
+        assert_eq!(
+            static_keys(&config.resolve(env).unwrap()).access_key_id,
+            "env-id"
+        );
+        for bad in [
+            "provider = \"vault\"",
+            "provider = \"file\"\npath = \"/x\"\nrole_name = \"r\"",
+        ] {
             let text = format!("{CLOUD}[credentials]\n{bad}");
             assert!(toml::from_str::<SourceConfig>(&text).is_err(), "{bad}");
         }
@@ -665,7 +676,9 @@ mod tests {
             assert_eq!(error.key, "source.credentials", "{keys}");
             let key = keys.split(' ').next().unwrap();
             assert!(
-                error.reason.contains(&format!("cannot be combined with source.{key}"))
+                error
+                    .reason
+                    .contains(&format!("cannot be combined with source.{key}"))
                     && error.reason.contains("provider = \"static\""),
                 "{error}"
             );
@@ -680,7 +693,10 @@ mod tests {
         let local = "endpoint = \"local\"\nlogstores = [\"audit\"]\n[credentials]\n";
         let error = resolved(&format!("{local}provider = \"ecs_ram_role\"")).unwrap_err();
         assert_eq!(error.key, "source.credentials.provider");
-        assert!(error.reason.contains("`ecs_ram_role` cannot be used"), "{error}");
+        assert!(
+            error.reason.contains("`ecs_ram_role` cannot be used"),
+            "{error}"
+        );
         let source = resolved(&format!(
             "{local}provider = \"static\"\naccess_key_id = \"k\"\naccess_key_secret = \"s\""
         ))
@@ -691,14 +707,23 @@ mod tests {
     #[test]
     fn credentials_table_values_are_checked_by_key() {
         for (table, key) in [
-            ("provider = \"static\"\naccess_key_id = \"\"\naccess_key_secret = \"s\"", "access_key_id"),
+            (
+                "provider = \"static\"\naccess_key_id = \"\"\naccess_key_secret = \"s\"",
+                "access_key_id",
+            ),
             (
                 "provider = \"static\"\naccess_key_id = \"i\"\naccess_key_secret = \"s\"\n\
                  security_token = \"to ken\"",
                 "security_token",
             ),
-            ("provider = \"ecs_ram_role\"\nrole_name = \"../admin\"", "role_name"),
-            ("provider = \"ecs_ram_role\"\nmetadata_endpoint = \"ftp://x\"", "metadata_endpoint"),
+            (
+                "provider = \"ecs_ram_role\"\nrole_name = \"../admin\"",
+                "role_name",
+            ),
+            (
+                "provider = \"ecs_ram_role\"\nmetadata_endpoint = \"ftp://x\"",
+                "metadata_endpoint",
+            ),
             ("provider = \"file\"\npath = \"\"", "path"),
             ("provider = \"oidc_role_arn\"", "role_arn"),
         ] {
@@ -715,6 +740,9 @@ mod tests {
         ))
         .unwrap();
         let text = format!("{source:?}");
-        assert!(!text.contains("hunter2") && !text.contains("tok-xyz"), "{text}");
+        assert!(
+            !text.contains("hunter2") && !text.contains("tok-xyz"),
+            "{text}"
+        );
     }
 }

@@ -116,9 +116,7 @@ impl CredentialsCache {
         }
         let _refreshing = self.inner.refresh.lock().await;
         match self.current() {
-            Some(cached) if !cached.expired(Instant::now()) => {
-                Ok(Arc::clone(&cached.credentials))
-            }
+            Some(cached) if !cached.expired(Instant::now()) => Ok(Arc::clone(&cached.credentials)),
             _ => self.fetch().await,
         }
     }
@@ -173,7 +171,7 @@ impl CredentialsCache {
                 reason: format!("holds {name}, which {reason}"),
             })?;
         let cached = Cached::new(credentials, Instant::now());
-        tracing::debug!(
+        tracing::info!(
             provider,
             expires_in = ?cached.expires_at.map(|at| at - Instant::now()),
             "credentials refreshed"
@@ -191,9 +189,7 @@ impl CredentialsCache {
                 let now = Instant::now();
                 self.store(Cached {
                     credentials: Arc::clone(&old.credentials),
-                    refresh_at: old
-                        .expires_at
-                        .map(|end| (now + REFRESH_PAUSE).min(end)),
+                    refresh_at: old.expires_at.map(|end| (now + REFRESH_PAUSE).min(end)),
                     expires_at: old.expires_at,
                 })
             }
@@ -287,7 +283,11 @@ mod tests {
         for caller in callers {
             assert_eq!(caller.await.unwrap().access_key_id, "key-2");
         }
-        assert_eq!(fetches.load(Ordering::SeqCst), 2, "one refresh for 8 rejections");
+        assert_eq!(
+            fetches.load(Ordering::SeqCst),
+            2,
+            "one refresh for 8 rejections"
+        );
         assert_eq!(id(&cache).await, "key-2");
     }
 

@@ -145,9 +145,16 @@ fn invalid(key: &str, reason: impl Into<String>) -> InvalidSetting {
 ///
 /// The offending key and why, never the value.
 pub fn check_static(credentials: &Credentials, key_prefix: &str) -> Result<(), InvalidSetting> {
-    let token = credentials.security_token.as_ref().map_or("", Secret::expose);
+    let token = credentials
+        .security_token
+        .as_ref()
+        .map_or("", Secret::expose);
     for (key, value, max) in [
-        ("access_key_id", credentials.access_key_id.as_str(), MAX_ACCESS_KEY_ID),
+        (
+            "access_key_id",
+            credentials.access_key_id.as_str(),
+            MAX_ACCESS_KEY_ID,
+        ),
         (
             "access_key_secret",
             credentials.access_key_secret.expose(),
@@ -272,8 +279,7 @@ impl OidcRoleArnConfig {
             .clone()
             .or_else(|| env(oidc::ROLE_SESSION_NAME_VARIABLE))
             .unwrap_or_else(|| format!("siem-forwarder-{}", chrono::Utc::now().timestamp()));
-        check_session_name(&session_name)
-            .map_err(|reason| invalid("role_session_name", reason))?;
+        check_session_name(&session_name).map_err(|reason| invalid("role_session_name", reason))?;
         let duration = self.duration_seconds.unwrap_or(DEFAULT_DURATION_SECONDS);
         let (shortest, longest) = DURATION_SECONDS;
         if !(shortest..=longest).contains(&duration) {
@@ -345,7 +351,9 @@ fn check_role_name(role: &str) -> Result<(), String> {
 fn check_arn(arn: &str, kind: &str) -> Result<(), String> {
     let printable = arn.chars().all(|c| c.is_ascii_graphic());
     if !arn.starts_with("acs:ram::") || !arn.contains(kind) || !printable || arn.len() > 512 {
-        return Err(format!("`{arn}` is not an ARN like acs:ram::ACCOUNT{kind}NAME"));
+        return Err(format!(
+            "`{arn}` is not an ARN like acs:ram::ACCOUNT{kind}NAME"
+        ));
     }
     Ok(())
 }
@@ -377,7 +385,10 @@ mod tests {
 
     const RRSA: &[(&str, &str)] = &[
         ("ALIBABA_CLOUD_ROLE_ARN", "acs:ram::1:role/siem"),
-        ("ALIBABA_CLOUD_OIDC_PROVIDER_ARN", "acs:ram::1:oidc-provider/ack"),
+        (
+            "ALIBABA_CLOUD_OIDC_PROVIDER_ARN",
+            "acs:ram::1:oidc-provider/ack",
+        ),
         ("ALIBABA_CLOUD_OIDC_TOKEN_FILE", "/var/run/secrets/token"),
     ];
 
@@ -386,7 +397,10 @@ mod tests {
         let provider = oidc("", RRSA).unwrap();
         assert_eq!(provider.role_arn, "acs:ram::1:role/siem");
         assert_eq!(provider.oidc_provider_arn, "acs:ram::1:oidc-provider/ack");
-        assert_eq!(provider.oidc_token_file, PathBuf::from("/var/run/secrets/token"));
+        assert_eq!(
+            provider.oidc_token_file,
+            PathBuf::from("/var/run/secrets/token")
+        );
         assert_eq!(provider.duration_seconds, 3600);
         assert_eq!(provider.sts_endpoint, "https://sts.aliyuncs.com");
         assert!(provider.role_session_name.starts_with("siem-forwarder-"));
@@ -409,12 +423,18 @@ mod tests {
             oidc(text, &env).map(|provider| provider.sts_endpoint)
         };
         let region = [("ALIBABA_CLOUD_STS_REGION", "cn-shanghai")];
-        assert_eq!(endpoint("", &region).unwrap(), "https://sts.cn-shanghai.aliyuncs.com");
+        assert_eq!(
+            endpoint("", &region).unwrap(),
+            "https://sts.cn-shanghai.aliyuncs.com"
+        );
         let vpc = [
             ("ALIBABA_CLOUD_STS_REGION", "cn-shanghai"),
             ("ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED", "true"),
         ];
-        assert_eq!(endpoint("", &vpc).unwrap(), "https://sts-vpc.cn-shanghai.aliyuncs.com");
+        assert_eq!(
+            endpoint("", &vpc).unwrap(),
+            "https://sts-vpc.cn-shanghai.aliyuncs.com"
+        );
         assert_eq!(
             endpoint("sts_region = \"cn-beijing\"\nvpc_endpoint = false", &vpc).unwrap(),
             "https://sts.cn-beijing.aliyuncs.com"
@@ -434,7 +454,11 @@ mod tests {
         for (text, env, key) in [
             ("", &[][..], "role_arn"),
             ("role_arn = \"arn:aws:iam::1:role/x\"", RRSA, "role_arn"),
-            ("oidc_provider_arn = \"acs:ram::1:role/x\"", RRSA, "oidc_provider_arn"),
+            (
+                "oidc_provider_arn = \"acs:ram::1:role/x\"",
+                RRSA,
+                "oidc_provider_arn",
+            ),
             ("duration_seconds = 899", RRSA, "duration_seconds"),
             ("duration_seconds = 43201", RRSA, "duration_seconds"),
             ("role_session_name = \"a b\"", RRSA, "role_session_name"),
@@ -446,6 +470,9 @@ mod tests {
         }
         let error = oidc("", &RRSA[..2]).unwrap_err();
         assert_eq!(error.key, "source.credentials.oidc_token_file");
-        assert!(error.reason.contains("ALIBABA_CLOUD_OIDC_TOKEN_FILE"), "{error}");
+        assert!(
+            error.reason.contains("ALIBABA_CLOUD_OIDC_TOKEN_FILE"),
+            "{error}"
+        );
     }
 }

@@ -52,10 +52,10 @@ impl EcsRamRoleProvider {
 
     async fn metadata_token(&self) -> Result<String, CredentialsError> {
         let url = format!("{}{TOKEN_PATH}", self.endpoint);
-        let request = self
-            .http
-            .put(&url)
-            .header("X-aliyun-ecs-metadata-token-ttl-seconds", METADATA_TOKEN_TTL_SECONDS);
+        let request = self.http.put(&url).header(
+            "X-aliyun-ecs-metadata-token-ttl-seconds",
+            METADATA_TOKEN_TTL_SECONDS,
+        );
         let answer = http::send(NAME, &url, request, HINT).await?;
         let token = String::from_utf8_lossy(&answer.body).trim().to_owned();
         if !answer.status.is_success() || token.is_empty() {
@@ -70,11 +70,14 @@ impl EcsRamRoleProvider {
         let role = roles.lines().map(str::trim).find(|line| !line.is_empty());
         match role {
             Some(role) if answer.status.is_success() => Ok(role.to_owned()),
-            _ if answer.status.is_success() || answer.status == 404 => Err(CredentialsError::Missing {
-                provider: NAME,
-                what: "a RAM role attached to this instance".to_owned(),
-                hint: "attach one to the instance, or set source.credentials.role_name".to_owned(),
-            }),
+            _ if answer.status.is_success() || answer.status == 404 => {
+                Err(CredentialsError::Missing {
+                    provider: NAME,
+                    what: "a RAM role attached to this instance".to_owned(),
+                    hint: "attach one to the instance, or set source.credentials.role_name"
+                        .to_owned(),
+                })
+            }
             _ => Err(refused(&url, &answer, "no role list")),
         }
     }
@@ -152,7 +155,9 @@ mod tests {
                 .and_then(|v| v.to_str().ok());
             match (request.method.as_str(), request.path.as_str()) {
                 ("PUT", TOKEN_PATH) => {
-                    let ttl = request.headers.get("x-aliyun-ecs-metadata-token-ttl-seconds");
+                    let ttl = request
+                        .headers
+                        .get("x-aliyun-ecs-metadata-token-ttl-seconds");
                     match ttl {
                         Some(_) => (200, "imds-token".into()),
                         None => (400, String::new()),
@@ -162,7 +167,10 @@ mod tests {
                 ("GET", ROLES_PATH) => (200, "siem\n".into()),
                 ("GET", "/latest/meta-data/ram/security-credentials/siem") => {
                     let json = credentials_json("STS.ecs");
-                    (200, json.replacen('{', &format!(r#"{{"Code":"{code}","#), 1))
+                    (
+                        200,
+                        json.replacen('{', &format!(r#"{{"Code":"{code}","#), 1),
+                    )
                 }
                 _ => (404, "not found".into()),
             }
@@ -173,7 +181,10 @@ mod tests {
     #[tokio::test]
     async fn the_attached_role_is_found_and_asked_with_an_imdsv2_token() {
         let server = metadata("Success").await;
-        let credentials = EcsRamRoleProvider::new(&server.url, None).fetch().await.unwrap();
+        let credentials = EcsRamRoleProvider::new(&server.url, None)
+            .fetch()
+            .await
+            .unwrap();
         assert_eq!(credentials.access_key_id, "STS.ecs");
         assert_eq!(credentials.access_key_secret.expose(), "secret-STS.ecs");
         assert_eq!(
@@ -184,7 +195,11 @@ mod tests {
         let paths: Vec<_> = server.received().iter().map(|r| r.path.clone()).collect();
         assert_eq!(
             paths,
-            [TOKEN_PATH, ROLES_PATH, "/latest/meta-data/ram/security-credentials/siem"]
+            [
+                TOKEN_PATH,
+                ROLES_PATH,
+                "/latest/meta-data/ram/security-credentials/siem"
+            ]
         );
         let named = EcsRamRoleProvider::new(&format!("{}/", server.url), Some("siem".into()));
         assert_eq!(named.fetch().await.unwrap().access_key_id, "STS.ecs");
@@ -211,12 +226,18 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("200 Failed"), "{error}");
-        assert!(!error.contains("secret-STS.ecs") && !error.contains("token-STS"), "{error}");
+        assert!(
+            !error.contains("secret-STS.ecs") && !error.contains("token-STS"),
+            "{error}"
+        );
         let error = EcsRamRoleProvider::new("http://127.0.0.1:1", None)
             .fetch()
             .await
             .unwrap_err()
             .to_string();
-        assert!(error.contains("cannot reach http://127.0.0.1:1/latest/api/token"), "{error}");
+        assert!(
+            error.contains("cannot reach http://127.0.0.1:1/latest/api/token"),
+            "{error}"
+        );
     }
 }

@@ -84,11 +84,8 @@ impl ProvideCredentials for EnvironmentProvider {
                 what: secret_variable.to_owned(),
                 hint: "it goes with the AccessKey id that is set".to_owned(),
             })?;
-        let credentials = Credentials::new(
-            id,
-            Secret::new(secret),
-            self.get(token).map(Secret::new),
-        );
+        let credentials =
+            Credentials::new(id, Secret::new(secret), self.get(token).map(Secret::new));
         credentials
             .check()
             .map_err(|(name, reason)| CredentialsError::Malformed {
@@ -106,7 +103,9 @@ mod tests {
     use std::collections::HashMap;
     use std::sync::Mutex;
 
-    fn provider(variables: &Arc<Mutex<HashMap<&'static str, &'static str>>>) -> EnvironmentProvider {
+    fn provider(
+        variables: &Arc<Mutex<HashMap<&'static str, &'static str>>>,
+    ) -> EnvironmentProvider {
         let variables = Arc::clone(variables);
         EnvironmentProvider::with_lookup(Arc::new(move |name| {
             variables.lock().unwrap().get(name).map(|v| (*v).to_owned())
@@ -144,7 +143,9 @@ mod tests {
         let env = provider(&variables);
         let error = env.fetch().await.unwrap_err().to_string();
         assert!(
-            error.contains("environment credentials: ALIBABA_CLOUD_ACCESS_KEY_ID (or SLS_AK_ID) is not set"),
+            error.contains(
+                "environment credentials: ALIBABA_CLOUD_ACCESS_KEY_ID (or SLS_AK_ID) is not set"
+            ),
             "{error}"
         );
         variables
@@ -152,10 +153,14 @@ mod tests {
             .unwrap()
             .extend([("ALIBABA_CLOUD_ACCESS_KEY_ID", "id"), ("SLS_AK_KEY", "k")]);
         let error = env.fetch().await.unwrap_err().to_string();
-        assert!(error.contains("ALIBABA_CLOUD_ACCESS_KEY_SECRET is not set"), "{error}");
-        variables.lock().unwrap().extend([
-            ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "s3cr3t\n"),
-        ]);
+        assert!(
+            error.contains("ALIBABA_CLOUD_ACCESS_KEY_SECRET is not set"),
+            "{error}"
+        );
+        variables
+            .lock()
+            .unwrap()
+            .extend([("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "s3cr3t\n")]);
         let error = env.fetch().await.unwrap_err().to_string();
         assert!(
             error.contains("the AccessKey secret") && !error.contains("s3cr3t"),

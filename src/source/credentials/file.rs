@@ -97,20 +97,32 @@ mod tests {
         let provider = FileProvider::new(path.clone());
         let error = provider.fetch().await.unwrap_err().to_string();
         assert!(
-            error.starts_with("file credentials: cannot read") && error.contains("credentials.json"),
+            error.starts_with("file credentials: cannot read")
+                && error.contains("credentials.json"),
             "{error}"
         );
-        write(&path, "first", r#","SecurityToken":"tok","Expiration":"2030-01-01T00:00:00Z""#);
+        write(
+            &path,
+            "first",
+            r#","SecurityToken":"tok","Expiration":"2030-01-01T00:00:00Z""#,
+        );
         let first = provider.fetch().await.unwrap();
         assert_eq!(first.access_key_id, "first");
-        assert_eq!(first.security_token.as_ref().map(Secret::expose), Some("tok"));
+        assert_eq!(
+            first.security_token.as_ref().map(Secret::expose),
+            Some("tok")
+        );
         assert!(first.expiration.is_some());
         write(&path, "second-key", "");
         let second = provider.fetch().await.unwrap();
         assert_eq!(second.access_key_id, "second-key");
         assert_eq!(second.security_token, None);
         assert_eq!(second.expiration, None);
-        std::fs::write(&path, r#"{"AccessKeyId": "x", "AccessKeySecret": 12345678}"#).unwrap();
+        std::fs::write(
+            &path,
+            r#"{"AccessKeyId": "x", "AccessKeySecret": 12345678}"#,
+        )
+        .unwrap();
         let error = provider.fetch().await.unwrap_err().to_string();
         assert!(
             error.contains("is not credentials JSON") && !error.contains("12345678"),

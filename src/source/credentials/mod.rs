@@ -292,14 +292,14 @@ mod tests {
 
     #[test]
     fn debug_shows_neither_secret_nor_token() {
-        let credentials = Credentials::new(
-            "id",
-            Secret::new("hunter2"),
-            Some(Secret::new("token-abc")),
-        );
+        let credentials =
+            Credentials::new("id", Secret::new("hunter2"), Some(Secret::new("token-abc")));
         let text = format!("{credentials:?}");
         assert!(text.contains("\"id\""), "{text}");
-        assert!(!text.contains("hunter2") && !text.contains("token-abc"), "{text}");
+        assert!(
+            !text.contains("hunter2") && !text.contains("token-abc"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -322,7 +322,10 @@ mod tests {
         assert!(parse(r#"{"AccessKeyId":"a","AccessKeySecret":"s3cr3t"}"#, false).is_ok());
         let bad = r#"{"AccessKeyId":"a","AccessKeySecret":"s3 cr3t","Expiration":"soon"}"#;
         let error = parse(bad, false).unwrap_err().to_string();
-        assert!(error.contains("`soon`") && !error.contains("s3 cr3t"), "{error}");
+        assert!(
+            error.contains("`soon`") && !error.contains("s3 cr3t"),
+            "{error}"
+        );
         let spaced = r#"{"AccessKeyId":"a","AccessKeySecret":"s3 cr3t"}"#;
         let error = parse(spaced, false).unwrap_err().to_string();
         assert!(

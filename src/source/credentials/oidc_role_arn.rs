@@ -200,7 +200,10 @@ mod tests {
         let server = TestServer::start(|request| {
             let token = request.form.get("OIDCToken").cloned().unwrap_or_default();
             let json = credentials_json(&format!("STS.{token}"));
-            (200, format!(r#"{{"RequestId":"r-1","Credentials":{json}}}"#))
+            (
+                200,
+                format!(r#"{{"RequestId":"r-1","Credentials":{json}}}"#),
+            )
         })
         .await;
         let dir = tempfile::tempdir().unwrap();
@@ -211,13 +214,20 @@ mod tests {
         std::fs::write(&file, "jwt-two").unwrap();
         assert_eq!(sts.fetch().await.unwrap().access_key_id, "STS.jwt-two");
         let request = &server.received()[0];
-        assert_eq!((request.method.as_str(), request.path.as_str()), ("POST", "/"));
+        assert_eq!(
+            (request.method.as_str(), request.path.as_str()),
+            ("POST", "/")
+        );
         for (key, value) in [
             ("Action", "AssumeRoleWithOIDC"),
             ("Format", "JSON"),
             ("Version", "2015-04-01"),
         ] {
-            assert_eq!(request.query.get(key).map(String::as_str), Some(value), "{key}");
+            assert_eq!(
+                request.query.get(key).map(String::as_str),
+                Some(value),
+                "{key}"
+            );
         }
         assert!(request.query["Timestamp"].ends_with('Z'));
         for (key, value) in [
@@ -227,7 +237,11 @@ mod tests {
             ("RoleSessionName", "siem-test"),
             ("DurationSeconds", "900"),
         ] {
-            assert_eq!(request.form.get(key).map(String::as_str), Some(value), "{key}");
+            assert_eq!(
+                request.form.get(key).map(String::as_str),
+                Some(value),
+                "{key}"
+            );
         }
     }
 
@@ -255,7 +269,11 @@ mod tests {
             "{error}"
         );
         std::fs::write(&file, "  \n").unwrap();
-        let error = provider(&server.url, file).fetch().await.unwrap_err().to_string();
+        let error = provider(&server.url, file)
+            .fetch()
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("is empty"), "{error}");
     }
 }

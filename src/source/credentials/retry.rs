@@ -53,16 +53,27 @@ async fn refused_credentials_are_refreshed_and_the_request_sent_again_at_once() 
     ] {
         let server = service(code, "token-2").await;
         let (client, fetches) = counting_client(&server.url);
-        call(&client).await.unwrap_or_else(|error| panic!("{code}: {error}"));
+        call(&client)
+            .await
+            .unwrap_or_else(|error| panic!("{code}: {error}"));
         assert_eq!(fetches.load(Ordering::SeqCst), 2, "{code}");
         let tokens: Vec<_> = server
             .received()
             .iter()
-            .map(|r| r.headers[SECURITY_TOKEN_HEADER].to_str().unwrap().to_owned())
+            .map(|r| {
+                r.headers[SECURITY_TOKEN_HEADER]
+                    .to_str()
+                    .unwrap()
+                    .to_owned()
+            })
             .collect();
         assert_eq!(tokens, ["token-1", "token-2"], "{code}");
         call(&client).await.unwrap();
-        assert_eq!(fetches.load(Ordering::SeqCst), 2, "{code}: the new ones are kept");
+        assert_eq!(
+            fetches.load(Ordering::SeqCst),
+            2,
+            "{code}: the new ones are kept"
+        );
     }
 }
 

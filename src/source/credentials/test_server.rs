@@ -53,7 +53,9 @@ fn decode(text: &str) -> BTreeMap<String, String> {
 
 async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    let body: Bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap_or_default();
+    let body: Bytes = axum::body::to_bytes(body, 1 << 20)
+        .await
+        .unwrap_or_default();
     let received = Received {
         method: parts.method.to_string(),
         path: parts.uri.path().to_owned(),
@@ -68,7 +70,9 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
 
 impl TestServer {
     /// Starts a server answering with `answer`.
-    pub async fn start(answer: impl Fn(&Received) -> (u16, String) + Send + Sync + 'static) -> Self {
+    pub async fn start(
+        answer: impl Fn(&Received) -> (u16, String) + Send + Sync + 'static,
+    ) -> Self {
         let shared = Arc::new(Shared {
             answer: Box::new(answer),
             received: Mutex::new(Vec::new()),
