@@ -33,7 +33,7 @@ pub const MAX_ACCESS_KEY_SECRET: usize = 256;
 pub const MAX_SECURITY_TOKEN: usize = 8192;
 
 /// One set of credentials: an AccessKey pair, with an STS token and its expiry when
-/// temporary. `Debug` shows the id and the expiry only.
+/// temporary. `Debug` shows the id and the expiry, never the secret or the token.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
     /// AccessKey id.
