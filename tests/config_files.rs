@@ -11,6 +11,7 @@ use std::process::{Command, Output};
 use siem_forwarder::config::{ForwarderConfig, SinkConfig};
 use siem_forwarder::sinks::splunk_hec::config::Compression;
 use siem_forwarder::sinks::syslog::config::{Format, Protocol};
+use siem_forwarder::source::credentials::config::SourceCredentials;
 
 /// The example files the README, the docs and the deploy recipes point at; a missing one is a
 /// broken link.
@@ -137,7 +138,10 @@ fn cloud_examples_read_every_secret_from_the_environment() {
         })
         .unwrap();
         let source = config.source.resolve(|_| None).unwrap();
-        assert_eq!(source.access_key_secret.expose(), "real-secret", "{name}");
+        let SourceCredentials::Static(keys) = &source.credentials else {
+            panic!("{name}: static keys");
+        };
+        assert_eq!(keys.access_key_secret.expose(), "real-secret", "{name}");
     }
 }
 
