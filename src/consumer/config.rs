@@ -231,6 +231,13 @@ impl ConsumerConfig {
             .max(Duration::from_secs(1))
     }
 
+    /// How long one heartbeat or checkpoint commit may take (one attempt, no retries inside
+    /// the call): half the heartbeat interval, so that a lost answer still leaves time for
+    /// the next heartbeat well within the group timeout.
+    pub fn call_timeout(&self) -> Duration {
+        self.heartbeat_interval.0 / 2
+    }
+
     /// The consumer name: configured, or `{group}-{hostname}-{pid}`.
     pub fn consumer_name(&self) -> String {
         self.name.clone().unwrap_or_else(|| {

@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant;
 
 use super::config::ConsumerConfig;
+use super::lease::Leases;
 use super::service::GroupService;
 use super::shard::ShardTask;
 use crate::common::units::HumanDuration;
@@ -86,6 +87,8 @@ pub struct Script {
     pub start_calls: Vec<Instant>,
     /// Commits that succeeded: when, and the cursor.
     pub committed: Vec<(Instant, String)>,
+    /// Every commit sent: when, and its `forceSuccess`.
+    pub commit_calls: Vec<(Instant, bool)>,
 }
 
 impl Default for Script {
@@ -103,6 +106,7 @@ impl Default for Script {
             heartbeat_calls: Vec::new(),
             start_calls: Vec::new(),
             committed: Vec::new(),
+            commit_calls: Vec::new(),
         }
     }
 }
@@ -255,9 +259,12 @@ impl GroupService for FakeService {
         _consumer: &str,
         _shard: u32,
         cursor: &str,
-        _force: bool,
+        force: bool,
     ) -> Result<(), ClientError> {
-        let reply = self.with(|script| next(&mut script.commits));
+        let reply = self.with(|script| {
+            script.commit_calls.push((Instant::now(), force));
+            next(&mut script.commits)
+        });
         reply.give().await?;
         self.with(|script| script.committed.push((Instant::now(), cursor.to_owned())));
         Ok(())
@@ -277,7 +284,11 @@ pub fn config() -> ConsumerConfig {
     config
 }
 
-/// A task for shard 0 of `logstore`, and the receiving end of its output (the "pipeline").
+/// The group timeout of [`shard_task`]'s leases: a day, longer than any test runs.
+pub const LEASE_OUTLASTING_EVERY_TEST: Duration = Duration::from_secs(24 * 3600);
+
+/// A task for shard 0 of `logstore`, holding its lease, and the receiving end of its output
+/// (the "pipeline").
 pub fn shard_task(
     service: &FakeService,
     logstore: &str,
@@ -285,8 +296,12 @@ pub fn shard_task(
 ) -> (ShardTask<FakeService>, mpsc::Receiver<SinkBatch>) {
     let (output, batches) = mpsc::channel(16);
     let budget = Arc::new(Semaphore::new(config.max_inflight_bytes.0 as usize));
+    let leases = Arc::new(Leases::new(LEASE_OUTLASTING_EVERY_TEST));
+    leases.renew([0], Instant::now());
     let task = ShardTask {
         client: service.clone(),
+        control: service.clone(),
+        leases,
         key: ShardKey {
             logstore: logstore.into(),
             shard: 0,

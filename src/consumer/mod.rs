@@ -3,6 +3,7 @@
 //! to the pipeline, and commit each shard's checkpoint only past batches every sink delivered.
 //!
 //! - [`heartbeat`]: held plus draining shards; eviction after the group timeout.
+//! - [`lease`]: how long a shard may still be delivered without a heartbeat listing it.
 //! - [`worker`]: reconciles assigned shards against running tasks.
 //! - [`shard`]: start cursor → pull → hand on → drain.
 //! - [`pacing`]: the waits between pulls (small pulls, throttling).
@@ -16,6 +17,7 @@ pub mod drain;
 #[cfg(test)]
 mod fake;
 pub mod heartbeat;
+pub mod lease;
 pub mod pacing;
 pub mod service;
 pub mod shard;
@@ -30,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::{ConsumerConfig, StartPosition};
 use heartbeat::Heartbeat;
+use lease::Leases;
 use service::GroupService;
 use shard::ShardTask;
 use worker::Worker;
@@ -76,6 +79,8 @@ pub async fn run(
         .validate()
         .map_err(|error| ConsumerError::Config(error.to_string()))?;
     let consumer: Arc<str> = config.consumer_name().into();
+    // Heartbeats and commits: one attempt each, within half the heartbeat interval.
+    let control = client.single_attempt(config.call_timeout());
     let config = Arc::new(config);
     let budget = Arc::new(Semaphore::new(
         config.max_inflight_bytes.0.min(u64::from(u32::MAX)) as usize,
@@ -88,6 +93,8 @@ pub async fn run(
         }
         let template = ShardTask {
             client: client.clone(),
+            control: control.clone(),
+            leases: Arc::new(Leases::new(config.group_timeout())),
             key: ShardKey {
                 logstore: logstore.as_str().into(),
                 shard: 0,
@@ -117,7 +124,8 @@ async fn run_member<S: GroupService>(
     let poke = Arc::new(Notify::new());
     let (assigned_tx, assigned_rx) = watch::channel(BTreeSet::new());
     let heartbeat = Arc::new(Heartbeat {
-        client: template.client.clone(),
+        client: template.control.clone(),
+        leases: template.leases.clone(),
         logstore: template.key.logstore.to_string(),
         group: config.group.clone(),
         consumer: template.consumer.to_string(),
