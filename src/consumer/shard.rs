@@ -404,13 +404,22 @@ impl<S: GroupService> ShardRun<S> {
         ShardExit::Lost
     }
 
-    /// Sends a pulled batch to the pipeline, if the shard's lease still holds.
+    /// Sends a pulled batch to the pipeline if the shard's lease still holds once the
+    /// pipeline has room for it (a batch that waited for room through a freeze is checked
+    /// when it would enter).
     async fn hand_on(
         &mut self,
         pulled: PullResult,
         mut permit: OwnedSemaphorePermit,
         stop: &CancellationToken,
     ) -> HandOn {
+        let room = tokio::select! {
+            room = self.task.output.reserve() => room.ok(),
+            () = stop.cancelled() => None,
+        };
+        let Some(room) = room else {
+            return HandOn::Stopped;
+        };
         if !self.task.leases.holds(self.task.key.shard) {
             return HandOn::LeaseLost;
         }
@@ -455,13 +464,7 @@ impl<S: GroupService> ShardRun<S> {
             records: pulled.records,
         });
         let (token, receiver) = ack::channel();
-        let sent = tokio::select! {
-            sent = self.task.output.send(SinkBatch { batch, ack: token }) => sent.is_ok(),
-            () = stop.cancelled() => false,
-        };
-        if !sent {
-            return HandOn::Stopped;
-        }
+        room.send(SinkBatch { batch, ack: token });
         self.deliveries.push_back(Box::pin(async move {
             DeliveredBatch {
                 number,
