@@ -16,7 +16,7 @@ use crate::common::Secret;
 use crate::config::ForwarderConfig;
 use crate::local_server::generator::AuditLogGenerator;
 use crate::local_server::{
-    valid_name, ConnectionLimits, LocalServer, LocalServerConfig, LogstoreSpec,
+    valid_name, ConnectionLimits, DeniedAction, LocalServer, LocalServerConfig, LogstoreSpec,
     DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONNECTIONS, DEFAULT_REGION,
 };
 use crate::source::api::put_logs::PutTarget;
@@ -142,6 +142,11 @@ pub struct LocalServerArgs {
     /// answers 403 `ShardReadQuotaExceed`. Unlimited when absent.
     #[arg(long, value_name = "N")]
     pub read_qps_per_shard: Option<NonZeroU32>,
+    /// Deny actions as a RAM policy would (401 `Unauthorized`, "denied by sts or ram"), to
+    /// try least-privilege credentials: `ListConsumerGroup`, `CreateConsumerGroup`,
+    /// `UpdateConsumerGroup`, comma-separated or repeated.
+    #[arg(long = "deny-action", value_name = "ACTION", value_delimiter = ',')]
+    pub deny_actions: Vec<DeniedAction>,
     /// Credentials every request must be signed with. The defaults are refused unless
     /// `--listen` is a loopback address.
     #[command(flatten)]
@@ -347,6 +352,7 @@ async fn local_server(args: LocalServerArgs) -> anyhow::Result<()> {
     let server = LocalServer::open(config)
         .with_context(|| format!("cannot open data directory {}", args.data_dir.display()))?;
     server.limit_reads_per_shard(args.read_qps_per_shard);
+    server.deny_actions(&args.deny_actions);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -524,5 +530,21 @@ mod tests {
         let args = local_server_args(&["--read-qps-per-shard", "5"]).unwrap();
         assert_eq!(args.read_qps_per_shard, NonZeroU32::new(5));
         assert!(local_server_args(&["--read-qps-per-shard", "0"]).is_err());
+    }
+
+    #[test]
+    fn local_server_denies_only_the_named_actions() {
+        assert!(local_server_args(&[]).unwrap().deny_actions.is_empty());
+        let args =
+            local_server_args(&["--deny-action", "ListConsumerGroup,log:UpdateConsumerGroup"])
+                .unwrap();
+        assert_eq!(
+            args.deny_actions,
+            [
+                DeniedAction::ListConsumerGroup,
+                DeniedAction::UpdateConsumerGroup
+            ]
+        );
+        assert!(local_server_args(&["--deny-action", "DeleteProject"]).is_err());
     }
 }

@@ -63,8 +63,14 @@ pub fn at(position: u64) -> String {
 /// The script and what was called when.
 #[derive(Debug)]
 pub struct Script {
-    /// ListConsumerGroup answers (the group list is empty); the last one repeats.
-    pub lists: VecDeque<Reply<()>>,
+    /// CreateConsumerGroup answers; the last one repeats.
+    pub creates: VecDeque<Reply<()>>,
+    /// ListConsumerGroup answers; the last one repeats.
+    pub lists: VecDeque<Reply<Vec<ConsumerGroupInfo>>>,
+    /// UpdateConsumerGroup answers; the last one repeats.
+    pub updates: VecDeque<Reply<()>>,
+    /// The group calls made, in order: `create`, `list`, `update`.
+    pub group_calls: Vec<&'static str>,
     /// Heartbeat answers in order; the last one repeats.
     pub heartbeats: VecDeque<Reply<Vec<u32>>>,
     /// GetCheckPoint answers in order (`None`: no checkpoint); the last one repeats.
@@ -94,7 +100,10 @@ pub struct Script {
 impl Default for Script {
     fn default() -> Self {
         Self {
-            lists: VecDeque::from([Reply::Ok(())]),
+            creates: VecDeque::from([Reply::Ok(())]),
+            lists: VecDeque::from([Reply::Ok(Vec::new())]),
+            updates: VecDeque::from([Reply::Ok(())]),
+            group_calls: Vec::new(),
             heartbeats: VecDeque::from([Reply::Ok(vec![0])]),
             starts: VecDeque::from([Reply::Ok(None)]),
             commits: VecDeque::from([Reply::Ok(())]),
@@ -145,8 +154,11 @@ impl GroupService for FakeService {
         &self,
         _logstore: &str,
     ) -> Result<Vec<ConsumerGroupInfo>, ClientError> {
-        let reply = self.with(|script| next(&mut script.lists));
-        reply.give().await.map(|()| Vec::new())
+        let reply = self.with(|script| {
+            script.group_calls.push("list");
+            next(&mut script.lists)
+        });
+        reply.give().await
     }
 
     async fn create_consumer_group(
@@ -156,7 +168,11 @@ impl GroupService for FakeService {
         _timeout: u32,
         _order: bool,
     ) -> Result<(), ClientError> {
-        Ok(())
+        let reply = self.with(|script| {
+            script.group_calls.push("create");
+            next(&mut script.creates)
+        });
+        reply.give().await
     }
 
     async fn update_consumer_group(
@@ -166,7 +182,11 @@ impl GroupService for FakeService {
         _timeout: u32,
         _order: bool,
     ) -> Result<(), ClientError> {
-        Ok(())
+        let reply = self.with(|script| {
+            script.group_calls.push("update");
+            next(&mut script.updates)
+        });
+        reply.give().await
     }
 
     async fn heartbeat(

@@ -7,6 +7,7 @@
 //! for other [`ConnectionLimits`]).
 
 mod assignment;
+mod deny;
 pub mod generator;
 mod routes;
 mod state;
@@ -26,6 +27,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::common::Secret;
+pub use deny::{DeniedAction, UnknownAction};
 pub use routes::decode_query;
 pub use state::{valid_name, Checkpoint, Failure};
 pub use store::StoreError;
@@ -100,6 +102,7 @@ pub struct LocalServer {
     projects: state::Projects,
     requests: AtomicU64,
     read_quota: throttle::ReadQuota,
+    denials: deny::Denials,
 }
 
 impl LocalServer {
@@ -120,6 +123,7 @@ impl LocalServer {
             projects,
             requests: AtomicU64::new(0),
             read_quota: throttle::ReadQuota::default(),
+            denials: deny::Denials::default(),
         }))
     }
 
@@ -127,6 +131,12 @@ impl LocalServer {
     /// second, a shard answers 403 `ShardReadQuotaExceed`. `None` (the default) never throttles.
     pub fn limit_reads_per_shard(&self, per_second: Option<NonZeroU32>) {
         self.read_quota.set_limit(per_second);
+    }
+
+    /// Denies `actions` as a RAM policy would: 401 `Unauthorized`, "denied by sts or ram".
+    /// Empty (the default) denies nothing.
+    pub fn deny_actions(&self, actions: &[DeniedAction]) {
+        self.denials.set(actions);
     }
 
     fn next_request_id(&self) -> String {

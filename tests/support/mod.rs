@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 use http::{HeaderMap, HeaderValue};
 use siem_forwarder::common::shutdown::CancellationToken;
 use siem_forwarder::common::Secret;
-use siem_forwarder::local_server::{LocalServer, LocalServerConfig, LogstoreSpec};
+use siem_forwarder::local_server::{DeniedAction, LocalServer, LocalServerConfig, LogstoreSpec};
 use siem_forwarder::source::auth::{self, SignedRequest};
 use siem_forwarder::source::{Client, ClientConfig};
 
@@ -35,6 +35,8 @@ pub struct TestServer {
     pub max_body_bytes: usize,
     /// PullLogs calls each shard answers per second (unlimited when `None`).
     pub read_qps_per_shard: Option<NonZeroU32>,
+    /// Actions refused as a RAM policy would refuse them.
+    pub denied_actions: Vec<DeniedAction>,
 }
 
 impl TestServer {
@@ -67,6 +69,7 @@ impl TestServer {
             logstores: logstores.iter().map(|(n, s)| (n.to_string(), *s)).collect(),
             max_body_bytes,
             read_qps_per_shard: None,
+            denied_actions: Vec::new(),
         };
         server.launch("127.0.0.1:0".parse().unwrap()).await;
         server
@@ -91,6 +94,7 @@ impl TestServer {
         };
         let server = LocalServer::open(config).expect("open local server");
         server.limit_reads_per_shard(self.read_qps_per_shard);
+        server.deny_actions(&self.denied_actions);
         let listener = tokio::net::TcpListener::bind(bind).await.expect("bind");
         self.address = listener.local_addr().unwrap();
         self.shutdown = CancellationToken::new();
