@@ -5,6 +5,7 @@
 //! - [`join`]: creating or checking the group at start-up.
 //! - [`heartbeat`]: held plus draining shards; eviction after the group timeout.
 //! - [`lease`]: how long a shard may still be delivered without a heartbeat listing it.
+//! - [`name`]: the default consumer name, stable across restarts on one host.
 //! - [`worker`]: reconciles assigned shards against running tasks.
 //! - [`shard`]: start cursor → pull → hand on → drain.
 //! - [`pacing`]: the waits between pulls (small pulls, throttling).
@@ -20,6 +21,7 @@ mod fake;
 pub mod heartbeat;
 pub mod join;
 pub mod lease;
+pub mod name;
 pub mod pacing;
 pub mod service;
 pub mod shard;
@@ -34,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 pub use config::{ConsumerConfig, StartPosition};
 use heartbeat::Heartbeat;
 use lease::Leases;
+use name::ConsumerName;
 use service::GroupService;
 use shard::ShardTask;
 use worker::Worker;
@@ -78,7 +81,8 @@ pub async fn run(
     config
         .validate()
         .map_err(|error| ConsumerError::Config(error.to_string()))?;
-    let consumer: Arc<str> = config.consumer_name().into();
+    let name = ConsumerName::resolve(&config);
+    let consumer: Arc<str> = name.as_str().into();
     // Heartbeats and commits: one attempt each, within half the heartbeat interval.
     let control = client.single_attempt(config.call_timeout());
     let config = Arc::new(config);
