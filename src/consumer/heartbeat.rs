@@ -118,7 +118,10 @@ impl<S: GroupService> Heartbeat<S> {
             let failure = match answer {
                 Ok(Ok(shards)) => {
                     membership.last_success = started;
-                    self.leases.renew(shards.iter().copied(), started);
+                    // The shards reported, too: the service hands none of them to another
+                    // consumer while this one still reports it (draining).
+                    self.leases
+                        .renew(body.iter().chain(&shards).copied(), started);
                     health().set(&component, HealthState::Healthy);
                     let shards: BTreeSet<u32> = shards.into_iter().collect();
                     if shards != membership.current {
@@ -374,6 +377,36 @@ mod tests {
         );
         assert_eq!(*assigned.borrow(), set(&[1]), "joined again");
         heartbeat.running.lock().unwrap().clear();
+        stop.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn leases_last_while_successful_heartbeats_report_or_grant_the_shard() {
+        let service = script(vec![
+            Reply::Ok(vec![0, 1]),
+            Reply::Ok(vec![0]),
+            Reply::Ok(vec![0]),
+            Reply::Ok(vec![0]),
+            Reply::Ok(vec![0]),
+            Reply::Ok(vec![0]),
+            Reply::Fail("InternalServerError"),
+        ]);
+        let heartbeat = heartbeat(&service, "heartbeat-leases");
+        let (_assigned, stop) = start(&heartbeat);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Shard 1 moved on at 1 s but keeps draining (and being reported) until 3.5 s.
+        heartbeat.running.lock().unwrap().extend([0, 1]);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        heartbeat.running.lock().unwrap().remove(&1);
+        tokio::time::sleep(Duration::from_millis(2_100)).await;
+        let leases = &heartbeat.leases;
+        assert!(leases.holds(0) && leases.holds(1), "at 5.6 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!leases.holds(1), "2.7 s after the last report, sent at 3 s");
+        assert!(leases.holds(0));
+        // Heartbeats fail from 6 s: the last success was sent at 5 s.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(!leases.holds(0), "2.7 s after the last success");
         stop.cancel();
     }
 

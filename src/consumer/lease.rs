@@ -2,7 +2,9 @@
 //! from the server again.
 //!
 //! The server may hand a shard to another consumer once the group timeout has passed since it
-//! last received a heartbeat listing the shard. Counting from when that heartbeat was *sent*
+//! last received a heartbeat listing the shard, in its answer or in the report (the
+//! official consumers keep reporting a shard they drain, so that its final commit lands
+//! before the shard moves on). Counting from when that heartbeat was *sent*
 //! (never later than when it was received) and keeping a margin, a shard's lease holds until
 //! `sent + timeout - margin`. A process that was frozen (SIGSTOP, a paused VM) or cut off
 //! past that moment finds its leases gone when it runs again, before its heartbeat task had
@@ -36,8 +38,8 @@ impl Leases {
         }
     }
 
-    /// A successful heartbeat sent at `sent` was answered with `shards`. Shards it did not
-    /// list keep the lease they had (they may still be draining).
+    /// A successful heartbeat sent at `sent` reported or was given `shards`. Other shards
+    /// keep the lease they had.
     pub fn renew(&self, shards: impl IntoIterator<Item = u32>, sent: Instant) {
         let mut renewed = self.renewed.lock().expect("leases lock");
         for shard in shards {
