@@ -136,6 +136,9 @@ impl LocalServer {
     /// Answers one HTTP request.
     pub(super) async fn handle(self: Arc<Self>, request: Request<hyper::body::Incoming>) -> Reply {
         let request_id = self.next_request_id();
+        if let Some(sts) = self.sts().filter(|_| super::sts::Issuer::serves(&request)) {
+            return sts.answer(request, &request_id).await;
+        }
         let outcome = match self.read_call(request).await {
             Ok(call) => self.clone().dispatch(call).await,
             Err(failure) => Err(failure),
@@ -206,29 +209,24 @@ impl LocalServer {
     }
 
     /// Verifies the v1 or v4 signature (v4 scoped to this server's region) and the request's
-    /// date against the server clock; returns the version verified.
+    /// date against the server clock, with the long-term AccessKey or temporary credentials
+    /// this server issued; returns the version verified.
     fn authenticate(&self, request: &SignedRequest<'_>) -> Result<SignatureVersion, Failure> {
-        auth::verify(
+        let now = std::time::SystemTime::now();
+        let region = &self.config.region;
+        match auth::verify(
             &self.config.access_key_id,
             self.config.access_key_secret.expose(),
-            &self.config.region,
+            region,
             request,
-            std::time::SystemTime::now(),
-        )
-        .map_err(|error| {
-            let code = match error {
-                VerifyError::Unsigned
-                | VerifyError::Malformed
-                | VerifyError::UnsupportedScheme(_)
-                | VerifyError::WrongRegion { .. }
-                | VerifyError::MissingContentSha256 => ApiErrorCode::Unauthorized,
-                VerifyError::UnknownAccessKeyId(_) => ApiErrorCode::InvalidAccessKeyId,
-                VerifyError::Mismatch => ApiErrorCode::SignatureNotMatch,
-                VerifyError::InvalidDate(_) => ApiErrorCode::Other("InvalidRequestTime".into()),
-                VerifyError::Expired { .. } => ApiErrorCode::RequestTimeExpired,
-            };
-            Failure::new(code, error.to_string())
-        })
+            now,
+        ) {
+            Err(VerifyError::UnknownAccessKeyId(id)) => self
+                .sts()
+                .and_then(|sts| sts.authenticate(&id, region, request, now))
+                .unwrap_or_else(|| Err(verify_failure(VerifyError::UnknownAccessKeyId(id)))),
+            verified => verified.map_err(verify_failure),
+        }
     }
 
     async fn dispatch(self: Arc<Self>, call: Call) -> Outcome {
@@ -500,6 +498,22 @@ impl LocalServer {
         })
         .await
     }
+}
+
+/// The answer to a request that failed signature verification.
+pub(super) fn verify_failure(error: VerifyError) -> Failure {
+    let code = match error {
+        VerifyError::Unsigned
+        | VerifyError::Malformed
+        | VerifyError::UnsupportedScheme(_)
+        | VerifyError::WrongRegion { .. }
+        | VerifyError::MissingContentSha256 => ApiErrorCode::Unauthorized,
+        VerifyError::UnknownAccessKeyId(_) => ApiErrorCode::InvalidAccessKeyId,
+        VerifyError::Mismatch => ApiErrorCode::SignatureNotMatch,
+        VerifyError::InvalidDate(_) => ApiErrorCode::Other("InvalidRequestTime".into()),
+        VerifyError::Expired { .. } => ApiErrorCode::RequestTimeExpired,
+    };
+    Failure::new(code, error.to_string())
 }
 
 /// Requires a `Content-MD5` on every request with a body, matching it: the v1 signature
