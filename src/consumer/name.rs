@@ -3,9 +3,10 @@
 //! (`siem-forwarder-{group}-{slot}.lock`) this process holds exclusively (`flock`) in the
 //! host's lock directory, `/run/lock`, else in `$RUNTIME_DIRECTORY` (systemd's
 //! `RuntimeDirectory=`). A restart on the same host finds its slot free again and gets the
-//! same name, so the log service hands its shards back at once instead of after the group
-//! timeout; two processes sharing the lock directory never share a name. Without a usable
-//! lock directory the name is `{group}-{hostname}-pid{pid}`, as before, and that is logged.
+//! same name, so the log service can hand its shards back at its first heartbeats instead of
+//! after the group timeout; two processes sharing the lock directory never share a name. Without a usable
+//! lock directory the name is `{group}-{hostname}-pid{pid}`, which changes at every restart,
+//! and a warning says so.
 
 use std::fs::{File, OpenOptions};
 use std::io;
