@@ -16,9 +16,9 @@ use crate::common::Secret;
 use crate::config::ForwarderConfig;
 use crate::local_server::generator::AuditLogGenerator;
 use crate::local_server::{
-    valid_name, ConnectionLimits, LocalServer, LocalServerConfig, LogstoreSpec, StsConfig,
-    DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONNECTIONS, DEFAULT_REGION,
-    MAX_STS_TTL,
+    valid_name, ConnectionLimits, DeniedAction, LocalServer, LocalServerConfig, LogstoreSpec,
+    StsConfig, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_REGION, MAX_STS_TTL,
 };
 use crate::source::api::put_logs::PutTarget;
 use crate::source::json_lines::log_groups_from_json_lines;
@@ -143,6 +143,11 @@ pub struct LocalServerArgs {
     /// answers 403 `ShardReadQuotaExceed`. Unlimited when absent.
     #[arg(long, value_name = "N")]
     pub read_qps_per_shard: Option<NonZeroU32>,
+    /// Deny actions as a RAM policy would (401 `Unauthorized`, "denied by sts or ram"), to
+    /// try least-privilege credentials: `ListConsumerGroup`, `CreateConsumerGroup`,
+    /// `UpdateConsumerGroup`, comma-separated or repeated.
+    #[arg(long = "deny-action", value_name = "ACTION", value_delimiter = ',')]
+    pub deny_actions: Vec<DeniedAction>,
     /// Hand out temporary credentials for this RAM role on the listen address, as the ECS
     /// instance metadata service (`/latest/meta-data/ram/security-credentials/NAME`) and STS
     /// `AssumeRoleWithOIDC` (at `/`) do, and accept requests signed with them until they
@@ -445,6 +450,7 @@ async fn local_server(args: LocalServerArgs) -> anyhow::Result<()> {
     let server = LocalServer::open(config)
         .with_context(|| format!("cannot open data directory {}", args.data_dir.display()))?;
     server.limit_reads_per_shard(args.read_qps_per_shard);
+    server.deny_actions(&args.deny_actions);
     server.issue_temporary_credentials(args.sts_role.map(|role| StsConfig {
         role,
         ttl: std::time::Duration::from_secs(args.sts_ttl),
@@ -736,5 +742,21 @@ mod tests {
         let args = local_server_args(&["--read-qps-per-shard", "5"]).unwrap();
         assert_eq!(args.read_qps_per_shard, NonZeroU32::new(5));
         assert!(local_server_args(&["--read-qps-per-shard", "0"]).is_err());
+    }
+
+    #[test]
+    fn local_server_denies_only_the_named_actions() {
+        assert!(local_server_args(&[]).unwrap().deny_actions.is_empty());
+        let args =
+            local_server_args(&["--deny-action", "ListConsumerGroup,log:UpdateConsumerGroup"])
+                .unwrap();
+        assert_eq!(
+            args.deny_actions,
+            [
+                DeniedAction::ListConsumerGroup,
+                DeniedAction::UpdateConsumerGroup
+            ]
+        );
+        assert!(local_server_args(&["--deny-action", "DeleteProject"]).is_err());
     }
 }

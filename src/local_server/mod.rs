@@ -8,6 +8,7 @@
 //! for other [`ConnectionLimits`]).
 
 mod assignment;
+mod deny;
 pub mod generator;
 mod routes;
 mod state;
@@ -28,6 +29,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::common::Secret;
+pub use deny::{DeniedAction, UnknownAction};
 pub use routes::decode_query;
 pub use state::{valid_name, Checkpoint, Failure};
 pub use store::StoreError;
@@ -103,6 +105,7 @@ pub struct LocalServer {
     projects: state::Projects,
     requests: AtomicU64,
     read_quota: throttle::ReadQuota,
+    denials: deny::Denials,
     sts: RwLock<Option<Arc<sts::Issuer>>>,
 }
 
@@ -124,6 +127,7 @@ impl LocalServer {
             projects,
             requests: AtomicU64::new(0),
             read_quota: throttle::ReadQuota::default(),
+            denials: deny::Denials::default(),
             sts: RwLock::new(None),
         }))
     }
@@ -132,6 +136,12 @@ impl LocalServer {
     /// second, a shard answers 403 `ShardReadQuotaExceed`. `None` (the default) never throttles.
     pub fn limit_reads_per_shard(&self, per_second: Option<NonZeroU32>) {
         self.read_quota.set_limit(per_second);
+    }
+
+    /// Denies `actions` as a RAM policy would: 401 `Unauthorized`, "denied by sts or ram".
+    /// Empty (the default) denies nothing.
+    pub fn deny_actions(&self, actions: &[DeniedAction]) {
+        self.denials.set(actions);
     }
 
     /// Hands out temporary credentials for `config.role` on the server's own address, as the

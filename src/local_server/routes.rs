@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::state::{blocking, Failure, Logstore, Project};
-use super::LocalServer;
+use super::{DeniedAction, LocalServer};
 use crate::source::auth::{self, SignatureVersion, SignedRequest, VerifyError};
 use crate::source::compression::Compression;
 use crate::source::{cursor, protobuf, ApiErrorCode};
@@ -286,6 +286,7 @@ impl LocalServer {
                 }
             }
             (&Method::GET, ["logstores", logstore, "consumergroups"]) => {
+                self.permit(&call, DeniedAction::ListConsumerGroup, logstore, "*")?;
                 let groups: Vec<_> = self
                     .logstore(&call, logstore)?
                     .list_groups()
@@ -304,6 +305,8 @@ impl LocalServer {
                     order: bool,
                 }
                 let body: Create = call.json()?;
+                let group = &body.consumer_group;
+                self.permit(&call, DeniedAction::CreateConsumerGroup, logstore, group)?;
                 if body.timeout == 0 {
                     return Err(invalid("timeout must be positive"));
                 }
@@ -319,6 +322,7 @@ impl LocalServer {
                     order: Option<bool>,
                 }
                 let body: Update = call.json()?;
+                self.permit(&call, DeniedAction::UpdateConsumerGroup, logstore, group)?;
                 self.logstore(&call, logstore)?
                     .update_group(group, body.timeout, body.order)
                     .await?;
@@ -400,6 +404,18 @@ impl LocalServer {
             ApiErrorCode::ShardReadQuotaExceed,
             format!("shard {shard} read quota exceeded: more than {limit} pulls a second"),
         ))
+    }
+
+    fn permit(
+        &self,
+        call: &Call,
+        action: DeniedAction,
+        logstore: &str,
+        group: &str,
+    ) -> Result<(), Failure> {
+        let project = call.project.as_deref().unwrap_or_default();
+        let region = &self.config.region;
+        self.denials.check(action, region, project, logstore, group)
     }
 
     fn logstore(&self, call: &Call, name: &str) -> Result<Arc<Logstore>, Failure> {

@@ -14,6 +14,10 @@ use super::error::{ApiError, ApiErrorCode};
 use crate::common::host::is_loopback_host;
 use crate::common::{Backoff, Secret};
 
+/// How long establishing a connection may take, whatever the request timeout (as the Java
+/// consumer's `HTTP_CONNECT_TIME_OUT`).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Where and as whom to connect.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -300,7 +304,7 @@ impl Client {
         };
         let http = reqwest::Client::builder()
             .use_rustls_tls()
-            .timeout(config.request_timeout)
+            .connect_timeout(CONNECT_TIMEOUT)
             .pool_idle_timeout(Duration::from_secs(50))
             .tcp_nodelay(true)
             .user_agent(&config.user_agent)
@@ -326,6 +330,15 @@ impl Client {
     /// The endpoint as configured.
     pub fn endpoint(&self) -> &str {
         &self.config.endpoint
+    }
+
+    /// This client (sharing its connections) with one attempt per call, each given up after
+    /// `timeout`: for calls a caller repeats on its own schedule (heartbeats, commits).
+    pub fn single_attempt(&self, timeout: Duration) -> Self {
+        let mut client = self.clone();
+        client.config.request_timeout = timeout;
+        client.config.max_attempts = 1;
+        client
     }
 
     /// Sends a request, retrying network errors and 5xx answers with backoff. Refused
@@ -432,6 +445,7 @@ impl Client {
         let mut response = self
             .http
             .request(request.method.clone(), url)
+            .timeout(self.config.request_timeout)
             .query(&request.query)
             .headers(headers)
             .body(request.body.clone())
@@ -615,6 +629,36 @@ mod tests {
             "{request}"
         );
         assert!(!request.contains(SECURITY_TOKEN_HEADER), "{request}");
+    }
+
+    #[tokio::test]
+    async fn a_single_attempt_client_gives_up_at_its_timeout_without_retrying() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                held.push(socket); // never answered
+            }
+        });
+        let config = ClientConfig::new(&endpoint, "proj", "id", Secret::new("s"));
+        let client = Client::new(config).unwrap();
+        let started = std::time::Instant::now();
+        let error = client
+            .single_attempt(Duration::from_millis(300))
+            .send("ListShards", list_shards())
+            .await
+            .unwrap_err();
+        assert!(matches!(error, ClientError::Network { .. }), "{error}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "not the 60 s default, nor retried: {:?}",
+            started.elapsed()
+        );
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 
     #[test]

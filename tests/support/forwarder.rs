@@ -241,6 +241,16 @@ impl Forwarder {
         (status.code(), started.elapsed())
     }
 
+    /// SIGSTOP: the process is frozen (as a paused VM would be) until [`Forwarder::thaw`].
+    pub async fn freeze(&self) {
+        self.signal("-STOP").await;
+    }
+
+    /// SIGCONT: a frozen process runs again.
+    pub async fn thaw(&self) {
+        self.signal("-CONT").await;
+    }
+
     /// SIGKILL, and reaps the process.
     pub async fn kill(&mut self) {
         self.signal("-KILL").await;

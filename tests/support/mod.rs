@@ -14,7 +14,9 @@ use std::time::{Duration, Instant, SystemTime};
 use http::{HeaderMap, HeaderValue};
 use siem_forwarder::common::shutdown::CancellationToken;
 use siem_forwarder::common::Secret;
-use siem_forwarder::local_server::{LocalServer, LocalServerConfig, LogstoreSpec, StsConfig};
+use siem_forwarder::local_server::{
+    DeniedAction, LocalServer, LocalServerConfig, LogstoreSpec, StsConfig,
+};
 use siem_forwarder::source::auth::{self, SignedRequest};
 use siem_forwarder::source::{Client, ClientConfig};
 
@@ -35,6 +37,8 @@ pub struct TestServer {
     pub max_body_bytes: usize,
     /// PullLogs calls each shard answers per second (unlimited when `None`).
     pub read_qps_per_shard: Option<NonZeroU32>,
+    /// Actions refused as a RAM policy would refuse them.
+    pub denied_actions: Vec<DeniedAction>,
     /// Temporary credentials the server hands out (none when `None`).
     pub sts: Option<StsConfig>,
 }
@@ -81,6 +85,7 @@ impl TestServer {
             logstores: logstores.iter().map(|(n, s)| (n.to_string(), *s)).collect(),
             max_body_bytes,
             read_qps_per_shard: None,
+            denied_actions: Vec::new(),
             sts: None,
         };
         server.launch("127.0.0.1:0".parse().unwrap()).await;
@@ -106,6 +111,7 @@ impl TestServer {
         };
         let server = LocalServer::open(config).expect("open local server");
         server.limit_reads_per_shard(self.read_qps_per_shard);
+        server.deny_actions(&self.denied_actions);
         server.issue_temporary_credentials(self.sts.clone());
         let listener = tokio::net::TcpListener::bind(bind).await.expect("bind");
         self.address = listener.local_addr().unwrap();
