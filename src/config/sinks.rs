@@ -9,7 +9,7 @@ use crate::sinks::console::ConsoleSinkConfig;
 use crate::sinks::file::FileSinkConfig;
 use crate::sinks::null::NullSinkConfig;
 use crate::sinks::splunk_hec::config::SplunkHecSinkConfig;
-use crate::sinks::syslog::config::{Protocol, SyslogSinkConfig};
+use crate::sinks::syslog::{Protocol, SyslogSinkConfig};
 use crate::sinks::{Sink, SinkError};
 
 /// Longest sink name.

@@ -8,7 +8,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::SplunkHecSink;
+use super::dead_letter::DeadLetterFile;
+use super::request::{HecEndpoint, RequestBuilder, RequestLimits};
+use super::sender::{DeliveryPolicy, Shared};
+use super::service::{ClientSettings, HecClient};
+use super::sink::SplunkHecSink;
 use crate::common::host::is_loopback_host;
 use crate::common::tls::TlsConfig;
 use crate::common::units::{ByteSize, HumanDuration};
@@ -152,17 +156,6 @@ pub struct SplunkHecSinkConfig {
     /// Example: `{ ca_file = "ca.pem", verify = true }`.
     #[serde(default)]
     pub tls: TlsConfig,
-}
-
-/// The collector endpoint receiving logs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum HecEndpoint {
-    /// `/services/collector/event`: one JSON envelope per log.
-    #[default]
-    Event,
-    /// `/services/collector/raw`: one line per log, metadata per request.
-    Raw,
 }
 
 /// How the log goes into `event`.
@@ -389,11 +382,75 @@ impl SplunkHecSinkConfig {
     /// Returns [`SinkError::Config`] for an invalid key or an unreadable TLS file.
     pub fn build(&self, name: &str) -> Result<SplunkHecSink, SinkError> {
         self.validate()?;
+        let name = self.name.as_deref().unwrap_or(name);
         let tls = self
             .tls
             .client_config()
             .map_err(|error| SinkError::Config(format!("`tls`: {error}")))?;
-        SplunkHecSink::new(self.name.as_deref().unwrap_or(name), self, tls)
+        let gzip = self.compression == Compression::Gzip;
+        let data_query = match self.endpoint {
+            HecEndpoint::Event => Vec::new(),
+            HecEndpoint::Raw => self.raw_query(),
+        };
+        let client = HecClient::new(
+            ClientSettings {
+                base: self.base_url()?,
+                token: self.token.expose(),
+                data_path: self.endpoint.path(),
+                data_query,
+                gzip,
+                max_idle: self.max_in_flight,
+                timeout: self.request_timeout.0,
+                server_name: self.tls.server_name.clone(),
+            },
+            tls,
+        )?;
+        let dead_letter_path = self
+            .dead_letter_path
+            .clone()
+            .unwrap_or_else(|| format!("{name}-dead-letter.jsonl").into());
+        let max_event_bytes = usize::try_from(self.max_event_bytes.0).unwrap_or(usize::MAX);
+        let policy = DeliveryPolicy {
+            max_event_bytes,
+            retry_initial: self.retry_initial_backoff.0,
+            retry_max: self.retry_max_backoff.0,
+            pause_retry: self.pause_retry_interval.0,
+            ack_timeout: self.ack_timeout.0,
+        };
+        let shared = Shared::new(
+            name,
+            client,
+            DeadLetterFile::new(dead_letter_path),
+            self.max_in_flight,
+            policy,
+            gzip,
+            self.ack,
+        );
+        let limits = RequestLimits {
+            max_events: self.batch.max_events,
+            max_bytes: usize::try_from(self.batch.max_bytes.0).unwrap_or(usize::MAX),
+            max_event_bytes,
+        };
+        Ok(SplunkHecSink::new(
+            shared,
+            RequestBuilder::new(self.encoder(), self.endpoint, limits),
+            self.batch.timeout.0,
+            self.max_pending_acks.max(self.max_in_flight),
+            self.ack_poll_interval.0,
+        ))
+    }
+
+    /// Query parameters of `/raw` requests: the static metadata.
+    fn raw_query(&self) -> Vec<(&'static str, String)> {
+        [
+            ("host", &self.host),
+            ("source", &self.source),
+            ("sourcetype", &self.sourcetype),
+            ("index", &self.index),
+        ]
+        .into_iter()
+        .filter_map(|(key, value)| value.clone().map(|value| (key, value)))
+        .collect()
     }
 
     /// The collector's base URL (`scheme://host:port[/prefix]`), without the
@@ -425,7 +482,7 @@ impl SplunkHecSinkConfig {
     }
 
     /// The envelope encoder described by this configuration.
-    pub(super) fn encoder(&self) -> HecEncoder {
+    fn encoder(&self) -> HecEncoder {
         let meta = |field: &Option<String>, fallback: &Option<String>| MetaSource {
             field: field.clone().filter(|name| !name.is_empty()),
             fallback: fallback.clone(),

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::connection::{Connector, TlsSetup};
+use super::connection::{Connector, Protocol, TlsSetup};
 use super::formats::{CefConfig, LeefConfig};
-use super::SyslogSink;
+use super::sink::SyslogSink;
 use crate::common::tls::TlsConfig;
 use crate::common::units::{check_within, ByteSize, HumanDuration};
 use crate::encoding::field::{InvalidSetting, ValueSource};
@@ -37,19 +37,6 @@ const RETRY_INITIAL: (HumanDuration, HumanDuration) =
 const RETRY_MAX_LIMIT: HumanDuration = HumanDuration::secs(3600);
 /// Bounds of `rfc3164_max_length`: room for the header, and at most 1 MiB.
 const RFC3164_MAX_LENGTH: (usize, usize) = (64, 1 << 20);
-
-/// The transport to the receiver.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Protocol {
-    /// One message per datagram (RFC 5426); no delivery confirmation, no back-pressure.
-    Udp,
-    /// A TCP stream (RFC 6587); the default.
-    #[default]
-    Tcp,
-    /// TLS over TCP (RFC 5425), always octet-counted.
-    Tls,
-}
 
 /// The message format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
