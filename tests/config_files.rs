@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use siem_forwarder::config::{ForwarderConfig, SinkConfig};
+use siem_forwarder::encoding::config::Format;
 use siem_forwarder::sinks::splunk_hec::config::Compression;
-use siem_forwarder::sinks::syslog::config::Format;
 use siem_forwarder::sinks::syslog::Protocol;
 
 /// The example files the README, the docs and the deploy recipes point at; a missing one is a

@@ -8,8 +8,8 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::syslog::config::{Format, SyslogSinkConfig};
 use super::{next_batch, Sink, SinkBatch, SinkError};
+use crate::encoding::config::{EncodingConfig, Format};
 use crate::encoding::Encoder;
 use crate::telemetry::metrics::{metrics, SinkLabels};
 
@@ -38,8 +38,9 @@ impl NullSinkConfig {
     pub fn build(&self, name: &str) -> Result<NullSink, SinkError> {
         let encoder = self
             .format
-            .map(SyslogSinkConfig::default_encoder)
-            .transpose()?;
+            .map(|format| EncodingConfig::for_format(format).encoder())
+            .transpose()
+            .map_err(|error| SinkError::Config(error.to_string()))?;
         Ok(NullSink {
             name: self.name.clone().unwrap_or_else(|| name.to_owned()),
             encoder,

@@ -10,11 +10,9 @@
 //! - [`config`]: the TOML keys, validation and `build` (the only file that reads the config).
 //! - [`connection`]: the transport (UDP, TCP, TLS): connecting, peer checks, writes.
 //! - `sink`: [`SyslogSink`], the delivery loop with its retries.
-//! - [`formats`]: the `cef` and `leef` option tables.
 
 pub mod config;
 pub mod connection;
-pub mod formats;
 mod sink;
 
 pub use self::config::SyslogSinkConfig;
