@@ -72,9 +72,7 @@ impl SinkConfig {
             Self::File(config) => config.validate(),
             Self::Console(_) | Self::Null(_) => Ok(()),
             Self::Syslog(config) => config.validate(),
-            Self::SplunkHec(config) => config
-                .validate()
-                .map_err(|error| InvalidSetting::new(error.key, error.reason)),
+            Self::SplunkHec(config) => config.validate(),
         }
     }
 

@@ -17,6 +17,7 @@ use crate::common::host::is_loopback_host;
 use crate::common::tls::TlsConfig;
 use crate::common::units::{ByteSize, HumanDuration};
 use crate::common::Secret;
+use crate::encoding::field::InvalidSetting;
 use crate::encoding::hec::{HecEncoder, HecEventFormat, HecMetadata, MetaSource};
 use crate::sinks::SinkError;
 
@@ -259,48 +260,25 @@ const HOUR: Duration = Duration::from_secs(3600);
 /// Longest timeouts and delays that may reasonably take hours.
 const DAY: Duration = Duration::from_secs(24 * 3600);
 
-/// A configuration value that cannot work, with the key it belongs to.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("`{key}`: {reason}")]
-pub struct ConfigError {
-    /// The offending key, e.g. `batch.max_events`.
-    pub key: &'static str,
-    /// What is wrong with it.
-    pub reason: String,
-}
-
-impl From<ConfigError> for SinkError {
-    fn from(error: ConfigError) -> Self {
-        SinkError::Config(error.to_string())
-    }
-}
-
-fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
-    ConfigError {
-        key,
-        reason: reason.into(),
-    }
-}
-
 impl SplunkHecSinkConfig {
     /// Checks the configuration without touching files or the network.
     ///
     /// # Errors
     ///
-    /// Returns the first [`ConfigError`], naming its key.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    /// Returns the first invalid setting, naming its key.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
         let url = self.base_url()?;
         if url.scheme() == "http"
             && !self.allow_plaintext
             && !is_loopback_host(url.host_str().unwrap_or_default())
         {
-            return Err(invalid(
+            return Err(InvalidSetting::new(
                 "url",
                 "http:// to a host other than the loopback interface sends the token and the logs unencrypted; use https:// or set `allow_plaintext = true`",
             ));
         }
         if self.token.expose().trim().is_empty() {
-            return Err(invalid("token", "must not be empty"));
+            return Err(InvalidSetting::new("token", "must not be empty"));
         }
         let counts = [
             ("batch.max_events", self.batch.max_events, MAX_EVENTS),
@@ -309,7 +287,10 @@ impl SplunkHecSinkConfig {
         ];
         for (key, value, max) in counts {
             if !(1..=max).contains(&value) {
-                return Err(invalid(key, format!("must be between 1 and {max}")));
+                return Err(InvalidSetting::new(
+                    key,
+                    format!("must be between 1 and {max}"),
+                ));
             }
         }
         let sizes = [
@@ -318,7 +299,7 @@ impl SplunkHecSinkConfig {
         ];
         for (key, value) in sizes {
             if !(1..=MAX_REQUEST_BYTES.0).contains(&value.0) {
-                return Err(invalid(
+                return Err(InvalidSetting::new(
                     key,
                     "must be between 1 byte and 800MiB (Splunk's largest request body)",
                 ));
@@ -335,7 +316,7 @@ impl SplunkHecSinkConfig {
         ];
         for (key, value, max) in durations {
             if value.0.is_zero() || value.0 > max {
-                return Err(invalid(
+                return Err(InvalidSetting::new(
                     key,
                     format!(
                         "must be longer than zero and at most {}",
@@ -345,13 +326,13 @@ impl SplunkHecSinkConfig {
             }
         }
         if self.retry_max_backoff < self.retry_initial_backoff {
-            return Err(invalid(
+            return Err(InvalidSetting::new(
                 "retry_max_backoff",
                 "must not be shorter than retry_initial_backoff",
             ));
         }
         if self.ack_poll_interval >= self.ack_timeout {
-            return Err(invalid(
+            return Err(InvalidSetting::new(
                 "ack_poll_interval",
                 "must be shorter than ack_timeout (acknowledgements would never be queried in time, and every request sent again)",
             ));
@@ -365,8 +346,8 @@ impl SplunkHecSinkConfig {
                 ("event_format", self.event_format != EventFormat::Object),
             ];
             if let Some((key, _)) = per_event.iter().find(|(_, set)| *set) {
-                return Err(invalid(
-                    key,
+                return Err(InvalidSetting::new(
+                    *key,
                     "not supported with endpoint = \"raw\" (raw requests carry static metadata only)",
                 ));
             }
@@ -381,7 +362,8 @@ impl SplunkHecSinkConfig {
     ///
     /// Returns [`SinkError::Config`] for an invalid key or an unreadable TLS file.
     pub fn build(&self, name: &str) -> Result<SplunkHecSink, SinkError> {
-        self.validate()?;
+        let config_error = |error: InvalidSetting| SinkError::Config(error.to_string());
+        self.validate().map_err(config_error)?;
         let name = self.name.as_deref().unwrap_or(name);
         let tls = self
             .tls
@@ -394,7 +376,7 @@ impl SplunkHecSinkConfig {
         };
         let client = HecClient::new(
             ClientSettings {
-                base: self.base_url()?,
+                base: self.base_url().map_err(config_error)?,
                 token: self.token.expose(),
                 data_path: self.endpoint.path(),
                 data_query,
@@ -459,17 +441,20 @@ impl SplunkHecSinkConfig {
     /// # Errors
     ///
     /// Fails when `url` is not an `http` or `https` URL with a host.
-    pub fn base_url(&self) -> Result<reqwest::Url, ConfigError> {
+    pub fn base_url(&self) -> Result<reqwest::Url, InvalidSetting> {
         let mut url = reqwest::Url::parse(self.url.trim())
-            .map_err(|error| invalid("url", format!("not a valid URL: {error}")))?;
+            .map_err(|error| InvalidSetting::new("url", format!("not a valid URL: {error}")))?;
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-            return Err(invalid(
+            return Err(InvalidSetting::new(
                 "url",
                 "must be an http:// or https:// URL with a host",
             ));
         }
         if url.query().is_some() || url.fragment().is_some() {
-            return Err(invalid("url", "must not carry a query or fragment"));
+            return Err(InvalidSetting::new(
+                "url",
+                "must not carry a query or fragment",
+            ));
         }
         let mut path = url.path().trim_end_matches('/').to_owned();
         for suffix in ["/1.0", "/event", "/raw", "/services/collector"] {
