@@ -13,7 +13,8 @@
 //! - [`telemetry`]: tracing, metrics, health and the status endpoint.
 //! - [`model`]: log records viewed over the pulled buffer, batches, delivery acks.
 //! - [`encoding`]: pure encoders (RFC 5424, RFC 3164, CEF, LEEF, JSON, key=value, HEC).
-//! - [`transform`]: the `[transform]` section (drop, JSON expansion, include/exclude, rename).
+//! - [`transform`]: the `[transform]` section (drop, JSON to dotted keys, include/exclude,
+//!   rename).
 //! - [`source`]: the log-service wire protocol and client.
 //! - [`local_server`]: the embedded SLS-compatible server.
 //! - [`consumer`]: the consumer-group runtime (heartbeat, shard tasks, checkpoints).

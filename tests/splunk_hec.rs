@@ -35,7 +35,7 @@ fn config(server: &HecServer, extra: &str) -> SplunkHecSinkConfig {
         sourcetype = "alicloud:actiontrail"
         compression = "gzip"
         batch = {{ max_events = 500, max_bytes = "256KiB", timeout = "50ms" }}
-        expand_json = {{ {AUDIT_TOPIC} = ["event"] }}
+        embed_json = {{ {AUDIT_TOPIC} = ["event"] }}
         indexed_fields = ["__tag__:region", "action"]
         retry_initial_backoff = "50ms"
         retry_max_backoff = "1s"

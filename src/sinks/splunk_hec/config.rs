@@ -17,7 +17,7 @@ use crate::common::host::is_loopback_host;
 use crate::common::tls::TlsConfig;
 use crate::common::units::{ByteSize, HumanDuration};
 use crate::common::Secret;
-use crate::encoding::field::InvalidSetting;
+use crate::encoding::field::{renamed_setting, renamed_value, InvalidSetting};
 use crate::encoding::hec::{HecEncoder, HecEventFormat, HecMetadata, MetaSource};
 use crate::sinks::SinkError;
 
@@ -86,14 +86,18 @@ pub struct SplunkHecSinkConfig {
     /// or `string` (its JSON text as a string).
     #[serde(default)]
     pub event_format: EventFormat,
-    /// Per topic, fields whose value is JSON text to insert as JSON (objects and arrays; invalid
-    /// JSON stays a string). Default: none.
+    /// Per topic, fields whose value is JSON text to embed in `event` as JSON (objects and
+    /// arrays; invalid JSON stays a string). Default: none.
     /// Example: `{ actiontrail_audit_event = ["event"] }`.
     #[serde(default)]
-    pub expand_json: BTreeMap<String, Vec<String>>,
+    pub embed_json: BTreeMap<String, Vec<String>>,
+    /// The old name of `embed_json`, still accepted with a deprecation warning; setting both
+    /// is an error.
+    #[serde(default, deserialize_with = "old_embed_json")]
+    pub expand_json: Option<BTreeMap<String, Vec<String>>>,
     /// Request body compression: `gzip` (default) or `none`.
     #[serde(default)]
-    pub compression: Compression,
+    pub compression: HecCompression,
     /// Wait for Splunk's indexer acknowledgement before confirming a batch (the token must
     /// have "indexer acknowledgement" on). Default: `false`; acknowledgement is still used
     /// when Splunk answers with an `ackId`.
@@ -173,7 +177,7 @@ pub enum EventFormat {
 /// Request body compression.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Compression {
+pub enum HecCompression {
     /// `Content-Encoding: gzip`, fastest level.
     #[default]
     Gzip,
@@ -205,6 +209,17 @@ impl Default for BatchConfig {
             timeout: default_batch_timeout(),
         }
     }
+}
+
+fn old_embed_json<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<BTreeMap<String, Vec<String>>>, D::Error> {
+    renamed_setting(
+        deserializer,
+        "expand_json (splunk_hec sink)",
+        "embed_json (splunk_hec sink)",
+    )
+    .map(Some)
 }
 
 fn default_host_field() -> String {
@@ -277,6 +292,12 @@ impl SplunkHecSinkConfig {
                 "http:// to a host other than the loopback interface sends the token and the logs unencrypted; use https:// or set `allow_plaintext = true`",
             ));
         }
+        renamed_value(
+            self.embed_json.clone(),
+            self.expand_json.clone(),
+            "expand_json",
+            "embed_json",
+        )?;
         if self.token.expose().trim().is_empty() {
             return Err(InvalidSetting::new("token", "must not be empty"));
         }
@@ -369,7 +390,7 @@ impl SplunkHecSinkConfig {
             .tls
             .client_config()
             .map_err(|error| SinkError::Config(format!("`tls`: {error}")))?;
-        let gzip = self.compression == Compression::Gzip;
+        let gzip = self.compression == HecCompression::Gzip;
         let data_query = match self.endpoint {
             HecEndpoint::Event => Vec::new(),
             HecEndpoint::Raw => self.raw_query(),
@@ -484,9 +505,10 @@ impl SplunkHecSinkConfig {
                 EventFormat::Object => HecEventFormat::Object,
                 EventFormat::String => HecEventFormat::Text,
             },
-            expand_json: self
-                .expand_json
+            embed_json: self
+                .embed_json
                 .iter()
+                .chain(self.expand_json.iter().flatten())
                 .map(|(topic, fields)| (topic.clone(), fields.clone()))
                 .collect::<HashMap<_, _>>(),
         }
@@ -518,7 +540,7 @@ mod tests {
         let config = parse(DOCUMENTED);
         config.validate().unwrap();
         assert_eq!(config.batch.max_bytes, ByteSize(1 << 20));
-        assert_eq!(config.compression, Compression::Gzip);
+        assert_eq!(config.compression, HecCompression::Gzip);
         assert_eq!(config.host_field, "__source__");
         assert_eq!(config.max_in_flight, 4);
         assert_eq!(config.endpoint, HecEndpoint::Event);
@@ -557,8 +579,17 @@ mod tests {
     }
 
     #[test]
+    fn the_old_name_of_embed_json_still_embeds() {
+        let old = parse(&format!("{DOCUMENTED}\nexpand_json = {{ t = [\"a\"] }}"));
+        let new = parse(&format!("{DOCUMENTED}\nembed_json = {{ t = [\"a\"] }}"));
+        assert_eq!(old.validate(), Ok(()));
+        assert_eq!(old.encoder().embed_json, new.encoder().embed_json);
+        assert_eq!(old.encoder().embed_json["t"], ["a"]);
+    }
+
+    #[test]
     fn validation_names_the_key() {
-        let cases: [(&str, &str); 18] = [
+        let cases: [(&str, &str); 19] = [
             ("url = \"ftp://h\"", "url"),
             ("token = \" \"", "token"),
             ("batch = { max_events = 0 }", "batch.max_events"),
@@ -579,6 +610,10 @@ mod tests {
             (
                 "endpoint = \"raw\"\nindexed_fields = [\"a\"]",
                 "indexed_fields",
+            ),
+            (
+                "embed_json = { t = [\"a\"] }\nexpand_json = { t = [\"b\"] }",
+                "expand_json",
             ),
         ];
         for (line, key) in cases {

@@ -112,7 +112,7 @@ impl Connector {
     ///
     /// [`ConnectError`] with the address and cause.
     pub async fn connect(&self) -> Result<Connection, ConnectError> {
-        tokio::time::timeout(self.connect_timeout, self.connect_unbounded())
+        tokio::time::timeout(self.connect_timeout, self.connect_without_timeout())
             .await
             .unwrap_or_else(|_| {
                 Err(ConnectError::Timeout {
@@ -122,7 +122,7 @@ impl Connector {
             })
     }
 
-    async fn connect_unbounded(&self) -> Result<Connection, ConnectError> {
+    async fn connect_without_timeout(&self) -> Result<Connection, ConnectError> {
         let addresses: Vec<SocketAddr> = tokio::net::lookup_host(&self.address)
             .await
             .map_err(|source| ConnectError::Resolve {

@@ -86,7 +86,7 @@ impl Sink for SyslogSink {
         mut input: mpsc::Receiver<SinkBatch>,
         shutdown: CancellationToken,
     ) -> Result<(), SinkError> {
-        let mut delivery = Delivery::new(*self);
+        let mut delivery = SyslogDelivery::new(*self);
         health().set(&delivery.health_key, HealthState::Starting);
         while let Some(batch) = next_batch(&mut input, &shutdown).await {
             if !delivery.deliver(batch, &shutdown).await {
@@ -114,7 +114,7 @@ struct Written {
 }
 
 /// The state of a running sink.
-struct Delivery {
+struct SyslogDelivery {
     sink: SyslogSink,
     connection: Option<Connection>,
     backoff: Backoff,
@@ -126,7 +126,7 @@ struct Delivery {
     chunk: Vec<u8>,
 }
 
-impl Delivery {
+impl SyslogDelivery {
     fn new(sink: SyslogSink) -> Self {
         let (initial, max) = sink.retry;
         Self {
