@@ -57,10 +57,6 @@ impl Sink for ConsoleSink {
         &self.name
     }
 
-    async fn healthcheck(&self) -> Result<(), SinkError> {
-        Ok(())
-    }
-
     async fn run(
         self: Box<Self>,
         input: mpsc::Receiver<SinkBatch>,

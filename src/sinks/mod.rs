@@ -46,15 +46,19 @@ pub async fn next_batch(
     }
 }
 
-/// A destination for log batches.
+/// A destination for log batches. `Sync` because `healthcheck` borrows the sink across an
+/// `await` in a `Send` future (every sink already met this through its own `healthcheck`).
 #[async_trait]
-pub trait Sink: Send {
+pub trait Sink: Send + Sync {
     /// The sink's name, used in logs, metrics and health.
     fn name(&self) -> &str;
 
     /// Checks that the destination is reachable and accepts our credentials, without sending
-    /// logs. Called at start-up; failures are reported but do not stop the process.
-    async fn healthcheck(&self) -> Result<(), SinkError>;
+    /// logs. Called at start-up; failures are reported but do not stop the process. The
+    /// default passes: for sinks with nothing to check (console, null).
+    async fn healthcheck(&self) -> Result<(), SinkError> {
+        Ok(())
+    }
 
     /// Delivers batches until `input` closes (every batch handed over) or `shutdown` fires.
     /// Settles each batch's ack with `delivered()` only after the destination confirmed it.

@@ -60,10 +60,6 @@ impl Sink for NullSink {
         &self.name
     }
 
-    async fn healthcheck(&self) -> Result<(), SinkError> {
-        Ok(())
-    }
-
     async fn run(
         self: Box<Self>,
         mut input: mpsc::Receiver<SinkBatch>,
@@ -120,6 +116,12 @@ mod tests {
         drop(input);
         running.await.unwrap().unwrap();
         ack.await
+    }
+
+    #[tokio::test]
+    async fn has_nothing_to_check_at_start() {
+        let sink = NullSinkConfig::default().build("null-health").unwrap();
+        assert!(sink.healthcheck().await.is_ok());
     }
 
     #[tokio::test]
