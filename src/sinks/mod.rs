@@ -1,6 +1,13 @@
 //! Destinations. Every sink implements [`Sink`]: it owns its loop, takes [`SinkBatch`]es from
 //! a bounded channel (so a slow destination slows the pull), and settles each batch's ack only
 //! after the destination confirmed every log of it.
+//!
+//! A sink with more than one file is a folder cut one way, as [`syslog`] and [`splunk_hec`]
+//! are: `mod.rs` documents the sink and lists its parts; `config.rs` holds the TOML keys,
+//! validates them (returning [`crate::encoding::field::InvalidSetting`]) and builds the sink;
+//! `sink.rs` holds the [`Sink`] implementation and its run loop; further runtime files (the
+//! transport, the HTTP client, request building) never import `config.rs`. A sink that
+//! formats logs describes its encoding with [`crate::encoding::config::EncodingConfig`].
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;

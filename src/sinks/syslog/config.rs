@@ -358,15 +358,15 @@ impl SyslogSinkConfig {
             tls,
             connect_timeout: self.connect_timeout.0,
         };
-        Ok(SyslogSink::new(
-            self.name.clone().unwrap_or_else(|| default_name.to_owned()),
+        Ok(SyslogSink {
+            name: self.name.clone().unwrap_or_else(|| default_name.to_owned()),
             connector,
-            self.framing.unwrap_or_default(),
+            framing: self.framing.unwrap_or_default(),
             encoder,
-            self.max_datagram.0 as usize,
-            self.write_timeout.0,
-            (self.retry_initial.0, self.retry_max.0),
-        ))
+            max_datagram: self.max_datagram.0 as usize,
+            write_timeout: self.write_timeout.0,
+            retry: (self.retry_initial.0, self.retry_max.0),
+        })
     }
 
     fn header_fields(&self) -> HeaderFields {

@@ -20,13 +20,20 @@ use crate::telemetry::{health, metrics, HealthState};
 /// Delivers logs to a syslog receiver. Built by
 /// [`SyslogSinkConfig::build`](super::SyslogSinkConfig::build).
 pub struct SyslogSink {
-    name: String,
-    connector: Connector,
-    framing: Framing,
-    encoder: Box<dyn Encoder>,
-    max_datagram: usize,
-    write_timeout: Duration,
-    retry: (Duration, Duration),
+    /// Name in logs, metrics and health.
+    pub(super) name: String,
+    /// Opens connections to the receiver.
+    pub(super) connector: Connector,
+    /// Stream framing (TCP and TLS).
+    pub(super) framing: Framing,
+    /// Formats each log.
+    pub(super) encoder: Box<dyn Encoder>,
+    /// With UDP, the largest datagram; longer messages are cut.
+    pub(super) max_datagram: usize,
+    /// Time allowed for one write.
+    pub(super) write_timeout: Duration,
+    /// First and longest delay between attempts.
+    pub(super) retry: (Duration, Duration),
 }
 
 impl std::fmt::Debug for SyslogSink {
@@ -37,30 +44,6 @@ impl std::fmt::Debug for SyslogSink {
             .field("protocol", &self.connector.protocol)
             .field("framing", &self.framing)
             .finish_non_exhaustive()
-    }
-}
-
-impl SyslogSink {
-    /// A sink sending through `connector`; `retry` is the first and the longest delay
-    /// between attempts.
-    pub(super) fn new(
-        name: String,
-        connector: Connector,
-        framing: Framing,
-        encoder: Box<dyn Encoder>,
-        max_datagram: usize,
-        write_timeout: Duration,
-        retry: (Duration, Duration),
-    ) -> Self {
-        Self {
-            name,
-            connector,
-            framing,
-            encoder,
-            max_datagram,
-            write_timeout,
-            retry,
-        }
     }
 }
 
