@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use siem_forwarder::config::{ForwarderConfig, SinkConfig};
-use siem_forwarder::sinks::splunk_hec::config::Compression;
-use siem_forwarder::sinks::syslog::config::{Format, Protocol};
+use siem_forwarder::encoding::config::Format;
+use siem_forwarder::sinks::splunk_hec::config::HecCompression;
+use siem_forwarder::sinks::syslog::Protocol;
 use siem_forwarder::source::credentials::config::SourceCredentials;
 
 /// The example files the README, the docs and the deploy recipes point at; a missing one is a
@@ -177,11 +178,11 @@ fn splunk_example_compresses_and_expands_actiontrail_events() {
     let [hec] = hec_sinks(&config)[..] else {
         panic!("one splunk_hec sink expected")
     };
-    assert_eq!(hec.compression, Compression::Gzip);
+    assert_eq!(hec.compression, HecCompression::Gzip);
     assert_eq!(hec.index.as_deref(), Some("alicloud"));
     assert_eq!(hec.sourcetype.as_deref(), Some("alicloud:actiontrail"));
     assert_eq!(
-        hec.expand_json.get("actiontrail_audit_event"),
+        hec.embed_json.get("actiontrail_audit_event"),
         Some(&vec!["event".to_owned()])
     );
     assert!(!hec.ack, "indexer acknowledgement is documented as opt-in");
