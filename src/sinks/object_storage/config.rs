@@ -498,7 +498,6 @@ impl ObjectStorageSinkConfig {
             .with_bucket_name(&self.bucket)
             .with_endpoint(store_endpoint)
             .with_virtual_hosted_style_request(!path_style)
-            .with_allow_http(endpoint.scheme() == "http")
             .with_access_key_id(access_key_id)
             .with_secret_access_key(secret_access_key.expose())
             .with_client_options(
@@ -506,6 +505,8 @@ impl ObjectStorageSinkConfig {
                     .with_timeout(timeout)
                     .with_connect_timeout(timeout.min(Duration::from_secs(30))),
             )
+            // NOTE: after the client options, which would reset it.
+            .with_allow_http(endpoint.scheme() == "http")
             .with_retry(RetryConfig {
                 max_retries: self.upload.max_retries,
                 retry_timeout: timeout * 3,
@@ -718,6 +719,11 @@ mod tests {
             .build("archive", |_| None)
             .unwrap();
         let debug = format!("{:?}", sink.uploader.store);
+        let plain = extra.is_empty() || extra.contains("http://");
+        assert!(
+            debug.contains(&format!("allow_http: Parsed({plain})")),
+            "{extra}: plain http only for http:// endpoints"
+        );
         let start = debug.find("bucket_endpoint: \"").unwrap() + "bucket_endpoint: \"".len();
         debug[start..].split('"').next().unwrap().to_owned()
     }

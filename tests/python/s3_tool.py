@@ -1,0 +1,69 @@
+"""Test peer for the object storage sink: a moto S3 server on loopback, and boto3 as an S3
+client nobody here wrote.
+
+  s3_tool.py serve                    start moto on 127.0.0.1 (free port); print "PORT <n>";
+                                      run until stdin closes
+  s3_tool.py create ENDPOINT BUCKET   create a bucket
+  s3_tool.py dump ENDPOINT BUCKET     print JSON: every object with its key, size, content
+                                      type and its logs (decompressed by extension, parsed)
+"""
+import gzip
+import json
+import sys
+
+import boto3
+from botocore.config import Config
+
+
+def client(endpoint):
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        config=Config(s3={"addressing_style": "path"}),
+    )
+
+
+def serve():
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    print("PORT", server.get_host_and_port()[1], flush=True)
+    sys.stdin.read()
+    server.stop()
+
+
+def dump(endpoint, bucket):
+    s3 = client(endpoint)
+    objects = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for entry in page.get("Contents", []):
+            got = s3.get_object(Bucket=bucket, Key=entry["Key"])
+            body = got["Body"].read()
+            if entry["Key"].endswith(".gz"):
+                body = gzip.decompress(body)
+            lines = body.decode("utf-8").splitlines()
+            objects.append(
+                {
+                    "key": entry["Key"],
+                    "size": entry["Size"],
+                    "content_type": got.get("ContentType"),
+                    "logs": [json.loads(line) for line in lines],
+                }
+            )
+    json.dump(objects, sys.stdout)
+
+
+if __name__ == "__main__":
+    command = sys.argv[1]
+    if command == "serve":
+        serve()
+    elif command == "create":
+        client(sys.argv[2]).create_bucket(Bucket=sys.argv[3])
+    elif command == "dump":
+        dump(sys.argv[2], sys.argv[3])
+    else:
+        sys.exit(f"unknown command {command}")
