@@ -293,3 +293,57 @@ async fn after_a_crash_a_name_is_only_ever_rewritten_with_the_same_logs() {
     let (code, _) = second.terminate(Duration::from_secs(30)).await;
     assert_eq!(code, Some(0));
 }
+
+#[tokio::test]
+async fn csv_objects_hold_the_configured_columns_for_pythons_csv_reader() {
+    const LOGS: usize = 300;
+    let s3 = S3Server::start().await;
+    s3.create_bucket(BUCKET).await;
+    let server = TestServer::start(&[("audit", 1)]).await;
+    let client = server.client();
+    put_audit_logs(&client, "audit", LOGS, 100, 5).await;
+    let ends = shard_ends(&client, 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sink = archive_sink(
+        &s3,
+        "format = \"csv\"\n\
+         columns = [\"__time__\", { key = \"event_id\", name = \"id\" }, \"__topic__\", \"no_such_key\"]\n\
+         csv = { delimiter = \";\", quote = \"'\", null_value = \"\\\\N\", header = true }",
+    );
+    let mut forwarder = Forwarder::spawn(
+        &server,
+        dir.path(),
+        "audit",
+        &fast_consumer("g", "n1"),
+        &sink,
+    );
+    wait_until("checkpoints at the end", Duration::from_secs(60), || {
+        checkpoints_at(&client, "g", &ends)
+    })
+    .await;
+    let delivered: BTreeMap<String, Value> = forwarder
+        .delivered()
+        .into_iter()
+        .map(|log| (support::forwarder::event_id(&log), log))
+        .collect();
+    let objects = s3.csv_objects(BUCKET, ";", "'").await;
+    let mut rows = 0;
+    for object in &objects {
+        assert!(object.key.ends_with(".csv.gz"), "{}", object.key);
+        assert_eq!(
+            object.logs[0],
+            serde_json::json!(["__time__", "id", "__topic__", "no_such_key"])
+        );
+        for row in &object.logs[1..] {
+            let id = row[1].as_str().unwrap();
+            let log = &delivered[id];
+            assert_eq!(row[0], log["__time__"].to_string(), "{row}");
+            assert_eq!(row[2], log["__topic__"], "{row}");
+            assert_eq!(row[3], "\\N", "a missing key is the null value");
+            rows += 1;
+        }
+    }
+    assert_eq!(rows, LOGS);
+    let (code, _) = forwarder.terminate(Duration::from_secs(30)).await;
+    assert_eq!(code, Some(0));
+}

@@ -4,10 +4,14 @@ client nobody here wrote.
   s3_tool.py serve                    start moto on 127.0.0.1 (free port); print "PORT <n>";
                                       run until stdin closes
   s3_tool.py create ENDPOINT BUCKET   create a bucket
-  s3_tool.py dump ENDPOINT BUCKET     print JSON: every object with its key, size, content
-                                      type and its logs (decompressed by extension, parsed)
+  s3_tool.py dump ENDPOINT BUCKET [CSV_DELIMITER CSV_QUOTE]
+                                      print JSON: every object with its key, size, content
+                                      type and its logs (gunzipped by extension; JSON lines
+                                      parsed, or CSV rows read by Python's csv module)
 """
+import csv
 import gzip
+import io
 import json
 import sys
 
@@ -36,7 +40,14 @@ def serve():
     server.stop()
 
 
-def dump(endpoint, bucket):
+def parse(key, text, dialect):
+    if ".csv" in key:
+        delimiter, quote = dialect
+        return list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quotechar=quote))
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def dump(endpoint, bucket, dialect):
     s3 = client(endpoint)
     objects = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
@@ -45,13 +56,12 @@ def dump(endpoint, bucket):
             body = got["Body"].read()
             if entry["Key"].endswith(".gz"):
                 body = gzip.decompress(body)
-            lines = body.decode("utf-8").splitlines()
             objects.append(
                 {
                     "key": entry["Key"],
                     "size": entry["Size"],
                     "content_type": got.get("ContentType"),
-                    "logs": [json.loads(line) for line in lines],
+                    "logs": parse(entry["Key"], body.decode("utf-8"), dialect),
                 }
             )
     json.dump(objects, sys.stdout)
@@ -64,6 +74,6 @@ if __name__ == "__main__":
     elif command == "create":
         client(sys.argv[2]).create_bucket(Bucket=sys.argv[3])
     elif command == "dump":
-        dump(sys.argv[2], sys.argv[3])
+        dump(sys.argv[2], sys.argv[3], sys.argv[4:6] or None)
     else:
         sys.exit(f"unknown command {command}")

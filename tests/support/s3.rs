@@ -105,7 +105,23 @@ impl S3Server {
 
     /// Every object of `bucket`, read and decompressed by boto3 and Python's gzip.
     pub async fn objects(&self, bucket: &str) -> Vec<StoredObject> {
-        let dump = self.tool(&["dump", &self.endpoint, bucket]).await;
+        self.dump(&["dump", &self.endpoint, bucket]).await
+    }
+
+    /// Like [`S3Server::objects`], with CSV objects read as rows (arrays of strings) by
+    /// Python's csv module with `delimiter` and `quote`.
+    pub async fn csv_objects(
+        &self,
+        bucket: &str,
+        delimiter: &str,
+        quote: &str,
+    ) -> Vec<StoredObject> {
+        self.dump(&["dump", &self.endpoint, bucket, delimiter, quote])
+            .await
+    }
+
+    async fn dump(&self, args: &[&str]) -> Vec<StoredObject> {
+        let dump = self.tool(args).await;
         let objects: Vec<Value> = serde_json::from_slice(&dump).expect("dump is JSON");
         objects
             .into_iter()

@@ -9,7 +9,7 @@ use object_store::{ClientOptions, RetryConfig};
 use reqwest::Url;
 use serde::Deserialize;
 
-use super::encode::Compression;
+use super::encode::{Compression, CsvLayout, Format};
 use super::key::{
     check_path_part, check_strftime, parse_timezone, KeyTemplate, PREFIX_PLACEHOLDERS,
 };
@@ -77,14 +77,16 @@ pub struct ObjectStorageSinkConfig {
     /// rendered.
     #[serde(default = "default_timezone")]
     pub timezone: String,
-    /// `auto` (default: `.json`, `.json.gz` or `.json.zst`) or a literal ending that starts
-    /// with `.`, or `""`.
+    /// `auto` (default: the format's and the compression's, e.g. `.json.gz`, `.csv.snappy`) or
+    /// a literal ending that starts with `.`, or `""`.
     #[serde(default = "default_extension")]
     pub extension: String,
-    /// `json` (default): one flattened JSON object per line.
+    /// `json` (default): one flattened JSON object per line; `csv`: one row per log with the
+    /// `columns`.
     #[serde(default)]
-    pub format: Format,
-    /// `gzip` (default), `zstd` or `none`.
+    pub format: FormatSetting,
+    /// `gzip` (default), `zstd`, `snappy` (the raw block format Alibaba ships; the whole
+    /// object is held uncompressed until sealed), `snappy_framed`, `lz4` (frame) or `none`.
     #[serde(default)]
     pub compression: CompressionSetting,
     /// Compression level: gzip 0 to 9 (default 6), zstd 1 to 19 (default 3).
@@ -101,6 +103,14 @@ pub struct ObjectStorageSinkConfig {
     /// limit.
     #[serde(default)]
     pub max_events: u64,
+    /// CSV columns (required with `format = "csv"`): flattened keys (`__time__`,
+    /// `__time_ns_part__`, `__topic__`, `__source__`, `__tag__:NAME`, content keys) as
+    /// `"key"` or `{ key = "...", name = "..." }` (`name`: the header, default the key).
+    #[serde(default)]
+    pub columns: Option<Vec<ColumnSetting>>,
+    /// CSV punctuation.
+    #[serde(default)]
+    pub csv: CsvSettings,
     /// Memory for open files and objects waiting for upload.
     #[serde(default)]
     pub buffer: BufferSettings,
@@ -156,10 +166,12 @@ pub enum PartitionTimeSetting {
 /// Object format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Format {
+pub enum FormatSetting {
     /// JSON lines in the project's flattened form.
     #[default]
     Json,
+    /// CSV rows of `columns`.
+    Csv,
 }
 
 /// Object compression.
@@ -171,8 +183,81 @@ pub enum CompressionSetting {
     Gzip,
     /// zstd.
     Zstd,
+    /// Snappy raw block over the whole object.
+    Snappy,
+    /// Snappy framing format.
+    SnappyFramed,
+    /// LZ4 frame.
+    Lz4,
     /// None.
     None,
+}
+
+/// One CSV column: a key, or a key with a header name.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum ColumnSetting {
+    /// The key, also the header name.
+    Key(String),
+    /// A key and its header name.
+    Named(NamedColumn),
+}
+
+/// A CSV column with a header name.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamedColumn {
+    /// Flattened key.
+    pub key: String,
+    /// Header name; default the key.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+impl ColumnSetting {
+    /// The key and the header name.
+    fn key_and_name(&self) -> (&str, &str) {
+        match self {
+            Self::Key(key) => (key, key),
+            Self::Named(column) => (&column.key, column.name.as_deref().unwrap_or(&column.key)),
+        }
+    }
+}
+
+/// `csv` settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CsvSettings {
+    /// Field separator, one ASCII character, not a line break nor the quote. Default `,`.
+    #[serde(default = "default_delimiter")]
+    pub delimiter: String,
+    /// Quote character, one ASCII character; inside values it is doubled. Default `"`.
+    #[serde(default = "default_quote")]
+    pub quote: String,
+    /// Written when a log has no value for a column. Default empty.
+    #[serde(default)]
+    pub null_value: String,
+    /// Start every object with a row of the column names. Default false.
+    #[serde(default)]
+    pub header: bool,
+}
+
+impl Default for CsvSettings {
+    fn default() -> Self {
+        Self {
+            delimiter: default_delimiter(),
+            quote: default_quote(),
+            null_value: String::new(),
+            header: false,
+        }
+    }
+}
+
+fn default_delimiter() -> String {
+    ",".into()
+}
+fn default_quote() -> String {
+    "\"".into()
 }
 
 /// `buffer` settings.
@@ -327,6 +412,7 @@ impl ObjectStorageSinkConfig {
             ));
         }
         self.compression()?;
+        self.format()?;
         let within = |key: &str, checked: Result<(), String>| {
             checked.map_err(|reason| InvalidSetting::new(key, reason))
         };
@@ -425,7 +511,85 @@ impl ObjectStorageSinkConfig {
             }
             CompressionSetting::Gzip => Compression::Gzip(level(6, (0, 9))?.unsigned_abs()),
             CompressionSetting::Zstd => Compression::Zstd(level(3, (1, 19))?),
+            CompressionSetting::Snappy
+            | CompressionSetting::SnappyFramed
+            | CompressionSetting::Lz4 => {
+                if self.compression_level.is_some() {
+                    return Err(InvalidSetting::new(
+                        "compression_level",
+                        "only for gzip and zstd",
+                    ));
+                }
+                match self.compression {
+                    CompressionSetting::Snappy => Compression::Snappy,
+                    CompressionSetting::SnappyFramed => Compression::SnappyFramed,
+                    _ => Compression::Lz4,
+                }
+            }
         })
+    }
+
+    fn format(&self) -> Result<Format, InvalidSetting> {
+        let columns = match (self.format, &self.columns) {
+            (FormatSetting::Json, None) => return Ok(Format::Json),
+            (FormatSetting::Json, Some(_)) => {
+                return Err(InvalidSetting::new("columns", "only for format = \"csv\""))
+            }
+            (FormatSetting::Csv, None) => {
+                return Err(InvalidSetting::new(
+                    "columns",
+                    "required for format = \"csv\"",
+                ))
+            }
+            (FormatSetting::Csv, Some(columns)) => columns,
+        };
+        if columns.is_empty() {
+            return Err(InvalidSetting::new("columns", "must name at least one key"));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (index, column) in columns.iter().enumerate() {
+            let (key, name) = column.key_and_name();
+            if key.is_empty() {
+                return Err(InvalidSetting::new(
+                    format!("columns[{index}].key"),
+                    "must not be empty",
+                ));
+            }
+            if !names.insert(name) {
+                return Err(InvalidSetting::new(
+                    format!("columns[{index}]"),
+                    format!("the name {name:?} is used twice"),
+                ));
+            }
+        }
+        let one_ascii = |key: &str, text: &str| match text.as_bytes() {
+            [byte] if byte.is_ascii() && *byte != b'\n' && *byte != b'\r' => Ok(*byte),
+            _ => Err(InvalidSetting::new(
+                key,
+                "must be one ASCII character other than a line break",
+            )),
+        };
+        let delimiter = one_ascii("csv.delimiter", &self.csv.delimiter)?;
+        let quote = one_ascii("csv.quote", &self.csv.quote)?;
+        if delimiter == quote {
+            return Err(InvalidSetting::new(
+                "csv.delimiter",
+                "must differ from csv.quote",
+            ));
+        }
+        Ok(Format::Csv(CsvLayout {
+            columns: columns
+                .iter()
+                .map(|column| {
+                    let (key, name) = column.key_and_name();
+                    (key.to_owned(), name.to_owned())
+                })
+                .collect(),
+            delimiter,
+            quote,
+            null_value: self.csv.null_value.clone(),
+            header: self.csv.header,
+        }))
     }
 
     /// Builds the sink: the bucket's client and the runtime settings. Credentials missing
@@ -444,6 +608,10 @@ impl ObjectStorageSinkConfig {
         self.validate().map_err(config_error)?;
         let name = self.name.clone().unwrap_or_else(|| name.to_owned());
         let compression = self.compression().map_err(config_error)?;
+        let format = self.format().map_err(config_error)?;
+        if compression == Compression::Snappy && self.max_bytes > ByteSize::mib(64) {
+            tracing::warn!(sink = %name, max_bytes = %self.max_bytes, "raw snappy holds each object uncompressed until it is sealed: up to max_bytes per open file");
+        }
         let endpoint = self.endpoint_url().map_err(config_error)?;
         let host = endpoint.host_str().unwrap_or_default().to_owned();
         if endpoint.scheme() == "http" && !is_loopback_host(&host) {
@@ -519,7 +687,7 @@ impl ObjectStorageSinkConfig {
             SinkError::Config(format!("cannot set up the bucket's client: {error}"))
         })?;
         let extension = match self.extension.as_str() {
-            "auto" => compression.extension().to_owned(),
+            "auto" => compression.extension(&format),
             literal => literal.to_owned(),
         };
         let layout = Layout {
@@ -533,6 +701,7 @@ impl ObjectStorageSinkConfig {
                 PartitionTimeSetting::Receive => PartitionTime::Receive,
                 PartitionTimeSetting::Log => PartitionTime::Log,
             },
+            format,
             compression,
             limits: Limits {
                 max_bytes: self.max_bytes.0,
@@ -545,7 +714,7 @@ impl ObjectStorageSinkConfig {
             uploader: Uploader {
                 store: Arc::new(store),
                 sink: name.as_str().into(),
-                content_type: compression.content_type(),
+                content_type: compression.content_type(&layout.format),
                 retry: (self.retry.initial.0, self.retry.max.0),
             },
             name,
@@ -664,6 +833,37 @@ mod tests {
                 "no path",
             ),
             ("endpoint = \"ftp://host\"", "endpoint", "https://"),
+            (
+                "format = \"csv\"",
+                "columns",
+                "required for format = \"csv\"",
+            ),
+            ("columns = [\"a\"]", "columns", "only for format = \"csv\""),
+            (
+                "format = \"csv\"\ncolumns = [\"a\", { key = \"b\", name = \"a\" }]",
+                "columns[1]",
+                "used twice",
+            ),
+            (
+                "format = \"csv\"\ncolumns = [\"a\"]\ncsv = { delimiter = \";;\" }",
+                "csv.delimiter",
+                "one ASCII character",
+            ),
+            (
+                "format = \"csv\"\ncolumns = [\"a\"]\ncsv = { delimiter = \"\\n\" }",
+                "csv.delimiter",
+                "one ASCII character",
+            ),
+            (
+                "format = \"csv\"\ncolumns = [\"a\"]\ncsv = { quote = \",\" }",
+                "csv.delimiter",
+                "differ",
+            ),
+            (
+                "compression = \"lz4\"\ncompression_level = 3",
+                "compression_level",
+                "only for gzip and zstd",
+            ),
         ] {
             let (got_key, got_reason) = refusal(extra);
             assert_eq!(got_key, key, "{extra}");

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
-use super::encode::{Compression, ObjectBody};
+use super::encode::{Compression, Format, ObjectBody};
 use super::key::{KeyTemplate, ObjectId};
 use crate::model::ack::AckToken;
 use crate::model::batch::{Batch, ShardKey};
@@ -46,6 +46,8 @@ pub struct Layout {
     pub keys: KeyTemplate,
     /// Partition by open time or log time.
     pub partition_time: PartitionTime,
+    /// How each log is written.
+    pub format: Format,
     /// Body compression.
     pub compression: Compression,
     /// Seal rules.
@@ -179,7 +181,7 @@ impl ShardFiles {
                     opened_at: now,
                     opened_wall: wall,
                     begin_cursor: batch.cursor.clone(),
-                    body: ObjectBody::new(layout.compression)?,
+                    body: ObjectBody::new(&layout.format, layout.compression)?,
                     acks: Vec::new(),
                 }),
             };
@@ -333,6 +335,7 @@ mod tests {
                 extension: ".json".into(),
             },
             partition_time,
+            format: Format::Json,
             compression: Compression::None,
             limits,
         }

@@ -266,7 +266,7 @@ mod tests {
     use super::*;
     use crate::model::ack::DeliveryStatus;
     use crate::model::RecordsBuilder;
-    use crate::sinks::object_storage::encode::Compression;
+    use crate::sinks::object_storage::encode::{Compression, Format};
     use crate::sinks::object_storage::key::KeyTemplate;
     use crate::sinks::object_storage::rollover::{Limits, PartitionTime};
 
@@ -287,6 +287,7 @@ mod tests {
                     extension: ".json".into(),
                 },
                 partition_time: PartitionTime::Receive,
+                format: Format::Json,
                 compression: Compression::None,
                 limits,
             }),
