@@ -103,8 +103,8 @@ enum Output {
     Plain(Vec<u8>),
     Gzip(GzEncoder<Vec<u8>>),
     Zstd(zstd::stream::write::Encoder<'static, Vec<u8>>),
-    SnappyFramed(snap::write::FrameEncoder<Vec<u8>>),
-    Lz4(lz4_flex::frame::FrameEncoder<Vec<u8>>),
+    SnappyFramed(Box<snap::write::FrameEncoder<Vec<u8>>>),
+    Lz4(Box<lz4_flex::frame::FrameEncoder<Vec<u8>>>),
 }
 
 impl Output {
@@ -171,9 +171,11 @@ impl ObjectBody {
                 Output::Zstd(zstd::stream::write::Encoder::new(Vec::new(), level)?)
             }
             Compression::SnappyFramed => {
-                Output::SnappyFramed(snap::write::FrameEncoder::new(Vec::new()))
+                Output::SnappyFramed(Box::new(snap::write::FrameEncoder::new(Vec::new())))
             }
-            Compression::Lz4 => Output::Lz4(lz4_flex::frame::FrameEncoder::new(Vec::new())),
+            Compression::Lz4 => {
+                Output::Lz4(Box::new(lz4_flex::frame::FrameEncoder::new(Vec::new())))
+            }
         };
         let mut body = Self {
             format: format.clone(),
