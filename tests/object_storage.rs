@@ -347,3 +347,62 @@ async fn csv_objects_hold_the_configured_columns_for_pythons_csv_reader() {
     let (code, _) = forwarder.terminate(Duration::from_secs(30)).await;
     assert_eq!(code, Some(0));
 }
+
+#[tokio::test]
+async fn every_compression_reads_back_with_independent_decompressors() {
+    const LOGS: usize = 200;
+    const COMPRESSIONS: [(&str, &str); 5] = [
+        ("zstd", ".json.zst"),
+        ("snappy", ".json.snappy"),
+        ("snappy_framed", ".json.sz"),
+        ("lz4", ".json.lz4"),
+        ("none", ".json"),
+    ];
+    let s3 = S3Server::start().await;
+    s3.create_bucket(BUCKET).await;
+    let server = TestServer::start(&[("audit", 1)]).await;
+    let client = server.client();
+    put_audit_logs(&client, "audit", LOGS, 50, 3).await;
+    let ends = shard_ends(&client, 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut sinks = String::new();
+    for (compression, _) in COMPRESSIONS {
+        sinks.push_str(&format!(
+            "\n[[sinks]]\ntype = \"object_storage\"\nname = \"archive-{compression}\"\n\
+             endpoint = \"{}\"\nregion = \"us-east-1\"\nbucket = \"{BUCKET}\"\n\
+             access_key_id = \"test\"\nsecret_access_key = \"test\"\nmax_age = \"3s\"\n\
+             prefix = \"{compression}/\"\ncompression = \"{compression}\"\n",
+            s3.endpoint
+        ));
+    }
+    let mut forwarder = Forwarder::spawn(
+        &server,
+        dir.path(),
+        "audit",
+        &fast_consumer("g", "n1"),
+        &sinks,
+    );
+    wait_until("checkpoints at the end", Duration::from_secs(60), || {
+        checkpoints_at(&client, "g", &ends)
+    })
+    .await;
+    let delivered: Vec<Value> = forwarder.delivered();
+    let objects = s3.objects(BUCKET).await;
+    for (compression, extension) in COMPRESSIONS {
+        let mut logs: Vec<&Value> = objects
+            .iter()
+            .filter(|object| object.key.starts_with(&format!("{compression}/")))
+            .inspect(|object| assert!(object.key.ends_with(extension), "{}", object.key))
+            .flat_map(|object| &object.logs)
+            .collect();
+        logs.sort_by_key(|log| support::forwarder::event_id(log));
+        let mut expected: Vec<&Value> = delivered.iter().collect();
+        expected.sort_by_key(|log| support::forwarder::event_id(log));
+        assert_eq!(
+            logs, expected,
+            "{compression}: the logs as the file sink wrote them"
+        );
+    }
+    let (code, _) = forwarder.terminate(Duration::from_secs(30)).await;
+    assert_eq!(code, Some(0));
+}

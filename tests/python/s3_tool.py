@@ -6,14 +6,19 @@ client nobody here wrote.
   s3_tool.py create ENDPOINT BUCKET   create a bucket
   s3_tool.py dump ENDPOINT BUCKET [CSV_DELIMITER CSV_QUOTE]
                                       print JSON: every object with its key, size, content
-                                      type and its logs (gunzipped by extension; JSON lines
-                                      parsed, or CSV rows read by Python's csv module)
+                                      type and its logs (decompressed by extension: gzip,
+                                      zstd CLI, python-snappy raw and framed, lz4 frame; JSON
+                                      lines parsed, or CSV rows read by Python's csv module)
 """
 import csv
 import gzip
 import io
 import json
+import subprocess
 import sys
+
+import lz4.frame
+import snappy
 
 import boto3
 from botocore.config import Config
@@ -40,6 +45,20 @@ def serve():
     server.stop()
 
 
+def decompress(key, body):
+    if key.endswith(".gz"):
+        return gzip.decompress(body)
+    if key.endswith(".zst"):
+        return subprocess.run(["zstd", "-dc"], input=body, capture_output=True, check=True).stdout
+    if key.endswith(".snappy"):
+        return snappy.uncompress(body)
+    if key.endswith(".sz"):
+        return snappy.StreamDecompressor().decompress(body)
+    if key.endswith(".lz4"):
+        return lz4.frame.decompress(body)
+    return body
+
+
 def parse(key, text, dialect):
     if ".csv" in key:
         delimiter, quote = dialect
@@ -54,8 +73,7 @@ def dump(endpoint, bucket, dialect):
         for entry in page.get("Contents", []):
             got = s3.get_object(Bucket=bucket, Key=entry["Key"])
             body = got["Body"].read()
-            if entry["Key"].endswith(".gz"):
-                body = gzip.decompress(body)
+            body = decompress(entry["Key"], body)
             objects.append(
                 {
                     "key": entry["Key"],
