@@ -348,6 +348,7 @@ async fn csv_objects_hold_the_configured_columns_for_pythons_csv_reader() {
     assert_eq!(code, Some(0));
 }
 
+/// Read back with zstandard (libzstd), python-snappy and lz4 (the C libraries' bindings).
 #[tokio::test]
 async fn every_compression_reads_back_with_independent_decompressors() {
     const LOGS: usize = 200;

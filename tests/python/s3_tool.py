@@ -7,18 +7,18 @@ client nobody here wrote.
   s3_tool.py dump ENDPOINT BUCKET [CSV_DELIMITER CSV_QUOTE]
                                       print JSON: every object with its key, size, content
                                       type and its logs (decompressed by extension: gzip,
-                                      zstd CLI, python-snappy raw and framed, lz4 frame; JSON
+                                      zstandard, python-snappy raw and framed, lz4 frame; JSON
                                       lines parsed, or CSV rows read by Python's csv module)
 """
 import csv
 import gzip
 import io
 import json
-import subprocess
 import sys
 
 import lz4.frame
 import snappy
+import zstandard
 
 import boto3
 from botocore.config import Config
@@ -49,7 +49,7 @@ def decompress(key, body):
     if key.endswith(".gz"):
         return gzip.decompress(body)
     if key.endswith(".zst"):
-        return subprocess.run(["zstd", "-dc"], input=body, capture_output=True, check=True).stdout
+        return zstandard.ZstdDecompressor().decompressobj().decompress(body)
     if key.endswith(".snappy"):
         return snappy.uncompress(body)
     if key.endswith(".sz"):
