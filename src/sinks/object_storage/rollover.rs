@@ -101,6 +101,9 @@ pub struct SealedObject {
     pub uncompressed: u64,
     /// Why it was sealed.
     pub reason: SealReason,
+    /// Pulled bytes of the batches with logs in it (what the consumer's in-flight budget
+    /// holds for them until they are acknowledged).
+    pub raw_bytes: u64,
     /// One part of the ack of every batch with logs in it.
     pub acks: Vec<AckToken>,
 }
@@ -113,6 +116,8 @@ struct OpenFile {
     /// Cursor of the first batch in it.
     begin_cursor: String,
     body: ObjectBody,
+    /// Pulled bytes of the batches with logs in it.
+    raw_bytes: u64,
     acks: Vec<AckToken>,
 }
 
@@ -151,6 +156,12 @@ impl ShardFiles {
             .sum()
     }
 
+    /// Pulled bytes of the batches the open files hold (a batch split over several files
+    /// counts in each).
+    pub fn raw_bytes(&self) -> u64 {
+        self.files.values().map(|file| file.raw_bytes).sum()
+    }
+
     /// Appends `batch` and returns the files this sealed. `now`/`wall` are the monotonic and
     /// the wall-clock time.
     ///
@@ -182,12 +193,14 @@ impl ShardFiles {
                     opened_wall: wall,
                     begin_cursor: batch.cursor.clone(),
                     body: ObjectBody::new(&layout.format, layout.compression)?,
+                    raw_bytes: 0,
                     acks: Vec::new(),
                 }),
             };
             file.body
                 .append(indices.iter().filter_map(|&index| batch.records.get(index)))?;
             file.acks.extend(parts.next());
+            file.raw_bytes += batch.records.buffer_len() as u64;
         }
         self.end_cursor.clone_from(&batch.next_cursor);
         self.batches += 1;
@@ -299,6 +312,7 @@ impl ShardFiles {
             logs,
             uncompressed,
             reason,
+            raw_bytes: file.raw_bytes,
             acks: file.acks,
         })
     }
@@ -408,6 +422,7 @@ mod tests {
         assert_eq!(sealed[0].reason, SealReason::Age);
         assert_eq!(sealed[0].key, "audit/2026010100_2_10_13.json");
         assert_eq!(sealed[0].logs, 3);
+        assert_eq!(sealed[0].raw_bytes, batch.records.buffer_len() as u64);
         deliver(sealed);
         assert_eq!(receiver.await, DeliveryStatus::Delivered);
         assert!(files.is_empty());

@@ -2,7 +2,10 @@
 //! async threads), seals files on their limits and on a one-second tick, and uploads sealed
 //! objects with bounded concurrency. Memory (open files plus objects waiting for upload) is
 //! bounded by the sink's budget: over it, the largest open file is sealed, and when nothing is
-//! left to seal the sink stops taking batches, so a stalled bucket slows the pull.
+//! left to seal the sink stops taking batches, so a stalled bucket slows the pull. The pulled
+//! bytes of the batches waiting for storage are kept under half the budget the same way: the
+//! consumer's in-flight budget holds them until they are acknowledged, and files waiting for
+//! their age while it is used up would stop every shard's pull.
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -71,7 +74,7 @@ impl Sink for ObjectStorageSink {
             shards: HashMap::new(),
             queue: VecDeque::new(),
             uploads: JoinSet::new(),
-            pending_bytes: 0,
+            pending: Held::default(),
         };
         let outcome = run.run(input, &shutdown).await;
         // Objects not stored drop their acks unsettled: their shards keep their checkpoints
@@ -88,10 +91,28 @@ struct Run {
     shards: HashMap<ShardKey, ShardFiles>,
     /// Sealed objects waiting for an upload slot.
     queue: VecDeque<SealedObject>,
-    /// Uploads in flight; each yields its body's size.
-    uploads: JoinSet<u64>,
-    /// Bytes of the objects queued or uploading.
-    pending_bytes: u64,
+    /// Uploads in flight; each yields what it held.
+    uploads: JoinSet<Held>,
+    /// What the objects queued or uploading hold.
+    pending: Held,
+}
+
+/// What objects hold until they are stored.
+#[derive(Debug, Clone, Copy, Default)]
+struct Held {
+    /// Body bytes.
+    bytes: u64,
+    /// Pulled bytes of their batches.
+    raw_bytes: u64,
+}
+
+impl Held {
+    fn of(object: &SealedObject) -> Self {
+        Self {
+            bytes: object.body.len() as u64,
+            raw_bytes: object.raw_bytes,
+        }
+    }
 }
 
 impl Run {
@@ -108,7 +129,8 @@ impl Run {
             if !input_open && self.queue.is_empty() && self.uploads.is_empty() {
                 return Ok(());
             }
-            let full = self.memory_bytes() >= self.sink.max_memory;
+            let full = self.memory_bytes() >= self.sink.max_memory
+                || self.raw_bytes() * 2 >= self.sink.max_memory;
             if full && self.seal_largest().await? {
                 continue;
             }
@@ -116,8 +138,9 @@ impl Run {
                 biased;
                 () = shutdown.cancelled() => return Ok(()),
                 Some(joined) = self.uploads.join_next(), if !self.uploads.is_empty() => {
-                    let bytes = joined.map_err(|error| SinkError::Unavailable(format!("upload task failed: {error}")))?;
-                    self.pending_bytes -= bytes;
+                    let held = joined.map_err(|error| SinkError::Unavailable(format!("upload task failed: {error}")))?;
+                    self.pending.bytes -= held.bytes;
+                    self.pending.raw_bytes -= held.raw_bytes;
                 }
                 _ = tick.tick() => self.seal_aged().await?,
                 next = input.recv(), if input_open && !full => match next {
@@ -133,12 +156,17 @@ impl Run {
 
     /// Bytes held: open files and objects not yet stored.
     fn memory_bytes(&self) -> u64 {
-        self.pending_bytes
+        self.pending.bytes
             + self
                 .shards
                 .values()
                 .map(ShardFiles::memory_bytes)
                 .sum::<u64>()
+    }
+
+    /// Pulled bytes of the batches not yet stored.
+    fn raw_bytes(&self) -> u64 {
+        self.pending.raw_bytes + self.shards.values().map(ShardFiles::raw_bytes).sum::<u64>()
     }
 
     fn start_uploads(&mut self, shutdown: &CancellationToken) {
@@ -148,17 +176,19 @@ impl Run {
             };
             let uploader = self.sink.uploader.clone();
             let stop = shutdown.clone();
-            let bytes = object.body.len() as u64;
+            let held = Held::of(&object);
             self.uploads.spawn(async move {
                 uploader.store(object, &stop).await;
-                bytes
+                held
             });
         }
     }
 
     fn enqueue(&mut self, sealed: Vec<SealedObject>) {
         for object in sealed {
-            self.pending_bytes += object.body.len() as u64;
+            let held = Held::of(&object);
+            self.pending.bytes += held.bytes;
+            self.pending.raw_bytes += held.raw_bytes;
             self.queue.push_back(object);
         }
     }
@@ -212,13 +242,13 @@ impl Run {
         Ok(())
     }
 
-    /// Seals the shard whose open files hold the most memory; `false` when no file is open.
+    /// Seals the shard whose open files hold the most; `false` when no file is open.
     async fn seal_largest(&mut self) -> Result<bool, SinkError> {
         let largest = self
             .shards
             .iter()
             .filter(|(_, files)| !files.is_empty())
-            .max_by_key(|(_, files)| files.memory_bytes())
+            .max_by_key(|(_, files)| files.memory_bytes() + files.raw_bytes())
             .map(|(shard, _)| shard.clone());
         let Some(shard) = largest else {
             return Ok(false);
@@ -409,6 +439,50 @@ mod tests {
             assert_eq!(ack.await, DeliveryStatus::Delivered);
         }
         assert_eq!(object_texts(&store).await.len(), 3);
+        drop(input);
+        running.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn pulled_bytes_held_are_kept_under_half_the_budget() {
+        let store = Arc::new(InMemory::new());
+        let mut limits = limits();
+        limits.max_events = 0;
+        let long = "x".repeat(1000);
+        let batch = |sequence: u64| {
+            let records = RecordsBuilder::new()
+                .log(1_700_000_000, None, &[("n", &long)])
+                .build();
+            SinkBatch::new("audit", 0, sequence, records)
+        };
+        let raw = batch(0).0.batch.records.buffer_len() as u64;
+        // Gzip keeps the buffers far below the budget; the pulled bytes of three batches
+        // reach half of it (two do not), so the third batch seals the file.
+        let mut archive = sink(store.clone(), limits, 5 * raw);
+        Arc::get_mut(&mut archive.layout).unwrap().compression = Compression::Gzip(6);
+        let (input, receiver) = mpsc::channel(4);
+        let running = tokio::spawn(Box::new(archive).run(receiver, CancellationToken::new()));
+        let mut acks = Vec::new();
+        for sequence in 0..3 {
+            let (batch, ack) = batch(sequence);
+            input.send(batch).await.unwrap();
+            acks.push(ack);
+        }
+        for ack in acks {
+            let outcome = tokio::time::timeout(Duration::from_secs(30), ack).await;
+            assert_eq!(
+                outcome,
+                Ok(DeliveryStatus::Delivered),
+                "sealed without max_age"
+            );
+        }
+        use futures::TryStreamExt as _;
+        let listed: Vec<_> = store.list(None).try_collect().await.unwrap();
+        assert_eq!(
+            listed.len(),
+            1,
+            "one file, sealed once three batches were held"
+        );
         drop(input);
         running.await.unwrap().unwrap();
     }
