@@ -157,7 +157,220 @@ fn classify_text(text: &str) -> FailureClass {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+    use futures::stream::BoxStream;
+    use object_store::memory::InMemory;
+    use object_store::{
+        CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta,
+        PutMultipartOptions, PutResult,
+    };
+
     use super::*;
+    use crate::model::ack::{self, DeliveryStatus};
+    use crate::sinks::object_storage::rollover::SealReason;
+
+    /// A bucket in memory whose next PUTs fail with the given errors.
+    #[derive(Debug, Default)]
+    struct FailingStore {
+        inner: InMemory,
+        failures: Mutex<VecDeque<object_store::Error>>,
+    }
+
+    impl std::fmt::Display for FailingStore {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("FailingStore")
+        }
+    }
+
+    #[async_trait]
+    impl ObjectStore for FailingStore {
+        async fn put_opts(
+            &self,
+            location: &Path,
+            payload: PutPayload,
+            opts: PutOptions,
+        ) -> object_store::Result<PutResult> {
+            let failure = self.failures.lock().unwrap().pop_front();
+            match failure {
+                Some(error) => Err(error),
+                None => self.inner.put_opts(location, payload, opts).await,
+            }
+        }
+        async fn put_multipart_opts(
+            &self,
+            location: &Path,
+            opts: PutMultipartOptions,
+        ) -> object_store::Result<Box<dyn MultipartUpload>> {
+            self.inner.put_multipart_opts(location, opts).await
+        }
+        async fn get_opts(
+            &self,
+            location: &Path,
+            options: GetOptions,
+        ) -> object_store::Result<GetResult> {
+            self.inner.get_opts(location, options).await
+        }
+        fn delete_stream(
+            &self,
+            locations: BoxStream<'static, object_store::Result<Path>>,
+        ) -> BoxStream<'static, object_store::Result<Path>> {
+            self.inner.delete_stream(locations)
+        }
+        fn list(
+            &self,
+            prefix: Option<&Path>,
+        ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+            self.inner.list(prefix)
+        }
+        async fn list_with_delimiter(
+            &self,
+            prefix: Option<&Path>,
+        ) -> object_store::Result<ListResult> {
+            self.inner.list_with_delimiter(prefix).await
+        }
+        async fn copy_opts(
+            &self,
+            from: &Path,
+            to: &Path,
+            options: CopyOptions,
+        ) -> object_store::Result<()> {
+            self.inner.copy_opts(from, to, options).await
+        }
+    }
+
+    fn uploader(name: &str, failures: Vec<object_store::Error>) -> (Uploader, Arc<FailingStore>) {
+        let store = Arc::new(FailingStore {
+            inner: InMemory::new(),
+            failures: Mutex::new(failures.into()),
+        });
+        let uploader = Uploader {
+            store: store.clone(),
+            sink: name.into(),
+            content_type: "application/x-ndjson",
+            retry: (Duration::from_millis(100), Duration::from_secs(1)),
+        };
+        (uploader, store)
+    }
+
+    fn object() -> (SealedObject, ack::AckReceiver) {
+        let (token, receiver) = ack::channel();
+        let object = SealedObject {
+            key: "audit/p_0_0_1.json".into(),
+            body: bytes::Bytes::from_static(b"{}\n"),
+            logs: 1,
+            uncompressed: 3,
+            reason: SealReason::Stop,
+            raw_bytes: 2,
+            acks: vec![token],
+        };
+        (object, receiver)
+    }
+
+    fn unavailable() -> object_store::Error {
+        object_store::Error::Generic {
+            store: "S3",
+            source: "Server returned non-2xx status code: 503 Service Unavailable: SlowDown".into(),
+        }
+    }
+
+    fn stored(store: &FailingStore) -> usize {
+        futures::executor::block_on(async {
+            use futures::TryStreamExt as _;
+            store
+                .list(None)
+                .try_collect::<Vec<_>>()
+                .await
+                .unwrap()
+                .len()
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn transient_failures_are_retried_until_stored_without_alarm_at_the_first() {
+        let name = "archive-unit-transient";
+        let (uploader, store) = uploader(name, (0..4).map(|_| unavailable()).collect());
+        let (object, receiver) = object();
+        let stop = CancellationToken::new();
+        let task = tokio::spawn({
+            let uploader = uploader.clone();
+            async move { uploader.store(object, &stop).await }
+        });
+        // One failure (the next attempt comes after at least 50 ms): no alarm yet, a single
+        // slow request is no outage.
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        assert_ne!(
+            health()
+                .get(&uploader.health_key())
+                .map(|state| matches!(state, HealthState::Unhealthy(_))),
+            Some(true)
+        );
+        assert!(task.await.unwrap(), "stored in the end");
+        assert_eq!(receiver.await, DeliveryStatus::Delivered);
+        assert_eq!(stored(&store), 1);
+        assert_eq!(
+            health().get(&uploader.health_key()),
+            Some(HealthState::Healthy)
+        );
+        let retries = metrics()
+            .sink_retries
+            .get_or_create(&SinkLabels::new(name))
+            .get();
+        assert_eq!(retries, 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refusal_turns_the_sink_unhealthy_at_once_and_holds_the_batch_until_stored() {
+        let denied = || object_store::Error::PermissionDenied {
+            path: "audit/p_0_0_1.json".into(),
+            source: "AccessDenied".into(),
+        };
+        let (uploader, store) = uploader("archive-unit-denied", vec![denied(), denied()]);
+        let (object, mut receiver) = object();
+        let stop = CancellationToken::new();
+        let task = tokio::spawn({
+            let uploader = uploader.clone();
+            async move { uploader.store(object, &stop).await }
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(matches!(
+            health().get(&uploader.health_key()),
+            Some(HealthState::Unhealthy(reason)) if reason.contains("audit/p_0_0_1.json")
+        ));
+        assert_eq!(
+            receiver.try_outcome(),
+            None,
+            "nothing acknowledged while refused"
+        );
+        assert_eq!(stored(&store), 0);
+        assert!(task.await.unwrap());
+        assert_eq!(receiver.await, DeliveryStatus::Delivered);
+        assert_eq!(
+            health().get(&uploader.health_key()),
+            Some(HealthState::Healthy)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stopping_drops_the_unstored_batch_unacknowledged() {
+        let (uploader, store) = uploader(
+            "archive-unit-stop",
+            (0..100).map(|_| unavailable()).collect(),
+        );
+        let (object, receiver) = object();
+        let stop = CancellationToken::new();
+        let task = tokio::spawn({
+            let (uploader, stop) = (uploader.clone(), stop.clone());
+            async move { uploader.store(object, &stop).await }
+        });
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        stop.cancel();
+        assert!(!task.await.unwrap());
+        assert!(matches!(receiver.await, DeliveryStatus::Failed(_)));
+        assert_eq!(stored(&store), 0);
+    }
 
     #[test]
     fn statuses_are_classified() {
