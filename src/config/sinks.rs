@@ -8,6 +8,7 @@ use crate::common::tls::TlsError;
 use crate::sinks::console::ConsoleSinkConfig;
 use crate::sinks::file::FileSinkConfig;
 use crate::sinks::null::NullSinkConfig;
+use crate::sinks::object_storage::ObjectStorageSinkConfig;
 use crate::sinks::splunk_hec::config::SplunkHecSinkConfig;
 use crate::sinks::syslog::{Protocol, SyslogSinkConfig};
 use crate::sinks::{Sink, SinkError};
@@ -29,6 +30,8 @@ pub enum SinkConfig {
     Syslog(Box<SyslogSinkConfig>),
     /// Splunk HTTP Event Collector.
     SplunkHec(Box<SplunkHecSinkConfig>),
+    /// Archive objects in an S3-compatible bucket (S3, OSS, COS, JD Cloud, MinIO).
+    ObjectStorage(Box<ObjectStorageSinkConfig>),
 }
 
 impl SinkConfig {
@@ -40,6 +43,7 @@ impl SinkConfig {
             Self::Null(config) => ("null", &config.name),
             Self::Syslog(config) => ("syslog", &config.name),
             Self::SplunkHec(config) => ("splunk_hec", &config.name),
+            Self::ObjectStorage(config) => ("object_storage", &config.name),
         };
         (kind, name.as_deref())
     }
@@ -72,6 +76,7 @@ impl SinkConfig {
             Self::File(config) => config.validate(),
             Self::Console(_) | Self::Null(_) => Ok(()),
             Self::Syslog(config) => config.validate(),
+            Self::ObjectStorage(config) => config.validate(),
             Self::SplunkHec(config) => config.validate(),
         }
     }
@@ -88,7 +93,9 @@ impl SinkConfig {
                 config.tls.clone().unwrap_or_default()
             }
             Self::SplunkHec(config) => config.tls.clone(),
-            Self::Syslog(_) | Self::Console(_) | Self::Null(_) => return Ok(()),
+            Self::Syslog(_) | Self::Console(_) | Self::Null(_) | Self::ObjectStorage(_) => {
+                return Ok(())
+            }
         };
         tls.client_config().map(drop).map_err(tls_setting)
     }
@@ -106,6 +113,9 @@ impl SinkConfig {
             Self::Null(config) => Box::new(config.build(&name)?),
             Self::Syslog(config) => Box::new(config.build(&name)?),
             Self::SplunkHec(config) => Box::new(config.build(&name)?),
+            Self::ObjectStorage(config) => {
+                Box::new(config.build(&name, |key| std::env::var(key).ok())?)
+            }
         })
     }
 }
@@ -181,6 +191,7 @@ fn value_line(text: &str, header: usize, kind: &str) -> Option<usize> {
         "null" => value_span::<NullSinkConfig>(&fragment),
         "syslog" => value_span::<SyslogSinkConfig>(&fragment),
         "splunk_hec" => value_span::<SplunkHecSinkConfig>(&fragment),
+        "object_storage" => value_span::<ObjectStorageSinkConfig>(&fragment),
         _ => None,
     }?;
     let whole_table = span.start == 0 && span.end >= fragment.trim_end().len();

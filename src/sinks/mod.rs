@@ -19,6 +19,7 @@ pub mod console;
 pub mod file;
 pub mod lines;
 pub mod null;
+pub mod object_storage;
 pub mod splunk_hec;
 pub mod syslog;
 

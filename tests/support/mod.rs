@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod forwarder;
+pub mod s3;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -1,0 +1,489 @@
+//! The run loop: appends each batch to its shard's files (encoding and compression run off the
+//! async threads), seals files on their limits and on a one-second tick, and uploads sealed
+//! objects with bounded concurrency. Memory (open files plus objects waiting for upload) is
+//! bounded by the sink's budget: over it, the largest open file is sealed, and when nothing is
+//! left to seal the sink stops taking batches, so a stalled bucket slows the pull. The pulled
+//! bytes of the batches waiting for storage are kept under half the budget the same way: the
+//! consumer's in-flight budget holds them until they are acknowledged, and files waiting for
+//! their age while it is used up would stop every shard's pull.
+
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::rollover::{Layout, SealReason, SealedObject, ShardFiles};
+use super::upload::Uploader;
+use crate::model::batch::ShardKey;
+use crate::sinks::{Sink, SinkBatch, SinkError};
+use crate::telemetry::health::{health, HealthState};
+
+/// How often open files are checked against their age limit.
+const TICK: Duration = Duration::from_secs(1);
+
+/// Archives batches as objects in a bucket.
+#[derive(Debug)]
+pub struct ObjectStorageSink {
+    /// Sink name.
+    pub name: String,
+    /// Stores objects.
+    pub uploader: Uploader,
+    /// Routing, names, compression and seal rules.
+    pub layout: Arc<Layout>,
+    /// Memory budget: open files plus objects not yet stored.
+    pub max_memory: u64,
+    /// Objects uploaded at once.
+    pub concurrency: usize,
+}
+
+#[async_trait]
+impl Sink for ObjectStorageSink {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Lists one key of the bucket: a missing bucket, a wrong endpoint or refused credentials
+    /// show here. A key that may store but not list is not an error.
+    async fn healthcheck(&self) -> Result<(), SinkError> {
+        use futures::StreamExt as _;
+        let mut listing = self.uploader.store.list(None);
+        match listing.next().await {
+            None | Some(Ok(_)) => Ok(()),
+            Some(Err(object_store::Error::PermissionDenied { .. })) => Ok(()),
+            Some(Err(error)) => Err(SinkError::Unavailable(error.to_string())),
+        }
+    }
+
+    async fn run(
+        self: Box<Self>,
+        input: mpsc::Receiver<SinkBatch>,
+        shutdown: CancellationToken,
+    ) -> Result<(), SinkError> {
+        let key = self.uploader.health_key();
+        if health().get(&key).is_none() {
+            health().set(&key, HealthState::Healthy);
+        }
+        let mut run = Run {
+            sink: *self,
+            shards: HashMap::new(),
+            queue: VecDeque::new(),
+            uploads: JoinSet::new(),
+            pending: Held::default(),
+        };
+        let outcome = run.run(input, &shutdown).await;
+        // Objects not stored drop their acks unsettled: their shards keep their checkpoints
+        // before them, and the next owner redelivers.
+        run.uploads.abort_all();
+        tracing::info!(sink = %run.sink.name, unstored = run.queue.len() + run.uploads.len(), "object storage sink stopped");
+        outcome
+    }
+}
+
+/// The state of a running sink.
+struct Run {
+    sink: ObjectStorageSink,
+    shards: HashMap<ShardKey, ShardFiles>,
+    /// Sealed objects waiting for an upload slot.
+    queue: VecDeque<SealedObject>,
+    /// Uploads in flight; each yields what it held.
+    uploads: JoinSet<Held>,
+    /// What the objects queued or uploading hold.
+    pending: Held,
+}
+
+/// What objects hold until they are stored.
+#[derive(Debug, Clone, Copy, Default)]
+struct Held {
+    /// Body bytes.
+    bytes: u64,
+    /// Pulled bytes of their batches.
+    raw_bytes: u64,
+}
+
+impl Held {
+    fn of(object: &SealedObject) -> Self {
+        Self {
+            bytes: object.body.len() as u64,
+            raw_bytes: object.raw_bytes,
+        }
+    }
+}
+
+impl Run {
+    async fn run(
+        &mut self,
+        mut input: mpsc::Receiver<SinkBatch>,
+        shutdown: &CancellationToken,
+    ) -> Result<(), SinkError> {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut input_open = true;
+        loop {
+            self.start_uploads(shutdown);
+            if !input_open && self.queue.is_empty() && self.uploads.is_empty() {
+                return Ok(());
+            }
+            let full = self.memory_bytes() >= self.sink.max_memory
+                || self.raw_bytes() * 2 >= self.sink.max_memory;
+            if full && self.seal_largest().await? {
+                continue;
+            }
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return Ok(()),
+                Some(joined) = self.uploads.join_next(), if !self.uploads.is_empty() => {
+                    let held = joined.map_err(|error| SinkError::Unavailable(format!("upload task failed: {error}")))?;
+                    self.pending.bytes -= held.bytes;
+                    self.pending.raw_bytes -= held.raw_bytes;
+                }
+                _ = tick.tick() => self.seal_aged().await?,
+                next = input.recv(), if input_open && !full => match next {
+                    Some(batch) => self.append(batch).await?,
+                    None => {
+                        input_open = false;
+                        self.seal_everything().await?;
+                    }
+                },
+            }
+        }
+    }
+
+    /// Bytes held: open files and objects not yet stored.
+    fn memory_bytes(&self) -> u64 {
+        self.pending.bytes
+            + self
+                .shards
+                .values()
+                .map(ShardFiles::memory_bytes)
+                .sum::<u64>()
+    }
+
+    /// Pulled bytes of the batches not yet stored.
+    fn raw_bytes(&self) -> u64 {
+        self.pending.raw_bytes + self.shards.values().map(ShardFiles::raw_bytes).sum::<u64>()
+    }
+
+    fn start_uploads(&mut self, shutdown: &CancellationToken) {
+        while self.uploads.len() < self.sink.concurrency {
+            let Some(object) = self.queue.pop_front() else {
+                return;
+            };
+            let uploader = self.sink.uploader.clone();
+            let stop = shutdown.clone();
+            let held = Held::of(&object);
+            self.uploads.spawn(async move {
+                uploader.store(object, &stop).await;
+                held
+            });
+        }
+    }
+
+    fn enqueue(&mut self, sealed: Vec<SealedObject>) {
+        for object in sealed {
+            let held = Held::of(&object);
+            self.pending.bytes += held.bytes;
+            self.pending.raw_bytes += held.raw_bytes;
+            self.queue.push_back(object);
+        }
+    }
+
+    async fn append(&mut self, batch: SinkBatch) -> Result<(), SinkError> {
+        let shard = batch.batch.shard.clone();
+        let files = self
+            .shards
+            .remove(&shard)
+            .unwrap_or_else(|| ShardFiles::new(shard.clone()));
+        let layout = self.sink.layout.clone();
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        let (files, sealed) = off_thread(files, move |files| {
+            files.append(&layout, &batch.batch, batch.ack, now, wall)
+        })
+        .await?;
+        self.shards.insert(shard, files);
+        self.enqueue(sealed);
+        Ok(())
+    }
+
+    async fn seal_aged(&mut self) -> Result<(), SinkError> {
+        let now = Instant::now();
+        let limits = self.sink.layout.limits;
+        let due: Vec<ShardKey> = self
+            .shards
+            .iter()
+            .filter(|(_, files)| files.age_due(&limits, now))
+            .map(|(shard, _)| shard.clone())
+            .collect();
+        for shard in due {
+            self.seal_shard(shard, move |files, layout| files.seal_due(layout, now))
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn seal_everything(&mut self) -> Result<(), SinkError> {
+        let open: Vec<ShardKey> = self
+            .shards
+            .iter()
+            .filter(|(_, files)| !files.is_empty())
+            .map(|(shard, _)| shard.clone())
+            .collect();
+        for shard in open {
+            self.seal_shard(shard, |files, layout| {
+                files.seal_all(layout, SealReason::Stop)
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Seals the shard whose open files hold the most; `false` when no file is open.
+    async fn seal_largest(&mut self) -> Result<bool, SinkError> {
+        let largest = self
+            .shards
+            .iter()
+            .filter(|(_, files)| !files.is_empty())
+            .max_by_key(|(_, files)| files.memory_bytes() + files.raw_bytes())
+            .map(|(shard, _)| shard.clone());
+        let Some(shard) = largest else {
+            return Ok(false);
+        };
+        self.seal_shard(shard, |files, layout| {
+            files.seal_all(layout, SealReason::Memory)
+        })
+        .await?;
+        Ok(true)
+    }
+
+    async fn seal_shard(
+        &mut self,
+        shard: ShardKey,
+        seal: impl FnOnce(&mut ShardFiles, &Layout) -> io::Result<Vec<SealedObject>> + Send + 'static,
+    ) -> Result<(), SinkError> {
+        let Some(files) = self.shards.remove(&shard) else {
+            return Ok(());
+        };
+        let layout = self.sink.layout.clone();
+        let (files, sealed) = off_thread(files, move |files| seal(files, &layout)).await?;
+        self.shards.insert(shard, files);
+        self.enqueue(sealed);
+        Ok(())
+    }
+}
+
+/// Runs `work` on `files` on the blocking pool (encoding and compression cost CPU).
+async fn off_thread(
+    mut files: ShardFiles,
+    work: impl FnOnce(&mut ShardFiles) -> io::Result<Vec<SealedObject>> + Send + 'static,
+) -> Result<(ShardFiles, Vec<SealedObject>), SinkError> {
+    tokio::task::spawn_blocking(move || work(&mut files).map(|sealed| (files, sealed)))
+        .await
+        .map_err(|error| SinkError::Io(io::Error::other(format!("encoding task failed: {error}"))))?
+        .map_err(SinkError::Io)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::FixedOffset;
+    use object_store::memory::InMemory;
+    use object_store::{ObjectStore, ObjectStoreExt};
+
+    use super::*;
+    use crate::model::ack::DeliveryStatus;
+    use crate::model::RecordsBuilder;
+    use crate::sinks::object_storage::encode::{Compression, Format};
+    use crate::sinks::object_storage::key::KeyTemplate;
+    use crate::sinks::object_storage::rollover::{Limits, PartitionTime};
+
+    fn sink(store: Arc<dyn ObjectStore>, limits: Limits, max_memory: u64) -> ObjectStorageSink {
+        ObjectStorageSink {
+            name: "archive-unit".into(),
+            uploader: Uploader {
+                store,
+                sink: "archive-unit".into(),
+                content_type: "application/x-ndjson",
+                retry: (Duration::from_millis(10), Duration::from_millis(50)),
+            },
+            layout: Arc::new(Layout {
+                keys: KeyTemplate {
+                    prefix: "{logstore}/".into(),
+                    partition: "p".into(),
+                    timezone: FixedOffset::east_opt(0).unwrap(),
+                    extension: ".json".into(),
+                },
+                partition_time: PartitionTime::Receive,
+                format: Format::Json,
+                compression: Compression::None,
+                limits,
+            }),
+            max_memory,
+            concurrency: 2,
+        }
+    }
+
+    fn limits() -> Limits {
+        Limits {
+            max_bytes: 64 << 20,
+            max_age: Duration::from_secs(300),
+            max_events: 2,
+            max_batches: 4,
+        }
+    }
+
+    fn one_log_batch(shard: u32, sequence: u64) -> (SinkBatch, crate::model::ack::AckReceiver) {
+        let records = RecordsBuilder::new()
+            .log(1_700_000_000, None, &[("n", &sequence.to_string())])
+            .build();
+        SinkBatch::new("audit", shard, sequence, records)
+    }
+
+    async fn object_texts(store: &InMemory) -> Vec<String> {
+        use futures::TryStreamExt as _;
+        let listed: Vec<_> = store.list(None).try_collect().await.unwrap();
+        let mut texts = Vec::new();
+        for meta in listed {
+            let bytes = store
+                .get(&meta.location)
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
+            texts.push(String::from_utf8(bytes.to_vec()).unwrap());
+        }
+        texts.sort();
+        texts
+    }
+
+    #[tokio::test]
+    async fn batches_are_acknowledged_only_once_their_object_is_stored() {
+        let store = Arc::new(InMemory::new());
+        let sink = Box::new(sink(store.clone(), limits(), 64 << 20));
+        let (input, receiver) = mpsc::channel(4);
+        let running = tokio::spawn(sink.run(receiver, CancellationToken::new()));
+        let (first, mut first_ack) = one_log_batch(0, 0);
+        input.send(first).await.unwrap();
+        // The file holds one log and waits for a second (max_events = 2): nothing stored, so
+        // nothing acknowledged.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(first_ack.try_outcome(), None);
+        assert!(object_texts(&store).await.is_empty());
+        let (second, second_ack) = one_log_batch(0, 1);
+        input.send(second).await.unwrap();
+        assert_eq!(second_ack.await, DeliveryStatus::Delivered);
+        assert_eq!(first_ack.await, DeliveryStatus::Delivered);
+        let texts = object_texts(&store).await;
+        assert_eq!(texts.len(), 1);
+        assert_eq!(texts[0].lines().count(), 2);
+        drop(input);
+        running.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_end_of_input_seals_and_stores_every_open_file() {
+        let store = Arc::new(InMemory::new());
+        let sink = Box::new(sink(store.clone(), limits(), 64 << 20));
+        let (input, receiver) = mpsc::channel(4);
+        let running = tokio::spawn(sink.run(receiver, CancellationToken::new()));
+        let mut acks = Vec::new();
+        for shard in 0..3 {
+            let (batch, ack) = one_log_batch(shard, 0);
+            input.send(batch).await.unwrap();
+            acks.push(ack);
+        }
+        drop(input);
+        running.await.unwrap().unwrap();
+        for ack in acks {
+            assert_eq!(ack.await, DeliveryStatus::Delivered);
+        }
+        assert_eq!(object_texts(&store).await.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn shutdown_leaves_unstored_batches_unacknowledged() {
+        let store = Arc::new(InMemory::new());
+        let sink = Box::new(sink(store.clone(), limits(), 64 << 20));
+        let (input, receiver) = mpsc::channel(4);
+        let shutdown = CancellationToken::new();
+        let running = tokio::spawn(sink.run(receiver, shutdown.clone()));
+        let (batch, ack) = one_log_batch(0, 0);
+        input.send(batch).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        shutdown.cancel();
+        running.await.unwrap().unwrap();
+        assert!(matches!(ack.await, DeliveryStatus::Failed(_)));
+        assert!(object_texts(&store).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn over_the_memory_budget_the_largest_file_is_sealed() {
+        let store = Arc::new(InMemory::new());
+        let mut limits = limits();
+        limits.max_events = 0;
+        // Any open file exceeds a one-byte budget: each batch is sealed and stored on its own.
+        let sink = Box::new(sink(store.clone(), limits, 1));
+        let (input, receiver) = mpsc::channel(4);
+        let running = tokio::spawn(sink.run(receiver, CancellationToken::new()));
+        let mut acks = Vec::new();
+        for sequence in 0..3 {
+            let (batch, ack) = one_log_batch(0, sequence);
+            input.send(batch).await.unwrap();
+            acks.push(ack);
+        }
+        for ack in acks {
+            assert_eq!(ack.await, DeliveryStatus::Delivered);
+        }
+        assert_eq!(object_texts(&store).await.len(), 3);
+        drop(input);
+        running.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn pulled_bytes_held_are_kept_under_half_the_budget() {
+        let store = Arc::new(InMemory::new());
+        let mut limits = limits();
+        limits.max_events = 0;
+        let long = "x".repeat(1000);
+        let batch = |sequence: u64| {
+            let records = RecordsBuilder::new()
+                .log(1_700_000_000, None, &[("n", &long)])
+                .build();
+            SinkBatch::new("audit", 0, sequence, records)
+        };
+        let raw = batch(0).0.batch.records.buffer_len() as u64;
+        // Gzip keeps the buffers far below the budget; the pulled bytes of three batches
+        // reach half of it (two do not), so the third batch seals the file.
+        let mut archive = sink(store.clone(), limits, 5 * raw);
+        Arc::get_mut(&mut archive.layout).unwrap().compression = Compression::Gzip(6);
+        let (input, receiver) = mpsc::channel(4);
+        let running = tokio::spawn(Box::new(archive).run(receiver, CancellationToken::new()));
+        let mut acks = Vec::new();
+        for sequence in 0..3 {
+            let (batch, ack) = batch(sequence);
+            input.send(batch).await.unwrap();
+            acks.push(ack);
+        }
+        for ack in acks {
+            let outcome = tokio::time::timeout(Duration::from_secs(30), ack).await;
+            assert_eq!(
+                outcome,
+                Ok(DeliveryStatus::Delivered),
+                "sealed without max_age"
+            );
+        }
+        use futures::TryStreamExt as _;
+        let listed: Vec<_> = store.list(None).try_collect().await.unwrap();
+        assert_eq!(
+            listed.len(),
+            1,
+            "one file, sealed once three batches were held"
+        );
+        drop(input);
+        running.await.unwrap().unwrap();
+    }
+}

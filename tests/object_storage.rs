@@ -1,0 +1,409 @@
+//! The `object_storage` sink in a running forwarder process against a real S3-compatible server
+//! (moto), read back with boto3 and Python's gzip: every log archived exactly once under names
+//! made of the shard's cursor range, checkpoints only past stored objects, a missing bucket
+//! holding everything back until it exists, and a crash never putting different logs under a
+//! name already written.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use serde_json::Value;
+use siem_forwarder::source::api::cursor::CursorFrom;
+use siem_forwarder::source::cursor;
+use siem_forwarder::source::Client;
+use support::forwarder::{fast_consumer, Forwarder};
+use support::s3::{S3Server, StoredObject};
+use support::{http_get, poll_until, put_audit_logs, wait_until, TestServer};
+
+const BUCKET: &str = "archive";
+
+/// The `[[sinks]]` entry of the archive, with extra lines.
+fn archive_sink(s3: &S3Server, extra: &str) -> String {
+    format!(
+        "\n[[sinks]]\ntype = \"object_storage\"\nname = \"archive\"\nendpoint = \"{}\"\n\
+         region = \"us-east-1\"\nbucket = \"{BUCKET}\"\naccess_key_id = \"test\"\n\
+         secret_access_key = \"test\"\nmax_age = \"3s\"\nmax_events = 500\n\
+         retry = {{ initial = \"200ms\", max = \"1s\" }}\n{extra}\n\
+         [telemetry]\nlisten = \"127.0.0.1:0\"\n",
+        s3.endpoint
+    )
+}
+
+/// The parts of a name `audit/YYYY/MM/DD/HH/MM_{shard}_{begin}_{end}.json.gz`, checked.
+fn name_parts(key: &str) -> (u32, i64, i64) {
+    let rest = key
+        .strip_prefix("audit/")
+        .and_then(|rest| rest.strip_suffix(".json.gz"))
+        .unwrap_or_else(|| panic!("{key}: prefix audit/ and extension .json.gz"));
+    let (partition, id) = rest.split_once('_').expect("partition_id");
+    let levels: Vec<&str> = partition.split('/').collect();
+    assert_eq!(
+        levels.iter().map(|level| level.len()).collect::<Vec<_>>(),
+        [4, 2, 2, 2, 2],
+        "{key}: partition %Y/%m/%d/%H/%M"
+    );
+    assert!(
+        levels
+            .iter()
+            .all(|level| level.bytes().all(|b| b.is_ascii_digit())),
+        "{key}"
+    );
+    let numbers: Vec<i64> = id
+        .split('_')
+        .map(|part| part.parse().unwrap_or_else(|_| panic!("{key}: numeric id")))
+        .collect();
+    let [shard, begin, end] = numbers[..] else {
+        panic!("{key}: id is shard_begin_end");
+    };
+    assert!(begin < end, "{key}: begin < end");
+    (shard as u32, begin, end)
+}
+
+/// The end cursor of each shard of `audit`.
+async fn shard_ends(client: &Client, shards: u32) -> Vec<String> {
+    futures::future::try_join_all(
+        (0..shards).map(|shard| client.get_cursor("audit", shard, CursorFrom::End)),
+    )
+    .await
+    .unwrap()
+}
+
+/// True when `group`'s checkpoint of every shard is its end.
+async fn checkpoints_at(client: &Client, group: &str, ends: &[String]) -> bool {
+    let Ok(checkpoints) = client.get_checkpoints("audit", group).await else {
+        return false;
+    };
+    checkpoints.len() == ends.len()
+        && checkpoints
+            .iter()
+            .all(|c| ends.get(c.shard as usize) == Some(&c.checkpoint))
+}
+
+/// Each archived log's `event_id`, with how often it was archived.
+fn archived_ids(objects: &[StoredObject]) -> BTreeMap<String, usize> {
+    let mut ids = BTreeMap::new();
+    for log in objects.iter().flat_map(|object| &object.logs) {
+        let id = log["event_id"].as_str().expect("audit logs carry event_id");
+        *ids.entry(id.to_owned()).or_insert(0) += 1;
+    }
+    ids
+}
+
+#[tokio::test]
+async fn archives_every_log_once_named_by_cursor_range_and_checkpoints_after_storing() {
+    const LOGS: usize = 3_000;
+    let s3 = S3Server::start().await;
+    s3.create_bucket(BUCKET).await;
+    let server = TestServer::start(&[("audit", 2)]).await;
+    let client = server.client();
+    put_audit_logs(&client, "audit", LOGS, 100, 7).await;
+    let ends = shard_ends(&client, 2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut forwarder = Forwarder::spawn(
+        &server,
+        dir.path(),
+        "audit",
+        &fast_consumer("g", "n1"),
+        &archive_sink(&s3, ""),
+    );
+    wait_until(
+        "checkpoints at the end of both shards",
+        Duration::from_secs(60),
+        || checkpoints_at(&client, "g", &ends),
+    )
+    .await;
+    let objects = s3.objects(BUCKET).await;
+    // Every log exactly once: the same set the file sink delivered, no duplicates.
+    let archived = archived_ids(&objects);
+    assert_eq!(archived.values().sum::<usize>(), LOGS, "each log once");
+    let delivered: BTreeSet<String> = forwarder
+        .delivered()
+        .iter()
+        .map(support::forwarder::event_id)
+        .collect();
+    assert_eq!(archived.keys().cloned().collect::<BTreeSet<_>>(), delivered);
+    // The flattened form: integer __time__, then topic and source, then the contents.
+    let first: &Value = &objects[0].logs[0];
+    assert!(first["__time__"].is_u64(), "{first}");
+    assert!(
+        first["__topic__"].is_string() && first["__source__"].is_string(),
+        "{first}"
+    );
+    // Names tile each shard's cursor range without gaps, from 0 to the checkpoint.
+    let mut ranges: BTreeMap<u32, Vec<(i64, i64, usize)>> = BTreeMap::new();
+    for object in &objects {
+        assert_eq!(object.content_type, "application/gzip", "{}", object.key);
+        let (shard, begin, end) = name_parts(&object.key);
+        ranges
+            .entry(shard)
+            .or_default()
+            .push((begin, end, object.logs.len()));
+    }
+    for (shard, mut spans) in ranges {
+        spans.sort_unstable();
+        let mut next = 0;
+        for (begin, end, logs) in &spans {
+            assert_eq!(*begin, next, "shard {shard}: ranges tile {spans:?}");
+            assert!(
+                *logs <= 500 + 1_000,
+                "max_events seals after the batch that reaches it"
+            );
+            next = *end;
+        }
+        let checkpoint = cursor::decode(&ends[shard as usize]).unwrap();
+        assert_eq!(
+            next, checkpoint,
+            "shard {shard}: the checkpoint is the last object's end"
+        );
+    }
+    let (code, _) = forwarder.terminate(Duration::from_secs(30)).await;
+    assert_eq!(code, Some(0));
+}
+
+#[tokio::test]
+async fn a_missing_bucket_holds_every_checkpoint_until_it_exists() {
+    const LOGS: usize = 400;
+    let s3 = S3Server::start().await;
+    let server = TestServer::start(&[("audit", 1)]).await;
+    let client = server.client();
+    put_audit_logs(&client, "audit", LOGS, 100, 11).await;
+    let ends = shard_ends(&client, 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut forwarder = Forwarder::spawn(
+        &server,
+        dir.path(),
+        "audit",
+        &fast_consumer("g", "n1"),
+        &archive_sink(&s3, ""),
+    );
+    let readyz = format!("{}/readyz", forwarder.telemetry_url().await);
+    wait_until(
+        "the archive to report the missing bucket",
+        Duration::from_secs(60),
+        || {
+            let readyz = readyz.clone();
+            async move {
+                let (status, body) = http_get(&readyz).await;
+                status == 503 && body.contains("sink:archive") && body.contains("NoSuchBucket")
+            }
+        },
+    )
+    .await;
+    wait_until("a second refused attempt", Duration::from_secs(30), || {
+        let refusals = forwarder
+            .log_lines()
+            .iter()
+            .filter(|line| {
+                line["message"]
+                    .as_str()
+                    .is_some_and(|message| message.starts_with("the bucket refused the object"))
+            })
+            .count();
+        async move { refusals >= 2 }
+    })
+    .await;
+    // The file sink delivered everything, but nothing is stored: no checkpoint moved.
+    let checkpoints = client.get_checkpoints("audit", "g").await.unwrap();
+    assert!(
+        checkpoints
+            .iter()
+            .all(|c| c.checkpoint.is_empty() || cursor::decode(&c.checkpoint) == Ok(0)),
+        "nothing acknowledged while the bucket is missing: {checkpoints:?}"
+    );
+    s3.create_bucket(BUCKET).await;
+    wait_until(
+        "checkpoints at the end once the bucket exists",
+        Duration::from_secs(60),
+        || checkpoints_at(&client, "g", &ends),
+    )
+    .await;
+    let archived = archived_ids(&s3.objects(BUCKET).await);
+    assert_eq!(archived.len(), LOGS);
+    assert!(archived.values().all(|count| *count == 1), "each log once");
+    assert!(
+        poll_until(Duration::from_secs(10), || {
+            let readyz = readyz.clone();
+            async move { http_get(&readyz).await.0 == 200 }
+        })
+        .await,
+        "healthy again once stored"
+    );
+    let (code, _) = forwarder.terminate(Duration::from_secs(30)).await;
+    assert_eq!(code, Some(0));
+}
+
+#[tokio::test]
+async fn after_a_crash_a_name_is_only_ever_rewritten_with_the_same_logs() {
+    const LOGS: usize = 4_000;
+    let s3 = S3Server::start().await;
+    s3.create_bucket(BUCKET).await;
+    let server = TestServer::start(&[("audit", 2)]).await;
+    let client = server.client();
+    put_audit_logs(&client, "audit", LOGS, 100, 23).await;
+    let ends = shard_ends(&client, 2).await;
+    let dir = tempfile::tempdir().unwrap();
+    // Partitions by log time, so the names do not depend on when each process ran.
+    let sink = archive_sink(&s3, "partition_time = \"log\"");
+    let mut first = Forwarder::spawn(
+        &server,
+        dir.path(),
+        "audit",
+        &fast_consumer("g", "n1"),
+        &sink,
+    );
+    wait_until("a first object", Duration::from_secs(60), || {
+        let s3 = &s3;
+        async move { !s3.objects(BUCKET).await.is_empty() }
+    })
+    .await;
+    first.kill().await;
+    let before: BTreeMap<String, Vec<Value>> = s3
+        .objects(BUCKET)
+        .await
+        .into_iter()
+        .map(|object| (object.key, object.logs))
+        .collect();
+    let mut second = Forwarder::spawn(
+        &server,
+        dir.path(),
+        "audit",
+        &fast_consumer("g", "n2"),
+        &sink,
+    );
+    wait_until(
+        "checkpoints at the end after the restart",
+        Duration::from_secs(60),
+        || checkpoints_at(&client, "g", &ends),
+    )
+    .await;
+    let after = s3.objects(BUCKET).await;
+    for object in &after {
+        if let Some(logs) = before.get(&object.key) {
+            assert_eq!(
+                &object.logs, logs,
+                "{} rewritten with other logs",
+                object.key
+            );
+        }
+    }
+    let archived = archived_ids(&after);
+    assert_eq!(archived.len(), LOGS, "every log archived at least once");
+    let (code, _) = second.terminate(Duration::from_secs(30)).await;
+    assert_eq!(code, Some(0));
+}
+
+#[tokio::test]
+async fn csv_objects_hold_the_configured_columns_for_pythons_csv_reader() {
+    const LOGS: usize = 300;
+    let s3 = S3Server::start().await;
+    s3.create_bucket(BUCKET).await;
+    let server = TestServer::start(&[("audit", 1)]).await;
+    let client = server.client();
+    put_audit_logs(&client, "audit", LOGS, 100, 5).await;
+    let ends = shard_ends(&client, 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sink = archive_sink(
+        &s3,
+        "format = \"csv\"\n\
+         columns = [\"__time__\", { key = \"event_id\", name = \"id\" }, \"__topic__\", \"no_such_key\"]\n\
+         csv = { delimiter = \";\", quote = \"'\", null_value = \"\\\\N\", header = true }",
+    );
+    let mut forwarder = Forwarder::spawn(
+        &server,
+        dir.path(),
+        "audit",
+        &fast_consumer("g", "n1"),
+        &sink,
+    );
+    wait_until("checkpoints at the end", Duration::from_secs(60), || {
+        checkpoints_at(&client, "g", &ends)
+    })
+    .await;
+    let delivered: BTreeMap<String, Value> = forwarder
+        .delivered()
+        .into_iter()
+        .map(|log| (support::forwarder::event_id(&log), log))
+        .collect();
+    let objects = s3.csv_objects(BUCKET, ";", "'").await;
+    let mut rows = 0;
+    for object in &objects {
+        assert!(object.key.ends_with(".csv.gz"), "{}", object.key);
+        assert_eq!(
+            object.logs[0],
+            serde_json::json!(["__time__", "id", "__topic__", "no_such_key"])
+        );
+        for row in &object.logs[1..] {
+            let id = row[1].as_str().unwrap();
+            let log = &delivered[id];
+            assert_eq!(row[0], log["__time__"].to_string(), "{row}");
+            assert_eq!(row[2], log["__topic__"], "{row}");
+            assert_eq!(row[3], "\\N", "a missing key is the null value");
+            rows += 1;
+        }
+    }
+    assert_eq!(rows, LOGS);
+    let (code, _) = forwarder.terminate(Duration::from_secs(30)).await;
+    assert_eq!(code, Some(0));
+}
+
+/// Read back with zstandard (libzstd), python-snappy and lz4 (the C libraries' bindings).
+#[tokio::test]
+async fn every_compression_reads_back_with_independent_decompressors() {
+    const LOGS: usize = 200;
+    const COMPRESSIONS: [(&str, &str); 5] = [
+        ("zstd", ".json.zst"),
+        ("snappy", ".json.snappy"),
+        ("snappy_framed", ".json.sz"),
+        ("lz4", ".json.lz4"),
+        ("none", ".json"),
+    ];
+    let s3 = S3Server::start().await;
+    s3.create_bucket(BUCKET).await;
+    let server = TestServer::start(&[("audit", 1)]).await;
+    let client = server.client();
+    put_audit_logs(&client, "audit", LOGS, 50, 3).await;
+    let ends = shard_ends(&client, 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut sinks = String::new();
+    for (compression, _) in COMPRESSIONS {
+        sinks.push_str(&format!(
+            "\n[[sinks]]\ntype = \"object_storage\"\nname = \"archive-{compression}\"\n\
+             endpoint = \"{}\"\nregion = \"us-east-1\"\nbucket = \"{BUCKET}\"\n\
+             access_key_id = \"test\"\nsecret_access_key = \"test\"\nmax_age = \"3s\"\n\
+             prefix = \"{compression}/\"\ncompression = \"{compression}\"\n",
+            s3.endpoint
+        ));
+    }
+    let mut forwarder = Forwarder::spawn(
+        &server,
+        dir.path(),
+        "audit",
+        &fast_consumer("g", "n1"),
+        &sinks,
+    );
+    wait_until("checkpoints at the end", Duration::from_secs(60), || {
+        checkpoints_at(&client, "g", &ends)
+    })
+    .await;
+    let delivered: Vec<Value> = forwarder.delivered();
+    let objects = s3.objects(BUCKET).await;
+    for (compression, extension) in COMPRESSIONS {
+        let mut logs: Vec<&Value> = objects
+            .iter()
+            .filter(|object| object.key.starts_with(&format!("{compression}/")))
+            .inspect(|object| assert!(object.key.ends_with(extension), "{}", object.key))
+            .flat_map(|object| &object.logs)
+            .collect();
+        logs.sort_by_key(|log| support::forwarder::event_id(log));
+        let mut expected: Vec<&Value> = delivered.iter().collect();
+        expected.sort_by_key(|log| support::forwarder::event_id(log));
+        assert_eq!(
+            logs, expected,
+            "{compression}: the logs as the file sink wrote them"
+        );
+    }
+    let (code, _) = forwarder.terminate(Duration::from_secs(30)).await;
+    assert_eq!(code, Some(0));
+}

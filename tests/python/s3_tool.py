@@ -1,0 +1,97 @@
+"""Test peer for the object storage sink: a moto S3 server on loopback, and boto3 as an S3
+client nobody here wrote.
+
+  s3_tool.py serve                    start moto on 127.0.0.1 (free port); print "PORT <n>";
+                                      run until stdin closes
+  s3_tool.py create ENDPOINT BUCKET   create a bucket
+  s3_tool.py dump ENDPOINT BUCKET [CSV_DELIMITER CSV_QUOTE]
+                                      print JSON: every object with its key, size, content
+                                      type and its logs (decompressed by extension: gzip,
+                                      zstandard, python-snappy raw and framed, lz4 frame; JSON
+                                      lines parsed, or CSV rows read by Python's csv module)
+"""
+import csv
+import gzip
+import io
+import json
+import sys
+
+import lz4.frame
+import snappy
+import zstandard
+
+import boto3
+from botocore.config import Config
+
+
+def client(endpoint):
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        config=Config(s3={"addressing_style": "path"}),
+    )
+
+
+def serve():
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    print("PORT", server.get_host_and_port()[1], flush=True)
+    sys.stdin.read()
+    server.stop()
+
+
+def decompress(key, body):
+    if key.endswith(".gz"):
+        return gzip.decompress(body)
+    if key.endswith(".zst"):
+        return zstandard.ZstdDecompressor().decompressobj().decompress(body)
+    if key.endswith(".snappy"):
+        return snappy.uncompress(body)
+    if key.endswith(".sz"):
+        return snappy.StreamDecompressor().decompress(body)
+    if key.endswith(".lz4"):
+        return lz4.frame.decompress(body)
+    return body
+
+
+def parse(key, text, dialect):
+    if ".csv" in key:
+        delimiter, quote = dialect
+        return list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quotechar=quote))
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def dump(endpoint, bucket, dialect):
+    s3 = client(endpoint)
+    objects = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for entry in page.get("Contents", []):
+            got = s3.get_object(Bucket=bucket, Key=entry["Key"])
+            body = got["Body"].read()
+            body = decompress(entry["Key"], body)
+            objects.append(
+                {
+                    "key": entry["Key"],
+                    "size": entry["Size"],
+                    "content_type": got.get("ContentType"),
+                    "logs": parse(entry["Key"], body.decode("utf-8"), dialect),
+                }
+            )
+    json.dump(objects, sys.stdout)
+
+
+if __name__ == "__main__":
+    command = sys.argv[1]
+    if command == "serve":
+        serve()
+    elif command == "create":
+        client(sys.argv[2]).create_bucket(Bucket=sys.argv[3])
+    elif command == "dump":
+        dump(sys.argv[2], sys.argv[3], sys.argv[4:6] or None)
+    else:
+        sys.exit(f"unknown command {command}")
