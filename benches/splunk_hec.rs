@@ -286,6 +286,7 @@ async fn bench_sink(label: &str, batches: &[LogRecords], ack: bool) {
             cursor: String::new(),
             next_cursor: String::new(),
             records: records.clone(),
+            budget: None,
         };
         let outcome_sender = outcome_sender.clone();
         tokio::spawn(async move {

@@ -181,6 +181,7 @@ fn bench_tcp(records: &LogRecords) {
                 cursor: String::new(),
                 next_cursor: String::new(),
                 records: records.clone(),
+                budget: None,
             })
         })
         .collect();

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ForwarderConfig, SinkConfig};
@@ -13,7 +13,7 @@ use crate::local_server::generator::AuditLogGenerator;
 use crate::local_server::{LocalServer, LocalServerConfig, LogstoreSpec, DEFAULT_MAX_BODY_BYTES};
 use crate::model::batch::SinkBatch;
 use crate::pipeline::{fan_out, SINK_QUEUE};
-use crate::sinks::Sink;
+use crate::sinks::{Sink, SinkContext, RELEASES_QUEUE};
 use crate::source::api::cursor::CursorFrom;
 use crate::source::api::put_logs::PutTarget;
 use crate::source::config::{ResolvedSource, LOCAL_ENDPOINT};
@@ -27,18 +27,30 @@ const CONSUMER_QUEUE: usize = 16;
 /// How long sinks get to finish after the consumer left the group.
 const SINK_STOP_GRACE: Duration = Duration::from_secs(5);
 
-/// Builds the sinks of the configuration.
+/// Builds the sinks of the configuration outside a running consumer (to check them).
 ///
 /// # Errors
 ///
 /// A sink whose configuration cannot work (e.g. unreadable TLS files), naming it.
 pub fn build_sinks(configs: &[SinkConfig]) -> anyhow::Result<Vec<Box<dyn Sink>>> {
+    build_sinks_in(configs, &SinkContext::standalone())
+}
+
+/// Builds the sinks of the configuration, fed by the consumer `context` describes.
+///
+/// # Errors
+///
+/// A sink whose configuration cannot work (e.g. unreadable TLS files), naming it.
+pub fn build_sinks_in(
+    configs: &[SinkConfig],
+    context: &SinkContext,
+) -> anyhow::Result<Vec<Box<dyn Sink>>> {
     configs
         .iter()
         .enumerate()
         .map(|(index, config)| {
             config
-                .build(index)
+                .build(index, context)
                 .with_context(|| format!("sinks[{index}] ({})", config.name(index)))
         })
         .collect()
@@ -70,7 +82,22 @@ pub async fn run(config: ForwarderConfig, shutdown: CancellationToken) -> anyhow
     client_config.signing = source.signing.clone();
     let client = Client::new(client_config)?;
 
-    let sinks = build_sinks(&config.sinks)?;
+    let consumer_config = config
+        .consumer
+        .clone()
+        .with_archive_default(config.has_archive());
+    let (releases, _) = broadcast::channel(RELEASES_QUEUE);
+    let context = SinkContext {
+        project: source.project.clone(),
+        logstores: source.logstores.clone(),
+        consumer_group: consumer_config.group.clone(),
+        max_inflight_batches: consumer_config.inflight_batches(),
+        // Shutdown starts the drain: sinks holding batches deliver them while the consumer
+        // waits for them.
+        drain: shutdown.clone(),
+        releases: releases.clone(),
+    };
+    let sinks = build_sinks_in(&config.sinks, &context)?;
     let sink_stop = CancellationToken::new();
     let mut sink_inputs = Vec::with_capacity(sinks.len());
     let mut sink_tasks = tokio::task::JoinSet::new();
@@ -112,8 +139,9 @@ pub async fn run(config: ForwarderConfig, shutdown: CancellationToken) -> anyhow
     let consumed = crate::consumer::run(
         client,
         &source.logstores,
-        config.consumer.clone(),
+        consumer_config,
         batches_tx,
+        releases,
         shutdown.clone(),
     )
     .await;

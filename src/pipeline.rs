@@ -63,6 +63,7 @@ async fn transformed(batch: Arc<Batch>, transform: RecordsTransform) -> Result<A
             cursor: batch.cursor.clone(),
             next_cursor: batch.next_cursor.clone(),
             records: transform(&batch.records),
+            budget: batch.budget.clone(),
         })
     })
     .await
@@ -85,6 +86,7 @@ mod tests {
             cursor: "MA==".into(),
             next_cursor: "MQ==".into(),
             records: RecordsBuilder::new().log(1, None, &[("k", "v")]).build(),
+            budget: None,
         })
     }
 

@@ -73,6 +73,7 @@ impl RunningSink {
             cursor: format!("cursor-{}", self.sequence),
             next_cursor: format!("cursor-{}", self.sequence + 1),
             records,
+            budget: None,
         };
         self.sequence += 1;
         self.input

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::consumer::ConsumerConfig;
+use crate::sinks::SinkContext;
 use crate::source::config::SourceConfig;
 use crate::telemetry::server::TelemetryConfig;
 use crate::transform::TransformConfig;
@@ -170,7 +171,7 @@ impl ForwarderConfig {
             let name = sink.name(index);
             let problem = match sink.check_files() {
                 Err(error) => Problem::in_sink(text, index, &name, error),
-                Ok(()) => match sink.build(index) {
+                Ok(()) => match sink.build(index, &SinkContext::standalone()) {
                     Ok(_) => continue,
                     Err(error) => Problem {
                         line: locate::line_of(text, &format!("sinks[{index}]")),
@@ -185,6 +186,13 @@ impl ForwarderConfig {
             });
         }
         Ok(())
+    }
+
+    /// True when an `object_storage` sink is configured.
+    pub fn has_archive(&self) -> bool {
+        self.sinks
+            .iter()
+            .any(|sink| matches!(sink, SinkConfig::ObjectStorage(_)))
     }
 
     fn validate(&self, text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<(), Problem> {

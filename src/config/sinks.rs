@@ -11,7 +11,7 @@ use crate::sinks::null::NullSinkConfig;
 use crate::sinks::object_storage::ObjectStorageSinkConfig;
 use crate::sinks::splunk_hec::config::SplunkHecSinkConfig;
 use crate::sinks::syslog::{Protocol, SyslogSinkConfig};
-use crate::sinks::{Sink, SinkError};
+use crate::sinks::{Sink, SinkContext, SinkError};
 
 /// Longest sink name.
 const MAX_SINK_NAME: usize = 64;
@@ -100,12 +100,13 @@ impl SinkConfig {
         tls.client_config().map(drop).map_err(tls_setting)
     }
 
-    /// Builds the sink, loading TLS files and the like (no connection is made).
+    /// Builds the sink, loading TLS files and the like (no connection is made); `context`
+    /// describes the consumer feeding it.
     ///
     /// # Errors
     ///
     /// [`SinkError::Config`] when the settings cannot work.
-    pub fn build(&self, index: usize) -> Result<Box<dyn Sink>, SinkError> {
+    pub fn build(&self, index: usize, context: &SinkContext) -> Result<Box<dyn Sink>, SinkError> {
         let name = self.name(index);
         Ok(match self {
             Self::File(config) => Box::new(config.build(&name)),
@@ -114,7 +115,7 @@ impl SinkConfig {
             Self::Syslog(config) => Box::new(config.build(&name)?),
             Self::SplunkHec(config) => Box::new(config.build(&name)?),
             Self::ObjectStorage(config) => {
-                Box::new(config.build(&name, |key| std::env::var(key).ok())?)
+                Box::new(config.build(&name, context, |key| std::env::var(key).ok())?)
             }
         })
     }

@@ -75,9 +75,11 @@ pub struct ConsumerConfig {
     /// waits while the budget is used up. `1MiB` to `4GiB`. Default `64MiB`.
     #[serde(default = "default_inflight_budget")]
     pub max_inflight_bytes: ByteSize,
-    /// Batches in flight per shard, 1 to 64. Default 4.
-    #[serde(default = "default_max_inflight_batches")]
-    pub max_inflight_batches: usize,
+    /// Unacknowledged batches per shard, 1 to 1024. Default 4, or 1024 when an
+    /// `object_storage` sink is configured (its open files hold batches for up to `max_age`;
+    /// see [`ConsumerConfig::with_archive_default`]).
+    #[serde(default)]
+    pub max_inflight_batches: Option<usize>,
     /// On shutdown or when a shard is taken away: the time within which the drain ends. In-flight
     /// batches get until three quarters of it (at most 5 s kept back), then the final commit and
     /// the release heartbeat; batches not delivered by then are redelivered by the next owner.
@@ -104,7 +106,12 @@ const DRAIN_TIMEOUT: (HumanDuration, HumanDuration) =
     (HumanDuration::secs(1), HumanDuration::secs(1800));
 const MAX_FETCH_GROUPS: (u32, u32) = (1, 1000);
 const MAX_INFLIGHT_BYTES: (ByteSize, ByteSize) = (ByteSize::mib(1), ByteSize::mib(4096));
-const MAX_INFLIGHT_BATCHES: (usize, usize) = (1, 64);
+const MAX_INFLIGHT_BATCHES: (usize, usize) = (1, 1024);
+/// Unacknowledged batches per shard by default.
+pub const DEFAULT_INFLIGHT_BATCHES: usize = 4;
+/// Unacknowledged batches per shard by default when an archive sink is configured: each costs
+/// a checkpoint entry and a small future, under 1 KB.
+pub const ARCHIVE_INFLIGHT_BATCHES: usize = 1024;
 
 fn default_start() -> StartPosition {
     StartPosition::Begin
@@ -124,9 +131,6 @@ fn default_checkpoint_interval() -> HumanDuration {
 fn default_inflight_budget() -> ByteSize {
     ByteSize(64 << 20)
 }
-fn default_max_inflight_batches() -> usize {
-    4
-}
 fn default_drain_timeout() -> HumanDuration {
     HumanDuration(Duration::from_secs(20))
 }
@@ -144,10 +148,26 @@ impl ConsumerConfig {
             max_fetch_groups: default_max_fetch_groups(),
             checkpoint_interval: default_checkpoint_interval(),
             max_inflight_bytes: default_inflight_budget(),
-            max_inflight_batches: default_max_inflight_batches(),
+            max_inflight_batches: None,
             drain_timeout: default_drain_timeout(),
             ordered: false,
         }
+    }
+
+    /// The effective unacknowledged batches per shard: the setting, else the default.
+    pub fn inflight_batches(&self) -> usize {
+        self.max_inflight_batches.unwrap_or(DEFAULT_INFLIGHT_BATCHES)
+    }
+
+    /// This configuration with `max_inflight_batches` set to its default for a process with
+    /// (`archive`) or without an `object_storage` sink, unless it is set.
+    #[must_use]
+    pub fn with_archive_default(mut self, archive: bool) -> Self {
+        if archive {
+            self.max_inflight_batches
+                .get_or_insert(ARCHIVE_INFLIGHT_BATCHES);
+        }
+        self
     }
 
     /// Checks every value against its bounds, without connecting.
@@ -206,9 +226,11 @@ impl ConsumerConfig {
         self.max_inflight_bytes
             .check_within(min, max)
             .map_err(|reason| invalid("max_inflight_bytes", reason))?;
-        let (min, max) = MAX_INFLIGHT_BATCHES;
-        check_within(self.max_inflight_batches, min, max)
-            .map_err(|reason| invalid("max_inflight_batches", reason))?;
+        if let Some(batches) = self.max_inflight_batches {
+            let (min, max) = MAX_INFLIGHT_BATCHES;
+            check_within(batches, min, max)
+                .map_err(|reason| invalid("max_inflight_batches", reason))?;
+        }
         // The service counts whole seconds.
         let sent_timeout = Duration::from_secs(self.group_timeout().as_secs());
         if sent_timeout < self.heartbeat_interval.0 * 2 {
@@ -299,7 +321,10 @@ mod tests {
                 "consumer.max_inflight_bytes",
             ),
             ("max_inflight_batches = 0", "consumer.max_inflight_batches"),
-            ("max_inflight_batches = 65", "consumer.max_inflight_batches"),
+            (
+                "max_inflight_batches = 1025",
+                "consumer.max_inflight_batches",
+            ),
             ("max_fetch_groups = 1001", "consumer.max_fetch_groups"),
             ("name = \"a b\"", "consumer.name"),
             ("start = \"1969-12-31T00:00:00Z\"", "consumer.start"),
@@ -315,7 +340,7 @@ mod tests {
         let config: ConsumerConfig = toml::from_str(
             "group = \"G_1-x\"\nheartbeat_interval = \"100ms\"\nfetch_interval = \"100ms\"\n\
              checkpoint_interval = \"10m\"\ndrain_timeout = \"1s\"\nmax_inflight_bytes = \"4GiB\"\n\
-             max_inflight_batches = 64\nmax_fetch_groups = 1",
+             max_inflight_batches = 1024\nmax_fetch_groups = 1",
         )
         .unwrap();
         assert_eq!(config.validate(), Ok(()));
@@ -324,5 +349,22 @@ mod tests {
             toml::from_str("group = \"g\"\nheartbeat_interval = \"5m\"\ngroup_timeout = \"10m\"")
                 .unwrap();
         assert_eq!(config.validate(), Ok(()));
+    }
+
+    #[test]
+    fn an_archive_raises_the_default_unacknowledged_batches_but_not_a_setting() {
+        let default = ConsumerConfig::new("g");
+        assert_eq!(default.inflight_batches(), DEFAULT_INFLIGHT_BATCHES);
+        assert_eq!(
+            default.clone().with_archive_default(false).inflight_batches(),
+            DEFAULT_INFLIGHT_BATCHES
+        );
+        assert_eq!(
+            default.with_archive_default(true).inflight_batches(),
+            ARCHIVE_INFLIGHT_BATCHES
+        );
+        let mut set = ConsumerConfig::new("g");
+        set.max_inflight_batches = Some(8);
+        assert_eq!(set.with_archive_default(true).inflight_batches(), 8);
     }
 }

@@ -331,6 +331,7 @@ pub fn shard_task(
         config: Arc::new(config),
         output,
         budget,
+        releases: tokio::sync::broadcast::channel(16).0,
     };
     (task, batches)
 }

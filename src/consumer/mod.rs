@@ -30,7 +30,7 @@ pub mod worker;
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::{mpsc, watch, Notify, Semaphore};
+use tokio::sync::{broadcast, mpsc, watch, Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 pub use config::{ConsumerConfig, StartPosition};
@@ -65,7 +65,8 @@ pub enum ConsumerError {
 }
 
 /// Consumes `logstores` as one member of the configured group until `shutdown`, sending
-/// every pulled batch to `output`. Returns after every shard drained, committed its final
+/// every pulled batch to `output` and announcing on `releases` each shard that starts
+/// draining. Returns after every shard drained, committed its final
 /// checkpoint and was released, within `drain_timeout` of `shutdown`.
 ///
 /// # Errors
@@ -76,6 +77,7 @@ pub async fn run(
     logstores: &[String],
     config: ConsumerConfig,
     output: mpsc::Sender<SinkBatch>,
+    releases: broadcast::Sender<ShardKey>,
     shutdown: CancellationToken,
 ) -> Result<(), ConsumerError> {
     config
@@ -108,6 +110,7 @@ pub async fn run(
             config: config.clone(),
             output: output.clone(),
             budget: budget.clone(),
+            releases: releases.clone(),
         };
         members.spawn(run_member(template, config.clone(), shutdown.clone()));
     }

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::stream::{FuturesOrdered, StreamExt};
 use futures::Future;
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{broadcast, mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -65,6 +65,9 @@ pub struct ShardTask<S = Client> {
     pub output: mpsc::Sender<SinkBatch>,
     /// The process-wide in-flight byte budget.
     pub budget: Arc<Semaphore>,
+    /// Where a shard announces that it starts draining (taken away or shutdown), so that
+    /// sinks holding its batches (an archive's open files) deliver them at once.
+    pub releases: broadcast::Sender<ShardKey>,
 }
 
 /// How a shard task ended.
@@ -86,13 +89,19 @@ struct DeliveredBatch {
     number: u64,
     logs: usize,
     status: DeliveryStatus,
-    _permit: OwnedSemaphorePermit,
-    _inflight: InflightBytes,
     newest_log_time: u32,
 }
 
-/// A batch's raw bytes, counted in the `inflight_bytes` gauge until this is dropped: when the
-/// batch settles, or when the shard gives up on it (lost, drain deadline).
+/// A batch's share of the in-flight budget and its raw bytes in the `inflight_bytes` gauge,
+/// both held by the batch's memory ([`Batch::budget`]): released when the last sink drops the
+/// batch (an archive once it encoded it, a SIEM sink once its destination confirmed it), not
+/// when the batch is acknowledged.
+struct BatchMemory {
+    _permit: OwnedSemaphorePermit,
+    _inflight: InflightBytes,
+}
+
+/// Raw bytes counted in the `inflight_bytes` gauge until this is dropped.
 struct InflightBytes(i64);
 
 impl InflightBytes {
@@ -159,6 +168,8 @@ impl<S: GroupService> ShardTask<S> {
         }
         run.task
             .publish(|status| status.phase = ShardPhase::Draining);
+        // No receiver (no sink listens) is not an error.
+        let _ = run.task.releases.send(run.task.key.clone());
         run.drain().await
     }
 
@@ -271,7 +282,7 @@ impl<S: GroupService> ShardRun<S> {
         // After a failed delivery: no new pulls until in-flight batches settle, then rewind.
         let mut rewinding = false;
         loop {
-            if fetch.is_none() && !rewinding && self.deliveries.len() < config.max_inflight_batches
+            if fetch.is_none() && !rewinding && self.deliveries.len() < config.inflight_batches()
             {
                 fetch = Some(
                     self.task
@@ -433,7 +444,7 @@ impl<S: GroupService> ShardRun<S> {
             .pulled_bytes
             .get_or_create(&labels)
             .inc_by(raw_bytes as u64);
-        // Keep exactly the batch's size reserved (at least one byte) until it is delivered: give
+        // Keep exactly the batch's size reserved (at least one byte) while it is in memory: give
         // back what the pull did not use, or take more for a pull larger than the reservation
         // when the budget has it (waiting here could deadlock on this shard's own batches).
         let wanted = raw_bytes.max(1);
@@ -462,6 +473,10 @@ impl<S: GroupService> ShardRun<S> {
             cursor: std::mem::replace(&mut self.cursor, pulled.next_cursor.clone()),
             next_cursor: pulled.next_cursor,
             records: pulled.records,
+            budget: Some(Arc::new(BatchMemory {
+                _permit: permit,
+                _inflight: inflight,
+            })),
         });
         let (token, receiver) = ack::channel();
         room.send(SinkBatch { batch, ack: token });
@@ -470,8 +485,6 @@ impl<S: GroupService> ShardRun<S> {
                 number,
                 logs,
                 status: receiver.await,
-                _permit: permit,
-                _inflight: inflight,
                 newest_log_time,
             }
         }));
@@ -583,7 +596,8 @@ impl<S: GroupService> ShardRun<S> {
                 }
             }
         }
-        // Undelivered batches are given up on: their bytes leave the gauge and the budget now.
+        // Undelivered batches are given up on; their bytes leave the gauge and the budget when
+        // the sinks drop them.
         self.deliveries = FuturesOrdered::new();
         let final_commit = async {
             for attempt in 1..=FINAL_COMMIT_ATTEMPTS {
@@ -628,8 +642,12 @@ mod tests {
     use crate::consumer::lease::Leases;
 
     /// Acknowledges the first `deliver` batches after `delay` each, and holds the others
-    /// unsettled until the test ends.
-    fn sink(mut batches: mpsc::Receiver<SinkBatch>, deliver: usize, delay: Duration) {
+    /// (their memory too, as a SIEM sink does) unsettled until its input closes.
+    fn sink(
+        mut batches: mpsc::Receiver<SinkBatch>,
+        deliver: usize,
+        delay: Duration,
+    ) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             let mut held = Vec::new();
             let mut seen = 0;
@@ -639,10 +657,10 @@ mod tests {
                     tokio::time::sleep(delay).await;
                     batch.ack.delivered();
                 } else {
-                    held.push(batch.ack);
+                    held.push(batch);
                 }
             }
-        });
+        })
     }
 
     fn service(batches: u64, commits: Vec<Reply<()>>) -> FakeService {
@@ -698,6 +716,43 @@ mod tests {
         );
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_holds_the_pull_budget_while_in_memory_not_until_acknowledged() {
+        let _gauge = GAUGE.lock().await;
+        let service = service(1, vec![Reply::Ok(())]);
+        let (task, mut batches) = fake::shard_task(&service, "shard-budget", fake::config());
+        let budget = task.budget.clone();
+        let stop = CancellationToken::new();
+        let running = tokio::spawn(task.run(stop.clone()));
+        let SinkBatch { batch, ack } = batches.recv().await.unwrap();
+        let before = budget.available_permits();
+        drop(batch);
+        assert_eq!(
+            budget.available_permits(),
+            before + BATCH_BYTES,
+            "the batch's bytes return to the budget when its memory is dropped"
+        );
+        stop.cancel();
+        ack.delivered();
+        assert_eq!(running.await.unwrap(), ShardExit::Released);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_shard_announces_its_release_when_it_starts_draining() {
+        let _gauge = GAUGE.lock().await;
+        let service = service(0, vec![Reply::Ok(())]);
+        let (task, _batches) = fake::shard_task(&service, "shard-release", fake::config());
+        let key = task.key.clone();
+        let mut releases = task.releases.subscribe();
+        let stop = CancellationToken::new();
+        let running = tokio::spawn(task.run(stop.clone()));
+        tokio::time::sleep(secs(2)).await;
+        assert!(releases.try_recv().is_err(), "nothing while consuming");
+        stop.cancel();
+        assert_eq!(releases.recv().await.unwrap(), key);
+        assert_eq!(running.await.unwrap(), ShardExit::Released);
+    }
+
     /// The `forceSuccess` of each commit sent.
     fn forced(service: &FakeService) -> Vec<bool> {
         service.with(|script| {
@@ -749,8 +804,9 @@ mod tests {
         let labels = task.labels();
         let started = Instant::now();
         let running = tokio::spawn(task.run(CancellationToken::new()));
-        let first = batches.recv().await.expect("the first batch");
-        first.ack.delivered();
+        let SinkBatch { batch, ack } = batches.recv().await.expect("the first batch");
+        drop(batch);
+        ack.delivered();
         tokio::time::sleep(secs(4)).await;
         service.with(|script| script.batches = 3);
         let exit = tokio::time::timeout(secs(60), running)
@@ -797,7 +853,7 @@ mod tests {
         // The first batch is delivered, the second never is; the commit of the first hangs.
         let service = service(2, vec![Reply::Ok(()), Reply::Hang]);
         let (task, batches) = fake::shard_task(&service, "shard-stuck-drain", fake::config());
-        sink(batches, 1, Duration::ZERO);
+        let holding = sink(batches, 1, Duration::ZERO);
         let stop = CancellationToken::new();
         let running = tokio::spawn(task.run(stop.clone()));
         tokio::time::sleep(secs(1)).await;
@@ -819,6 +875,8 @@ mod tests {
             Duration::from_millis(8_750),
             "batches until 7.5 s, the final commit until 8.75 s of the 10 s drain timeout"
         );
+        // The batch given up on leaves the gauge once the sink drops it.
+        holding.await.unwrap();
         assert_eq!(metrics().inflight_bytes.get(), before);
     }
 

@@ -34,7 +34,14 @@ pub struct Batch {
     pub next_cursor: String,
     /// The logs.
     pub records: LogRecords,
+    /// What the batch's memory holds while it exists (the consumer's in-flight budget):
+    /// released when the last holder drops the batch, not when it is acknowledged. A copy of
+    /// the batch (a transform) carries it on. `None` for batches made outside a consumer.
+    pub budget: Option<BatchBudget>,
 }
+
+/// A share of a budget held by a batch's memory; dropping the last share releases it.
+pub type BatchBudget = Arc<dyn std::any::Any + Send + Sync>;
 
 /// What a sink receives: a shared batch and the token it settles once the batch is delivered.
 #[derive(Debug)]
@@ -64,6 +71,7 @@ impl SinkBatch {
             cursor: String::new(),
             next_cursor: String::new(),
             records,
+            budget: None,
         };
         (
             SinkBatch {

@@ -10,10 +10,11 @@
 //! formats logs describes its encoding with [`crate::encoding::config::EncodingConfig`].
 
 use async_trait::async_trait;
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 pub use crate::model::batch::SinkBatch;
+use crate::model::ShardKey;
 
 pub mod console;
 pub mod file;
@@ -39,6 +40,47 @@ pub enum SinkError {
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
 }
+
+/// What a sink learns at build time about the consumer feeding it. Sinks that deliver each
+/// batch as it comes (HEC, syslog, file) ignore it; a sink that holds batches on purpose (the
+/// archive's open files) uses it to deliver them before the consumer gives up on them.
+#[derive(Debug, Clone)]
+pub struct SinkContext {
+    /// The log-service project.
+    pub project: String,
+    /// The logstores consumed.
+    pub logstores: Vec<String>,
+    /// The consumer group.
+    pub consumer_group: String,
+    /// The consumer's effective unacknowledged batches per shard: a shard pulls no more while
+    /// this many of its batches wait for the sinks.
+    pub max_inflight_batches: usize,
+    /// Fires when shutdown starts, before the consumer's drain deadline: held batches must be
+    /// delivered now.
+    pub drain: CancellationToken,
+    /// Announces each shard that starts draining (handed to another consumer, or shutdown):
+    /// its held batches must be delivered now.
+    pub releases: broadcast::Sender<ShardKey>,
+}
+
+impl SinkContext {
+    /// A context for a sink not fed by a consumer (checks, tests, custom sources): no project
+    /// or group, no per-shard limit, and a drain that fires only when cancelled.
+    pub fn standalone() -> Self {
+        Self {
+            project: String::new(),
+            logstores: Vec::new(),
+            consumer_group: String::new(),
+            max_inflight_batches: usize::MAX,
+            drain: CancellationToken::new(),
+            releases: broadcast::channel(RELEASES_QUEUE).0,
+        }
+    }
+}
+
+/// Shard releases queued per listening sink; a sink that falls further behind misses some
+/// and seals those shards on their other limits.
+pub const RELEASES_QUEUE: usize = 256;
 
 /// The next batch of `input`, or `None` once `input` closed or `shutdown` fired (checked
 /// first: batches still queued then stay unacknowledged, so their shards keep their

@@ -20,12 +20,7 @@ use crate::common::host::is_loopback_host;
 use crate::common::units::{check_within, ByteSize, HumanDuration};
 use crate::common::Secret;
 use crate::encoding::field::InvalidSetting;
-use crate::sinks::SinkError;
-
-/// Unacknowledged batches per shard the consumer allows by default
-/// (`consumer.max_inflight_batches`): a shard's files are sealed when they hold this many
-/// batches, or the shard would stop pulling until `max_age`.
-const CONSUMER_BATCHES_PER_SHARD: usize = 4;
+use crate::sinks::{SinkContext, SinkError};
 
 /// Settings of the `object_storage` sink: archives logs as objects in an S3-compatible bucket
 /// (AWS S3, Alibaba OSS, Tencent COS, JD Cloud OSS, MinIO), acknowledged once stored.
@@ -62,8 +57,8 @@ pub struct ObjectStorageSinkConfig {
     /// when set.
     #[serde(default)]
     pub session_token: Option<Secret>,
-    /// Start of every object name; may hold `{logstore}` and `{shard}`; must not start with
-    /// `/` nor contain `//`. Default `{logstore}/`.
+    /// Start of every object name; may hold `{logstore}`, `{shard}`, `{project}` and
+    /// `{consumer_group}`; must not start with `/` nor contain `//`. Default `{logstore}/`.
     #[serde(default = "default_prefix")]
     pub prefix: String,
     /// strftime pattern of the partition after the prefix. Default `%Y/%m/%d/%H/%M`.
@@ -396,7 +391,7 @@ impl ObjectStorageSinkConfig {
         if rest.contains(['{', '}']) {
             return Err(InvalidSetting::new(
                 "prefix",
-                "the only placeholders are {logstore} and {shard}",
+                "the only placeholders are {logstore}, {shard}, {project} and {consumer_group}",
             ));
         }
         check_path_part(&self.partition)
@@ -594,7 +589,9 @@ impl ObjectStorageSinkConfig {
         }))
     }
 
-    /// Builds the sink: the bucket's client and the runtime settings. Credentials missing
+    /// Builds the sink: the bucket's client and the runtime settings; `context` fills
+    /// `{project}` and `{consumer_group}` and gives the consumer's per-shard limit, the drain
+    /// token and the shard releases. Credentials missing
     /// from the settings are read from `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and
     /// `AWS_SESSION_TOKEN` through `env`. No request is made.
     ///
@@ -604,6 +601,7 @@ impl ObjectStorageSinkConfig {
     pub fn build(
         &self,
         name: &str,
+        context: &SinkContext,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<ObjectStorageSink, SinkError> {
         let config_error = |error: InvalidSetting| SinkError::Config(error.to_string());
@@ -694,7 +692,10 @@ impl ObjectStorageSinkConfig {
         };
         let layout = Layout {
             keys: KeyTemplate {
-                prefix: self.prefix.clone(),
+                prefix: self
+                    .prefix
+                    .replace("{project}", &context.project)
+                    .replace("{consumer_group}", &context.consumer_group),
                 partition: self.partition.clone(),
                 timezone: parse_timezone(&self.timezone).map_err(SinkError::Config)?,
                 extension,
@@ -709,7 +710,7 @@ impl ObjectStorageSinkConfig {
                 max_bytes: self.max_bytes.0,
                 max_age: self.max_age.0,
                 max_events: self.max_events,
-                max_batches: CONSUMER_BATCHES_PER_SHARD,
+                max_batches: context.max_inflight_batches,
             },
         };
         Ok(ObjectStorageSink {
@@ -723,6 +724,8 @@ impl ObjectStorageSinkConfig {
             layout: Arc::new(layout),
             max_memory: self.buffer.max_memory.0,
             concurrency: self.upload.concurrency,
+            drain: context.drain.clone(),
+            releases: context.releases.subscribe(),
         })
     }
 }
@@ -801,7 +804,7 @@ mod tests {
                 "must not start with '/'",
             ),
             ("prefix = \"a//b/\"", "prefix", "must not contain '//'"),
-            ("prefix = \"{project}/\"", "prefix", "the only placeholders"),
+            ("prefix = \"{bucket}/\"", "prefix", "the only placeholders"),
             ("timezone = \"Asia/Shanghai\"", "timezone", "fixed offset"),
             ("extension = \"gz\"", "extension", "start with '.'"),
             (
@@ -918,7 +921,7 @@ mod tests {
     fn bucket_endpoint(extra: &str) -> String {
         let keys = "access_key_id = \"id\"\nsecret_access_key = \"secret\"\n";
         let sink = parse(&format!("{keys}{extra}"))
-            .build("archive", |_| None)
+            .build("archive", &SinkContext::standalone(), |_| None)
             .unwrap();
         let debug = format!("{:?}", sink.uploader.store);
         let plain = extra.is_empty() || extra.contains("http://");
@@ -965,17 +968,33 @@ mod tests {
 
     #[test]
     fn credentials_come_from_the_settings_or_the_environment_and_never_show() {
-        let missing = parse("").build("archive", |_| None).unwrap_err();
+        let missing = parse("").build("archive", &SinkContext::standalone(), |_| None).unwrap_err();
         assert!(missing.to_string().contains("access_key_id"), "{missing}");
         let env = |key: &str| match key {
             "AWS_ACCESS_KEY_ID" => Some("env-id".to_owned()),
             "AWS_SECRET_ACCESS_KEY" => Some("env-secret-value".to_owned()),
             _ => None,
         };
-        let sink = parse("").build("archive", env).unwrap();
+        let sink = parse("").build("archive", &SinkContext::standalone(), env).unwrap();
         let debug = format!("{sink:?}");
         assert!(!debug.contains("env-secret-value"), "{debug}");
         let config = parse("secret_access_key = \"config-secret-value\"");
         assert!(!format!("{config:?}").contains("config-secret-value"));
+    }
+
+    #[test]
+    fn the_prefix_names_the_project_and_consumer_group_and_the_limit_is_the_consumers() {
+        let mut context = SinkContext::standalone();
+        context.project = "prod-logs".into();
+        context.consumer_group = "archive".into();
+        context.max_inflight_batches = 1024;
+        let sink = parse(
+            "access_key_id = \"id\"\nsecret_access_key = \"secret\"\n\
+             prefix = \"{project}/{consumer_group}/{logstore}/\"",
+        )
+        .build("archive", &context, |_| None)
+        .unwrap();
+        assert_eq!(sink.layout.keys.prefix, "prod-logs/archive/{logstore}/");
+        assert_eq!(sink.layout.limits.max_batches, 1024);
     }
 }

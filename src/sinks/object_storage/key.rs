@@ -11,13 +11,15 @@ use chrono::{DateTime, FixedOffset, Utc};
 use crate::model::batch::ShardKey;
 use crate::source::cursor;
 
-/// Placeholders a prefix may hold.
-pub const PREFIX_PLACEHOLDERS: [&str; 2] = ["{logstore}", "{shard}"];
+/// Placeholders a prefix may hold: the shard's, filled per object, and the process's
+/// (`{project}`, `{consumer_group}`), filled when the sink is built.
+pub const PREFIX_PLACEHOLDERS: [&str; 4] =
+    ["{logstore}", "{shard}", "{project}", "{consumer_group}"];
 
 /// How object names are built.
 #[derive(Debug, Clone)]
 pub struct KeyTemplate {
-    /// Prefix with placeholders (`{logstore}`, `{shard}`).
+    /// Prefix with the shard's placeholders (`{logstore}`, `{shard}`).
     pub prefix: String,
     /// strftime pattern of the partition.
     pub partition: String,

@@ -71,6 +71,10 @@ pub enum SealReason {
     Gap,
     /// The input ended.
     Stop,
+    /// Shutdown started: everything open is stored before the consumer's drain deadline.
+    Drain,
+    /// The consumer started releasing the shard (handed to another consumer).
+    Release,
 }
 
 impl SealReason {
@@ -84,6 +88,8 @@ impl SealReason {
             Self::Memory => "memory",
             Self::Gap => "gap",
             Self::Stop => "stop",
+            Self::Drain => "drain",
+            Self::Release => "release",
         }
     }
 }
@@ -101,9 +107,6 @@ pub struct SealedObject {
     pub uncompressed: u64,
     /// Why it was sealed.
     pub reason: SealReason,
-    /// Pulled bytes of the batches with logs in it (what the consumer's in-flight budget
-    /// holds for them until they are acknowledged).
-    pub raw_bytes: u64,
     /// One part of the ack of every batch with logs in it.
     pub acks: Vec<AckToken>,
 }
@@ -116,8 +119,6 @@ struct OpenFile {
     /// Cursor of the first batch in it.
     begin_cursor: String,
     body: ObjectBody,
-    /// Pulled bytes of the batches with logs in it.
-    raw_bytes: u64,
     acks: Vec<AckToken>,
 }
 
@@ -156,12 +157,6 @@ impl ShardFiles {
             .sum()
     }
 
-    /// Pulled bytes of the batches the open files hold (a batch split over several files
-    /// counts in each).
-    pub fn raw_bytes(&self) -> u64 {
-        self.files.values().map(|file| file.raw_bytes).sum()
-    }
-
     /// Appends `batch` and returns the files this sealed. `now`/`wall` are the monotonic and
     /// the wall-clock time.
     ///
@@ -193,14 +188,12 @@ impl ShardFiles {
                     opened_wall: wall,
                     begin_cursor: batch.cursor.clone(),
                     body: ObjectBody::new(&layout.format, layout.compression)?,
-                    raw_bytes: 0,
                     acks: Vec::new(),
                 }),
             };
             file.body
                 .append(indices.iter().filter_map(|&index| batch.records.get(index)))?;
             file.acks.extend(parts.next());
-            file.raw_bytes += batch.records.buffer_len() as u64;
         }
         self.end_cursor.clone_from(&batch.next_cursor);
         self.batches += 1;
@@ -312,7 +305,6 @@ impl ShardFiles {
             logs,
             uncompressed,
             reason,
-            raw_bytes: file.raw_bytes,
             acks: file.acks,
         })
     }
@@ -379,6 +371,7 @@ mod tests {
             cursor: cursor::encode(begin),
             next_cursor: cursor::encode(begin + times.len() as i64),
             records: builder.build(),
+            budget: None,
         };
         (batch, token, receiver)
     }
@@ -422,7 +415,6 @@ mod tests {
         assert_eq!(sealed[0].reason, SealReason::Age);
         assert_eq!(sealed[0].key, "audit/2026010100_2_10_13.json");
         assert_eq!(sealed[0].logs, 3);
-        assert_eq!(sealed[0].raw_bytes, batch.records.buffer_len() as u64);
         deliver(sealed);
         assert_eq!(receiver.await, DeliveryStatus::Delivered);
         assert!(files.is_empty());

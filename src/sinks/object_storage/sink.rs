@@ -2,18 +2,23 @@
 //! async threads), seals files on their limits and on a one-second tick, and uploads sealed
 //! objects with bounded concurrency. Memory (open files plus objects waiting for upload) is
 //! bounded by the sink's budget: over it, the largest open file is sealed, and when nothing is
-//! left to seal the sink stops taking batches, so a stalled bucket slows the pull. The pulled
-//! bytes of the batches waiting for storage are kept under half the budget the same way: the
-//! consumer's in-flight budget holds them until they are acknowledged, and files waiting for
-//! their age while it is used up would stop every shard's pull.
+//! left to seal the sink stops taking batches, so a stalled bucket slows the pull. A batch is
+//! dropped once encoded, which gives its pulled bytes back to the consumer's in-flight budget:
+//! what waits for storage is bounded by this sink's budget alone.
+//!
+//! Held batches are delivered before the consumer gives up on them: when shutdown starts (the
+//! drain token) every open file is sealed, and so is every batch appended after; when the
+//! consumer releases a shard, that shard's files are sealed, and so are its batches still
+//! arriving until a new task for it starts (sequence 0).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use tokio::sync::mpsc;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -40,6 +45,10 @@ pub struct ObjectStorageSink {
     pub max_memory: u64,
     /// Objects uploaded at once.
     pub concurrency: usize,
+    /// Fires when shutdown starts: seal everything, and every batch appended after.
+    pub drain: CancellationToken,
+    /// Shards the consumer starts releasing: seal their files.
+    pub releases: broadcast::Receiver<ShardKey>,
 }
 
 #[async_trait]
@@ -70,11 +79,13 @@ impl Sink for ObjectStorageSink {
             health().set(&key, HealthState::Healthy);
         }
         let mut run = Run {
-            sink: *self,
             shards: HashMap::new(),
             queue: VecDeque::new(),
             uploads: JoinSet::new(),
-            pending: Held::default(),
+            pending_bytes: 0,
+            draining: false,
+            released: HashSet::new(),
+            sink: *self,
         };
         let outcome = run.run(input, &shutdown).await;
         // Objects not stored drop their acks unsettled: their shards keep their checkpoints
@@ -91,28 +102,14 @@ struct Run {
     shards: HashMap<ShardKey, ShardFiles>,
     /// Sealed objects waiting for an upload slot.
     queue: VecDeque<SealedObject>,
-    /// Uploads in flight; each yields what it held.
-    uploads: JoinSet<Held>,
-    /// What the objects queued or uploading hold.
-    pending: Held,
-}
-
-/// What objects hold until they are stored.
-#[derive(Debug, Clone, Copy, Default)]
-struct Held {
-    /// Body bytes.
-    bytes: u64,
-    /// Pulled bytes of their batches.
-    raw_bytes: u64,
-}
-
-impl Held {
-    fn of(object: &SealedObject) -> Self {
-        Self {
-            bytes: object.body.len() as u64,
-            raw_bytes: object.raw_bytes,
-        }
-    }
+    /// Uploads in flight; each yields the body bytes it held.
+    uploads: JoinSet<u64>,
+    /// Body bytes of the objects queued or uploading.
+    pending_bytes: u64,
+    /// Shutdown started: every appended batch is sealed at once.
+    draining: bool,
+    /// Shards the consumer released: their batches still arriving are sealed at once.
+    released: HashSet<ShardKey>,
 }
 
 impl Run {
@@ -124,30 +121,45 @@ impl Run {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut input_open = true;
+        let mut releases_open = true;
+        let drain = self.sink.drain.clone();
         loop {
             self.start_uploads(shutdown);
             if !input_open && self.queue.is_empty() && self.uploads.is_empty() {
                 return Ok(());
             }
-            let full = self.memory_bytes() >= self.sink.max_memory
-                || self.raw_bytes() * 2 >= self.sink.max_memory;
+            let full = self.memory_bytes() >= self.sink.max_memory;
             if full && self.seal_largest().await? {
                 continue;
             }
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => return Ok(()),
-                Some(joined) = self.uploads.join_next(), if !self.uploads.is_empty() => {
-                    let held = joined.map_err(|error| SinkError::Unavailable(format!("upload task failed: {error}")))?;
-                    self.pending.bytes -= held.bytes;
-                    self.pending.raw_bytes -= held.raw_bytes;
+                () = drain.cancelled(), if !self.draining => {
+                    self.draining = true;
+                    tracing::info!(sink = %self.sink.name, open = self.shards.values().filter(|files| !files.is_empty()).count(), "shutdown started; sealing and storing every open file");
+                    self.seal_everything(SealReason::Drain).await?;
                 }
+                Some(joined) = self.uploads.join_next(), if !self.uploads.is_empty() => {
+                    let bytes = joined.map_err(|error| SinkError::Unavailable(format!("upload task failed: {error}")))?;
+                    self.pending_bytes -= bytes;
+                }
+                released = self.sink.releases.recv(), if releases_open => match released {
+                    Ok(shard) => {
+                        self.released.insert(shard.clone());
+                        self.seal_shard(shard, |files, layout| files.seal_all(layout, SealReason::Release)).await?;
+                    }
+                    Err(RecvError::Lagged(missed)) => {
+                        tracing::warn!(sink = %self.sink.name, missed, "missed shard releases; their files are sealed on their other limits");
+                    }
+                    Err(RecvError::Closed) => releases_open = false,
+                },
                 _ = tick.tick() => self.seal_aged().await?,
                 next = input.recv(), if input_open && !full => match next {
                     Some(batch) => self.append(batch).await?,
                     None => {
                         input_open = false;
-                        self.seal_everything().await?;
+                        self.seal_everything(SealReason::Stop).await?;
                     }
                 },
             }
@@ -156,17 +168,12 @@ impl Run {
 
     /// Bytes held: open files and objects not yet stored.
     fn memory_bytes(&self) -> u64 {
-        self.pending.bytes
+        self.pending_bytes
             + self
                 .shards
                 .values()
                 .map(ShardFiles::memory_bytes)
                 .sum::<u64>()
-    }
-
-    /// Pulled bytes of the batches not yet stored.
-    fn raw_bytes(&self) -> u64 {
-        self.pending.raw_bytes + self.shards.values().map(ShardFiles::raw_bytes).sum::<u64>()
     }
 
     fn start_uploads(&mut self, shutdown: &CancellationToken) {
@@ -176,33 +183,50 @@ impl Run {
             };
             let uploader = self.sink.uploader.clone();
             let stop = shutdown.clone();
-            let held = Held::of(&object);
+            let bytes = object.body.len() as u64;
             self.uploads.spawn(async move {
                 uploader.store(object, &stop).await;
-                held
+                bytes
             });
         }
     }
 
     fn enqueue(&mut self, sealed: Vec<SealedObject>) {
         for object in sealed {
-            let held = Held::of(&object);
-            self.pending.bytes += held.bytes;
-            self.pending.raw_bytes += held.raw_bytes;
+            self.pending_bytes += object.body.len() as u64;
             self.queue.push_back(object);
         }
     }
 
+    /// Appends `batch` to its shard's files, then drops it (giving its pulled bytes back to
+    /// the consumer's budget); seals them at once while draining or once the shard was
+    /// released.
     async fn append(&mut self, batch: SinkBatch) -> Result<(), SinkError> {
         let shard = batch.batch.shard.clone();
+        if batch.batch.sequence == 0 {
+            // A new task for the shard: it is held again.
+            self.released.remove(&shard);
+        }
         let files = self
             .shards
             .remove(&shard)
             .unwrap_or_else(|| ShardFiles::new(shard.clone()));
         let layout = self.sink.layout.clone();
         let (now, wall) = (Instant::now(), SystemTime::now());
+        let seal_now = if self.draining {
+            Some(SealReason::Drain)
+        } else if self.released.contains(&shard) {
+            Some(SealReason::Release)
+        } else {
+            None
+        };
         let (files, sealed) = off_thread(files, move |files| {
-            files.append(&layout, &batch.batch, batch.ack, now, wall)
+            let mut sealed = files.append(&layout, &batch.batch, batch.ack, now, wall)?;
+            drop(batch.batch);
+            if let Some(reason) = seal_now {
+                sealed.extend(files.seal_all(&layout, reason)?);
+            }
+            Ok(sealed)
         })
         .await?;
         self.shards.insert(shard, files);
@@ -226,7 +250,7 @@ impl Run {
         Ok(())
     }
 
-    async fn seal_everything(&mut self) -> Result<(), SinkError> {
+    async fn seal_everything(&mut self, reason: SealReason) -> Result<(), SinkError> {
         let open: Vec<ShardKey> = self
             .shards
             .iter()
@@ -234,10 +258,8 @@ impl Run {
             .map(|(shard, _)| shard.clone())
             .collect();
         for shard in open {
-            self.seal_shard(shard, |files, layout| {
-                files.seal_all(layout, SealReason::Stop)
-            })
-            .await?;
+            self.seal_shard(shard, move |files, layout| files.seal_all(layout, reason))
+                .await?;
         }
         Ok(())
     }
@@ -248,7 +270,7 @@ impl Run {
             .shards
             .iter()
             .filter(|(_, files)| !files.is_empty())
-            .max_by_key(|(_, files)| files.memory_bytes() + files.raw_bytes())
+            .max_by_key(|(_, files)| files.memory_bytes())
             .map(|(shard, _)| shard.clone());
         let Some(shard) = largest else {
             return Ok(false);
@@ -323,6 +345,8 @@ mod tests {
             }),
             max_memory,
             concurrency: 2,
+            drain: CancellationToken::new(),
+            releases: broadcast::channel(16).1,
         }
     }
 
@@ -443,46 +467,110 @@ mod tests {
         running.await.unwrap().unwrap();
     }
 
+    /// Waits until `store` holds `count` objects, or fails after a generous deadline.
+    async fn wait_for_objects(store: &InMemory, count: usize) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let texts = object_texts(store).await;
+            if texts.len() >= count || Instant::now() > deadline {
+                return texts;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     #[tokio::test]
-    async fn pulled_bytes_held_are_kept_under_half_the_budget() {
+    async fn the_drain_token_seals_and_stores_open_files_and_later_batches_at_once() {
         let store = Arc::new(InMemory::new());
         let mut limits = limits();
         limits.max_events = 0;
-        let long = "x".repeat(1000);
-        let batch = |sequence: u64| {
-            let records = RecordsBuilder::new()
-                .log(1_700_000_000, None, &[("n", &long)])
-                .build();
-            SinkBatch::new("audit", 0, sequence, records)
-        };
-        let raw = batch(0).0.batch.records.buffer_len() as u64;
-        // Gzip keeps the buffers far below the budget; the pulled bytes of three batches
-        // reach half of it (two do not), so the third batch seals the file.
-        let mut archive = sink(store.clone(), limits, 5 * raw);
-        Arc::get_mut(&mut archive.layout).unwrap().compression = Compression::Gzip(6);
+        let archive = sink(store.clone(), limits, 64 << 20);
+        let drain = archive.drain.clone();
+        let (input, receiver) = mpsc::channel(4);
+        let shutdown = CancellationToken::new();
+        let running = tokio::spawn(Box::new(archive).run(receiver, shutdown.clone()));
+        let (first, first_ack) = one_log_batch(0, 0);
+        input.send(first).await.unwrap();
+        let (other, other_ack) = one_log_batch(1, 0);
+        input.send(other).await.unwrap();
+        // Nothing seals these files for 300 s but the drain.
+        drain.cancel();
+        let within = Duration::from_secs(30);
+        assert_eq!(
+            tokio::time::timeout(within, first_ack).await,
+            Ok(DeliveryStatus::Delivered)
+        );
+        assert_eq!(
+            tokio::time::timeout(within, other_ack).await,
+            Ok(DeliveryStatus::Delivered)
+        );
+        let (late, late_ack) = one_log_batch(0, 1);
+        input.send(late).await.unwrap();
+        assert_eq!(
+            tokio::time::timeout(within, late_ack).await,
+            Ok(DeliveryStatus::Delivered),
+            "a batch arriving while draining is stored at once"
+        );
+        assert_eq!(object_texts(&store).await.len(), 3);
+        assert!(!running.is_finished(), "the sink runs until stopped");
+        shutdown.cancel();
+        running.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_released_shard_is_sealed_at_once_until_a_new_task_starts_it() {
+        let store = Arc::new(InMemory::new());
+        let mut limits = limits();
+        limits.max_events = 0;
+        let mut archive = sink(store.clone(), limits, 64 << 20);
+        let (releases, subscribed) = broadcast::channel(16);
+        archive.releases = subscribed;
         let (input, receiver) = mpsc::channel(4);
         let running = tokio::spawn(Box::new(archive).run(receiver, CancellationToken::new()));
-        let mut acks = Vec::new();
-        for sequence in 0..3 {
-            let (batch, ack) = batch(sequence);
-            input.send(batch).await.unwrap();
-            acks.push(ack);
-        }
-        for ack in acks {
-            let outcome = tokio::time::timeout(Duration::from_secs(30), ack).await;
-            assert_eq!(
-                outcome,
-                Ok(DeliveryStatus::Delivered),
-                "sealed without max_age"
-            );
-        }
-        use futures::TryStreamExt as _;
-        let listed: Vec<_> = store.list(None).try_collect().await.unwrap();
+        // Sequence numbers past 0: whether the release is seen before or after these batches
+        // are appended, they belong to the released task.
+        let (released, released_ack) = one_log_batch(0, 3);
+        input.send(released).await.unwrap();
+        let (kept, mut kept_ack) = one_log_batch(1, 0);
+        input.send(kept).await.unwrap();
+        let shard = ShardKey {
+            logstore: "audit".into(),
+            shard: 0,
+        };
+        releases.send(shard).unwrap();
+        let within = Duration::from_secs(30);
         assert_eq!(
-            listed.len(),
-            1,
-            "one file, sealed once three batches were held"
+            tokio::time::timeout(within, released_ack).await,
+            Ok(DeliveryStatus::Delivered)
         );
+        let (straggler, straggler_ack) = one_log_batch(0, 4);
+        input.send(straggler).await.unwrap();
+        assert_eq!(
+            tokio::time::timeout(within, straggler_ack).await,
+            Ok(DeliveryStatus::Delivered),
+            "a batch of the released shard still arriving is stored at once"
+        );
+        let (restarted, mut restarted_ack) = one_log_batch(0, 0);
+        input.send(restarted).await.unwrap();
+        let (marker, marker_ack) = one_log_batch(2, 5);
+        input.send(marker).await.unwrap();
+        releases
+            .send(ShardKey {
+                logstore: "audit".into(),
+                shard: 2,
+            })
+            .unwrap();
+        assert_eq!(
+            tokio::time::timeout(within, marker_ack).await,
+            Ok(DeliveryStatus::Delivered)
+        );
+        assert_eq!(kept_ack.try_outcome(), None, "other shards stay open");
+        assert_eq!(
+            restarted_ack.try_outcome(),
+            None,
+            "a new task's batches are held again"
+        );
+        assert_eq!(wait_for_objects(&store, 3).await.len(), 3);
         drop(input);
         running.await.unwrap().unwrap();
     }

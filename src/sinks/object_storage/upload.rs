@@ -263,7 +263,6 @@ mod tests {
             logs: 1,
             uncompressed: 3,
             reason: SealReason::Stop,
-            raw_bytes: 2,
             acks: vec![token],
         };
         (object, receiver)
