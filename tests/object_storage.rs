@@ -19,12 +19,18 @@ use support::{http_get, poll_until, put_audit_logs, wait_until, TestServer};
 
 const BUCKET: &str = "archive";
 
-/// The `[[sinks]]` entry of the archive, with extra lines.
+/// The `[[sinks]]` entry of the archive (files sealed after 3 s or 500 logs), with extra
+/// lines.
 fn archive_sink(s3: &S3Server, extra: &str) -> String {
+    archive_sink_sealed(s3, "max_age = \"3s\"\nmax_events = 500", extra)
+}
+
+/// The `[[sinks]]` entry of the archive with the seal rules `seal`, and extra lines.
+fn archive_sink_sealed(s3: &S3Server, seal: &str, extra: &str) -> String {
     format!(
         "\n[[sinks]]\ntype = \"object_storage\"\nname = \"archive\"\nendpoint = \"{}\"\n\
          region = \"us-east-1\"\nbucket = \"{BUCKET}\"\naccess_key_id = \"test\"\n\
-         secret_access_key = \"test\"\nmax_age = \"3s\"\nmax_events = 500\n\
+         secret_access_key = \"test\"\n{seal}\n\
          retry = {{ initial = \"200ms\", max = \"1s\" }}\n{extra}\n\
          [telemetry]\nlisten = \"127.0.0.1:0\"\n",
         s3.endpoint
@@ -406,4 +412,58 @@ async fn every_compression_reads_back_with_independent_decompressors() {
     }
     let (code, _) = forwarder.terminate(Duration::from_secs(30)).await;
     assert_eq!(code, Some(0));
+}
+
+#[tokio::test]
+async fn sigterm_stores_an_open_file_of_many_batches_and_checkpoints_past_it() {
+    const LOGS: usize = 2_000;
+    let s3 = S3Server::start().await;
+    s3.create_bucket(BUCKET).await;
+    let server = TestServer::start(&[("audit", 1)]).await;
+    let client = server.client();
+    // 20 log groups pulled two at a time: 10 batches, all in one file that nothing but the
+    // shutdown seals (ten minutes of age, no event limit).
+    put_audit_logs(&client, "audit", LOGS, 100, 31).await;
+    let ends = shard_ends(&client, 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let consumer = format!("{}max_fetch_groups = 2\n", fast_consumer("g", "n1"));
+    let mut forwarder = Forwarder::spawn(
+        &server,
+        dir.path(),
+        "audit",
+        &consumer,
+        &archive_sink_sealed(&s3, "max_age = \"10m\"", ""),
+    );
+    wait_until(
+        "every log pulled and delivered to the file sink",
+        Duration::from_secs(60),
+        || {
+            let delivered = forwarder.delivered().len();
+            async move { delivered == LOGS }
+        },
+    )
+    .await;
+    assert!(
+        s3.objects(BUCKET).await.is_empty(),
+        "more than four batches of a shard stay in one open file"
+    );
+    let checkpoints = client.get_checkpoints("audit", "g").await.unwrap();
+    assert!(
+        checkpoints
+            .iter()
+            .all(|c| c.checkpoint.is_empty() || cursor::decode(&c.checkpoint) == Ok(0)),
+        "nothing acknowledged while the file is open: {checkpoints:?}"
+    );
+    let (code, _) = forwarder.terminate(Duration::from_secs(30)).await;
+    assert_eq!(code, Some(0));
+    let objects = s3.objects(BUCKET).await;
+    assert_eq!(objects.len(), 1, "the open file, stored on SIGTERM");
+    let (_, begin, end) = name_parts(&objects[0].key);
+    assert_eq!(objects[0].logs.len(), LOGS);
+    assert_eq!(begin, 0);
+    assert_eq!(end, cursor::decode(&ends[0]).unwrap());
+    assert!(
+        checkpoints_at(&client, "g", &ends).await,
+        "the final checkpoint covers the stored file"
+    );
 }
