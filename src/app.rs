@@ -82,6 +82,9 @@ pub async fn run(config: ForwarderConfig, shutdown: CancellationToken) -> anyhow
     client_config.signing = source.signing.clone();
     let client = Client::new(client_config)?;
 
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
     let consumer_config = config
         .consumer
         .clone()

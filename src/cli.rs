@@ -358,6 +358,9 @@ async fn run(args: ConfigArgs) -> anyhow::Result<()> {
 fn validate(args: ConfigArgs) -> anyhow::Result<()> {
     let (config, text) = ForwarderConfig::load_with_text(&args.config)?;
     config.check_sinks(&args.config, &text)?;
+    for warning in config.warnings() {
+        eprintln!("{}: warning: {warning}", args.config.display());
+    }
     println!(
         "{}: ok ({} sink(s))",
         args.config.display(),

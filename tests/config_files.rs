@@ -17,6 +17,8 @@ use siem_forwarder::source::credentials::config::SourceCredentials;
 /// The example files the README, the docs and the deploy recipes point at; a missing one is a
 /// broken link.
 const DOCUMENTED_EXAMPLES: &[&str] = &[
+    "archive-cos.toml",
+    "archive-oss.toml",
     "arcsight-cef-tcp.toml",
     "multi-logstore.toml",
     "multi-sink.toml",
@@ -368,4 +370,86 @@ fn unreadable_tls_file_names_the_key() {
         "/nonexistent/qradar-ca.pem",
     ];
     assert_rejected(&case);
+}
+
+/// The `[[sinks]]` entry of an archive, with extra lines.
+fn archive(extra: &str) -> String {
+    format!(
+        "[[sinks]]\ntype = \"object_storage\"\nprovider = \"aws\"\nregion = \"us-east-1\"\nbucket = \"archive\"\n\
+         access_key_id = \"id\"\nsecret_access_key = \"secret\"\n{extra}\n"
+    )
+}
+
+#[test]
+fn archive_examples_store_in_their_own_group_with_secrets_from_the_environment() {
+    for name in ["archive-oss.toml", "archive-cos.toml"] {
+        let config = load_example(name);
+        assert!(
+            config
+                .sinks
+                .iter()
+                .all(|sink| matches!(sink, SinkConfig::ObjectStorage(_))),
+            "{name}: only the archive in its group"
+        );
+        assert!(
+            config.warnings().is_empty(),
+            "{name}: {:?}",
+            config.warnings()
+        );
+        let text = std::fs::read_to_string(config_dir().join(name)).unwrap();
+        assert!(
+            text.contains("secret_access_key = \"${"),
+            "{name}: the bucket secret comes from the environment"
+        );
+        let output = validate_command(&config_dir().join(name));
+        assert!(
+            !String::from_utf8_lossy(&output.stderr).contains("warning"),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn validate_warns_when_an_archive_shares_its_group_with_a_siem_sink() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "{SOURCE}\n[consumer]\ngroup = \"g\"\nmax_inflight_batches = 8\n\n{}\n\
+             [[sinks]]\ntype = \"syslog\"\nname = \"qradar\"\naddress = \"127.0.0.1:514\"\n",
+            archive("")
+        ),
+    )
+    .unwrap();
+    let output = validate_command(&path);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "a warning, not a refusal:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("warning: sinks[0] (object_storage-0): the archive shares consumer group `g` with qradar"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("warning: consumer.max_inflight_batches: 8"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_archive_of_several_logstores_needs_the_logstore_in_its_prefix() {
+    let source = SOURCE.replace("[\"audit\"]", "[\"audit\", \"access\"]");
+    assert_rejected(&BrokenCase {
+        file: "archive-prefix.toml",
+        text: format!(
+            "{source}\n[consumer]\ngroup = \"g\"\n\n{}",
+            archive("prefix = \"archive/\"")
+        ),
+        expected: &[
+            "sinks[0].prefix",
+            "must contain {logstore} when source.logstores has 2 logstores",
+        ],
+    });
 }

@@ -83,6 +83,10 @@ impl Problem {
     }
 }
 
+/// Below this many unacknowledged batches per shard, `validate` warns that an archive seals
+/// its files every few pulls.
+const MIN_ARCHIVE_INFLIGHT_BATCHES: usize = 64;
+
 impl ForwarderConfig {
     /// Reads, expands and parses `path`, then runs every check that needs no connection.
     ///
@@ -195,6 +199,48 @@ impl ForwarderConfig {
             .any(|sink| matches!(sink, SinkConfig::ObjectStorage(_)))
     }
 
+    /// Settings that work but are likely mistakes, one sentence each naming the key: an
+    /// archive sharing its consumer group with a SIEM sink, and a per-shard batch limit that
+    /// makes an archive seal its files every few pulls.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if !self.has_archive() {
+            return warnings;
+        }
+        let siems: Vec<String> = self
+            .sinks
+            .iter()
+            .enumerate()
+            .filter(|(_, sink)| matches!(sink, SinkConfig::SplunkHec(_) | SinkConfig::Syslog(_)))
+            .map(|(index, sink)| sink.name(index))
+            .collect();
+        for (index, sink) in self.sinks.iter().enumerate() {
+            if matches!(sink, SinkConfig::ObjectStorage(_)) && !siems.is_empty() {
+                warnings.push(format!(
+                    "sinks[{index}] ({}): the archive shares consumer group `{}` with {}: their \
+                     checkpoints then wait for the archive's files (up to max_age), a crash \
+                     resends those logs to the SIEM too, and a bucket outage stalls the SIEM; \
+                     give the archive its own group and process",
+                    sink.name(index),
+                    self.consumer.group,
+                    siems.join(", ")
+                ));
+            }
+        }
+        if let Some(batches) = self
+            .consumer
+            .max_inflight_batches
+            .filter(|batches| *batches < MIN_ARCHIVE_INFLIGHT_BATCHES)
+        {
+            warnings.push(format!(
+                "consumer.max_inflight_batches: {batches} makes the archive seal a shard's files \
+                 every {batches} pulls; leave it unset (1024 with an archive) or set at least \
+                 {MIN_ARCHIVE_INFLIGHT_BATCHES}"
+            ));
+        }
+        warnings
+    }
+
     fn validate(&self, text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<(), Problem> {
         let at_key = |error| Problem::at_key(text, error);
         self.source.resolve(lookup).map_err(at_key)?;
@@ -214,8 +260,28 @@ impl ForwarderConfig {
                 return Err(Problem::in_sink(text, index, &name, error));
             }
             sink.validate()
+                .and_then(|()| self.check_archive_prefix(sink))
                 .map_err(|error| Problem::in_sink(text, index, &name, error))?;
         }
         Ok(())
+    }
+
+    /// With several logstores, an archive's names must tell them apart: their shards share
+    /// ids and cursor ranges, so one logstore's objects would overwrite another's.
+    fn check_archive_prefix(&self, sink: &SinkConfig) -> Result<(), InvalidSetting> {
+        let logstores = self.source.logstores.len();
+        match sink {
+            SinkConfig::ObjectStorage(archive)
+                if logstores > 1 && !archive.prefix.contains("{logstore}") =>
+            {
+                Err(InvalidSetting::new(
+                    "prefix",
+                    format!(
+                        "must contain {{logstore}} when source.logstores has {logstores} logstores"
+                    ),
+                ))
+            }
+            _ => Ok(()),
+        }
     }
 }

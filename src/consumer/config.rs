@@ -156,7 +156,8 @@ impl ConsumerConfig {
 
     /// The effective unacknowledged batches per shard: the setting, else the default.
     pub fn inflight_batches(&self) -> usize {
-        self.max_inflight_batches.unwrap_or(DEFAULT_INFLIGHT_BATCHES)
+        self.max_inflight_batches
+            .unwrap_or(DEFAULT_INFLIGHT_BATCHES)
     }
 
     /// This configuration with `max_inflight_batches` set to its default for a process with
@@ -356,7 +357,10 @@ mod tests {
         let default = ConsumerConfig::new("g");
         assert_eq!(default.inflight_batches(), DEFAULT_INFLIGHT_BATCHES);
         assert_eq!(
-            default.clone().with_archive_default(false).inflight_batches(),
+            default
+                .clone()
+                .with_archive_default(false)
+                .inflight_batches(),
             DEFAULT_INFLIGHT_BATCHES
         );
         assert_eq!(

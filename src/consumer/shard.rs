@@ -282,8 +282,7 @@ impl<S: GroupService> ShardRun<S> {
         // After a failed delivery: no new pulls until in-flight batches settle, then rewind.
         let mut rewinding = false;
         loop {
-            if fetch.is_none() && !rewinding && self.deliveries.len() < config.inflight_batches()
-            {
+            if fetch.is_none() && !rewinding && self.deliveries.len() < config.inflight_batches() {
                 fetch = Some(
                     self.task
                         .fetch(self.cursor.clone(), next_fetch, stop.clone()),

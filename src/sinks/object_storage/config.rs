@@ -968,14 +968,18 @@ mod tests {
 
     #[test]
     fn credentials_come_from_the_settings_or_the_environment_and_never_show() {
-        let missing = parse("").build("archive", &SinkContext::standalone(), |_| None).unwrap_err();
+        let missing = parse("")
+            .build("archive", &SinkContext::standalone(), |_| None)
+            .unwrap_err();
         assert!(missing.to_string().contains("access_key_id"), "{missing}");
         let env = |key: &str| match key {
             "AWS_ACCESS_KEY_ID" => Some("env-id".to_owned()),
             "AWS_SECRET_ACCESS_KEY" => Some("env-secret-value".to_owned()),
             _ => None,
         };
-        let sink = parse("").build("archive", &SinkContext::standalone(), env).unwrap();
+        let sink = parse("")
+            .build("archive", &SinkContext::standalone(), env)
+            .unwrap();
         let debug = format!("{sink:?}");
         assert!(!debug.contains("env-secret-value"), "{debug}");
         let config = parse("secret_access_key = \"config-secret-value\"");
