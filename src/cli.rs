@@ -1,5 +1,6 @@
 //! Command-line interface: clap subcommands and their thin glue to the library.
 
+use std::io::{IsTerminal as _, Write as _};
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
@@ -14,6 +15,7 @@ use crate::common::shutdown::termination_signal;
 use crate::common::units::HumanDuration;
 use crate::common::Secret;
 use crate::config::ForwarderConfig;
+use crate::group_status::GroupView;
 use crate::local_server::generator::AuditLogGenerator;
 use crate::local_server::{
     valid_name, ConnectionLimits, LocalServer, LocalServerConfig, LogstoreSpec,
@@ -44,7 +46,8 @@ pub enum Command {
     Run(ConfigArgs),
     /// Check a configuration file without connecting anywhere.
     Validate(ConfigArgs),
-    /// Show the shards and components of a running forwarder, from its telemetry endpoint.
+    /// Show the whole consumer group from the log service (`--config`), or the shards and
+    /// components of one running forwarder from its telemetry endpoint (`--url`).
     Status(StatusArgs),
     /// Run the embedded SLS-compatible log service.
     LocalServer(LocalServerArgs),
@@ -63,9 +66,24 @@ pub struct ConfigArgs {
 /// Options of `status`.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// Base URL of the forwarder's telemetry endpoint, e.g. http://127.0.0.1:9300.
-    #[arg(long, default_value = "http://127.0.0.1:9300")]
+    /// Base URL of one forwarder's telemetry endpoint, e.g. http://127.0.0.1:9300.
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:9300",
+        conflicts_with = "config"
+    )]
     pub url: String,
+    /// The forwarders' configuration file: show every shard of the consumer group as the log
+    /// service records it (owner, checkpoint, lag), whichever process holds it, with the
+    /// credentials `run` uses.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Print JSON instead of tables (with `--watch`, one document per line).
+    #[arg(long)]
+    pub json: bool,
+    /// Refresh every SECONDS until interrupted.
+    #[arg(long, value_name = "SECONDS", value_parser = clap::builder::RangedU64ValueParser::<u64>::new().range(1..))]
+    pub watch: Option<u64>,
 }
 
 /// The AccessKey id used when none is given: fine on loopback, known to everyone.
@@ -245,6 +263,23 @@ pub async fn main() -> ExitCode {
     }
 }
 
+/// An error and its causes on one line, each said once: a cause whose text an outer message
+/// already includes is not repeated.
+pub fn render_error(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let message = cause.to_string();
+        if text.contains(&message) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&message);
+    }
+    text
+}
+
 async fn run(args: ConfigArgs) -> anyhow::Result<()> {
     let config = ForwarderConfig::load(&args.config)?;
     let shutdown = crate::common::shutdown::token_cancelled_on_signal();
@@ -265,7 +300,71 @@ fn validate(args: ConfigArgs) -> anyhow::Result<()> {
 }
 
 async fn status(args: StatusArgs) -> anyhow::Result<()> {
-    let url = format!("{}/status", args.url.trim_end_matches('/'));
+    let view = match &args.config {
+        Some(path) => StatusView::Group(Box::new(GroupView::from_config(&ForwarderConfig::load(
+            path,
+        )?)?)),
+        None => StatusView::Process(args.url.clone()),
+    };
+    let Some(seconds) = args.watch else {
+        print!("{}", view.show(args.json).await?);
+        return Ok(());
+    };
+    let clear = !args.json && std::io::stdout().is_terminal();
+    let interrupted = termination_signal();
+    tokio::pin!(interrupted);
+    loop {
+        let frame = view
+            .show(args.json)
+            .await
+            .unwrap_or_else(|error| format!("error: {}\n", render_error(&error)));
+        if clear {
+            print!("\x1b[2J\x1b[H");
+        }
+        print!("{frame}");
+        std::io::stdout().flush()?;
+        tokio::select! {
+            () = tokio::time::sleep(std::time::Duration::from_secs(seconds)) => {}
+            _ = &mut interrupted => return Ok(()),
+        }
+    }
+}
+
+/// What `status` shows.
+enum StatusView {
+    /// The group, from the log service.
+    Group(Box<GroupView>),
+    /// One process, from its telemetry endpoint.
+    Process(String),
+}
+
+impl StatusView {
+    /// One rendering, as a table or as JSON.
+    async fn show(&self, json: bool) -> anyhow::Result<String> {
+        match self {
+            Self::Group(view) => {
+                let status = view.read().await?;
+                Ok(if json {
+                    format!("{}\n", serde_json::to_string(&status)?)
+                } else {
+                    crate::group_status::render(&status)
+                })
+            }
+            Self::Process(url) => {
+                let status = process_status(url).await?;
+                Ok(if json {
+                    format!("{status}\n")
+                } else {
+                    render_status(&status)
+                })
+            }
+        }
+    }
+}
+
+/// The `/status` JSON of the forwarder at `url`.
+async fn process_status(url: &str) -> anyhow::Result<serde_json::Value> {
+    let url = format!("{}/status", url.trim_end_matches('/'));
     let response = reqwest::get(&url)
         .await
         .with_context(|| format!("cannot reach {url}"))?;
@@ -273,10 +372,7 @@ async fn status(args: StatusArgs) -> anyhow::Result<()> {
         .bytes()
         .await
         .with_context(|| format!("cannot read {url}"))?;
-    let status: serde_json::Value =
-        serde_json::from_slice(&body).with_context(|| format!("{url} did not answer with JSON"))?;
-    print!("{}", render_status(&status));
-    Ok(())
+    serde_json::from_slice(&body).with_context(|| format!("{url} did not answer with JSON"))
 }
 
 /// Renders `/status` JSON as the tables `status` prints.

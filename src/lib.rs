@@ -20,7 +20,9 @@
 //! - [`sinks`]: the [`sinks::Sink`] trait and the destinations.
 //! - [`pipeline`]: fan-out of each batch to every sink, acknowledged when all delivered.
 //! - [`config`]: the configuration file.
-//! - [`app`]: wiring and shutdown order of `run`; [`cli`]: the command line.
+//! - [`app`]: wiring and shutdown order of `run`.
+//! - [`group_status`]: the consumer group as the log service sees it (`status --config`).
+//! - [`cli`]: the command line.
 
 pub mod common;
 pub mod telemetry;
@@ -43,3 +45,4 @@ pub mod config;
 
 pub mod app;
 pub mod cli;
+pub mod group_status;
