@@ -25,6 +25,13 @@ pub struct LogstoreLabels {
     pub logstore: String,
 }
 
+/// Labels of per-component health series.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ComponentLabels {
+    /// The component, as `/readyz` names it (`sink:NAME`, `consumer:LOGSTORE`).
+    pub component: String,
+}
+
 /// Labels of per-sink series.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct SinkLabels {
@@ -88,6 +95,11 @@ pub struct Metrics {
     /// Estimated seconds until a catching-up shard has caught up (absent while it does not
     /// gain on the clock).
     pub catch_up_eta_seconds: Family<ShardLabels, Gauge<f64, AtomicU64>>,
+    /// Time (Unix seconds) of the newest log every sink delivered, per shard: `time() - it`
+    /// is the lag, and keeps growing while nothing is delivered.
+    pub delivered_log_timestamp_seconds: Family<ShardLabels, Gauge>,
+    /// 1 while a component (sink, consumer) is unhealthy, else 0.
+    pub component_unhealthy: Family<ComponentLabels, Gauge>,
 }
 
 impl Metrics {
@@ -120,6 +132,8 @@ impl Metrics {
             catch_up_percent: Family::default(),
             catch_up_logs_per_second: Family::default(),
             catch_up_eta_seconds: Family::default(),
+            delivered_log_timestamp_seconds: Family::default(),
+            component_unhealthy: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -201,6 +215,16 @@ impl Metrics {
             "catch_up_eta_seconds",
             "Estimated seconds until a catching-up shard has caught up",
             metrics.catch_up_eta_seconds.clone(),
+        );
+        registry.register(
+            "delivered_log_timestamp_seconds",
+            "Time of the newest log delivered by every sink, per shard",
+            metrics.delivered_log_timestamp_seconds.clone(),
+        );
+        registry.register(
+            "component_unhealthy",
+            "1 while a component (sink, consumer) is unhealthy",
+            metrics.component_unhealthy.clone(),
         );
         Self {
             registry,

@@ -261,6 +261,7 @@ impl Progress {
         metrics.catch_up_percent.remove(&labels);
         metrics.catch_up_eta_seconds.remove(&labels);
         metrics.catch_up_logs_per_second.remove(&labels);
+        metrics.delivered_log_timestamp_seconds.remove(&labels);
     }
 
     /// Every catching-up shard's figures at `now`.
@@ -328,8 +329,13 @@ fn unix_now() -> f64 {
 }
 
 /// Hook for a shard task: a batch of `logs` whose newest log is `newest_log_time` (Unix
-/// seconds) was delivered by every sink. Logs the combined progress when due.
+/// seconds) was delivered by every sink. Sets the shard's `delivered_log_timestamp_seconds`
+/// and logs the combined progress when due.
 pub fn delivered(logstore: &str, shard: u32, logs: usize, newest_log_time: u32) {
+    metrics()
+        .delivered_log_timestamp_seconds
+        .get_or_create(&ShardLabels::new(logstore, shard))
+        .set(i64::from(newest_log_time));
     let report = progress().delivered(
         logstore,
         shard,
