@@ -24,7 +24,7 @@ use crate::local_server::{
 use crate::source::api::put_logs::PutTarget;
 use crate::source::json_lines::log_groups_from_json_lines;
 use crate::source::protobuf::LogGroup;
-use crate::source::{Client, ClientConfig};
+use crate::source::{Client, ClientConfig, ClientError};
 use crate::telemetry::logging::{self, LogFormat};
 
 /// Forwards logs from Alibaba Cloud Log Service consumer groups to SIEMs.
@@ -254,13 +254,46 @@ pub async fn main() -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            if long_running {
-                tracing::error!("{error:#}");
-            }
-            eprintln!("error: {error:#}");
+            report_failure(&error, long_running && cli.log_format == LogFormat::Json);
             ExitCode::FAILURE
         }
     }
+}
+
+/// Reports the error a command failed with, once: as one JSON log line when a long-running
+/// command writes JSON logs (for log shippers), else as `error: ...` with a `hint: ...` line
+/// saying what to check.
+fn report_failure(error: &anyhow::Error, as_log_line: bool) {
+    let text = render_error(error);
+    let hint = hint(error);
+    if as_log_line {
+        match hint {
+            Some(hint) => tracing::error!(hint, "{text}"),
+            None => tracing::error!("{text}"),
+        }
+    } else {
+        eprintln!("error: {text}");
+        if let Some(hint) = hint {
+            eprintln!("hint: {hint}");
+        }
+    }
+}
+
+/// What to check for the first log-service error in `error`'s chain.
+fn hint(error: &anyhow::Error) -> Option<&'static str> {
+    error.chain().find_map(|cause| {
+        if let Some(api) = cause.downcast_ref::<crate::source::ApiError>() {
+            return api.hint();
+        }
+        match cause.downcast_ref::<ClientError>()? {
+            ClientError::Api(api) => api.hint(),
+            ClientError::Network { .. } => Some(
+                "the endpoint cannot be reached: check its URL (e.g. https://cn-hangzhou.log.aliyuncs.com), \
+                 DNS, proxy settings (HTTPS_PROXY) and firewalls",
+            ),
+            _ => None,
+        }
+    })
 }
 
 /// An error and its causes on one line, each said once: a cause whose text an outer message
