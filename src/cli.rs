@@ -26,6 +26,7 @@ use crate::source::json_lines::log_groups_from_json_lines;
 use crate::source::protobuf::LogGroup;
 use crate::source::{Client, ClientConfig, ClientError};
 use crate::telemetry::logging::{self, LogFormat};
+use crate::top::SortKey;
 
 /// Forwards logs from Alibaba Cloud Log Service consumer groups to SIEMs.
 #[derive(Debug, Parser)]
@@ -49,6 +50,9 @@ pub enum Command {
     /// Show the whole consumer group from the log service (`--config`), or the shards and
     /// components of one running forwarder from its telemetry endpoint (`--url`).
     Status(StatusArgs),
+    /// A live view of running forwarders (`--url`, repeatable) and of the whole group
+    /// (`--config`): per shard owner, lag and rate; per sink rate, errors and health.
+    Top(TopArgs),
     /// Run the embedded SLS-compatible log service.
     LocalServer(LocalServerArgs),
     /// Write logs to a logstore: JSON lines from a file, or generated audit logs.
@@ -84,6 +88,29 @@ pub struct StatusArgs {
     /// Refresh every SECONDS until interrupted.
     #[arg(long, value_name = "SECONDS", value_parser = clap::builder::RangedU64ValueParser::<u64>::new().range(1..))]
     pub watch: Option<u64>,
+}
+
+/// Options of `top`.
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// Telemetry endpoint of a running forwarder, e.g. http://127.0.0.1:9300; repeatable.
+    /// Default http://127.0.0.1:9300 when neither `--url` nor `--config` is given.
+    #[arg(long = "url")]
+    pub urls: Vec<String>,
+    /// The forwarders' configuration file: add every shard of the group as the log service
+    /// records it (owners and lags of all processes, unowned shards).
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Seconds between refreshes.
+    #[arg(long, default_value_t = 2, value_parser = clap::builder::RangedU64ValueParser::<u64>::new().range(1..))]
+    pub interval: u64,
+    /// Initial order of the shard lines (`s` cycles it in the terminal view).
+    #[arg(long, value_enum, default_value_t = SortKey::Lag)]
+    pub sort: SortKey,
+    /// When stdout is not a terminal: stop after this many frames (default: until
+    /// interrupted).
+    #[arg(long)]
+    pub frames: Option<u64>,
 }
 
 /// The AccessKey id used when none is given: fine on loopback, known to everyone.
@@ -248,6 +275,7 @@ pub async fn main() -> ExitCode {
         Command::Run(args) => run(args).await,
         Command::Validate(args) => validate(args),
         Command::Status(args) => status(args).await,
+        Command::Top(args) => top(args).await,
         Command::LocalServer(args) => local_server(args).await,
         Command::Put(args) => put(args).await,
     };
@@ -360,6 +388,24 @@ async fn status(args: StatusArgs) -> anyhow::Result<()> {
             () = tokio::time::sleep(std::time::Duration::from_secs(seconds)) => {}
             _ = &mut interrupted => return Ok(()),
         }
+    }
+}
+
+async fn top(args: TopArgs) -> anyhow::Result<()> {
+    let mut urls = args.urls;
+    if urls.is_empty() && args.config.is_none() {
+        urls.push("http://127.0.0.1:9300".to_owned());
+    }
+    let group = match &args.config {
+        Some(path) => Some(GroupView::from_config(&ForwarderConfig::load(path)?)?),
+        None => None,
+    };
+    let sources = crate::top::Sources { urls, group };
+    let interval = std::time::Duration::from_secs(args.interval);
+    if std::io::stdout().is_terminal() {
+        crate::top::tui::run(sources, interval, args.sort).await
+    } else {
+        crate::top::plain::run(sources, interval, args.sort, args.frames).await
     }
 }
 

@@ -22,6 +22,7 @@
 //! - [`config`]: the configuration file.
 //! - [`app`]: wiring and shutdown order of `run`.
 //! - [`group_status`]: the consumer group as the log service sees it (`status --config`).
+//! - [`top`]: the live terminal view (`top`).
 //! - [`cli`]: the command line.
 
 pub mod common;
@@ -44,5 +45,8 @@ pub mod pipeline;
 pub mod config;
 
 pub mod app;
-pub mod cli;
+
 pub mod group_status;
+pub mod top;
+
+pub mod cli;
