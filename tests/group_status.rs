@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use siem_forwarder::source::cursor;
+use tokio::io::AsyncBufReadExt as _;
 use tokio_util::sync::CancellationToken;
 
 use support::forwarder::{consumer_with_timeout, Forwarder};
@@ -247,4 +248,24 @@ async fn the_group_view_names_every_owner_the_lag_and_the_shards_nobody_holds() 
         serde_json::from_str(&status(&["--config", &config, "--json"]).await).unwrap();
     assert_eq!(summary(&after, "audit")["backlog_log_groups"], 2 + 4);
     assert_eq!(summary(&after, "audit")["consumers"], 2);
+
+    // `--watch` refreshes: one JSON document per line.
+    let mut watching = tokio::process::Command::new(env!("CARGO_BIN_EXE_siem-forwarder"))
+        .args(["status", "--config", &config, "--json", "--watch", "1"])
+        .env("TEST_AK_SECRET", AK_SECRET)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(watching.stdout.take().unwrap()).lines();
+    for _ in 0..2 {
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("a refresh within the interval")
+            .unwrap()
+            .expect("a line");
+        let document: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(summary(&document, "audit")["backlog_log_groups"], 6);
+    }
+    watching.kill().await.unwrap();
 }
