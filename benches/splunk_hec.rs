@@ -147,7 +147,7 @@ fn encoder() -> HecEncoder {
     encoder.metadata.sourcetype.fallback = Some("alicloud:actiontrail".into());
     encoder.indexed_fields = vec!["__tag__:region".into(), "action".into()];
     encoder
-        .expand_json
+        .embed_json
         .insert(TOPIC.into(), vec!["event".into()]);
     encoder
 }
@@ -261,7 +261,7 @@ async fn bench_sink(label: &str, batches: &[LogRecords], ack: bool) {
         ack = {ack}
         ack_poll_interval = "20ms"
         indexed_fields = ["__tag__:region", "action"]
-        expand_json = {{ {TOPIC} = ["event"] }}
+        embed_json = {{ {TOPIC} = ["event"] }}
         batch = {{ max_events = 1000, max_bytes = "1MiB", timeout = "100ms" }}
         "#
     ))

@@ -8,7 +8,6 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::common::Secret;
 use crate::config::{ForwarderConfig, SinkConfig};
 use crate::local_server::generator::AuditLogGenerator;
 use crate::local_server::{LocalServer, LocalServerConfig, LogstoreSpec, DEFAULT_MAX_BODY_BYTES};
@@ -18,6 +17,7 @@ use crate::sinks::Sink;
 use crate::source::api::cursor::CursorFrom;
 use crate::source::api::put_logs::PutTarget;
 use crate::source::config::{ResolvedSource, LOCAL_ENDPOINT};
+use crate::source::credentials::config::SourceCredentials;
 use crate::source::{Client, ClientConfig};
 use crate::telemetry::{health, HealthState};
 
@@ -144,13 +144,8 @@ pub async fn run(config: ForwarderConfig, shutdown: CancellationToken) -> anyhow
 ///
 /// An endpoint or credential the client cannot use.
 pub fn source_client(source: &ResolvedSource, endpoint: &str) -> anyhow::Result<Client> {
-    let mut client_config = ClientConfig::new(
-        endpoint,
-        &source.project,
-        &source.access_key_id,
-        source.access_key_secret.clone(),
-    );
-    client_config.security_token = source.security_token.clone();
+    let mut client_config =
+        ClientConfig::with_credentials(endpoint, &source.project, source.credentials.cache());
     client_config.signing = source.signing.clone();
     Ok(Client::new(client_config)?)
 }
@@ -181,10 +176,13 @@ async fn start_local_source(
     source: &ResolvedSource,
 ) -> anyhow::Result<(String, CancellationToken)> {
     let local = &config.source.local;
+    let SourceCredentials::Static(keys) = &source.credentials else {
+        anyhow::bail!("the embedded log service accepts only static keys");
+    };
     let server = LocalServer::open(LocalServerConfig {
         data_dir: local.data_dir.clone(),
-        access_key_id: source.access_key_id.clone(),
-        access_key_secret: source.access_key_secret.clone(),
+        access_key_id: keys.access_key_id.clone(),
+        access_key_secret: keys.access_key_secret.clone(),
         region: source.local_region.clone(),
         max_body_bytes: DEFAULT_MAX_BODY_BYTES,
         logstores: source
@@ -219,11 +217,10 @@ async fn start_local_source(
     });
     tracing::info!(%endpoint, data_dir = %local.data_dir.display(), "embedded local log service started");
     if local.generate > 0 {
-        let client = Client::new(ClientConfig::new(
+        let client = Client::new(ClientConfig::with_credentials(
             &endpoint,
             &source.project,
-            &source.access_key_id,
-            Secret::clone(&source.access_key_secret),
+            source.credentials.cache(),
         ))?;
         for logstore in &source.logstores {
             fill_if_empty(&client, logstore, local.generate).await?;

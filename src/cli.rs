@@ -18,8 +18,9 @@ use crate::config::ForwarderConfig;
 use crate::group_status::GroupView;
 use crate::local_server::generator::AuditLogGenerator;
 use crate::local_server::{
-    valid_name, ConnectionLimits, LocalServer, LocalServerConfig, LogstoreSpec,
-    DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONNECTIONS, DEFAULT_REGION,
+    valid_name, ConnectionLimits, DeniedAction, LocalServer, LocalServerConfig, LogstoreSpec,
+    StsConfig, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_REGION, MAX_STS_TTL,
 };
 use crate::source::api::put_logs::PutTarget;
 use crate::source::json_lines::log_groups_from_json_lines;
@@ -119,7 +120,7 @@ pub const DEFAULT_ACCESS_KEY_ID: &str = "local";
 /// The AccessKey secret used when none is given.
 pub const DEFAULT_ACCESS_KEY_SECRET: &str = "local-secret";
 
-/// AccessKey options shared by the commands that sign requests.
+/// The AccessKey `local-server` verifies requests against.
 #[derive(Debug, Args)]
 pub struct AccessKeyArgs {
     /// AccessKey id.
@@ -187,6 +188,27 @@ pub struct LocalServerArgs {
     /// answers 403 `ShardReadQuotaExceed`. Unlimited when absent.
     #[arg(long, value_name = "N")]
     pub read_qps_per_shard: Option<NonZeroU32>,
+    /// Deny actions as a RAM policy would (401 `Unauthorized`, "denied by sts or ram"), to
+    /// try least-privilege credentials: `ListConsumerGroup`, `CreateConsumerGroup`,
+    /// `UpdateConsumerGroup`, comma-separated or repeated.
+    #[arg(long = "deny-action", value_name = "ACTION", value_delimiter = ',')]
+    pub deny_actions: Vec<DeniedAction>,
+    /// Hand out temporary credentials for this RAM role on the listen address, as the ECS
+    /// instance metadata service (`/latest/meta-data/ram/security-credentials/NAME`) and STS
+    /// `AssumeRoleWithOIDC` (at `/`) do, and accept requests signed with them until they
+    /// expire. Only with a loopback `--listen`: anyone who reaches the address gets credentials.
+    #[arg(long, value_name = "NAME", value_parser = parse_role)]
+    pub sts_role: Option<String>,
+    /// Lifetime of the temporary credentials, in seconds (an `AssumeRoleWithOIDC` asking for a
+    /// shorter `DurationSeconds` gets that).
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 3600,
+        requires = "sts_role",
+        value_parser = clap::builder::RangedU64ValueParser::<u64>::new().range(1..=MAX_STS_TTL.as_secs())
+    )]
+    pub sts_ttl: u64,
     /// Credentials every request must be signed with. The defaults are refused unless
     /// `--listen` is a loopback address.
     #[command(flatten)]
@@ -207,6 +229,33 @@ fn parse_logstore(text: &str) -> Result<(String, u32), String> {
         return Err("expected NAME or NAME:SHARDS with 1 to 256 shards".into());
     }
     Ok((parse_name(name)?, shards))
+}
+
+/// A RAM role name: 1 to 64 letters, digits, `.`, `-` or `_`.
+fn parse_role(role: &str) -> Result<String, String> {
+    let valid = (1..=64).contains(&role.len())
+        && role
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'-' | b'_'));
+    if valid {
+        Ok(role.to_owned())
+    } else {
+        Err(format!(
+            "invalid role name `{role}`: use 1 to 64 letters, digits, `.`, `-` or `_`"
+        ))
+    }
+}
+
+/// Refuses to hand out temporary credentials on an address other hosts can reach: the
+/// metadata and STS endpoints answer anyone who asks.
+fn check_listen_sts(listen: SocketAddr, sts_role: Option<&str>) -> anyhow::Result<()> {
+    if sts_role.is_some() && !listen.ip().is_loopback() {
+        bail!(
+            "refusing --sts-role on {listen}: the temporary credentials endpoints answer anyone \
+             who reaches them; listen on a loopback address"
+        );
+    }
+    Ok(())
 }
 
 /// A region id such as `cn-hangzhou`.
@@ -261,7 +310,60 @@ pub struct PutArgs {
     pub concurrency: usize,
     /// Credentials.
     #[command(flatten)]
-    pub access_key: AccessKeyArgs,
+    pub credentials: PutCredentialArgs,
+}
+
+/// Credentials of `put`. Each value comes from its flag, else the Alibaba Cloud variable
+/// (`ALIBABA_CLOUD_ACCESS_KEY_ID`, `ALIBABA_CLOUD_ACCESS_KEY_SECRET`,
+/// `ALIBABA_CLOUD_SECURITY_TOKEN`), else `SLS_AK_ID` / `SLS_AK_KEY`, else the local defaults
+/// (no security token).
+#[derive(Debug, Args)]
+pub struct PutCredentialArgs {
+    /// AccessKey id [env: ALIBABA_CLOUD_ACCESS_KEY_ID, then SLS_AK_ID; default: local].
+    #[arg(long)]
+    pub access_key_id: Option<String>,
+    /// AccessKey secret [env: ALIBABA_CLOUD_ACCESS_KEY_SECRET, then SLS_AK_KEY].
+    #[arg(long, value_parser = parse_secret)]
+    pub access_key_secret: Option<Secret>,
+    /// Security token of temporary (STS) credentials [env: ALIBABA_CLOUD_SECURITY_TOKEN].
+    #[arg(long, value_parser = parse_secret)]
+    pub security_token: Option<Secret>,
+}
+
+/// The credentials `put` signs with.
+#[derive(Debug)]
+struct PutCredentials {
+    access_key_id: String,
+    access_key_secret: Secret,
+    security_token: Option<Secret>,
+}
+
+impl PutCredentialArgs {
+    /// Fills what the flags leave out from `env` (a variable lookup), as documented on
+    /// [`PutCredentialArgs`]; empty variables count as unset.
+    fn resolve(self, env: impl Fn(&str) -> Option<String>) -> PutCredentials {
+        let lookup = |names: &[&str]| {
+            names
+                .iter()
+                .find_map(|name| env(name).filter(|value| !value.is_empty()))
+        };
+        PutCredentials {
+            access_key_id: self.access_key_id.unwrap_or_else(|| {
+                lookup(&["ALIBABA_CLOUD_ACCESS_KEY_ID", "SLS_AK_ID"])
+                    .unwrap_or_else(|| DEFAULT_ACCESS_KEY_ID.to_owned())
+            }),
+            access_key_secret: self.access_key_secret.unwrap_or_else(|| {
+                Secret::new(
+                    lookup(&["ALIBABA_CLOUD_ACCESS_KEY_SECRET", "SLS_AK_KEY"])
+                        .as_deref()
+                        .unwrap_or(DEFAULT_ACCESS_KEY_SECRET),
+                )
+            }),
+            security_token: self
+                .security_token
+                .or_else(|| lookup(&["ALIBABA_CLOUD_SECURITY_TOKEN"]).map(Secret::new)),
+        }
+    }
 }
 
 /// Parses the command line and runs the command.
@@ -499,6 +601,7 @@ pub fn render_status(status: &serde_json::Value) -> String {
 
 async fn local_server(args: LocalServerArgs) -> anyhow::Result<()> {
     check_listen_credentials(args.listen, &args.access_key)?;
+    check_listen_sts(args.listen, args.sts_role.as_deref())?;
     let limits = ConnectionLimits {
         max_connections: args.max_connections,
         header_read_timeout: args.header_read_timeout.0,
@@ -522,6 +625,11 @@ async fn local_server(args: LocalServerArgs) -> anyhow::Result<()> {
     let server = LocalServer::open(config)
         .with_context(|| format!("cannot open data directory {}", args.data_dir.display()))?;
     server.limit_reads_per_shard(args.read_qps_per_shard);
+    server.deny_actions(&args.deny_actions);
+    server.issue_temporary_credentials(args.sts_role.map(|role| StsConfig {
+        role,
+        ttl: std::time::Duration::from_secs(args.sts_ttl),
+    }));
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -544,12 +652,14 @@ async fn local_server(args: LocalServerArgs) -> anyhow::Result<()> {
 }
 
 async fn put(args: PutArgs) -> anyhow::Result<()> {
-    let config = ClientConfig::new(
+    let credentials = args.credentials.resolve(|name| std::env::var(name).ok());
+    let mut config = ClientConfig::new(
         &args.endpoint,
         &args.project,
-        &args.access_key.access_key_id,
-        args.access_key.access_key_secret.clone(),
+        &credentials.access_key_id,
+        credentials.access_key_secret,
     );
+    config.security_token = credentials.security_token;
     let client = Arc::new(Client::new(config)?);
     let now = crate::local_server::store::unix_now();
     let batches: Vec<(Option<String>, LogGroup)> = match (&args.file, args.generate) {
@@ -694,10 +804,134 @@ mod tests {
     }
 
     #[test]
+    fn temporary_credentials_need_a_valid_role_and_a_bounded_ttl() {
+        let args = local_server_args(&[]).unwrap();
+        assert_eq!((args.sts_role, args.sts_ttl), (None, 3600));
+        let args =
+            local_server_args(&["--sts-role", "Forwarder.Role-1", "--sts-ttl", "2"]).unwrap();
+        assert_eq!(args.sts_role.as_deref(), Some("Forwarder.Role-1"));
+        assert_eq!(args.sts_ttl, 2);
+        assert!(
+            local_server_args(&["--sts-ttl", "60"]).is_err(),
+            "a ttl without a role"
+        );
+        for bad in [
+            &["--sts-role", "a/b"][..],
+            &["--sts-role", ""],
+            &["--sts-role", "r", "--sts-ttl", "0"],
+            &["--sts-role", "r", "--sts-ttl", "43201"],
+        ] {
+            assert!(local_server_args(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_listen_sts("127.0.0.1:0".parse().unwrap(), Some("r")).is_ok());
+        assert!(check_listen_sts("0.0.0.0:0".parse().unwrap(), None).is_ok());
+        let error = check_listen_sts("0.0.0.0:0".parse().unwrap(), Some("r")).unwrap_err();
+        assert!(error.to_string().contains("--sts-role"), "{error}");
+    }
+
+    fn put_credentials(flags: &[&str], env: &[(&str, &str)]) -> PutCredentials {
+        let cli = Cli::try_parse_from(
+            [
+                "siem-forwarder",
+                "put",
+                "--endpoint",
+                "http://127.0.0.1:1",
+                "--project",
+                "p",
+            ]
+            .iter()
+            .chain(&["--logstore", "l", "--generate", "1"])
+            .chain(flags),
+        )
+        .unwrap();
+        let Command::Put(args) = cli.command else {
+            panic!("parsed {:?}", cli.command)
+        };
+        let env: std::collections::HashMap<String, String> = env
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect();
+        args.credentials.resolve(|name| env.get(name).cloned())
+    }
+
+    fn exposed(credentials: &PutCredentials) -> (&str, &str, Option<&str>) {
+        (
+            &credentials.access_key_id,
+            credentials.access_key_secret.expose(),
+            credentials.security_token.as_ref().map(Secret::expose),
+        )
+    }
+
+    #[test]
+    fn put_credentials_come_from_flags_then_alibaba_cloud_then_sls_variables() {
+        let sls = [("SLS_AK_ID", "sls-id"), ("SLS_AK_KEY", "sls-secret")];
+        let alibaba = [
+            ("ALIBABA_CLOUD_ACCESS_KEY_ID", "STS.env"),
+            ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "env-secret"),
+            ("ALIBABA_CLOUD_SECURITY_TOKEN", "env-token"),
+        ];
+        let defaults = put_credentials(&[], &[]);
+        assert_eq!(
+            exposed(&defaults),
+            (DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, None)
+        );
+        let from_sls = put_credentials(&[], &sls);
+        assert_eq!(exposed(&from_sls), ("sls-id", "sls-secret", None));
+        let both = [&sls[..], &alibaba].concat();
+        let from_alibaba = put_credentials(&[], &both);
+        assert_eq!(
+            exposed(&from_alibaba),
+            ("STS.env", "env-secret", Some("env-token"))
+        );
+        let flags = [
+            "--access-key-id",
+            "STS.flag",
+            "--access-key-secret",
+            "flag-secret",
+            "--security-token",
+            "flag-token",
+        ];
+        let from_flags = put_credentials(&flags, &both);
+        assert_eq!(
+            exposed(&from_flags),
+            ("STS.flag", "flag-secret", Some("flag-token"))
+        );
+        assert!(
+            !format!("{from_flags:?}").contains("flag-token")
+                && !format!("{from_flags:?}").contains("flag-secret"),
+            "secrets stay out of debug output"
+        );
+        let empty = put_credentials(
+            &[],
+            &[("ALIBABA_CLOUD_ACCESS_KEY_ID", ""), ("SLS_AK_ID", "sls-id")],
+        );
+        assert_eq!(
+            empty.access_key_id, "sls-id",
+            "an empty variable counts as unset"
+        );
+    }
+
+    #[test]
     fn local_server_read_throttling_is_off_unless_a_positive_limit_is_given() {
         assert_eq!(local_server_args(&[]).unwrap().read_qps_per_shard, None);
         let args = local_server_args(&["--read-qps-per-shard", "5"]).unwrap();
         assert_eq!(args.read_qps_per_shard, NonZeroU32::new(5));
         assert!(local_server_args(&["--read-qps-per-shard", "0"]).is_err());
+    }
+
+    #[test]
+    fn local_server_denies_only_the_named_actions() {
+        assert!(local_server_args(&[]).unwrap().deny_actions.is_empty());
+        let args =
+            local_server_args(&["--deny-action", "ListConsumerGroup,log:UpdateConsumerGroup"])
+                .unwrap();
+        assert_eq!(
+            args.deny_actions,
+            [
+                DeniedAction::ListConsumerGroup,
+                DeniedAction::UpdateConsumerGroup
+            ]
+        );
+        assert!(local_server_args(&["--deny-action", "DeleteProject"]).is_err());
     }
 }

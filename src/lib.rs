@@ -13,7 +13,8 @@
 //! - [`telemetry`]: tracing, metrics, health and the status endpoint.
 //! - [`model`]: log records viewed over the pulled buffer, batches, delivery acks.
 //! - [`encoding`]: pure encoders (RFC 5424, RFC 3164, CEF, LEEF, JSON, key=value, HEC).
-//! - [`transform`]: the `[transform]` section (drop, JSON expansion, include/exclude, rename).
+//! - [`transform`]: the `[transform]` section (drop, JSON to dotted keys, include/exclude,
+//!   rename).
 //! - [`source`]: the log-service wire protocol and client.
 //! - [`local_server`]: the embedded SLS-compatible server.
 //! - [`consumer`]: the consumer-group runtime (heartbeat, shard tasks, checkpoints).
@@ -24,6 +25,32 @@
 //! - [`group_status`]: the consumer group as the log service sees it (`status --config`).
 //! - [`top`]: the live terminal view (`top`).
 //! - [`cli`]: the command line.
+//!
+//! A sink is cut the same way in each of its folders: `mod.rs` lists the parts, `config.rs`
+//! holds the TOML keys, validates them and builds the sink, and the runtime files (`sink.rs`
+//! with the run loop, the transport or HTTP client, ...) never import `config.rs`. Encoders
+//! are chosen in [`encoding::config`], not in the sinks.
+//!
+//! # Where does X happen
+//!
+//! - **Retry classification**: log-service calls in [`source::ClientError::is_retryable`]
+//!   (and [`source::error::ApiError::is_retryable`]); Splunk HEC answers by HEC code in
+//!   `sinks::splunk_hec::response` (`classify` returns a `Verdict`: accepted, retry, pause,
+//!   dead-letter or split); the syslog sink retries every failure on a new connection
+//!   (`sinks::syslog::sink`).
+//! - **Health keys** (`/status`, [`telemetry::health`](mod@telemetry::health)):
+//!   `consumer:LOGSTORE` by the heartbeat ([`consumer::heartbeat`]); `sink:NAME` by [`app`]
+//!   (start-up health check) and by the sinks themselves (`sinks::syslog::sink`,
+//!   `sinks::splunk_hec::health`).
+//! - **Queue sizes**: batches between the consumer and the fan-out, `CONSUMER_QUEUE` in
+//!   [`app`]; batches per sink, [`pipeline::SINK_QUEUE`]; bytes pulled and not yet delivered,
+//!   `consumer.max_inflight_bytes`.
+//! - **Drain**: the shutdown order in [`app`]; each shard's drain (no more pulls, in-flight
+//!   batches until `consumer.drain_timeout`, then a final checkpoint) in [`consumer::shard`].
+//! - **Checkpoint rule**: a shard's checkpoint moves only past a contiguous run of batches
+//!   that every sink delivered, oldest first ([`consumer::checkpoint`]); a sink acknowledges a
+//!   batch only once its destination confirmed every log of it ([`sinks::Sink::run`]), and
+//!   [`pipeline::fan_out`] settles the consumer's ack when all sinks did.
 
 pub mod common;
 pub mod telemetry;

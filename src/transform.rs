@@ -1,13 +1,13 @@
 //! The `[transform]` section: changes applied to every log before it reaches the sinks.
 //!
-//! In order: drop logs matching a condition, expand JSON text fields into dotted keys (per
+//! In order: drop logs matching a condition, turn JSON text fields into dotted keys (per
 //! topic), keep only `include`d / remove `exclude`d contents, `rename` contents, and add
 //! static fields. Transformed logs are written into one new buffer per batch.
 //!
 //! ```toml
 //! [transform]
 //! drop = ['__topic__ == "heartbeat"', 'level == "DEBUG"']
-//! expand_json = { actiontrail_audit_event = ["event"] }   # event.userIdentity.userName = ...
+//! dotted_json = { actiontrail_audit_event = ["event"] }   # event.userIdentity.userName = ...
 //! exclude = ["event"]                                       # after expansion
 //! rename = { source_ip = "src" }
 //! add_fields = { environment = "production" }
@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::encoding::field::InvalidSetting;
+use crate::encoding::field::{renamed_setting, renamed_value, InvalidSetting};
 use crate::model::{LogRecord, LogRecords, RecordsBuilder};
 
 /// Settings of the `[transform]` section.
@@ -34,7 +34,11 @@ pub struct TransformConfig {
     /// (`event` = `{"a":{"b":1}}` becomes `event.a.b` = `1`). Invalid JSON is left as is.
     /// Field names must not be empty.
     #[serde(default)]
-    pub expand_json: BTreeMap<String, Vec<String>>,
+    pub dotted_json: BTreeMap<String, Vec<String>>,
+    /// The old name of `dotted_json`, still accepted with a deprecation warning; setting both
+    /// is an error.
+    #[serde(default, deserialize_with = "old_dotted_json")]
+    pub expand_json: Option<BTreeMap<String, Vec<String>>>,
     /// When not empty, only these contents are kept. Names must not be empty.
     #[serde(default)]
     pub include: Vec<String>,
@@ -99,7 +103,8 @@ impl TransformConfig {
     /// True when the section changes nothing.
     pub fn is_noop(&self) -> bool {
         self.drop.is_empty()
-            && self.expand_json.is_empty()
+            && self.dotted_json.is_empty()
+            && self.expand_json.as_ref().is_none_or(BTreeMap::is_empty)
             && self.include.is_empty()
             && self.exclude.is_empty()
             && self.rename.is_empty()
@@ -117,9 +122,19 @@ impl TransformConfig {
             .iter()
             .map(|text| Condition::parse(text))
             .collect::<Result<_, _>>()?;
-        let expanded = self.expand_json.values().flatten();
+        let mut config = self.clone();
+        config.dotted_json = renamed_value(
+            config.dotted_json,
+            config.expand_json.take(),
+            "transform.expand_json",
+            "transform.dotted_json",
+        )?;
+        let dotted_key = match self.expand_json {
+            Some(_) => "expand_json",
+            None => "dotted_json",
+        };
         let names: [(&str, Vec<&String>); 5] = [
-            ("expand_json", expanded.collect()),
+            (dotted_key, config.dotted_json.values().flatten().collect()),
             ("include", self.include.iter().collect()),
             ("exclude", self.exclude.iter().collect()),
             (
@@ -140,24 +155,33 @@ impl TransformConfig {
                 "field names must not be empty",
             ));
         }
-        Ok(Transform {
-            config: self.clone(),
-            drop,
-        })
+        Ok(Transform { config, drop })
     }
 }
 
-/// Appends `value` flattened under `prefix` to `out` (objects by `.`, arrays by index).
-fn flatten_json(prefix: String, value: Value, out: &mut Vec<(Cow<'_, str>, Cow<'_, str>)>) {
+fn old_dotted_json<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<BTreeMap<String, Vec<String>>>, D::Error> {
+    renamed_setting(
+        deserializer,
+        "transform.expand_json",
+        "transform.dotted_json",
+    )
+    .map(Some)
+}
+
+/// Appends `value` under dotted keys below `prefix` to `out` (objects by `.`, arrays by
+/// index).
+fn dotted_keys(prefix: String, value: Value, out: &mut Vec<(Cow<'_, str>, Cow<'_, str>)>) {
     match value {
         Value::Object(map) => {
             for (key, value) in map {
-                flatten_json(format!("{prefix}.{key}"), value, out);
+                dotted_keys(format!("{prefix}.{key}"), value, out);
             }
         }
         Value::Array(items) => {
             for (index, value) in items.into_iter().enumerate() {
-                flatten_json(format!("{prefix}.{index}"), value, out);
+                dotted_keys(format!("{prefix}.{index}"), value, out);
             }
         }
         Value::String(text) => out.push((prefix.into(), text.into())),
@@ -187,13 +211,13 @@ impl Transform {
                 current_group = Some(group);
             }
             fields.clear();
-            let expand = config.expand_json.get(record.topic);
+            let dotted = config.dotted_json.get(record.topic);
             for (key, value) in record.fields.iter() {
-                if expand.is_some_and(|keys| keys.iter().any(|k| k == key)) {
+                if dotted.is_some_and(|keys| keys.iter().any(|k| k == key)) {
                     if let Ok(parsed @ (Value::Object(_) | Value::Array(_))) =
                         serde_json::from_str::<Value>(value)
                     {
-                        flatten_json(key.to_owned(), parsed, &mut fields);
+                        dotted_keys(key.to_owned(), parsed, &mut fields);
                         continue;
                     }
                 }
@@ -264,11 +288,11 @@ mod tests {
     }
 
     #[test]
-    fn drops_expands_filters_renames_and_adds() {
+    fn drops_dots_filters_renames_and_adds() {
         let out = transform(
             r#"
             drop = ['__topic__ == "heartbeat"', 'level == "DEBUG"']
-            expand_json = { actiontrail_audit_event = ["event"] }
+            dotted_json = { actiontrail_audit_event = ["event"] }
             rename = { source_ip = "src" }
             exclude = ["level"]
             add_fields = { env = "prod" }
@@ -298,7 +322,7 @@ mod tests {
     #[test]
     fn include_keeps_only_listed_contents_and_invalid_json_stays() {
         let out = transform(
-            "include = [\"event\"]\nexpand_json = { actiontrail_audit_event = [\"event\"] }",
+            "include = [\"event\"]\ndotted_json = { actiontrail_audit_event = [\"event\"] }",
         )
         .apply(&sample());
         assert_eq!(out.len(), 3);
@@ -308,6 +332,19 @@ mod tests {
         );
         assert!(fields(&out, 2).is_empty());
         assert_eq!(out.group_count(), 2, "groups are kept");
+    }
+
+    #[test]
+    fn the_old_name_of_dotted_json_still_works() {
+        let dotted = "dotted_json = { actiontrail_audit_event = [\"event\"] }";
+        let old = dotted.replace("dotted_json", "expand_json");
+        assert!(!toml::from_str::<TransformConfig>(&old).unwrap().is_noop());
+        let (new, old) = (
+            transform(dotted).apply(&sample()),
+            transform(&old).apply(&sample()),
+        );
+        assert_eq!(fields(&old, 0), fields(&new, 0));
+        assert_eq!(fields(&old, 0)[0].0, "event.user.name");
     }
 
     #[test]
@@ -327,7 +364,12 @@ mod tests {
             ("exclude = [\"a\", \"\"]", "transform.exclude"),
             ("rename = { a = \"\" }", "transform.rename"),
             ("add_fields = { \"\" = \"x\" }", "transform.add_fields"),
+            ("dotted_json = { topic = [\"\"] }", "transform.dotted_json"),
             ("expand_json = { topic = [\"\"] }", "transform.expand_json"),
+            (
+                "dotted_json = { a = [\"x\"] }\nexpand_json = { b = [\"y\"] }",
+                "transform.expand_json",
+            ),
         ] {
             let error = toml::from_str::<TransformConfig>(text)
                 .unwrap()

@@ -9,8 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use siem_forwarder::config::{ForwarderConfig, SinkConfig};
-use siem_forwarder::sinks::splunk_hec::config::Compression;
-use siem_forwarder::sinks::syslog::config::{Format, Protocol};
+use siem_forwarder::encoding::config::Format;
+use siem_forwarder::sinks::splunk_hec::config::HecCompression;
+use siem_forwarder::sinks::syslog::Protocol;
+use siem_forwarder::source::credentials::config::SourceCredentials;
 
 /// The example files the README, the docs and the deploy recipes point at; a missing one is a
 /// broken link.
@@ -137,7 +139,10 @@ fn cloud_examples_read_every_secret_from_the_environment() {
         })
         .unwrap();
         let source = config.source.resolve(|_| None).unwrap();
-        assert_eq!(source.access_key_secret.expose(), "real-secret", "{name}");
+        let SourceCredentials::Static(keys) = &source.credentials else {
+            panic!("{name}: static keys");
+        };
+        assert_eq!(keys.access_key_secret.expose(), "real-secret", "{name}");
     }
 }
 
@@ -173,11 +178,11 @@ fn splunk_example_compresses_and_expands_actiontrail_events() {
     let [hec] = hec_sinks(&config)[..] else {
         panic!("one splunk_hec sink expected")
     };
-    assert_eq!(hec.compression, Compression::Gzip);
+    assert_eq!(hec.compression, HecCompression::Gzip);
     assert_eq!(hec.index.as_deref(), Some("alicloud"));
     assert_eq!(hec.sourcetype.as_deref(), Some("alicloud:actiontrail"));
     assert_eq!(
-        hec.expand_json.get("actiontrail_audit_event"),
+        hec.embed_json.get("actiontrail_audit_event"),
         Some(&vec!["event".to_owned()])
     );
     assert!(!hec.ack, "indexer acknowledgement is documented as opt-in");

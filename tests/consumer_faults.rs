@@ -1,5 +1,6 @@
 //! The runtime under faults, with real forwarder processes: a SIEM that is down for 30 s,
-//! a log service that answers garbage, and one that throttles reads.
+//! a log service that answers garbage, one that throttles reads, and a process frozen past
+//! the group timeout.
 
 mod support;
 
@@ -375,4 +376,149 @@ async fn a_log_service_that_throttles_reads_still_gets_every_log_delivered() {
     assert!(forwarder.running(), "never a crash");
     let (code, _) = forwarder.terminate(Duration::from_secs(20)).await;
     assert_eq!(code, Some(0));
+}
+
+/// The event ids [`put_audit_logs`] writes with `count` logs in groups of `group_size` and
+/// `seed`.
+fn audit_log_ids(count: usize, group_size: usize, seed: u64) -> Vec<String> {
+    let mut generator = siem_forwarder::local_server::generator::AuditLogGenerator::new(seed);
+    let mut ids = Vec::new();
+    while ids.len() < count {
+        let group = generator.group(group_size.min(count - ids.len()), 1_700_000_000);
+        for log in group.logs {
+            let id = log.contents.iter().find(|(key, _)| key == "event_id");
+            ids.push(id.expect("audit logs carry event_id").1.clone());
+        }
+    }
+    ids
+}
+
+#[tokio::test]
+async fn a_process_frozen_past_the_group_timeout_delivers_nothing_it_pulls_after_waking() {
+    const LOGS_PER_WRITE: usize = 40;
+    let server = TestServer::start(&[("audit", 4)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut frozen = Forwarder::spawn(
+        &server,
+        dir.path(),
+        "audit",
+        &fast_consumer("g", "frozen"),
+        "",
+    );
+    let mut taker = Forwarder::spawn(
+        &server,
+        dir.path(),
+        "audit",
+        &fast_consumer("g", "taker"),
+        "",
+    );
+    wait_until("two shards each", Duration::from_secs(60), || {
+        let held = (frozen.assigned().len(), taker.assigned().len());
+        async move { held == (2, 2) }
+    })
+    .await;
+
+    // A steady trickle over all four shards, each write tagged with when it started and ended.
+    let writes = Arc::new(Mutex::new(Vec::<(u64, Instant, Instant)>::new()));
+    let writing = CancellationToken::new();
+    let writer = tokio::spawn({
+        let (client, writes, writing) = (server.client(), writes.clone(), writing.clone());
+        async move {
+            let mut seed = 1_000;
+            while !writing.is_cancelled() {
+                let started = Instant::now();
+                put_audit_logs(&client, "audit", LOGS_PER_WRITE, LOGS_PER_WRITE / 4, seed).await;
+                writes.lock().unwrap().push((seed, started, Instant::now()));
+                seed += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    });
+    wait_until(
+        "the frozen-to-be process to deliver",
+        Duration::from_secs(30),
+        || {
+            let delivered = frozen.delivered().len();
+            async move { delivered > 0 }
+        },
+    )
+    .await;
+
+    frozen.freeze().await;
+    let froze = Instant::now();
+    wait_until(
+        "the other process to take every shard",
+        Duration::from_secs(60),
+        || {
+            let held = taker.assigned().len();
+            async move { held == 4 }
+        },
+    )
+    .await;
+    // Frozen for 12 s (3 group timeouts), while the other process delivers its shards.
+    tokio::time::sleep(Duration::from_secs(12).saturating_sub(froze.elapsed())).await;
+    let thawing = Instant::now();
+    frozen.thaw().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    writing.cancel();
+    writer.await.unwrap();
+
+    let written: Vec<(u64, Instant, Instant)> = writes.lock().unwrap().clone();
+    let all_ids: HashSet<String> = written
+        .iter()
+        .flat_map(|(seed, _, _)| audit_log_ids(LOGS_PER_WRITE, LOGS_PER_WRITE / 4, *seed))
+        .collect();
+    // Logs written while the process was frozen: it cannot have pulled them before.
+    let while_frozen: HashSet<String> = written
+        .iter()
+        .filter(|(_, started, ended)| *started > froze && *ended < thawing)
+        .flat_map(|(seed, _, _)| audit_log_ids(LOGS_PER_WRITE, LOGS_PER_WRITE / 4, *seed))
+        .collect();
+    assert!(
+        while_frozen.len() >= 1_000,
+        "{} logs written while frozen",
+        while_frozen.len()
+    );
+    wait_until("every log delivered", Duration::from_secs(120), || {
+        let mut delivered: HashSet<String> = frozen.delivered().iter().map(event_id).collect();
+        delivered.extend(taker.delivered().iter().map(event_id));
+        let complete = all_ids.is_subset(&delivered);
+        async move { complete }
+    })
+    .await;
+    // Let the woken process settle (it may have pulled, and be dropping, stale batches).
+    wait_until(
+        "the woken process to learn that it was evicted",
+        Duration::from_secs(60),
+        || {
+            let evicted = frozen.logged("the log service no longer knows this consumer (it timed out); dropping every shard and joining again")
+                || frozen.logged("no successful heartbeat within the group timeout; considering this consumer evicted and releasing its shards");
+            async move { evicted }
+        },
+    )
+    .await;
+    let from_frozen: Vec<String> = frozen.delivered().iter().map(event_id).collect();
+    let from_taker: HashSet<String> = taker.delivered().iter().map(event_id).collect();
+    let duplicated: Vec<&String> = from_frozen
+        .iter()
+        .filter(|id| from_taker.contains(*id))
+        .collect();
+    let stale: Vec<&&String> = duplicated
+        .iter()
+        .filter(|id| while_frozen.contains(**id))
+        .collect();
+    eprintln!(
+        "{} logs delivered twice, {} of them written while the process was frozen",
+        duplicated.len(),
+        stale.len()
+    );
+    assert!(
+        stale.is_empty(),
+        "the woken process delivered {} logs it pulled after the group timeout, which the other process had delivered",
+        stale.len()
+    );
+    for forwarder in [&mut frozen, &mut taker] {
+        let (code, _) = forwarder.terminate(Duration::from_secs(30)).await;
+        assert_eq!(code, Some(0));
+    }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 
 use siem_forwarder::local_server::store::unix_now;
+use siem_forwarder::local_server::DeniedAction;
 use support::forwarder::{
     all_held_since, consumer_with_timeout, event_id, fast_consumer, Forwarder, DRAIN_TIMEOUT_SECS,
 };
@@ -492,4 +493,76 @@ async fn one_process_consumes_several_logstores() {
         let checkpoints = client.get_checkpoints(logstore, "g").await.unwrap();
         assert!(!checkpoints.is_empty(), "{logstore} has the group");
     }
+}
+
+#[tokio::test]
+async fn credentials_denied_listing_and_updating_groups_still_join_an_existing_group() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let mut server = TestServer::start(&[("audit", 2)]).await;
+    let client = server.client();
+    // An administrator created the group, with another timeout than the forwarder's.
+    client
+        .create_consumer_group("audit", "g", 60, false)
+        .await
+        .unwrap();
+    server.denied_actions = vec![
+        DeniedAction::ListConsumerGroup,
+        DeniedAction::UpdateConsumerGroup,
+    ];
+    server.restart().await;
+    put_audit_logs(&client, "audit", 1_000, 250, 31).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut forwarder = Forwarder::spawn(
+        &server,
+        dir.path(),
+        "audit",
+        &fast_consumer("g", "least"),
+        "",
+    );
+    wait_until("every log delivered", Duration::from_secs(60), || {
+        let delivered = delivery_counts(&[&forwarder]).len();
+        async move { delivered >= 1_000 }
+    })
+    .await;
+    let warning = forwarder
+        .logged_line(
+            "not allowed to list consumer groups; going on without checking the group's timeout and order",
+            "level",
+            "WARN",
+        )
+        .expect("the denial is a warning");
+    assert!(
+        warning["error"].as_str().is_some_and(
+            |error| error.contains("denied by sts or ram, action: log:ListConsumerGroup")
+        ),
+        "{warning}"
+    );
+    let (code, _) = forwarder.terminate(Duration::from_secs(20)).await;
+    assert_eq!(code, Some(0));
+}
+
+#[tokio::test]
+async fn a_missing_group_that_may_not_be_created_stops_the_forwarder() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let mut server = TestServer::start(&[("audit", 2)]).await;
+    server.denied_actions = vec![DeniedAction::CreateConsumerGroup];
+    server.restart().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut forwarder = Forwarder::spawn(
+        &server,
+        dir.path(),
+        "audit",
+        &fast_consumer("g", "denied"),
+        "",
+    );
+    wait_until("the forwarder to give up", Duration::from_secs(30), || {
+        let running = forwarder.running();
+        async move { !running }
+    })
+    .await;
+    let log = std::fs::read_to_string(&forwarder.log).unwrap();
+    assert!(
+        log.contains("cannot join consumer group `g`") && log.contains("log:CreateConsumerGroup"),
+        "{log}"
+    );
 }

@@ -98,9 +98,12 @@ fn configmap_secrets_are_exactly_the_deployment_secret_variables() {
         referenced.iter().all(|variable| !variable.contains(":-")),
         "secrets in the ConfigMap must have no placeholder default: {referenced:?}"
     );
-    assert_eq!(referenced, deployment_secret_variables());
+    let mut expected = deployment_secret_variables();
+    expected.push("POD_NAME".into());
+    expected.sort();
+    assert_eq!(referenced, expected, "the Secret's keys and the pod name");
     let example = read("deploy/kubernetes/secret.example.yaml");
-    for variable in &referenced {
+    for variable in referenced.iter().filter(|variable| *variable != "POD_NAME") {
         assert_eq!(values(&example, variable, ':').len(), 1, "{variable}");
     }
     let kustomization = read("deploy/kubernetes/kustomization.yaml");
@@ -189,10 +192,34 @@ fn systemd_unit_validates_first_and_outwaits_the_drain() {
     assert_eq!(value(&text, "ProtectSystem", '='), "strict");
     assert_eq!(value(&text, "CapabilityBoundingSet", '='), "");
     assert_eq!(
-        value(&text, "ReadWritePaths", '='),
-        value(&text, "WorkingDirectory", '='),
-        "the working directory (relative paths, dead letters) is the only writable path"
+        values(&text, "ReadWritePaths", '='),
+        [value(&text, "WorkingDirectory", '='), "-/run/lock"],
+        "the working directory (relative paths, dead letters) and the consumer-name locks are the only writable paths"
     );
+}
+
+#[test]
+fn every_recipe_gives_the_consumer_a_stable_name_unique_on_its_host() {
+    // Kubernetes: the pod name, from the downward API.
+    let config =
+        ForwarderConfig::parse(&configmap_config(), |name| Some(format!("value-of-{name}")))
+            .unwrap();
+    assert_eq!(config.consumer.name.as_deref(), Some("value-of-POD_NAME"));
+    let deployment = read("deploy/kubernetes/deployment.yaml");
+    assert!(
+        deployment.contains(
+            "- name: POD_NAME\n              valueFrom:\n                fieldRef:\n                  fieldPath: metadata.name"
+        ),
+        "POD_NAME comes from the pod's own name"
+    );
+    // systemd: the default name's slot lock in the host's /run/lock, else the unit's runtime
+    // directory.
+    let unit = read("deploy/systemd/siem-forwarder.service");
+    assert_eq!(value(&unit, "RuntimeDirectory", '='), "siem-forwarder");
+    assert!(values(&unit, "ReadWritePaths", '=').contains(&"-/run/lock"));
+    // Docker: a writable /run/lock for the default name's slot lock.
+    let dockerfile = read("deploy/docker/Dockerfile");
+    assert!(dockerfile.contains("install -d -m 1777 /run/lock"));
 }
 
 #[test]

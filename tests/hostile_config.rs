@@ -268,6 +268,62 @@ const BAD_VALUES: &[Bad] = &[
         "endpoint = \"local\"\nlocal = { generate = 99999999 }",
         "source.local.generate",
     ),
+    // [source.credentials]
+    bad(
+        Source,
+        "credentials = { provider = \"environment\" }",
+        "source.credentials",
+    ),
+    bad(
+        Source,
+        "access_key_id = \"\"\naccess_key_secret = \"\"\ncredentials = { provider = \"vault\" }",
+        "source.credentials",
+    ),
+    bad(
+        Source,
+        "access_key_id = \"\"\naccess_key_secret = \"\"\n\
+         credentials = { provider = \"ecs_ram_role\", role_name = \"../admin\" }",
+        "source.credentials.role_name",
+    ),
+    bad(
+        Source,
+        "access_key_id = \"\"\naccess_key_secret = \"\"\n\
+         credentials = { provider = \"ecs_ram_role\", metadata_endpoint = \"ftp://x\" }",
+        "source.credentials.metadata_endpoint",
+    ),
+    bad(
+        Source,
+        "access_key_id = \"\"\naccess_key_secret = \"\"\n\
+         credentials = { provider = \"oidc_role_arn\", oidc_token_file = \"/t\" }",
+        "source.credentials.role_arn",
+    ),
+    bad(
+        Source,
+        "access_key_id = \"\"\naccess_key_secret = \"\"\n\
+         credentials = { provider = \"oidc_role_arn\", role_arn = \"acs:ram::1:role/r\", \
+         oidc_provider_arn = \"acs:ram::1:oidc-provider/p\", oidc_token_file = \"/t\", \
+         duration_seconds = 60 }",
+        "source.credentials.duration_seconds",
+    ),
+    bad(
+        Source,
+        "access_key_id = \"\"\naccess_key_secret = \"\"\n\
+         credentials = { provider = \"file\", path = \"\" }",
+        "source.credentials.path",
+    ),
+    bad(
+        Source,
+        "access_key_id = \"\"\naccess_key_secret = \"\"\n\
+         credentials = { provider = \"static\", access_key_id = \"i\", \
+         access_key_secret = \"s\", security_token = \"to ken\" }",
+        "source.credentials.security_token",
+    ),
+    bad(
+        Source,
+        "endpoint = \"local\"\naccess_key_id = \"\"\naccess_key_secret = \"\"\n\
+         credentials = { provider = \"environment\" }",
+        "source.credentials.provider",
+    ),
     // [[sinks]] type = "syslog"
     bad(
         Syslog,
@@ -453,6 +509,8 @@ fn values_at_the_edges_of_their_ranges_are_accepted() {
         (Source, &long_logstore),
         (Source, "endpoint = \"https://cn-hangzhou.log.aliyuncs.com/\"\nsecurity_token = \"CAIS+/=token\""),
         (Source, "endpoint = \"local\"\nlocal = { shards = 256, generate = 0 }"),
+        (Source, "access_key_id = \"\"\naccess_key_secret = \"\"\ncredentials = { provider = \"oidc_role_arn\", role_arn = \"acs:ram::1:role/r\", oidc_provider_arn = \"acs:ram::1:oidc-provider/p\", oidc_token_file = \"/t\", duration_seconds = 43200, role_session_name = \"ab\" }"),
+        (Source, "access_key_id = \"\"\naccess_key_secret = \"\"\ncredentials = { provider = \"ecs_ram_role\", role_name = \"a\", metadata_endpoint = \"100.100.100.200:80\" }"),
         (Syslog, "connect_timeout = \"100ms\"\nwrite_timeout = \"1s\"\nretry_initial = \"10ms\"\nretry_max = \"10ms\""),
         (Syslog, "connect_timeout = \"5m\"\nwrite_timeout = \"10m\"\nretry_initial = \"5m\"\nretry_max = \"1h\""),
         (Syslog, "protocol = \"udp\"\nmax_datagram = 480"),

@@ -13,9 +13,10 @@ use serde_json::Value;
 use siem_forwarder::local_server::generator::AuditLogGenerator;
 use siem_forwarder::source::api::cursor::CursorFrom;
 use siem_forwarder::source::api::put_logs::PutTarget;
+use siem_forwarder::source::auth::Signing;
 use support::{
-    poll_until, sdk_proxy_env, sdk_python, wait_until, TestServer, AK_ID, AK_SECRET, PROJECT,
-    REGION,
+    metadata_credentials, poll_until, sdk_proxy_env, sdk_python, wait_until, Temporary, TestServer,
+    AK_ID, AK_SECRET, PROJECT, REGION,
 };
 use tokio::process::Command;
 
@@ -47,6 +48,18 @@ async fn sdk_client_output(
     logstore: &str,
     args: &[&str],
 ) -> std::process::Output {
+    let credentials = ["--access-key-id", AK_ID, "--access-key-secret", AK_SECRET];
+    sdk_client_output_as(server, logstore, args, &credentials).await
+}
+
+/// Runs `sdk_client.py` signing with `credentials` (its `--access-key-*` and
+/// `--security-token` arguments).
+async fn sdk_client_output_as(
+    server: &TestServer,
+    logstore: &str,
+    args: &[&str],
+    credentials: &[&str],
+) -> std::process::Output {
     let (endpoint, env) = sdk_proxy_env(server);
     Command::new(sdk_python())
         .arg(script("sdk_client.py"))
@@ -59,7 +72,7 @@ async fn sdk_client_output(
             "--logstore",
             logstore,
         ])
-        .args(["--access-key-id", AK_ID, "--access-key-secret", AK_SECRET])
+        .args(credentials)
         .envs(env)
         .output()
         .await
@@ -100,6 +113,84 @@ async fn python_sdk_with_signature_v4_puts_lists_seeks_and_pulls() {
             end, "MQ==",
             "shard {shard} holds only the first run's group"
         );
+    }
+}
+
+/// The SDK's `sdk_client.py` arguments signing with temporary credentials.
+fn temporary_args(temporary: &Temporary) -> [&str; 6] {
+    [
+        "--access-key-id",
+        &temporary.id,
+        "--access-key-secret",
+        &temporary.secret,
+        "--security-token",
+        &temporary.token,
+    ]
+}
+
+#[tokio::test]
+async fn python_sdk_with_temporary_credentials_works_until_they_expire() {
+    const ROLE: &str = "ForwarderRole";
+    const TTL: Duration = Duration::from_secs(15);
+    let server = TestServer::start_with_sts(&[("sdk", 2), ("sdk4", 2)], ROLE, TTL).await;
+    let endpoint = server.endpoint();
+    // Taken first, used once they have expired.
+    let expiring = metadata_credentials(&endpoint, ROLE).await;
+
+    // Fresh credentials for each run, so a slow run stays well within their lifetime.
+    let v1 = metadata_credentials(&endpoint, ROLE).await;
+    let output = sdk_client_output_as(&server, "sdk", &["basic"], &temporary_args(&v1)).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "v1 with a security token: {stderr}"
+    );
+    assert_basic_result(&serde_json::from_slice(&output.stdout).unwrap());
+
+    let v4 = metadata_credentials(&endpoint, ROLE).await;
+    let mut args = vec!["basic"];
+    args.extend(v4_args(REGION));
+    let output = sdk_client_output_as(&server, "sdk4", &args, &temporary_args(&v4)).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "v4 with a security token: {stderr}"
+    );
+    assert_basic_result(&serde_json::from_slice(&output.stdout).unwrap());
+
+    let probe = expiring.client(&endpoint, Signing::V1);
+    wait_until(
+        "the first credentials to expire",
+        TTL + Duration::from_secs(60),
+        || {
+            let probe = &probe;
+            async move { probe.list_shards("sdk").await.is_err() }
+        },
+    )
+    .await;
+    for (logstore, extra) in [("sdk", &[][..]), ("sdk4", &v4_args(REGION)[..])] {
+        let mut args = vec!["basic"];
+        args.extend(extra);
+        let output =
+            sdk_client_output_as(&server, logstore, &args, &temporary_args(&expiring)).await;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            !output.status.success() && stderr.contains("SecurityTokenExpired"),
+            "{logstore}: expired credentials must be refused: {stderr}"
+        );
+    }
+    let client = server.client();
+    for logstore in ["sdk", "sdk4"] {
+        for shard in [0, 1] {
+            let end = client
+                .get_cursor(logstore, shard, CursorFrom::End)
+                .await
+                .unwrap();
+            assert_eq!(
+                end, "MQ==",
+                "{logstore}/{shard}: nothing written after expiry"
+            );
+        }
     }
 }
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 use hec_server::{HecServer, HecServerOptions, IndexedEvent};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use serde_json::json;
 use siem_forwarder::model::{AckReceiver, DeliveryStatus, RecordsBuilder};
 use siem_forwarder::sinks::splunk_hec::SplunkHecSinkConfig;
 use siem_forwarder::sinks::{Sink, SinkBatch, SinkError};
@@ -35,7 +36,7 @@ fn config(server: &HecServer, extra: &str) -> SplunkHecSinkConfig {
         sourcetype = "alicloud:actiontrail"
         compression = "gzip"
         batch = {{ max_events = 500, max_bytes = "256KiB", timeout = "50ms" }}
-        expand_json = {{ {AUDIT_TOPIC} = ["event"] }}
+        embed_json = {{ {AUDIT_TOPIC} = ["event"] }}
         indexed_fields = ["__tag__:region", "action"]
         retry_initial_backoff = "50ms"
         retry_max_backoff = "1s"
@@ -124,6 +125,19 @@ impl Running {
             .expect("sink running");
     }
 
+    /// Sends every batch, returning their ack receivers in order.
+    async fn send_all(
+        &self,
+        batches: impl IntoIterator<Item = (SinkBatch, AckReceiver)>,
+    ) -> Vec<AckReceiver> {
+        let mut receivers = Vec::new();
+        for (batch, receiver) in batches {
+            self.send(batch).await;
+            receivers.push(receiver);
+        }
+        receivers
+    }
+
     /// Batches sent but not yet taken by the sink.
     fn queued(&self) -> usize {
         let input = self.input.as_ref().expect("input open");
@@ -143,6 +157,50 @@ impl Running {
 impl Drop for Running {
     fn drop(&mut self) {
         self.shutdown.cancel();
+    }
+}
+
+/// A collector with indexer acknowledgement: it hands out `ackId`s.
+async fn ack_server() -> HecServer {
+    HecServer::start(HecServerOptions {
+        ack: true,
+        ..HecServerOptions::default()
+    })
+    .await
+}
+
+/// The health check of a sink built from `config` as `name`.
+async fn healthcheck(config: &SplunkHecSinkConfig, name: &str) -> Result<(), SinkError> {
+    config.build(name).expect("sink builds").healthcheck().await
+}
+
+/// A dead-letter file in a directory of its own.
+struct DeadLetters {
+    path: std::path::PathBuf,
+    _directory: tempfile::TempDir,
+}
+
+impl DeadLetters {
+    fn new() -> Self {
+        let directory = tempfile::tempdir().unwrap();
+        Self {
+            path: directory.path().join("dead.jsonl"),
+            _directory: directory,
+        }
+    }
+
+    /// The sink setting that writes to this file.
+    fn setting(&self) -> String {
+        format!("dead_letter_path = {:?}", self.path.display().to_string())
+    }
+
+    /// The letters written so far.
+    fn read(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.path)
+            .expect("dead-letter file")
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("a JSON letter"))
+            .collect()
     }
 }
 
@@ -198,15 +256,14 @@ async fn clean_run_indexes_20000_logs_exactly_once_with_exact_time_and_fields() 
     let server = HecServer::start(HecServerOptions::default()).await;
     let config = config(&server, "");
     let running = Running::start(&config, "hec-clean");
-    let mut receivers = Vec::new();
     // Batches of 400 in requests of at most 500: most requests carry parts of two batches
     // from different shards.
-    for index in 0..50u32 {
-        let shard = index % 4;
-        let (batch, receiver) = audit_batch(shard, u64::from(index / 4), index * 400, 400, None);
-        running.send(batch).await;
-        receivers.push(receiver);
-    }
+    let receivers = running
+        .send_all(
+            (0..50u32)
+                .map(|index| audit_batch(index % 4, u64::from(index / 4), index * 400, 400, None)),
+        )
+        .await;
     all_delivered(receivers, Duration::from_secs(60)).await;
     let sink_channel = running.channel.clone();
     running.finish().await;
@@ -218,19 +275,22 @@ async fn clean_run_indexes_20000_logs_exactly_once_with_exact_time_and_fields() 
     for (&n, event) in &indexed {
         let time_key = format!("{{\"time\":{},", expected_time(n));
         assert!(event.raw.starts_with(&time_key), "{n}: {}", event.raw);
-        let value = &event.value;
         let shard = (n / 400) % 4;
-        assert_eq!(value["index"], "alicloud");
-        assert_eq!(value["sourcetype"], "alicloud:actiontrail");
-        assert_eq!(value["host"], format!("10.0.0.{shard}"));
-        assert_eq!(value["fields"]["__tag__:region"], "cn-hangzhou");
-        assert_eq!(value["fields"]["action"], "login");
-        assert_eq!(value["event"]["__time__"], BASE_TIME + n);
-        assert_eq!(value["event"]["__topic__"], AUDIT_TOPIC);
-        let audit = &value["event"]["event"];
-        assert!(audit.is_object(), "expanded event is an object: {audit}");
-        assert_eq!(audit["eventId"], n.to_string());
-        assert_eq!(audit["userIdentity"]["userName"], "alice");
+        let expected = [
+            ("/index", json!("alicloud")),
+            ("/sourcetype", json!("alicloud:actiontrail")),
+            ("/host", json!(format!("10.0.0.{shard}"))),
+            ("/fields/__tag__:region", json!("cn-hangzhou")),
+            ("/fields/action", json!("login")),
+            ("/event/__time__", json!(BASE_TIME + n)),
+            ("/event/__topic__", json!(AUDIT_TOPIC)),
+            // `event` was embedded as an object, not sent as a string.
+            ("/event/event/eventId", json!(n.to_string())),
+            ("/event/event/userIdentity/userName", json!("alice")),
+        ];
+        for (pointer, value) in expected {
+            assert_eq!(event.value.pointer(pointer), Some(&value), "{n}: {pointer}");
+        }
     }
     let requests = server.count(|c| &c.data_requests);
     assert!(requests >= 40, "batched into requests of at most 500");
@@ -252,12 +312,12 @@ async fn busy_collector_for_20_seconds_loses_nothing_and_acks_wait() {
     let server = HecServer::start(HecServerOptions::default()).await;
     server.set_busy(true);
     let running = Running::start(&config(&server, ""), "hec-busy");
-    let mut receivers = Vec::new();
-    for index in 0..10u32 {
-        let (batch, receiver) = audit_batch(index % 2, u64::from(index), index * 100, 100, None);
-        running.send(batch).await;
-        receivers.push(receiver);
-    }
+    let mut receivers = running
+        .send_all(
+            (0..10u32)
+                .map(|index| audit_batch(index % 2, u64::from(index), index * 100, 100, None)),
+        )
+        .await;
     let busy_until = Instant::now() + Duration::from_secs(20);
     while Instant::now() < busy_until {
         assert!(none_settled(&mut receivers), "no ack while busy");
@@ -278,15 +338,8 @@ async fn busy_collector_for_20_seconds_loses_nothing_and_acks_wait() {
 async fn bad_event_is_dead_lettered_and_the_others_indexed_once() {
     let server = HecServer::start(HecServerOptions::default()).await;
     server.set_reject_marker(Some("POISON"));
-    let directory = tempfile::tempdir().unwrap();
-    let dead_letters = directory.path().join("dead.jsonl");
-    let config = config(
-        &server,
-        &format!(
-            "dead_letter_path = {:?}",
-            dead_letters.display().to_string()
-        ),
-    );
+    let dead_letters = DeadLetters::new();
+    let config = config(&server, &dead_letters.setting());
     let running = Running::start(&config, "hec-bad-event");
     let (first, first_ack) = audit_batch(0, 0, 0, 50, Some(17));
     let (second, second_ack) = audit_batch(1, 0, 50, 50, None);
@@ -299,11 +352,7 @@ async fn bad_event_is_dead_lettered_and_the_others_indexed_once() {
     let indexed = by_id(&events);
     let expected: BTreeSet<u32> = (0..100).filter(|&n| n != 17).collect();
     assert_eq!(indexed.keys().copied().collect::<BTreeSet<_>>(), expected);
-    let text = std::fs::read_to_string(&dead_letters).expect("dead-letter file");
-    let letters: Vec<serde_json::Value> = text
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect();
+    let letters = dead_letters.read();
     assert_eq!(letters.len(), 1);
     let letter = &letters[0];
     assert_eq!(letter["code"], 6);
@@ -326,20 +375,14 @@ async fn refused_token_pauses_the_sink_until_the_token_is_accepted_again() {
     let server = HecServer::start(HecServerOptions::default()).await;
     server.set_token_accepted(false);
     let config = config(&server, "");
-    let refused = config
-        .build("hec-token-probe")
-        .unwrap()
-        .healthcheck()
+    let refused = healthcheck(&config, "hec-token-probe")
         .await
         .expect_err("the health check reports the refused token");
     assert!(matches!(refused, SinkError::Rejected(_)), "{refused}");
     let running = Running::start(&config, "hec-token");
-    let mut receivers = Vec::new();
-    for index in 0..3u32 {
-        let (batch, receiver) = audit_batch(index, 0, index * 100, 100, None);
-        running.send(batch).await;
-        receivers.push(receiver);
-    }
+    let mut receivers = running
+        .send_all((0..3u32).map(|index| audit_batch(index, 0, index * 100, 100, None)))
+        .await;
     eventually("unhealthy sink", Duration::from_secs(10), || {
         matches!(health().get("sink:hec-token"), Some(HealthState::Unhealthy(reason)) if reason.contains("Invalid token"))
     })
@@ -360,11 +403,7 @@ async fn refused_token_pauses_the_sink_until_the_token_is_accepted_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn withheld_ack_is_resent_after_the_timeout_and_settles_only_after_the_ack() {
-    let server = HecServer::start(HecServerOptions {
-        ack: true,
-        ..HecServerOptions::default()
-    })
-    .await;
+    let server = ack_server().await;
     server.set_withhold_acks(true);
     let config = config(&server, "ack = true\nack_timeout = \"500ms\"");
     let running = Running::start(&config, "hec-ack");
@@ -385,10 +424,7 @@ async fn withheld_ack_is_resent_after_the_timeout_and_settles_only_after_the_ack
     assert!(server.event_count() >= 20, "the request was sent again");
 
     server.set_withhold_acks(false);
-    let outcome = tokio::time::timeout(Duration::from_secs(10), receiver)
-        .await
-        .expect("settles after the ack");
-    assert_eq!(outcome, DeliveryStatus::Delivered);
+    all_delivered(vec![receiver], Duration::from_secs(10)).await;
     assert!(server.count(|c| &c.ack_ids_released) >= 1);
     running.finish().await;
     let events = server.events();
@@ -411,14 +447,10 @@ async fn oversized_requests_are_split_and_oversized_events_dead_lettered() {
         ..HecServerOptions::default()
     })
     .await;
-    let directory = tempfile::tempdir().unwrap();
-    let dead_letters = directory.path().join("dead.jsonl");
+    let dead_letters = DeadLetters::new();
     let config = config(
         &server,
-        &format!(
-            "dead_letter_path = {:?}\nmax_event_bytes = 8000",
-            dead_letters.display().to_string()
-        ),
+        &format!("{}\nmax_event_bytes = 8000", dead_letters.setting()),
     );
     let running = Running::start(&config, "hec-413");
     let (batch, receiver) = audit_batch(0, 0, 0, 40, None);
@@ -445,11 +477,7 @@ async fn oversized_requests_are_split_and_oversized_events_dead_lettered() {
     );
     let too_large = server.count(|c| &c.too_large);
     assert!(too_large >= 2, "split after 413: {too_large}");
-    let text = std::fs::read_to_string(&dead_letters).expect("dead-letter file");
-    let mut letters: Vec<serde_json::Value> = text
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect();
+    let mut letters = dead_letters.read();
     letters.sort_by_key(|letter| letter["shard"].as_str().unwrap_or_default().to_owned());
     assert_eq!(letters.len(), 2);
     assert_eq!(letters[0]["shard"], "actiontrail/8");
@@ -538,9 +566,7 @@ async fn https_with_a_ca_file_works_and_an_untrusted_certificate_is_refused() {
         )
     };
     let good = config(&server, &tls_line(&trusted));
-    good.build("hec-tls")
-        .unwrap()
-        .healthcheck()
+    healthcheck(&good, "hec-tls")
         .await
         .expect("trusted certificate passes the health check");
     let running = Running::start(&good, "hec-tls");
@@ -560,26 +586,20 @@ async fn https_with_a_ca_file_works_and_an_untrusted_certificate_is_refused() {
             trusted.display().to_string()
         ),
     );
-    by_address
-        .build("hec-tls-sni")
-        .unwrap()
-        .healthcheck()
+    healthcheck(&by_address, "hec-tls-sni")
         .await
         .expect("server_name is verified instead of the address");
 
     // Verification turned off by configuration accepts the certificate whoever signed it.
-    config(&server, "tls = { verify = false }")
-        .build("hec-tls-unverified")
-        .unwrap()
-        .healthcheck()
-        .await
-        .expect("verify = false skips the certificate check");
+    healthcheck(
+        &config(&server, "tls = { verify = false }"),
+        "hec-tls-unverified",
+    )
+    .await
+    .expect("verify = false skips the certificate check");
 
     let bad = config(&server, &tls_line(&untrusted));
-    let error = bad
-        .build("hec-tls-untrusted")
-        .unwrap()
-        .healthcheck()
+    let error = healthcheck(&bad, "hec-tls-untrusted")
         .await
         .expect_err("untrusted certificate is refused");
     let message = error.to_string();
@@ -633,11 +653,7 @@ async fn shutdown_leaves_unconfirmed_batches_unacknowledged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ack_ids_are_awaited_even_when_ack_is_not_configured() {
-    let server = HecServer::start(HecServerOptions {
-        ack: true,
-        ..HecServerOptions::default()
-    })
-    .await;
+    let server = ack_server().await;
     server.set_withhold_acks(true);
     let running = Running::start(&config(&server, "ack = false"), "hec-ack-detect");
     let (batch, mut receiver) = audit_batch(0, 0, 0, 10, None);
@@ -659,32 +675,22 @@ async fn ack_ids_are_awaited_even_when_ack_is_not_configured() {
         "waits for the ackId it was given"
     );
     server.set_withhold_acks(false);
-    let outcome = tokio::time::timeout(Duration::from_secs(10), receiver)
-        .await
-        .expect("settles after the ack");
-    assert_eq!(outcome, DeliveryStatus::Delivered);
+    all_delivered(vec![receiver], Duration::from_secs(10)).await;
     running.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pending_acks_are_bounded_and_hold_back_further_requests() {
-    let server = HecServer::start(HecServerOptions {
-        ack: true,
-        ..HecServerOptions::default()
-    })
-    .await;
+    let server = ack_server().await;
     server.set_withhold_acks(true);
     let config = config(
         &server,
         "ack = true\nmax_pending_acks = 1\nmax_in_flight = 1\nbatch = { max_events = 10 }",
     );
     let running = Running::start(&config, "hec-ack-bound");
-    let mut receivers = Vec::new();
-    for index in 0..3u32 {
-        let (batch, receiver) = audit_batch(0, u64::from(index), index * 10, 10, None);
-        running.send(batch).await;
-        receivers.push(receiver);
-    }
+    let mut receivers = running
+        .send_all((0..3u32).map(|index| audit_batch(0, u64::from(index), index * 10, 10, None)))
+        .await;
     let requests = || server.count(|c| &c.data_requests);
     eventually("the first request", Duration::from_secs(10), || {
         requests() == 1
@@ -713,12 +719,9 @@ async fn queue_nearly_full_answers_count_as_success() {
     server.set_nearly_full(true);
     let config = config(&server, "batch = { max_events = 10 }");
     let running = Running::start(&config, "hec-nearly-full");
-    let mut receivers = Vec::new();
-    for index in 0..5u32 {
-        let (batch, receiver) = audit_batch(0, u64::from(index), index * 10, 10, None);
-        running.send(batch).await;
-        receivers.push(receiver);
-    }
+    let receivers = running
+        .send_all((0..5u32).map(|index| audit_batch(0, u64::from(index), index * 10, 10, None)))
+        .await;
     all_delivered(receivers, Duration::from_secs(10)).await;
     running.finish().await;
     assert_eq!(by_id(&server.events()).len(), 50);
@@ -730,19 +733,14 @@ async fn queue_nearly_full_answers_count_as_success() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resend_after_an_ack_timeout_that_meets_a_data_error_is_split() {
-    let server = HecServer::start(HecServerOptions {
-        ack: true,
-        ..HecServerOptions::default()
-    })
-    .await;
+    let server = ack_server().await;
     server.set_withhold_acks(true);
-    let directory = tempfile::tempdir().unwrap();
-    let dead_letters = directory.path().join("dead.jsonl");
+    let dead_letters = DeadLetters::new();
     let config = config(
         &server,
         &format!(
-            "ack = true\nack_timeout = \"500ms\"\ndead_letter_path = {:?}",
-            dead_letters.display().to_string()
+            "ack = true\nack_timeout = \"500ms\"\n{}",
+            dead_letters.setting()
         ),
     );
     let running = Running::start(&config, "hec-ack-resend-split");
@@ -770,14 +768,11 @@ async fn resend_after_an_ack_timeout_that_meets_a_data_error_is_split() {
         "the rest still awaits its ack"
     );
     server.set_withhold_acks(false);
-    let outcome = tokio::time::timeout(Duration::from_secs(10), receiver)
-        .await
-        .expect("settles after the ack");
-    assert_eq!(outcome, DeliveryStatus::Delivered);
+    all_delivered(vec![receiver], Duration::from_secs(10)).await;
     running.finish().await;
-    let text = std::fs::read_to_string(&dead_letters).expect("dead-letter file");
-    assert_eq!(text.lines().count(), 1);
-    assert!(text.contains("POISON"));
+    let letters = dead_letters.read();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0]["event"]["event"]["id"], "5");
     let ids: BTreeSet<String> = server
         .events()
         .iter()
@@ -813,12 +808,7 @@ async fn https_with_a_client_certificate_when_the_collector_requires_one() {
         &format!("tls = {{ ca_file = {:?} }}", ca_file.display().to_string()),
     );
     assert!(
-        without
-            .build("hec-mtls-missing")
-            .unwrap()
-            .healthcheck()
-            .await
-            .is_err(),
+        healthcheck(&without, "hec-mtls-missing").await.is_err(),
         "the collector refuses a client without a certificate"
     );
     let with = config(
@@ -840,11 +830,7 @@ async fn https_with_a_client_certificate_when_the_collector_requires_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ack_endpoint_404_from_a_load_balancer_never_confirms_pending_batches() {
-    let server = HecServer::start(HecServerOptions {
-        ack: true,
-        ..HecServerOptions::default()
-    })
-    .await;
+    let server = ack_server().await;
     server.set_ack_unavailable(true);
     let running = Running::start(&config(&server, "ack = true"), "hec-ack-404");
     let (batch, mut receiver) = audit_batch(0, 0, 0, 10, None);
@@ -869,10 +855,7 @@ async fn ack_endpoint_404_from_a_load_balancer_never_confirms_pending_batches() 
     assert!(counter(&metrics().sink_failed_requests, "hec-ack-404") >= 3);
 
     server.set_ack_unavailable(false);
-    let outcome = tokio::time::timeout(Duration::from_secs(10), receiver)
-        .await
-        .expect("settles once the collector answers again");
-    assert_eq!(outcome, DeliveryStatus::Delivered);
+    all_delivered(vec![receiver], Duration::from_secs(10)).await;
     assert!(
         server.count(|c| &c.ack_ids_released) >= 1,
         "confirmed by the indexer acknowledgement"
@@ -887,11 +870,7 @@ async fn ack_endpoint_404_from_a_load_balancer_never_confirms_pending_batches() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ack_disabled_releases_waiting_batches_and_later_ack_ids_are_awaited_again() {
-    let server = HecServer::start(HecServerOptions {
-        ack: true,
-        ..HecServerOptions::default()
-    })
-    .await;
+    let server = ack_server().await;
     server.set_withhold_acks(true);
     let running = Running::start(&config(&server, "ack = true"), "hec-ack-disabled");
     let issued = || server.count(|c| &c.ack_ids_issued);
@@ -900,10 +879,7 @@ async fn ack_disabled_releases_waiting_batches_and_later_ack_ids_are_awaited_aga
     eventually("the first ackId", Duration::from_secs(10), || issued() >= 1).await;
     // The token's acknowledgement is turned off: code 14 means a 200 was final.
     server.set_ack_disabled(true);
-    let outcome = tokio::time::timeout(Duration::from_secs(10), first_ack)
-        .await
-        .expect("released by code 14");
-    assert_eq!(outcome, DeliveryStatus::Delivered);
+    all_delivered(vec![first_ack], Duration::from_secs(10)).await;
 
     // And on again: a new ackId is awaited, not taken as final.
     server.set_ack_disabled(false);
@@ -922,10 +898,7 @@ async fn ack_disabled_releases_waiting_batches_and_later_ack_ids_are_awaited_aga
     .await;
     assert_eq!(second_ack.try_outcome(), None, "awaits its acknowledgement");
     server.set_withhold_acks(false);
-    let outcome = tokio::time::timeout(Duration::from_secs(10), second_ack)
-        .await
-        .expect("settles after the ack");
-    assert_eq!(outcome, DeliveryStatus::Delivered);
+    all_delivered(vec![second_ack], Duration::from_secs(10)).await;
     running.finish().await;
     assert_eq!(by_id(&server.events()).len(), 20);
 }
@@ -934,22 +907,12 @@ async fn ack_disabled_releases_waiting_batches_and_later_ack_ids_are_awaited_aga
 async fn bodyless_400_from_a_proxy_pauses_the_sink_and_dead_letters_nothing() {
     let server = HecServer::start(HecServerOptions::default()).await;
     server.set_proxy_bad_request(true);
-    let directory = tempfile::tempdir().unwrap();
-    let dead_letters = directory.path().join("dead.jsonl");
-    let config = config(
-        &server,
-        &format!(
-            "dead_letter_path = {:?}",
-            dead_letters.display().to_string()
-        ),
-    );
+    let dead_letters = DeadLetters::new();
+    let config = config(&server, &dead_letters.setting());
     let running = Running::start(&config, "hec-proxy-400");
-    let mut receivers = Vec::new();
-    for index in 0..2u32 {
-        let (batch, receiver) = audit_batch(index, 0, index * 20, 20, None);
-        running.send(batch).await;
-        receivers.push(receiver);
-    }
+    let mut receivers = running
+        .send_all((0..2u32).map(|index| audit_batch(index, 0, index * 20, 20, None)))
+        .await;
     let rejections = || server.count(|c| &c.proxy_rejections);
     eventually("three proxy rejections", Duration::from_secs(10), || {
         rejections() >= 3
@@ -964,13 +927,13 @@ async fn bodyless_400_from_a_proxy_pauses_the_sink_and_dead_letters_nothing() {
         none_settled(&mut receivers),
         "nothing settled while refused"
     );
-    assert!(!dead_letters.exists(), "nothing dead-lettered");
+    assert!(!dead_letters.path.exists(), "nothing dead-lettered");
 
     server.set_proxy_bad_request(false);
     all_delivered(receivers, Duration::from_secs(10)).await;
     running.finish().await;
     assert_eq!(by_id(&server.events()).len(), 40);
-    assert!(!dead_letters.exists(), "nothing dead-lettered");
+    assert!(!dead_letters.path.exists(), "nothing dead-lettered");
     assert_eq!(
         counter(&metrics().sink_dead_lettered_events, "hec-proxy-400"),
         0

@@ -42,9 +42,11 @@ struct RunningSink {
 }
 
 impl RunningSink {
-    /// Parses `toml` as a syslog sink table, builds the sink and runs it.
-    fn start(toml: &str) -> RunningSink {
-        let config: SyslogSinkConfig = toml::from_str(toml).expect("sink config parses");
+    /// Builds and runs a syslog sink `name` sending to `127.0.0.1:port`, with the further
+    /// keys of `settings` (TOML).
+    fn start(name: &str, port: u16, settings: &str) -> RunningSink {
+        let toml = format!("name = \"{name}\"\naddress = \"127.0.0.1:{port}\"\n{settings}");
+        let config: SyslogSinkConfig = toml::from_str(&toml).expect("sink config parses");
         let sink = config.build("syslog-test").expect("sink builds");
         let name = sink.name().to_owned();
         let (input, receiver) = mpsc::channel(16);
@@ -83,6 +85,20 @@ impl RunningSink {
         receiver
     }
 
+    /// Sends `records` as one batch, checks that it is acknowledged, and waits until
+    /// `rsyslog` wrote at least `count` messages, which it returns.
+    async fn deliver(
+        &mut self,
+        records: LogRecords,
+        rsyslog: &Rsyslog,
+        count: usize,
+    ) -> Vec<Value> {
+        assert_delivered(self.send(records).await).await;
+        rsyslog
+            .wait_for(OUTPUT_TIMEOUT, |messages| messages.len() >= count)
+            .await
+    }
+
     fn health(&self) -> Option<HealthState> {
         health().get(&format!("sink:{}", self.name))
     }
@@ -114,6 +130,14 @@ impl RunningSink {
     }
 }
 
+/// A private rsyslogd with only a TCP input.
+fn tcp_receiver() -> Rsyslog {
+    Rsyslog::start(Inputs {
+        tcp: true,
+        ..Inputs::default()
+    })
+}
+
 /// A private rsyslogd with only a TLS input, using the server certificate of `pki`.
 fn tls_receiver(pki: &rsyslog_certs::TestPki, require_client_cert: bool) -> Rsyslog {
     Rsyslog::start(Inputs {
@@ -138,6 +162,13 @@ fn text<'a>(message: &'a Value, key: &str) -> &'a str {
     message[key]
         .as_str()
         .unwrap_or_else(|| panic!("{key} missing in {message}"))
+}
+
+/// Checks the parts of a message as rsyslog parsed them (`pri`, `msgid`, `msg`, ...).
+fn assert_parts(message: &Value, expected: &[(&str, &str)]) {
+    for (key, value) in expected {
+        assert_eq!(text(message, key), *value, "{key} of {message}");
+    }
 }
 
 /// Two audit logs with unicode, quotes, SD specials and an embedded newline.
@@ -190,14 +221,11 @@ fn msgids(messages: &[Value]) -> BTreeSet<usize> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_octet_counting_delivers_rfc5424_with_structured_data() {
-    let rsyslog = Rsyslog::start(Inputs {
-        tcp: true,
-        ..Inputs::default()
-    });
-    let mut sink = RunningSink::start(&format!(
+    let rsyslog = tcp_receiver();
+    let mut sink = RunningSink::start(
+        "rsyslog-tcp-octet",
+        rsyslog.tcp_port.unwrap(),
         r#"
-        name = "rsyslog-tcp-octet"
-        address = "127.0.0.1:{port}"
         protocol = "tcp"
         framing = "octet-counting"
         format = "rfc5424"
@@ -210,28 +238,30 @@ async fn tcp_octet_counting_delivers_rfc5424_with_structured_data() {
         body = "sd"
         message_field = "message"
         "#,
-        port = rsyslog.tcp_port.unwrap()
-    ));
-    assert_delivered(sink.send(audit_pair()).await).await;
-    let messages = rsyslog
-        .wait_for(OUTPUT_TIMEOUT, |messages| messages.len() >= 2)
-        .await;
+    );
+    let messages = sink.deliver(audit_pair(), &rsyslog, 2).await;
     assert_eq!(messages.len(), 2);
     let first = &messages[0];
-    assert_eq!(text(first, "version"), "1");
-    assert_eq!(text(first, "pri"), "163"); // local4 (20) * 8 + err (3)
-    assert_eq!(text(first, "timestamp"), "2024-03-05T15:08:09.123456+08:00");
-    assert_eq!(text(first, "hostname"), "10.0.0.1");
-    assert_eq!(text(first, "app_name"), "forwarder-test");
-    assert_eq!(text(first, "procid"), "4211");
-    assert_eq!(text(first, "msgid"), "LOGIN");
-    assert_eq!(
-        text(first, "structured_data"),
-        "[sls@32473 __time__=\"1709622489\" __time_ns_part__=\"123456789\" __topic__=\"audit\" \
-         __source__=\"10.0.0.1\" __tag__:region=\"cn-hangzhou\" level=\"ERROR\" action=\"LOGIN\" \
-         user=\"bo\\\"b\\]\\\\\" message=\"héllo 世界\nsecond line\"]"
+    assert_parts(
+        first,
+        &[
+            ("version", "1"),
+            ("pri", "163"), // local4 (20) * 8 + err (3)
+            ("timestamp", "2024-03-05T15:08:09.123456+08:00"),
+            ("hostname", "10.0.0.1"),
+            ("app_name", "forwarder-test"),
+            ("procid", "4211"),
+            ("msgid", "LOGIN"),
+            (
+                "structured_data",
+                "[sls@32473 __time__=\"1709622489\" __time_ns_part__=\"123456789\" \
+                 __topic__=\"audit\" __source__=\"10.0.0.1\" __tag__:region=\"cn-hangzhou\" \
+                 level=\"ERROR\" action=\"LOGIN\" user=\"bo\\\"b\\]\\\\\" \
+                 message=\"héllo 世界\nsecond line\"]",
+            ),
+            ("msg", "héllo 世界\nsecond line"),
+        ],
     );
-    assert_eq!(text(first, "msg"), "héllo 世界\nsecond line");
     // rsyslog is lenient; the bytes on the wire must also satisfy a strict RFC 5424 parser.
     let strict = syslog_rfc5424::parse_message(text(first, "raw")).expect("strict rfc 5424");
     assert_eq!(
@@ -243,53 +273,51 @@ async fn tcp_octet_counting_delivers_rfc5424_with_structured_data() {
     );
     assert_eq!(strict.timestamp_nanos, Some(123_456_000));
     assert_eq!(strict.msg, "héllo 世界\nsecond line");
-    let second = &messages[1];
-    assert_eq!(text(second, "pri"), "164"); // local4 * 8 + warning (4)
-    assert_eq!(
-        text(second, "timestamp"),
-        "2024-03-05T15:08:10.000000+08:00"
+    assert_parts(
+        &messages[1],
+        &[
+            ("pri", "164"), // local4 * 8 + warning (4)
+            ("timestamp", "2024-03-05T15:08:10.000000+08:00"),
+            ("msgid", "LOGOUT"),
+            ("msg", "ascii only"),
+        ],
     );
-    assert_eq!(text(second, "msgid"), "LOGOUT");
-    assert_eq!(text(second, "msg"), "ascii only");
     sink.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_lf_framing_escapes_newlines_in_kv_bodies() {
-    let rsyslog = Rsyslog::start(Inputs {
-        tcp: true,
-        ..Inputs::default()
-    });
-    let mut sink = RunningSink::start(&format!(
+    let rsyslog = tcp_receiver();
+    let mut sink = RunningSink::start(
+        "rsyslog-tcp-lf",
+        rsyslog.tcp_port.unwrap(),
         r#"
-        name = "rsyslog-tcp-lf"
-        address = "127.0.0.1:{port}"
         framing = "lf"
         hostname_field = ""
         hostname = "web01.example.com"
         msgid = "AUDIT"
         time_precision = "millis"
         "#,
-        port = rsyslog.tcp_port.unwrap()
-    ));
-    assert_delivered(sink.send(audit_pair()).await).await;
-    let messages = rsyslog
-        .wait_for(OUTPUT_TIMEOUT, |messages| messages.len() >= 2)
-        .await;
+    );
+    let messages = sink.deliver(audit_pair(), &rsyslog, 2).await;
     assert_eq!(messages.len(), 2, "one line per message, never split");
-    let first = &messages[0];
-    assert_eq!(text(first, "pri"), "14"); // user.info
-    assert_eq!(text(first, "timestamp"), "2024-03-05T07:08:09.123Z");
-    assert_eq!(text(first, "hostname"), "web01.example.com");
-    assert_eq!(text(first, "app_name"), "siem-forwarder");
-    assert_eq!(text(first, "procid"), "-");
-    assert_eq!(text(first, "msgid"), "AUDIT");
-    assert_eq!(text(first, "structured_data"), "-");
-    assert_eq!(
-        text(first, "msg"),
-        "__time__=1709622489||__time_ns_part__=123456789||__topic__=audit||__source__=10.0.0.1||\
-         __tag__:region=cn-hangzhou||level=ERROR||action=LOGIN||user=bo\"b]\\\\||\
-         message=héllo 世界\\nsecond line"
+    assert_parts(
+        &messages[0],
+        &[
+            ("pri", "14"), // user.info
+            ("timestamp", "2024-03-05T07:08:09.123Z"),
+            ("hostname", "web01.example.com"),
+            ("app_name", "siem-forwarder"),
+            ("procid", "-"),
+            ("msgid", "AUDIT"),
+            ("structured_data", "-"),
+            (
+                "msg",
+                "__time__=1709622489||__time_ns_part__=123456789||__topic__=audit||\
+                 __source__=10.0.0.1||__tag__:region=cn-hangzhou||level=ERROR||action=LOGIN||\
+                 user=bo\"b]\\\\||message=héllo 世界\\nsecond line",
+            ),
+        ],
     );
     assert!(text(&messages[1], "msg").ends_with("||message=ascii only"));
     sink.stop().await;
@@ -301,26 +329,18 @@ async fn udp_sends_one_datagram_per_message_and_truncates_long_ones() {
         udp: true,
         ..Inputs::default()
     });
-    let mut sink = RunningSink::start(&format!(
-        r#"
-        name = "rsyslog-udp"
-        address = "127.0.0.1:{port}"
-        protocol = "udp"
-        body = "json"
-        max_datagram = 600
-        "#,
-        port = rsyslog.udp_port.unwrap()
-    ));
+    let mut sink = RunningSink::start(
+        "rsyslog-udp",
+        rsyslog.udp_port.unwrap(),
+        "protocol = \"udp\"\nbody = \"json\"\nmax_datagram = 600",
+    );
     let long = "é".repeat(1000);
     let records = RecordsBuilder::new()
         .group("audit", "10.0.0.3", &[])
         .log(MARCH_5, None, &[("message", "short one\nwith a newline")])
         .log(MARCH_5, None, &[("message", long.as_str())])
         .build();
-    assert_delivered(sink.send(records).await).await;
-    let messages = rsyslog
-        .wait_for(OUTPUT_TIMEOUT, |messages| messages.len() >= 2)
-        .await;
+    let messages = sink.deliver(records, &rsyslog, 2).await;
     let short = messages
         .iter()
         .find(|m| text(m, "msg").contains("short one"))
@@ -346,39 +366,32 @@ async fn udp_sends_one_datagram_per_message_and_truncates_long_ones() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rfc3164_cef_and_leef_over_tcp_reach_rsyslog_verbatim() {
-    let rsyslog = Rsyslog::start(Inputs {
-        tcp: true,
-        ..Inputs::default()
-    });
+    let rsyslog = tcp_receiver();
     let port = rsyslog.tcp_port.unwrap();
-    let mut cef = RunningSink::start(&format!(
+    let mut cef = RunningSink::start(
+        "rsyslog-cef",
+        port,
         r#"
-        name = "rsyslog-cef"
-        address = "127.0.0.1:{port}"
         format = "cef"
         facility = "local0"
         severity_field = "level"
         timezone = "+08:00"
-        cef = {{ event_class_id_field = "action", severity = "7", extensions = {{ suser = "user", msg = "message", act = "action" }} }}
-        "#
-    ));
-    let mut leef = RunningSink::start(&format!(
+        cef = { event_class_id_field = "action", severity = "7", extensions = { suser = "user", msg = "message", act = "action" } }
+        "#,
+    );
+    let mut leef = RunningSink::start(
+        "rsyslog-leef",
+        port,
         r#"
-        name = "rsyslog-leef"
-        address = "127.0.0.1:{port}"
         format = "leef"
-        leef = {{ event_id_field = "action", attributes = {{ usrName = "user", msg = "message" }} }}
-        "#
-    ));
-    let mut bsd = RunningSink::start(&format!(
-        r#"
-        name = "rsyslog-rfc3164"
-        address = "127.0.0.1:{port}"
-        format = "rfc3164"
-        procid = "4211"
-        rfc3164_max_length = 1024
-        "#
-    ));
+        leef = { event_id_field = "action", attributes = { usrName = "user", msg = "message" } }
+        "#,
+    );
+    let mut bsd = RunningSink::start(
+        "rsyslog-rfc3164",
+        port,
+        "format = \"rfc3164\"\nprocid = \"4211\"\nrfc3164_max_length = 1024",
+    );
     let records = || {
         RecordsBuilder::new()
             .group("audit", "10.0.0.1", &[])
@@ -404,10 +417,15 @@ async fn rfc3164_cef_and_leef_over_tcp_reach_rsyslog_verbatim() {
         .iter()
         .find(|m| text(m, "raw").contains("siem-forwarder[4211]"))
         .expect("the rfc3164 message arrived");
-    assert_eq!(text(bsd_message, "version"), "0");
-    assert_eq!(text(bsd_message, "hostname"), "10.0.0.1");
-    assert_eq!(text(bsd_message, "app_name"), "siem-forwarder");
-    assert_eq!(text(bsd_message, "procid"), "4211");
+    assert_parts(
+        bsd_message,
+        &[
+            ("version", "0"),
+            ("hostname", "10.0.0.1"),
+            ("app_name", "siem-forwarder"),
+            ("procid", "4211"),
+        ],
+    );
     // RFC 3164 has no year or zone: rsyslog fills in its own.
     assert!(text(bsd_message, "timestamp").contains("-03-05T07:08:09"));
     let raws: BTreeSet<&str> = messages.iter().map(|m| text(m, "raw")).collect();
@@ -430,10 +448,11 @@ async fn tls_with_a_client_certificate_delivers() {
     let certs = tempfile::tempdir().unwrap();
     let pki = rsyslog_certs::generate(certs.path(), "mtls");
     let rsyslog = tls_receiver(&pki, true);
-    let mut sink = RunningSink::start(&format!(
-        r#"
-        name = "rsyslog-mtls"
-        address = "127.0.0.1:{port}"
+    let mut sink = RunningSink::start(
+        "rsyslog-mtls",
+        rsyslog.tls_port.unwrap(),
+        &format!(
+            r#"
         protocol = "tls"
         format = "rfc5424"
         body = "sd"
@@ -441,18 +460,20 @@ async fn tls_with_a_client_certificate_delivers() {
         msgid_field = "action"
         tls = {{ ca_file = "{ca}", cert_file = "{cert}", key_file = "{key}", server_name = "localhost" }}
         "#,
-        port = rsyslog.tls_port.unwrap(),
-        ca = pki.ca_file.display(),
-        cert = pki.client_cert.display(),
-        key = pki.client_key.display(),
-    ));
-    assert_delivered(sink.send(audit_pair()).await).await;
-    let messages = rsyslog
-        .wait_for(OUTPUT_TIMEOUT, |messages| messages.len() >= 2)
-        .await;
-    assert_eq!(text(&messages[0], "input"), "tls");
-    assert_eq!(text(&messages[0], "msgid"), "LOGIN");
-    assert_eq!(text(&messages[0], "msg"), "héllo 世界\nsecond line");
+            ca = pki.ca_file.display(),
+            cert = pki.client_cert.display(),
+            key = pki.client_key.display(),
+        ),
+    );
+    let messages = sink.deliver(audit_pair(), &rsyslog, 2).await;
+    assert_parts(
+        &messages[0],
+        &[
+            ("input", "tls"),
+            ("msgid", "LOGIN"),
+            ("msg", "héllo 世界\nsecond line"),
+        ],
+    );
     assert!(text(&messages[0], "structured_data").contains(" user=\"bo\\\"b\\]\\\\\" "));
     assert_eq!(text(&messages[1], "msg"), "ascii only");
     // The sink settles the batch just before it records its health.
@@ -470,18 +491,15 @@ async fn assert_tls_refused(
     ca: &std::path::Path,
     reason_parts: &[&str],
 ) {
-    let mut sink = RunningSink::start(&format!(
-        r#"
-        name = "{name}"
-        address = "127.0.0.1:{port}"
-        protocol = "tls"
-        retry_initial = "100ms"
-        retry_max = "500ms"
-        tls = {{ ca_file = "{ca}" }}
-        "#,
-        port = rsyslog.tls_port.unwrap(),
-        ca = ca.display(),
-    ));
+    let mut sink = RunningSink::start(
+        name,
+        rsyslog.tls_port.unwrap(),
+        &format!(
+            "protocol = \"tls\"\nretry_initial = \"100ms\"\nretry_max = \"500ms\"\n\
+             tls = {{ ca_file = \"{}\" }}",
+            ca.display()
+        ),
+    );
     let mut receiver = sink.send(audit_pair()).await;
     let state = sink
         .wait_for_health(|state| matches!(state, HealthState::Unhealthy(_)))
@@ -528,6 +546,9 @@ async fn tls_receiver_that_rejects_our_client_certificate_gets_no_ack() {
     )
     .await;
 }
+
+/// Settings of the outage tests: the log's number is the MSGID, retries are quick.
+const OUTAGE_RETRIES: &str = "msgid_field = \"seq\"\nretry_initial = \"200ms\"\nretry_max = \"2s\"";
 
 /// Sends 150 logs, kills rsyslogd, sends 150 more while it is down (their acks must stay
 /// pending), restarts it on the same port after [`OUTAGE`], and checks that every log arrived.
@@ -578,20 +599,12 @@ async fn outage_loses_nothing(mut rsyslog: Rsyslog, mut sink: RunningSink) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_receiver_outage_is_retried_until_every_log_arrives() {
-    let rsyslog = Rsyslog::start(Inputs {
-        tcp: true,
-        ..Inputs::default()
-    });
-    let sink = RunningSink::start(&format!(
-        r#"
-        name = "rsyslog-tcp-outage"
-        address = "127.0.0.1:{port}"
-        msgid_field = "seq"
-        retry_initial = "200ms"
-        retry_max = "2s"
-        "#,
-        port = rsyslog.tcp_port.unwrap()
-    ));
+    let rsyslog = tcp_receiver();
+    let sink = RunningSink::start(
+        "rsyslog-tcp-outage",
+        rsyslog.tcp_port.unwrap(),
+        OUTAGE_RETRIES,
+    );
     outage_loses_nothing(rsyslog, sink).await;
 }
 
@@ -600,19 +613,13 @@ async fn tls_receiver_outage_is_retried_until_every_log_arrives() {
     let certs = tempfile::tempdir().unwrap();
     let pki = rsyslog_certs::generate(certs.path(), "outage");
     let rsyslog = tls_receiver(&pki, false);
-    let sink = RunningSink::start(&format!(
-        r#"
-        name = "rsyslog-tls-outage"
-        address = "127.0.0.1:{port}"
-        protocol = "tls"
-        msgid_field = "seq"
-        body = "json"
-        retry_initial = "200ms"
-        retry_max = "2s"
-        tls = {{ ca_file = "{ca}" }}
-        "#,
-        port = rsyslog.tls_port.unwrap(),
-        ca = pki.ca_file.display(),
-    ));
+    let sink = RunningSink::start(
+        "rsyslog-tls-outage",
+        rsyslog.tls_port.unwrap(),
+        &format!(
+            "{OUTAGE_RETRIES}\nprotocol = \"tls\"\nbody = \"json\"\ntls = {{ ca_file = \"{}\" }}",
+            pki.ca_file.display()
+        ),
+    );
     outage_loses_nothing(rsyslog, sink).await;
 }

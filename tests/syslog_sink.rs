@@ -99,6 +99,44 @@ async fn read_frames(stream: &mut TcpStream, count: usize) -> Vec<String> {
     msgids
 }
 
+/// Waits until sink `name` reports itself unhealthy for a reason containing `reason`.
+async fn wait_until_unhealthy(name: &str, reason: &str) {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    let key = format!("sink:{name}");
+    while !matches!(
+        health().get(&key),
+        Some(HealthState::Unhealthy(text)) if text.contains(reason)
+    ) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name} never reported unhealthy ({reason:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn assert_delivered(receiver: AckReceiver) {
+    let status = tokio::time::timeout(TIMEOUT, receiver)
+        .await
+        .expect("the batch settles in time");
+    assert_eq!(status, DeliveryStatus::Delivered);
+}
+
+/// Shuts the sink down and waits for it to end.
+async fn stop(shutdown: CancellationToken, task: tokio::task::JoinHandle<()>) {
+    shutdown.cancel();
+    tokio::time::timeout(TIMEOUT, task)
+        .await
+        .expect("the sink stops on shutdown")
+        .unwrap();
+}
+
+/// A port nobody listens on.
+fn unused_port() -> u16 {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    probe.local_addr().unwrap().port()
+}
+
 async fn accept(listener: &TcpListener) -> TcpStream {
     tokio::time::timeout(TIMEOUT, listener.accept())
         .await
@@ -124,55 +162,29 @@ async fn a_batch_after_the_receiver_closed_goes_to_a_new_connection() {
     let second = send(&input, logs(&["b1", "b2", "b3"])).await;
     let mut reconnected = accept(&listener).await;
     assert_eq!(read_frames(&mut reconnected, 3).await, ["b1", "b2", "b3"]);
-    assert_eq!(
-        tokio::time::timeout(TIMEOUT, second).await.unwrap(),
-        DeliveryStatus::Delivered
-    );
+    assert_delivered(second).await;
 
-    shutdown.cancel();
-    task.await.unwrap();
+    stop(shutdown, task).await;
 }
 
 #[tokio::test]
 async fn shutdown_while_the_receiver_is_unreachable_fails_the_batch() {
-    // A port nobody listens on.
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
+    let port = unused_port();
     let (input, shutdown, task) = start("inprocess-unreachable", port);
     let mut pending = send(&input, logs(&["c1"])).await;
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    while !matches!(
-        health().get("sink:inprocess-unreachable"),
-        Some(HealthState::Unhealthy(_))
-    ) {
-        assert!(tokio::time::Instant::now() < deadline, "never unhealthy");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_until_unhealthy("inprocess-unreachable", "").await;
     assert_eq!(pending.try_outcome(), None, "still retrying, not settled");
-    shutdown.cancel();
-    tokio::time::timeout(TIMEOUT, task)
-        .await
-        .expect("the sink stops on shutdown")
-        .unwrap();
+    stop(shutdown, task).await;
     assert!(matches!(pending.await, DeliveryStatus::Failed(_)));
 }
 
 #[tokio::test]
 async fn empty_batches_are_acked_without_connecting() {
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
+    let port = unused_port();
     let (input, shutdown, task) = start("inprocess-empty", port);
     let receiver = send(&input, LogRecords::default()).await;
-    assert_eq!(
-        tokio::time::timeout(TIMEOUT, receiver).await.unwrap(),
-        DeliveryStatus::Delivered
-    );
-    shutdown.cancel();
-    task.await.unwrap();
+    assert_delivered(receiver).await;
+    stop(shutdown, task).await;
 }
 
 #[tokio::test]
@@ -246,12 +258,8 @@ async fn a_connection_reset_mid_batch_resends_the_whole_batch() {
         "a reset batch is not acknowledged"
     );
     read_large(&mut second, "r", 20_000).await;
-    assert_eq!(
-        tokio::time::timeout(TIMEOUT, pending).await.unwrap(),
-        DeliveryStatus::Delivered
-    );
-    shutdown.cancel();
-    task.await.unwrap();
+    assert_delivered(pending).await;
+    stop(shutdown, task).await;
 }
 
 #[tokio::test]
@@ -266,17 +274,7 @@ async fn a_receiver_that_stops_reading_times_out_and_the_batch_is_resent() {
 
     // Accept and never read: the write times out and the sink reports it.
     let stalled = accept(&listener).await;
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    while !matches!(
-        health().get("sink:inprocess-stall"),
-        Some(HealthState::Unhealthy(reason)) if reason.contains("timed out")
-    ) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the stall was never reported"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until_unhealthy("inprocess-stall", "timed out").await;
     assert_eq!(
         pending.try_outcome(),
         None,
@@ -287,12 +285,8 @@ async fn a_receiver_that_stops_reading_times_out_and_the_batch_is_resent() {
     // A receiver that reads gets every log of the batch.
     let mut reading = accept(&listener).await;
     read_large(&mut reading, "s", 20_000).await;
-    assert_eq!(
-        tokio::time::timeout(TIMEOUT, pending).await.unwrap(),
-        DeliveryStatus::Delivered
-    );
-    shutdown.cancel();
-    task.await.unwrap();
+    assert_delivered(pending).await;
+    stop(shutdown, task).await;
 }
 
 #[tokio::test]
@@ -312,10 +306,6 @@ async fn garbage_sent_back_by_the_receiver_is_ignored() {
         .unwrap();
     let second = send(&input, logs(&["g2", "g3"])).await;
     assert_eq!(read_frames(&mut connection, 2).await, ["g2", "g3"]);
-    assert_eq!(
-        tokio::time::timeout(TIMEOUT, second).await.unwrap(),
-        DeliveryStatus::Delivered
-    );
-    shutdown.cancel();
-    task.await.unwrap();
+    assert_delivered(second).await;
+    stop(shutdown, task).await;
 }

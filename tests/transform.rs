@@ -17,7 +17,7 @@ async fn transforms_apply_before_the_sinks() {
     let transform = r#"
 [transform]
 drop = ['result == "failure"']
-expand_json = { actiontrail_audit_event = ["event"] }
+dotted_json = { actiontrail_audit_event = ["event"] }
 exclude = ["event.requestParameters.ClientToken"]
 rename = { source_ip = "src" }
 add_fields = { environment = "test" }
@@ -73,4 +73,59 @@ add_fields = { environment = "test" }
         assert_eq!(log["environment"], "test");
         assert_eq!(log["__topic__"], "actiontrail_audit_event");
     }
+}
+
+/// `siem-forwarder validate` on a configuration whose `[transform]` and HEC sink set
+/// `extra_transform` and `extra_hec`: whether it passed, and what it wrote to stderr.
+fn validate_with(extra_transform: &str, extra_hec: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("forwarder.toml");
+    let text = format!(
+        "[source]\nendpoint = \"http://127.0.0.1:9\"\nproject = \"my-project\"\n\
+         logstores = [\"audit\"]\naccess_key_id = \"id\"\naccess_key_secret = \"secret\"\n\
+         [consumer]\ngroup = \"g\"\n[transform]\n{extra_transform}\n\
+         [[sinks]]\ntype = \"splunk_hec\"\nurl = \"http://127.0.0.1:8088\"\ntoken = \"t\"\n\
+         dead_letter_path = \"{}\"\n{extra_hec}\n",
+        dir.path().join("dead.jsonl").display()
+    );
+    std::fs::write(&config, text).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_siem-forwarder"))
+        .args(["validate", "--config"])
+        .arg(&config)
+        .env_clear()
+        .output()
+        .expect("run siem-forwarder validate");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn old_names_of_json_settings_are_accepted_with_a_deprecation_warning() {
+    let topics = "{ actiontrail_audit_event = [\"event\"] }";
+    let (passed, stderr) = validate_with(
+        &format!("expand_json = {topics}"),
+        &format!("expand_json = {topics}"),
+    );
+    assert!(passed, "{stderr}");
+    for expected in [
+        "deprecated setting `transform.expand_json`: renamed to `transform.dotted_json`",
+        "deprecated setting `expand_json (splunk_hec sink)`: renamed to `embed_json (splunk_hec sink)`",
+    ] {
+        assert!(stderr.contains(expected), "{expected:?} not in {stderr}");
+    }
+    let (passed, stderr) = validate_with(
+        &format!("dotted_json = {topics}"),
+        &format!("embed_json = {topics}"),
+    );
+    assert!(passed && !stderr.contains("deprecated"), "{stderr}");
+    let (passed, stderr) = validate_with(
+        &format!("dotted_json = {topics}\nexpand_json = {topics}"),
+        "",
+    );
+    assert!(
+        !passed && stderr.contains("transform.expand_json"),
+        "{stderr}"
+    );
 }

@@ -287,7 +287,7 @@ impl Settings {
             } else {
                 HecEventFormat::Text
             },
-            expand_json: HashMap::new(),
+            embed_json: HashMap::new(),
         };
         Self {
             rfc5424,
@@ -313,7 +313,7 @@ impl Settings {
         check_json(record);
         check_hec(&self.hec, record);
         // Fields holding JSON text go into the envelope as JSON.
-        self.hec.expand_json.insert(
+        self.hec.embed_json.insert(
             record.topic.to_owned(),
             vec!["json".into(), "msg".into(), "__tag__:region".into()],
         );

@@ -19,7 +19,7 @@ use super::input::Input;
 #[allow(dead_code)]
 mod response;
 
-use response::{classify, parse_retry_after, CapacityWarning, HecReply, Outcome};
+use response::{classify, parse_retry_after, CapacityWarning, HecReply, Verdict};
 
 /// Runs one input; panics when a property fails.
 pub fn check(data: &[u8]) {
@@ -37,7 +37,7 @@ pub fn check(data: &[u8]) {
     let code = reply.as_ref().and_then(|reply| reply.code);
     let outcome = classify(status, retry_after, body);
     let reason = match &outcome {
-        Outcome::Accepted { ack_id, warning } => {
+        Verdict::Accepted { ack_id, warning } => {
             assert!((200..300).contains(&status), "status {status} taken");
             assert_eq!(*ack_id, reply.as_ref().and_then(|reply| reply.ack_id));
             match warning {
@@ -47,15 +47,15 @@ pub fn check(data: &[u8]) {
             }
             return;
         }
-        Outcome::Retry {
+        Verdict::Retry {
             reason,
             retry_after: kept,
         } => {
             assert_eq!(*kept, retry_after, "Retry-After lost");
             reason
         }
-        Outcome::Pause { reason } => reason,
-        Outcome::DataError {
+        Verdict::Pause { reason } => reason,
+        Verdict::DataError {
             code: data_code,
             reason,
             first_bad,
@@ -67,7 +67,7 @@ pub fn check(data: &[u8]) {
             );
             reason
         }
-        Outcome::TooLarge { reason } => {
+        Verdict::TooLarge { reason } => {
             assert_eq!(status, 413, "status {status} cut in halves");
             reason
         }

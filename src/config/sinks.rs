@@ -9,7 +9,7 @@ use crate::sinks::console::ConsoleSinkConfig;
 use crate::sinks::file::FileSinkConfig;
 use crate::sinks::null::NullSinkConfig;
 use crate::sinks::splunk_hec::config::SplunkHecSinkConfig;
-use crate::sinks::syslog::config::{Protocol, SyslogSinkConfig};
+use crate::sinks::syslog::{Protocol, SyslogSinkConfig};
 use crate::sinks::{Sink, SinkError};
 
 /// Longest sink name.
@@ -72,9 +72,7 @@ impl SinkConfig {
             Self::File(config) => config.validate(),
             Self::Console(_) | Self::Null(_) => Ok(()),
             Self::Syslog(config) => config.validate(),
-            Self::SplunkHec(config) => config
-                .validate()
-                .map_err(|error| InvalidSetting::new(error.key, error.reason)),
+            Self::SplunkHec(config) => config.validate(),
         }
     }
 

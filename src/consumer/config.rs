@@ -42,8 +42,9 @@ pub struct ConsumerConfig {
     /// Consumer group name, shared by every forwarder process that splits the shards: 1 to
     /// 128 ASCII letters, digits, `-` and `_`.
     pub group: String,
-    /// This consumer's name, unique in the group: 1 to 128 printable ASCII characters without
-    /// spaces. Default `{group}-{hostname}-{pid}`.
+    /// This consumer's name, unique in the group and stable across restarts: 1 to 128
+    /// printable ASCII characters without spaces. Default `{group}-{hostname}-{slot}` (see
+    /// [`super::name`]).
     #[serde(default)]
     pub name: Option<String>,
     /// Where shards without a checkpoint start: `begin`, `end` or an RFC 3339 time (not
@@ -231,17 +232,11 @@ impl ConsumerConfig {
             .max(Duration::from_secs(1))
     }
 
-    /// The consumer name: configured, or `{group}-{hostname}-{pid}`.
-    pub fn consumer_name(&self) -> String {
-        self.name.clone().unwrap_or_else(|| {
-            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .ok()
-                .map(|name| name.trim().to_owned())
-                .filter(|name| !name.is_empty())
-                .or_else(|| std::env::var("HOSTNAME").ok())
-                .unwrap_or_else(|| "localhost".to_owned());
-            format!("{}-{}-{}", self.group, host, std::process::id())
-        })
+    /// How long one heartbeat or checkpoint commit may take (one attempt, no retries inside
+    /// the call): half the heartbeat interval, so that a lost answer still leaves time for
+    /// the next heartbeat well within the group timeout.
+    pub fn call_timeout(&self) -> Duration {
+        self.heartbeat_interval.0 / 2
     }
 }
 
@@ -256,7 +251,6 @@ mod tests {
         assert_eq!(config.start, StartPosition::Time(1_714_521_600));
         assert_eq!(config.group_timeout(), Duration::from_secs(60));
         assert!(config.validate().is_ok());
-        assert!(config.consumer_name().starts_with("g-"));
         let error =
             toml::from_str::<ConsumerConfig>("group = \"g\"\nstart = \"yesterday\"").unwrap_err();
         assert!(

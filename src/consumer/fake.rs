@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant;
 
 use super::config::ConsumerConfig;
+use super::lease::Leases;
 use super::service::GroupService;
 use super::shard::ShardTask;
 use crate::common::units::HumanDuration;
@@ -62,8 +63,14 @@ pub fn at(position: u64) -> String {
 /// The script and what was called when.
 #[derive(Debug)]
 pub struct Script {
-    /// ListConsumerGroup answers (the group list is empty); the last one repeats.
-    pub lists: VecDeque<Reply<()>>,
+    /// CreateConsumerGroup answers; the last one repeats.
+    pub creates: VecDeque<Reply<()>>,
+    /// ListConsumerGroup answers; the last one repeats.
+    pub lists: VecDeque<Reply<Vec<ConsumerGroupInfo>>>,
+    /// UpdateConsumerGroup answers; the last one repeats.
+    pub updates: VecDeque<Reply<()>>,
+    /// The group calls made, in order: `create`, `list`, `update`.
+    pub group_calls: Vec<&'static str>,
     /// Heartbeat answers in order; the last one repeats.
     pub heartbeats: VecDeque<Reply<Vec<u32>>>,
     /// GetCheckPoint answers in order (`None`: no checkpoint); the last one repeats.
@@ -86,12 +93,17 @@ pub struct Script {
     pub start_calls: Vec<Instant>,
     /// Commits that succeeded: when, and the cursor.
     pub committed: Vec<(Instant, String)>,
+    /// Every commit sent: when, and its `forceSuccess`.
+    pub commit_calls: Vec<(Instant, bool)>,
 }
 
 impl Default for Script {
     fn default() -> Self {
         Self {
-            lists: VecDeque::from([Reply::Ok(())]),
+            creates: VecDeque::from([Reply::Ok(())]),
+            lists: VecDeque::from([Reply::Ok(Vec::new())]),
+            updates: VecDeque::from([Reply::Ok(())]),
+            group_calls: Vec::new(),
             heartbeats: VecDeque::from([Reply::Ok(vec![0])]),
             starts: VecDeque::from([Reply::Ok(None)]),
             commits: VecDeque::from([Reply::Ok(())]),
@@ -103,6 +115,7 @@ impl Default for Script {
             heartbeat_calls: Vec::new(),
             start_calls: Vec::new(),
             committed: Vec::new(),
+            commit_calls: Vec::new(),
         }
     }
 }
@@ -141,8 +154,11 @@ impl GroupService for FakeService {
         &self,
         _logstore: &str,
     ) -> Result<Vec<ConsumerGroupInfo>, ClientError> {
-        let reply = self.with(|script| next(&mut script.lists));
-        reply.give().await.map(|()| Vec::new())
+        let reply = self.with(|script| {
+            script.group_calls.push("list");
+            next(&mut script.lists)
+        });
+        reply.give().await
     }
 
     async fn create_consumer_group(
@@ -152,7 +168,11 @@ impl GroupService for FakeService {
         _timeout: u32,
         _order: bool,
     ) -> Result<(), ClientError> {
-        Ok(())
+        let reply = self.with(|script| {
+            script.group_calls.push("create");
+            next(&mut script.creates)
+        });
+        reply.give().await
     }
 
     async fn update_consumer_group(
@@ -162,7 +182,11 @@ impl GroupService for FakeService {
         _timeout: u32,
         _order: bool,
     ) -> Result<(), ClientError> {
-        Ok(())
+        let reply = self.with(|script| {
+            script.group_calls.push("update");
+            next(&mut script.updates)
+        });
+        reply.give().await
     }
 
     async fn heartbeat(
@@ -255,9 +279,12 @@ impl GroupService for FakeService {
         _consumer: &str,
         _shard: u32,
         cursor: &str,
-        _force: bool,
+        force: bool,
     ) -> Result<(), ClientError> {
-        let reply = self.with(|script| next(&mut script.commits));
+        let reply = self.with(|script| {
+            script.commit_calls.push((Instant::now(), force));
+            next(&mut script.commits)
+        });
         reply.give().await?;
         self.with(|script| script.committed.push((Instant::now(), cursor.to_owned())));
         Ok(())
@@ -277,7 +304,11 @@ pub fn config() -> ConsumerConfig {
     config
 }
 
-/// A task for shard 0 of `logstore`, and the receiving end of its output (the "pipeline").
+/// The group timeout of [`shard_task`]'s leases: a day, longer than any test runs.
+pub const LEASE_OUTLASTING_EVERY_TEST: Duration = Duration::from_secs(24 * 3600);
+
+/// A task for shard 0 of `logstore`, holding its lease, and the receiving end of its output
+/// (the "pipeline").
 pub fn shard_task(
     service: &FakeService,
     logstore: &str,
@@ -285,8 +316,12 @@ pub fn shard_task(
 ) -> (ShardTask<FakeService>, mpsc::Receiver<SinkBatch>) {
     let (output, batches) = mpsc::channel(16);
     let budget = Arc::new(Semaphore::new(config.max_inflight_bytes.0 as usize));
+    let leases = Arc::new(Leases::new(LEASE_OUTLASTING_EVERY_TEST));
+    leases.renew([0], Instant::now());
     let task = ShardTask {
         client: service.clone(),
+        control: service.clone(),
+        leases,
         key: ShardKey {
             logstore: logstore.into(),
             shard: 0,

@@ -1,13 +1,15 @@
 //! The heartbeat task of one logstore: tells the server which shards this consumer holds
 //! (assigned ones plus ones still draining) and publishes the shards it should hold.
 //!
-//! Each call gets at most `min(interval, group timeout / 2)`; a call without an answer by
-//! then counts as failed. Failures keep the last assignment until the group timeout has
+//! Each call is one attempt (no retries inside it) of at most half the interval; a call
+//! without an answer by then counts as failed, and the next one goes out on schedule. Failures keep the last assignment until the group timeout has
 //! passed since the last successful heartbeat was sent. That is the earliest moment the
 //! server can give the shards to another consumer (it counts from when it received that
 //! heartbeat), so this one then counts itself evicted and publishes an empty assignment, and
 //! its shards stop pulling and drain. The official consumers release their shards the same
-//! way, one interval later. This happens on time even while a call hangs.
+//! way, one interval later. This happens on time even while a call hangs. Each success also
+//! renews the [`Leases`] of the shards it lists, which the shard tasks check before handing a
+//! batch on.
 //!
 //! A server that no longer knows this consumer (it timed out, e.g. after a network loss or a
 //! frozen process) answers a heartbeat that reports shards with 400
@@ -27,6 +29,7 @@ use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::lease::Leases;
 use super::service::GroupService;
 use crate::source::{ApiErrorCode, Client};
 use crate::telemetry::{health, HealthState};
@@ -37,8 +40,12 @@ pub type RunningShards = Arc<Mutex<BTreeSet<u32>>>;
 /// Everything the heartbeat task needs.
 #[derive(Debug)]
 pub struct Heartbeat<S = Client> {
-    /// Log-service client.
+    /// Log-service client (one attempt per call, see [`ConsumerConfig::call_timeout`]).
+    ///
+    /// [`ConsumerConfig::call_timeout`]: super::ConsumerConfig::call_timeout
     pub client: S,
+    /// The logstore's shard leases, renewed by each successful heartbeat.
+    pub leases: Arc<Leases>,
     /// Logstore name.
     pub logstore: String,
     /// Consumer group name.
@@ -74,9 +81,9 @@ impl Membership {
 }
 
 impl<S: GroupService> Heartbeat<S> {
-    /// How long one heartbeat call may take: `min(interval, group timeout / 2)`.
+    /// How long one heartbeat call may take: half the interval.
     pub fn call_deadline(&self) -> Duration {
-        self.interval.min(self.timeout / 2)
+        self.interval / 2
     }
 
     /// Runs until `stop`, publishing assignments on `assigned`.
@@ -111,6 +118,10 @@ impl<S: GroupService> Heartbeat<S> {
             let failure = match answer {
                 Ok(Ok(shards)) => {
                     membership.last_success = started;
+                    // The shards reported, too: the service hands none of them to another
+                    // consumer while this one still reports it (draining).
+                    self.leases
+                        .renew(body.iter().chain(&shards).copied(), started);
                     health().set(&component, HealthState::Healthy);
                     let shards: BTreeSet<u32> = shards.into_iter().collect();
                     if shards != membership.current {
@@ -125,6 +136,7 @@ impl<S: GroupService> Heartbeat<S> {
                 {
                     tracing::error!(logstore = %self.logstore, consumer = %self.consumer, %error, "the log service no longer knows this consumer (it timed out); dropping every shard and joining again");
                     membership.forsaken.extend(body.iter().copied());
+                    self.leases.revoke_all();
                     membership.release_all();
                     Some(error.to_string())
                 }
@@ -215,10 +227,11 @@ mod tests {
     use super::*;
     use crate::consumer::fake::{FakeService, Reply, Script};
 
-    /// 1 s heartbeats, 3 s group timeout: each call may take 1 s.
+    /// 1 s heartbeats, 3 s group timeout: each call may take 500 ms.
     fn heartbeat(service: &FakeService, logstore: &str) -> Arc<Heartbeat<FakeService>> {
         Arc::new(Heartbeat {
             client: service.clone(),
+            leases: Arc::new(Leases::new(Duration::from_secs(3))),
             logstore: logstore.into(),
             group: "g".into(),
             consumer: "me".into(),
@@ -282,7 +295,7 @@ mod tests {
     async fn a_hanging_heartbeat_call_is_abandoned_at_its_deadline_and_eviction_is_on_time() {
         let service = script(vec![Reply::Ok(vec![0]), Reply::Hang]);
         let heartbeat = heartbeat(&service, "heartbeat-hang");
-        assert_eq!(heartbeat.call_deadline(), Duration::from_secs(1));
+        assert_eq!(heartbeat.call_deadline(), Duration::from_millis(500));
         let started = Instant::now();
         let (assigned, stop) = start(&heartbeat);
         tokio::time::sleep(Duration::from_millis(2_900)).await;
@@ -300,7 +313,7 @@ mod tests {
                 .collect()
         });
         let seconds: Vec<Duration> = (0..4).map(Duration::from_secs).collect();
-        assert_eq!(sent, seconds, "each hanging call is given up after 1 s");
+        assert_eq!(sent, seconds, "each hanging call is given up after 500 ms");
         stop.cancel();
     }
 
@@ -364,6 +377,36 @@ mod tests {
         );
         assert_eq!(*assigned.borrow(), set(&[1]), "joined again");
         heartbeat.running.lock().unwrap().clear();
+        stop.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn leases_last_while_successful_heartbeats_report_or_grant_the_shard() {
+        let service = script(vec![
+            Reply::Ok(vec![0, 1]),
+            Reply::Ok(vec![0]),
+            Reply::Ok(vec![0]),
+            Reply::Ok(vec![0]),
+            Reply::Ok(vec![0]),
+            Reply::Ok(vec![0]),
+            Reply::Fail("InternalServerError"),
+        ]);
+        let heartbeat = heartbeat(&service, "heartbeat-leases");
+        let (_assigned, stop) = start(&heartbeat);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Shard 1 moved on at 1 s but keeps draining (and being reported) until 3.5 s.
+        heartbeat.running.lock().unwrap().extend([0, 1]);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        heartbeat.running.lock().unwrap().remove(&1);
+        tokio::time::sleep(Duration::from_millis(2_100)).await;
+        let leases = &heartbeat.leases;
+        assert!(leases.holds(0) && leases.holds(1), "at 5.6 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!leases.holds(1), "2.7 s after the last report, sent at 3 s");
+        assert!(leases.holds(0));
+        // Heartbeats fail from 6 s: the last success was sent at 5 s.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(!leases.holds(0), "2.7 s after the last success");
         stop.cancel();
     }
 

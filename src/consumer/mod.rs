@@ -2,7 +2,10 @@
 //! group when absent), heartbeat the held shards, run one task per assigned shard, hand batches
 //! to the pipeline, and commit each shard's checkpoint only past batches every sink delivered.
 //!
+//! - [`join`]: creating or checking the group at start-up.
 //! - [`heartbeat`]: held plus draining shards; eviction after the group timeout.
+//! - [`lease`]: how long a shard may still be delivered without a heartbeat listing it.
+//! - [`name`]: the default consumer name, stable across restarts on one host.
 //! - [`worker`]: reconciles assigned shards against running tasks.
 //! - [`shard`]: start cursor → pull → hand on → drain.
 //! - [`pacing`]: the waits between pulls (small pulls, throttling).
@@ -16,6 +19,9 @@ pub mod drain;
 #[cfg(test)]
 mod fake;
 pub mod heartbeat;
+pub mod join;
+pub mod lease;
+pub mod name;
 pub mod pacing;
 pub mod service;
 pub mod shard;
@@ -23,21 +29,21 @@ pub mod worker;
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use tokio::sync::{mpsc, watch, Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 pub use config::{ConsumerConfig, StartPosition};
 use heartbeat::Heartbeat;
+use lease::Leases;
+use name::ConsumerName;
 use service::GroupService;
 use shard::ShardTask;
 use worker::Worker;
 
-use crate::common::Backoff;
 use crate::model::batch::SinkBatch;
 use crate::model::ShardKey;
-use crate::source::{ApiErrorCode, Client, ClientError};
+use crate::source::{Client, ClientError};
 
 /// Why the runtime could not start.
 #[derive(Debug, thiserror::Error)]
@@ -75,7 +81,10 @@ pub async fn run(
     config
         .validate()
         .map_err(|error| ConsumerError::Config(error.to_string()))?;
-    let consumer: Arc<str> = config.consumer_name().into();
+    let name = ConsumerName::resolve(&config);
+    let consumer: Arc<str> = name.as_str().into();
+    // Heartbeats and commits: one attempt each, within half the heartbeat interval.
+    let control = client.single_attempt(config.call_timeout());
     let config = Arc::new(config);
     let budget = Arc::new(Semaphore::new(
         config.max_inflight_bytes.0.min(u64::from(u32::MAX)) as usize,
@@ -83,11 +92,13 @@ pub async fn run(
     tracing::info!(group = %config.group, consumer = %consumer, ?logstores, "joining consumer group");
     let mut members = tokio::task::JoinSet::new();
     for logstore in logstores {
-        if !ensure_group(&client, logstore, &config, &shutdown).await? {
+        if !join::ensure_group(&client, logstore, &config, &shutdown).await? {
             break;
         }
         let template = ShardTask {
             client: client.clone(),
+            control: control.clone(),
+            leases: Arc::new(Leases::new(config.group_timeout())),
             key: ShardKey {
                 logstore: logstore.as_str().into(),
                 shard: 0,
@@ -117,7 +128,8 @@ async fn run_member<S: GroupService>(
     let poke = Arc::new(Notify::new());
     let (assigned_tx, assigned_rx) = watch::channel(BTreeSet::new());
     let heartbeat = Arc::new(Heartbeat {
-        client: template.client.clone(),
+        client: template.control.clone(),
+        leases: template.leases.clone(),
         logstore: template.key.logstore.to_string(),
         group: config.group.clone(),
         consumer: template.consumer.to_string(),
@@ -146,92 +158,12 @@ async fn run_member<S: GroupService>(
     heartbeat.release(deadlines.release).await;
 }
 
-/// Creates the group when absent and aligns its timeout and order. Retries transient
-/// failures until `shutdown`; returns false when shut down first (also during a call).
-async fn ensure_group<S: GroupService>(
-    client: &S,
-    logstore: &str,
-    config: &ConsumerConfig,
-    shutdown: &CancellationToken,
-) -> Result<bool, ConsumerError> {
-    let timeout = config.group_timeout().as_secs().max(1) as u32;
-    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
-    loop {
-        let attempt = async {
-            let groups = client.list_consumer_groups(logstore).await?;
-            match groups.iter().find(|group| group.name == config.group) {
-                Some(group) if group.timeout == timeout && group.order == config.ordered => Ok(()),
-                Some(_) => {
-                    client
-                        .update_consumer_group(logstore, &config.group, timeout, config.ordered)
-                        .await
-                }
-                None => match client
-                    .create_consumer_group(logstore, &config.group, timeout, config.ordered)
-                    .await
-                {
-                    Err(error)
-                        if error.api_code() == Some(&ApiErrorCode::ConsumerGroupAlreadyExist) =>
-                    {
-                        client
-                            .update_consumer_group(logstore, &config.group, timeout, config.ordered)
-                            .await
-                    }
-                    other => other,
-                },
-            }
-        };
-        let outcome = tokio::select! {
-            outcome = attempt => outcome,
-            () = shutdown.cancelled() => return Ok(false),
-        };
-        match outcome {
-            Ok(()) => return Ok(true),
-            Err(error) if error.is_retryable() || pacing::is_throttled(&error) => {
-                tracing::warn!(logstore, group = %config.group, %error, "cannot join the consumer group yet; retrying");
-                if !backoff.wait(shutdown).await {
-                    return Ok(false);
-                }
-            }
-            Err(source) => {
-                return Err(ConsumerError::Join {
-                    logstore: logstore.to_owned(),
-                    group: config.group.clone(),
-                    source,
-                })
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use fake::{FakeService, Reply, Script, GAUGE};
-
-    #[tokio::test(start_paused = true)]
-    async fn joining_gives_up_at_shutdown_even_while_a_call_hangs() {
-        let service = FakeService::new(Script {
-            lists: [Reply::Fail("InternalServerError"), Reply::Hang].into(),
-            ..Script::default()
-        });
-        let shutdown = CancellationToken::new();
-        let config = fake::config();
-        let joining = tokio::spawn({
-            let shutdown = shutdown.clone();
-            async move { ensure_group(&service, "join-hang", &config, &shutdown).await }
-        });
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        assert!(!joining.is_finished(), "still retrying");
-        let stopped = tokio::time::Instant::now();
-        shutdown.cancel();
-        let joined = tokio::time::timeout(Duration::from_secs(60), joining)
-            .await
-            .expect("joining stops")
-            .unwrap();
-        assert!(matches!(joined, Ok(false)), "{joined:?}");
-        assert_eq!(stopped.elapsed(), Duration::ZERO);
-    }
 
     #[tokio::test(start_paused = true)]
     async fn a_member_stops_within_the_drain_timeout_when_nothing_answers() {

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::checkpoint::CheckpointTracker;
 use super::config::{ConsumerConfig, StartPosition};
 use super::drain::DrainDeadlines;
+use super::lease::Leases;
 use super::pacing;
 use super::service::GroupService;
 use crate::common::Backoff;
@@ -49,6 +50,10 @@ const FINAL_COMMIT_ATTEMPTS: u32 = 3;
 pub struct ShardTask<S = Client> {
     /// Log-service client.
     pub client: S,
+    /// The client for checkpoint commits: one attempt within [`ConsumerConfig::call_timeout`].
+    pub control: S,
+    /// The logstore's shard leases, renewed by its heartbeat.
+    pub leases: Arc<Leases>,
     /// Which shard.
     pub key: ShardKey,
     /// Consumer group name.
@@ -68,7 +73,8 @@ pub struct ShardTask<S = Client> {
 pub enum ShardExit {
     /// Drained and committed (or gave up on in-flight batches at the deadline).
     Released,
-    /// The server says another consumer owns the shard now; nothing more was committed.
+    /// Another consumer owns the shard now (the server said so, or this consumer's lease ran
+    /// out): nothing more was delivered or committed.
     Lost,
     /// Stopped before the start cursor was known.
     NeverStarted,
@@ -239,6 +245,16 @@ struct ShardRun<S> {
     deliveries: FuturesOrdered<Delivery>,
 }
 
+/// What became of a pulled batch.
+enum HandOn {
+    /// In the pipeline.
+    Sent,
+    /// Stopped while the pipeline was full.
+    Stopped,
+    /// Dropped: the shard's lease ran out.
+    LeaseLost,
+}
+
 /// What [`ShardRun::commit`] found.
 enum CommitOutcome {
     Done,
@@ -301,8 +317,12 @@ impl<S: GroupService> ShardRun<S> {
                                     pulled.end_of_cursor,
                                     config.fetch_interval.0,
                                 );
-                            if pulled.group_count > 0 && !self.hand_on(*pulled, permit, stop).await {
-                                return ShardExit::Released;
+                            if pulled.group_count > 0 {
+                                match self.hand_on(*pulled, permit, stop).await {
+                                    HandOn::Sent => {}
+                                    HandOn::Stopped => return ShardExit::Released,
+                                    HandOn::LeaseLost => return self.give_up().await,
+                                }
                             }
                         }
                         FetchOutcome::Failed(error) => {
@@ -374,13 +394,38 @@ impl<S: GroupService> ShardRun<S> {
         self.cursor = target;
     }
 
-    /// Sends a pulled batch to the pipeline. Returns false when stopped while waiting.
+    /// The lease ran out with a pulled batch in hand: the server may have given the shard to
+    /// another consumer, which delivers from the last committed checkpoint. The batch was
+    /// dropped; what was delivered is committed once, only if this consumer still owns the
+    /// shard (without `forceSuccess`, so never over the new owner's checkpoint); the shard
+    /// stops, and the next heartbeat decides whether it comes back.
+    async fn give_up(&mut self) -> ShardExit {
+        tracing::warn!(shard = %self.task.key, timeout = ?self.task.config.group_timeout(), "no heartbeat confirmed this shard within the group timeout (a frozen or cut-off process?); dropping the pulled batch undelivered and stopping the shard");
+        if let CommitOutcome::Done = self.commit().await {
+            tracing::info!(shard = %self.task.key, checkpoint = %self.tracker.committed_cursor(), "delivered position committed as the shard's owner");
+        }
+        ShardExit::Lost
+    }
+
+    /// Sends a pulled batch to the pipeline if the shard's lease still holds once the
+    /// pipeline has room for it (a batch that waited for room through a freeze is checked
+    /// when it would enter).
     async fn hand_on(
         &mut self,
         pulled: PullResult,
         mut permit: OwnedSemaphorePermit,
         stop: &CancellationToken,
-    ) -> bool {
+    ) -> HandOn {
+        let room = tokio::select! {
+            room = self.task.output.reserve() => room.ok(),
+            () = stop.cancelled() => None,
+        };
+        let Some(room) = room else {
+            return HandOn::Stopped;
+        };
+        if !self.task.leases.holds(self.task.key.shard) {
+            return HandOn::LeaseLost;
+        }
         let labels = self.task.labels();
         let raw_bytes = pulled.raw_size;
         metrics()
@@ -422,13 +467,7 @@ impl<S: GroupService> ShardRun<S> {
             records: pulled.records,
         });
         let (token, receiver) = ack::channel();
-        let sent = tokio::select! {
-            sent = self.task.output.send(SinkBatch { batch, ack: token }) => sent.is_ok(),
-            () = stop.cancelled() => false,
-        };
-        if !sent {
-            return false;
-        }
+        room.send(SinkBatch { batch, ack: token });
         self.deliveries.push_back(Box::pin(async move {
             DeliveredBatch {
                 number,
@@ -439,7 +478,7 @@ impl<S: GroupService> ShardRun<S> {
                 newest_log_time,
             }
         }));
-        true
+        HandOn::Sent
     }
 
     /// Records a delivery outcome; false when the batch failed.
@@ -477,24 +516,33 @@ impl<S: GroupService> ShardRun<S> {
         }
     }
 
-    /// Writes the delivered position as the checkpoint, if it moved.
+    /// Writes the delivered position as the checkpoint, if it moved. While the shard's lease
+    /// holds, with `forceSuccess=true` as the Python, Go and Rust consumers commit: no other
+    /// consumer can own the shard yet, so the server's ownership check would only refuse a
+    /// draining consumer its final commit. Past the lease, without it: the server then
+    /// refuses (`ConsumerNotMatch`) unless this consumer still owns the shard, so a stale
+    /// position never overwrites a new owner's checkpoint. Each attempt is one call within
+    /// [`ConsumerConfig::call_timeout`].
     async fn commit(&mut self) -> CommitOutcome {
         let Some(cursor) = self.tracker.to_commit().map(str::to_owned) else {
             return CommitOutcome::Done;
         };
         let task = &self.task;
-        match task
-            .client
-            .update_checkpoint(
-                &task.key.logstore,
-                &task.group,
-                &task.consumer,
-                task.key.shard,
-                &cursor,
-                false,
-            )
-            .await
-        {
+        let force = task.leases.holds(task.key.shard);
+        let call = task.control.update_checkpoint(
+            &task.key.logstore,
+            &task.group,
+            &task.consumer,
+            task.key.shard,
+            &cursor,
+            force,
+        );
+        let timeout = task.config.call_timeout();
+        let Ok(answer) = tokio::time::timeout(timeout, call).await else {
+            tracing::warn!(shard = %task.key, %cursor, ?timeout, "checkpoint commit unanswered in time; will retry");
+            return CommitOutcome::Failed;
+        };
+        match answer {
             Ok(()) => {
                 self.tracker
                     .committed(&cursor)
@@ -504,7 +552,7 @@ impl<S: GroupService> ShardRun<S> {
                     .checkpoints_committed
                     .get_or_create(&task.labels())
                     .inc();
-                tracing::debug!(shard = %task.key, %cursor, "checkpoint committed");
+                tracing::debug!(shard = %task.key, %cursor, force, "checkpoint committed");
                 CommitOutcome::Done
             }
             Err(error)
@@ -513,8 +561,13 @@ impl<S: GroupService> ShardRun<S> {
                     Some(ApiErrorCode::ConsumerNotMatch | ApiErrorCode::ConsumerNotExist)
                 ) =>
             {
-                tracing::warn!(shard = %task.key, %error, "shard is owned by another consumer now; stopping without committing");
-                CommitOutcome::Lost
+                if force {
+                    tracing::warn!(shard = %task.key, %cursor, %error, "forced checkpoint commit refused as not owned; keeping the delivered position and retrying");
+                    CommitOutcome::Failed
+                } else {
+                    tracing::warn!(shard = %task.key, %error, "shard is owned by another consumer now; stopping without committing over its checkpoint");
+                    CommitOutcome::Lost
+                }
             }
             Err(error) => {
                 tracing::warn!(shard = %task.key, %cursor, %error, "checkpoint commit failed; will retry");
@@ -581,6 +634,7 @@ fn forget_shard_series(labels: &ShardLabels) {
 mod tests {
     use super::*;
     use crate::consumer::fake::{self, FakeService, Reply, Script, BATCH_BYTES, GAUGE};
+    use crate::consumer::lease::Leases;
 
     /// Acknowledges the first `deliver` batches after `delay` each, and holds the others
     /// unsettled until the test ends.
@@ -653,38 +707,96 @@ mod tests {
         );
     }
 
+    /// The `forceSuccess` of each commit sent.
+    fn forced(service: &FakeService) -> Vec<bool> {
+        service.with(|script| {
+            script
+                .commit_calls
+                .iter()
+                .map(|(_, force)| *force)
+                .collect()
+        })
+    }
+
     #[tokio::test(start_paused = true)]
-    async fn a_commit_refused_as_consumer_not_match_loses_the_shard_and_frees_its_bytes() {
+    async fn a_commit_refused_as_not_owned_keeps_the_delivered_position_and_retries_forced() {
+        let _gauge = GAUGE.lock().await;
+        let service = service(
+            1,
+            vec![
+                Reply::Ok(()),
+                Reply::Fail("ConsumerNotMatch"),
+                Reply::Ok(()),
+            ],
+        );
+        let (task, batches) = fake::shard_task(&service, "shard-not-match", fake::config());
+        sink(batches, usize::MAX, Duration::ZERO);
+        let started = Instant::now();
+        let stop = CancellationToken::new();
+        let running = tokio::spawn(task.run(stop.clone()));
+        tokio::time::sleep(secs(11)).await;
+        stop.cancel();
+        assert_eq!(running.await.unwrap(), ShardExit::Released);
+        assert_eq!(
+            commits_since(&service, started),
+            vec![(secs(0), 0), (secs(10), 1)],
+            "the position refused at 5 s is committed at the next tick"
+        );
+        assert_eq!(forced(&service), [true, true, true], "under the lease");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_pulled_after_the_lease_ran_out_is_dropped_and_the_shard_stops() {
         let _gauge = GAUGE.lock().await;
         let before = metrics().inflight_bytes.get();
-        let service = service(2, vec![Reply::Ok(()), Reply::Fail("ConsumerNotMatch")]);
-        let (task, batches) = fake::shard_task(&service, "shard-lost", fake::config());
+        let service = service(1, vec![Reply::Ok(())]);
+        let (mut task, mut batches) = fake::shard_task(&service, "shard-lease", fake::config());
+        // A 3 s group timeout: the lease granted now holds 2.7 s, and no heartbeat renews it
+        // (as in a process frozen past the group timeout).
+        task.leases = Arc::new(Leases::new(secs(3)));
+        task.leases.renew([0], Instant::now());
         let labels = task.labels();
-        sink(batches, 1, Duration::ZERO);
         let started = Instant::now();
-        let exit = tokio::time::timeout(secs(60), task.run(CancellationToken::new()))
+        let running = tokio::spawn(task.run(CancellationToken::new()));
+        let first = batches.recv().await.expect("the first batch");
+        first.ack.delivered();
+        tokio::time::sleep(secs(4)).await;
+        service.with(|script| script.batches = 3);
+        let exit = tokio::time::timeout(secs(60), running)
             .await
-            .expect("the shard ends");
+            .expect("the shard stops")
+            .unwrap();
         assert_eq!(exit, ShardExit::Lost);
-        assert_eq!(
-            started.elapsed(),
-            secs(5),
-            "at the first commit of a new position"
+        assert_eq!(started.elapsed(), ms(4_500), "at the first pull with data");
+        assert!(
+            batches.try_recv().is_err(),
+            "nothing pulled after the lease is delivered"
         );
         assert_eq!(
             commits_since(&service, started),
-            vec![(secs(0), 0)],
-            "nothing is committed after the refusal"
+            vec![(secs(0), 0), (ms(4_500), 1)],
+            "the delivered position, and nothing beyond it"
         );
         assert_eq!(
-            metrics().inflight_bytes.get(),
-            before,
-            "the undelivered batch left the in-flight gauge"
+            forced(&service),
+            [true, false],
+            "past the lease only as the shard's owner"
         );
-        assert!(
-            metrics().pulled_logs.get(&labels).is_none(),
-            "the per-shard series are removed"
-        );
+        assert_eq!(metrics().inflight_bytes.get(), before);
+        assert!(metrics().pulled_logs.get(&labels).is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn past_the_lease_a_commit_refused_as_not_owned_stops_the_shard() {
+        let _gauge = GAUGE.lock().await;
+        let service = service(0, vec![Reply::Fail("ConsumerNotMatch")]);
+        let (mut task, _batches) = fake::shard_task(&service, "shard-stale", fake::config());
+        task.leases = Arc::new(Leases::new(secs(3)));
+        let exit = tokio::time::timeout(secs(60), task.run(CancellationToken::new()))
+            .await
+            .expect("the shard stops");
+        assert_eq!(exit, ShardExit::Lost);
+        assert_eq!(forced(&service), [false]);
     }
 
     #[tokio::test(start_paused = true)]
@@ -720,15 +832,15 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_hanging_periodic_commit_does_not_hold_up_the_stop() {
+    async fn a_hanging_commit_is_given_up_at_the_call_timeout() {
         let _gauge = GAUGE.lock().await;
         let service = service(1, vec![Reply::Ok(()), Reply::Hang]);
         let (task, batches) = fake::shard_task(&service, "shard-hanging-commit", fake::config());
         sink(batches, 1, Duration::ZERO);
         let stop = CancellationToken::new();
         let running = tokio::spawn(task.run(stop.clone()));
-        // The commit at 5 s hangs; the stop at 6 s starts the drain regardless, whose own
-        // final commit is given up at 8.75 s.
+        // The commit at 5 s hangs and is given up at 5.5 s; the stop at 6 s starts the
+        // drain, whose final commit makes three attempts of 500 ms, 200 and 400 ms apart.
         tokio::time::sleep(secs(6)).await;
         let stopped = Instant::now();
         stop.cancel();
@@ -737,7 +849,15 @@ mod tests {
             .expect("the shard stops")
             .unwrap();
         assert_eq!(exit, ShardExit::Released);
-        assert_eq!(stopped.elapsed(), Duration::from_millis(8_750));
+        assert_eq!(stopped.elapsed(), Duration::from_millis(2_100));
+        let attempts: Vec<Duration> = service.with(|script| {
+            script
+                .commit_calls
+                .iter()
+                .map(|(at, _)| *at - stopped)
+                .collect()
+        });
+        assert_eq!(attempts[2..], [ms(0), ms(700), ms(1_600)]);
     }
 
     /// Runs a shard whose stored checkpoint is `checkpoint` over positions `begin..batches`;

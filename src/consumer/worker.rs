@@ -226,6 +226,7 @@ async fn sleep_until_some(moment: Option<Instant>) {
 mod tests {
     use super::*;
     use crate::consumer::fake::{self, FakeService, Reply, Script, GAUGE};
+    use crate::consumer::lease::Leases;
 
     fn set(shards: &[u32]) -> BTreeSet<u32> {
         shards.iter().copied().collect()
@@ -264,8 +265,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_shard_that_keeps_getting_lost_is_restarted_with_growing_delays() {
         let _gauge = GAUGE.lock().await;
-        // Every commit is refused, so each task ends as lost right after it started; the
-        // fifth start never finds its cursor, which lets the clock run to the end.
+        // The assignment is stale (no heartbeat renewed the shard's lease) and every commit
+        // is refused, so each task ends as lost right after it started; the fifth start never
+        // finds its cursor, which lets the clock run to the end.
         let service = FakeService::new(Script {
             commits: [Reply::Fail("ConsumerNotMatch")].into(),
             starts: [
@@ -278,7 +280,9 @@ mod tests {
             .into(),
             ..Script::default()
         });
-        let (template, _batches) = fake::shard_task(&service, "worker-restarts", fake::config());
+        let (mut template, _batches) =
+            fake::shard_task(&service, "worker-restarts", fake::config());
+        template.leases = Arc::new(Leases::new(Duration::from_secs(3)));
         let (_assigned_tx, assigned) = watch::channel(set(&[0]));
         let shutdown = CancellationToken::new();
         let worker = Worker {

@@ -80,6 +80,48 @@ impl InvalidSetting {
     }
 }
 
+/// Deserializes a setting written under its old name `old`, logging that it was renamed to
+/// `new` (called only when the old name is present, so the warning names a key the file has).
+/// For `#[serde(deserialize_with = ...)]` on the field that keeps the old name accepted.
+///
+/// # Errors
+///
+/// The value's own deserialization error.
+pub fn renamed_setting<'de, D, T>(deserializer: D, old: &str, new: &str) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    tracing::warn!(
+        setting = old,
+        replacement = new,
+        "deprecated setting `{old}`: renamed to `{new}`, which takes the same value"
+    );
+    T::deserialize(deserializer)
+}
+
+/// The value of a renamed setting: the one under the new name, or the one under the old name
+/// (kept accepted), refusing both at once.
+///
+/// # Errors
+///
+/// `old` when both names are set.
+pub fn renamed_value<T: Default + PartialEq>(
+    new_value: T,
+    old_value: Option<T>,
+    old: &str,
+    new: &str,
+) -> Result<T, InvalidSetting> {
+    match old_value {
+        None => Ok(new_value),
+        Some(old_value) if new_value == T::default() => Ok(old_value),
+        Some(_) => Err(InvalidSetting::new(
+            old,
+            format!("is the old name of `{new}`; set only `{new}`"),
+        )),
+    }
+}
+
 /// Checks that `key` is one alphanumeric word, as CEF extension and LEEF attribute keys must be.
 ///
 /// # Errors

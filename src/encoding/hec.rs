@@ -70,9 +70,9 @@ pub struct HecEncoder {
     pub indexed_fields: Vec<String>,
     /// How the log goes into `event`.
     pub event_format: HecEventFormat,
-    /// Per topic, the fields whose JSON text (an object or an array) is inserted as JSON
+    /// Per topic, the fields whose JSON text (an object or an array) is embedded as JSON
     /// rather than as a string; invalid JSON stays a string.
-    pub expand_json: HashMap<String, Vec<String>>,
+    pub embed_json: HashMap<String, Vec<String>>,
 }
 
 impl HecEncoder {
@@ -134,13 +134,13 @@ impl HecEncoder {
     }
 
     fn write_event_object(&self, record: &LogRecord<'_>, out: &mut Vec<u8>) {
-        let expand = self
-            .expand_json
+        let embedded = self
+            .embed_json
             .get(record.topic)
             .map(Vec::as_slice)
             .unwrap_or_default();
         write_flat_object_with(record, out, |key, value, out| match value {
-            FlatValue::Text(text) if expand.iter().any(|name| key.is(name)) => {
+            FlatValue::Text(text) if embedded.iter().any(|name| key.is(name)) => {
                 write_json_or_string(text, out)
             }
             _ => write_flat_value(value, out),
@@ -250,7 +250,7 @@ mod tests {
             let encoder = HecEncoder {
                 event_format: if text_format { HecEventFormat::Text } else { HecEventFormat::Object },
                 indexed_fields: keys.clone(),
-                expand_json: HashMap::from([(topic.clone(), keys)]),
+                embed_json: HashMap::from([(topic.clone(), keys)]),
                 ..HecEncoder::default()
             };
             let mut out = Vec::new();
@@ -332,7 +332,7 @@ mod tests {
     }
 
     #[test]
-    fn json_text_is_expanded_only_for_listed_topics_and_valid_json() {
+    fn json_text_is_embedded_only_for_listed_topics_and_valid_json() {
         let nested =
             "{\"eventName\":\"ConsoleSignin\",\n \"userIdentity\":{\"type\":\"ram-user\"}}";
         let records = RecordsBuilder::new()
@@ -344,7 +344,7 @@ mod tests {
             .log(1, None, &[("event", "{\"a\":1}")])
             .build();
         let encoder = HecEncoder {
-            expand_json: HashMap::from([("actiontrail_audit_event".into(), vec!["event".into()])]),
+            embed_json: HashMap::from([("actiontrail_audit_event".into(), vec!["event".into()])]),
             ..HecEncoder::default()
         };
         let events: Vec<serde_json::Value> = records

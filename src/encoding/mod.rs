@@ -1,5 +1,6 @@
 //! Pure, synchronous encoders that turn a [`LogRecord`] into bytes in a caller's buffer.
-//! Framing (octet counting, newline) is kept apart from formatting.
+//! Framing (octet counting, newline) is kept apart from formatting; [`config`] chooses the
+//! encoder from a format and its settings.
 
 use crate::model::LogRecord;
 
@@ -13,7 +14,9 @@ pub mod hec;
 pub mod json;
 
 pub mod cef;
+pub mod config;
 pub mod field;
+pub mod formats;
 pub mod framing;
 pub mod header;
 pub mod kv;

@@ -122,18 +122,14 @@ impl Assignment {
         self.members.contains_key(consumer)
     }
 
-    /// True when `consumer` may write the checkpoint of `shard`: it was told to hold the shard
-    /// or still reports holding it (draining after a rebalance), and no other consumer was
-    /// told to hold it.
-    pub fn may_checkpoint(&self, consumer: &str, shard: u32) -> bool {
-        let holds = self.members.get(consumer).is_some_and(|member| {
-            member.granted.contains(&shard) || member.reported.contains(&shard)
-        });
-        holds
-            && !self
-                .members
-                .iter()
-                .any(|(name, member)| name != consumer && member.granted.contains(&shard))
+    /// True when `consumer` owns `shard` in this assignment: what UpdateCheckPoint without
+    /// `forceSuccess` requires. A consumer still draining a shard that moved on does not own
+    /// it any more (its final commit needs `forceSuccess=true`, as the official consumers
+    /// send it).
+    pub fn owns(&self, consumer: &str, shard: u32) -> bool {
+        self.owners
+            .get(&shard)
+            .is_some_and(|owner| owner == consumer)
     }
 
     fn owned_by<'a>(&'a self, consumer: &'a str) -> impl Iterator<Item = u32> + 'a {
@@ -311,23 +307,18 @@ mod tests {
     }
 
     #[test]
-    fn a_draining_consumer_may_still_checkpoint() {
+    fn only_the_owner_owns_a_shard_not_the_consumer_still_draining_it() {
         let mut group = Assignment::default();
         let t0 = Instant::now();
         let all = shards(2);
         let a = group.heartbeat("a", &[], &all, TIMEOUT, t0);
         group.heartbeat("a", &a, &all, TIMEOUT, t0);
+        assert!(group.owns("a", 0) && group.owns("a", 1));
         group.heartbeat("b", &[], &all, TIMEOUT, t0);
         let moved = 1 - group.heartbeat("a", &[0, 1], &all, TIMEOUT, t0)[0];
-        assert!(group.may_checkpoint("a", moved), "a drains the moved shard");
-        assert!(
-            !group.may_checkpoint("b", moved),
-            "b was not granted it yet"
-        );
-        group.heartbeat("a", &[1 - moved], &all, TIMEOUT, t0);
-        group.heartbeat("b", &[], &all, TIMEOUT, t0);
-        assert!(group.may_checkpoint("b", moved));
-        assert!(!group.may_checkpoint("a", moved));
+        assert!(!group.owns("a", moved), "a only drains the moved shard");
+        assert!(group.owns("b", moved), "b owns it, though not granted yet");
+        assert!(!group.owns("c", moved));
     }
 
     #[test]

@@ -1,23 +1,26 @@
 //! An embedded, SLS-compatible log service: the default source for trying the forwarder
 //! without a cloud account, and the peer of the tests. It stores shards and checkpoints in a
-//! data directory, verifies request signatures against one AccessKey, and runs consumer-group
-//! assignment with the group timeout and release-before-grant hand-over.
+//! data directory, verifies request signatures against one AccessKey (and, when given a role,
+//! the temporary credentials it issues itself: see [`LocalServer::issue_temporary_credentials`]),
+//! and runs consumer-group assignment with the group timeout and release-before-grant hand-over.
 //!
 //! Start it with [`LocalServer::open`] and [`LocalServer::run`] (or [`LocalServer::run_with`]
 //! for other [`ConnectionLimits`]).
 
 mod assignment;
+mod deny;
 pub mod generator;
 mod routes;
 mod state;
 pub mod store;
+mod sts;
 mod throttle;
 
 use std::future::Future;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use hyper::service::service_fn;
@@ -26,9 +29,11 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::common::Secret;
+pub use deny::{DeniedAction, UnknownAction};
 pub use routes::decode_query;
 pub use state::{valid_name, Checkpoint, Failure};
 pub use store::StoreError;
+pub use sts::{StsConfig, MAX_STS_TTL};
 
 /// Default upper bound of a request body (PutLogs), in bytes.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 32 << 20;
@@ -100,6 +105,8 @@ pub struct LocalServer {
     projects: state::Projects,
     requests: AtomicU64,
     read_quota: throttle::ReadQuota,
+    denials: deny::Denials,
+    sts: RwLock<Option<Arc<sts::Issuer>>>,
 }
 
 impl LocalServer {
@@ -120,6 +127,8 @@ impl LocalServer {
             projects,
             requests: AtomicU64::new(0),
             read_quota: throttle::ReadQuota::default(),
+            denials: deny::Denials::default(),
+            sts: RwLock::new(None),
         }))
     }
 
@@ -127,6 +136,26 @@ impl LocalServer {
     /// second, a shard answers 403 `ShardReadQuotaExceed`. `None` (the default) never throttles.
     pub fn limit_reads_per_shard(&self, per_second: Option<NonZeroU32>) {
         self.read_quota.set_limit(per_second);
+    }
+
+    /// Denies `actions` as a RAM policy would: 401 `Unauthorized`, "denied by sts or ram".
+    /// Empty (the default) denies nothing.
+    pub fn deny_actions(&self, actions: &[DeniedAction]) {
+        self.denials.set(actions);
+    }
+
+    /// Hands out temporary credentials for `config.role` on the server's own address, as the
+    /// ECS instance metadata service and STS `AssumeRoleWithOIDC` do, and accepts requests
+    /// signed with them until they expire (then 401 `SecurityTokenExpired`). Each call starts a
+    /// new issuer (credentials issued before are refused from then on); `None` (the default)
+    /// turns it off.
+    pub fn issue_temporary_credentials(&self, config: Option<StsConfig>) {
+        *self.sts.write().expect("sts lock") =
+            config.map(|config| Arc::new(sts::Issuer::new(config)));
+    }
+
+    fn sts(&self) -> Option<Arc<sts::Issuer>> {
+        self.sts.read().expect("sts lock").clone()
     }
 
     fn next_request_id(&self) -> String {

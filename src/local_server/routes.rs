@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::state::{blocking, Failure, Logstore, Project};
-use super::LocalServer;
+use super::{DeniedAction, LocalServer};
 use crate::source::auth::{self, SignatureVersion, SignedRequest, VerifyError};
 use crate::source::compression::Compression;
 use crate::source::{cursor, protobuf, ApiErrorCode};
@@ -136,6 +136,9 @@ impl LocalServer {
     /// Answers one HTTP request.
     pub(super) async fn handle(self: Arc<Self>, request: Request<hyper::body::Incoming>) -> Reply {
         let request_id = self.next_request_id();
+        if let Some(sts) = self.sts().filter(|_| super::sts::Issuer::serves(&request)) {
+            return sts.answer(request, &request_id).await;
+        }
         let outcome = match self.read_call(request).await {
             Ok(call) => self.clone().dispatch(call).await,
             Err(failure) => Err(failure),
@@ -206,29 +209,24 @@ impl LocalServer {
     }
 
     /// Verifies the v1 or v4 signature (v4 scoped to this server's region) and the request's
-    /// date against the server clock; returns the version verified.
+    /// date against the server clock, with the long-term AccessKey or temporary credentials
+    /// this server issued; returns the version verified.
     fn authenticate(&self, request: &SignedRequest<'_>) -> Result<SignatureVersion, Failure> {
-        auth::verify(
+        let now = std::time::SystemTime::now();
+        let region = &self.config.region;
+        match auth::verify(
             &self.config.access_key_id,
             self.config.access_key_secret.expose(),
-            &self.config.region,
+            region,
             request,
-            std::time::SystemTime::now(),
-        )
-        .map_err(|error| {
-            let code = match error {
-                VerifyError::Unsigned
-                | VerifyError::Malformed
-                | VerifyError::UnsupportedScheme(_)
-                | VerifyError::WrongRegion { .. }
-                | VerifyError::MissingContentSha256 => ApiErrorCode::Unauthorized,
-                VerifyError::UnknownAccessKeyId(_) => ApiErrorCode::InvalidAccessKeyId,
-                VerifyError::Mismatch => ApiErrorCode::SignatureNotMatch,
-                VerifyError::InvalidDate(_) => ApiErrorCode::Other("InvalidRequestTime".into()),
-                VerifyError::Expired { .. } => ApiErrorCode::RequestTimeExpired,
-            };
-            Failure::new(code, error.to_string())
-        })
+            now,
+        ) {
+            Err(VerifyError::UnknownAccessKeyId(id)) => self
+                .sts()
+                .and_then(|sts| sts.authenticate(&id, region, request, now))
+                .unwrap_or_else(|| Err(verify_failure(VerifyError::UnknownAccessKeyId(id)))),
+            verified => verified.map_err(verify_failure),
+        }
     }
 
     async fn dispatch(self: Arc<Self>, call: Call) -> Outcome {
@@ -288,6 +286,7 @@ impl LocalServer {
                 }
             }
             (&Method::GET, ["logstores", logstore, "consumergroups"]) => {
+                self.permit(&call, DeniedAction::ListConsumerGroup, logstore, "*")?;
                 let groups: Vec<_> = self
                     .logstore(&call, logstore)?
                     .list_groups()
@@ -306,6 +305,8 @@ impl LocalServer {
                     order: bool,
                 }
                 let body: Create = call.json()?;
+                let group = &body.consumer_group;
+                self.permit(&call, DeniedAction::CreateConsumerGroup, logstore, group)?;
                 if body.timeout == 0 {
                     return Err(invalid("timeout must be positive"));
                 }
@@ -321,6 +322,7 @@ impl LocalServer {
                     order: Option<bool>,
                 }
                 let body: Update = call.json()?;
+                self.permit(&call, DeniedAction::UpdateConsumerGroup, logstore, group)?;
                 self.logstore(&call, logstore)?
                     .update_group(group, body.timeout, body.order)
                     .await?;
@@ -404,6 +406,18 @@ impl LocalServer {
         ))
     }
 
+    fn permit(
+        &self,
+        call: &Call,
+        action: DeniedAction,
+        logstore: &str,
+        group: &str,
+    ) -> Result<(), Failure> {
+        let project = call.project.as_deref().unwrap_or_default();
+        let region = &self.config.region;
+        self.denials.check(action, region, project, logstore, group)
+    }
+
     fn logstore(&self, call: &Call, name: &str) -> Result<Arc<Logstore>, Failure> {
         call.project(self)?.logstore(name)
     }
@@ -484,6 +498,22 @@ impl LocalServer {
         })
         .await
     }
+}
+
+/// The answer to a request that failed signature verification.
+pub(super) fn verify_failure(error: VerifyError) -> Failure {
+    let code = match error {
+        VerifyError::Unsigned
+        | VerifyError::Malformed
+        | VerifyError::UnsupportedScheme(_)
+        | VerifyError::WrongRegion { .. }
+        | VerifyError::MissingContentSha256 => ApiErrorCode::Unauthorized,
+        VerifyError::UnknownAccessKeyId(_) => ApiErrorCode::InvalidAccessKeyId,
+        VerifyError::Mismatch => ApiErrorCode::SignatureNotMatch,
+        VerifyError::InvalidDate(_) => ApiErrorCode::Other("InvalidRequestTime".into()),
+        VerifyError::Expired { .. } => ApiErrorCode::RequestTimeExpired,
+    };
+    Failure::new(code, error.to_string())
 }
 
 /// Requires a `Content-MD5` on every request with a body, matching it: the v1 signature

@@ -585,8 +585,11 @@ impl Logstore {
             .collect())
     }
 
-    /// Stores a checkpoint. Without `force`, the consumer must be a live member owning the
-    /// shard.
+    /// Stores a checkpoint, as UpdateCheckPoint documents it: with `forceSuccess=true` the
+    /// update is forced, without any ownership check (the documentation: "If you do not
+    /// specify a consumer, you must set forceSuccess to true"); without it, the consumer
+    /// must be a live member (`ConsumerNotExist`) that owns the shard now
+    /// (`ConsumerNotMatch`), which a consumer still draining a shard that moved on does not.
     ///
     /// # Errors
     ///
@@ -626,7 +629,7 @@ impl Logstore {
                     format!("consumer {consumer} is not a member of the group"),
                 ));
             }
-            if !group.assignment.may_checkpoint(consumer, shard) {
+            if !group.assignment.owns(consumer, shard) {
                 return Err(Failure::new(
                     ApiErrorCode::ConsumerNotMatch,
                     format!("shard {shard} is not held by consumer {consumer}"),
@@ -840,6 +843,49 @@ mod tests {
             logstore.heartbeat("g", "stranger", &[0, 1]).unwrap(),
             [0, 1]
         );
+    }
+
+    #[tokio::test]
+    async fn only_a_forced_checkpoint_may_be_written_by_a_consumer_that_does_not_own_the_shard() {
+        let dir = tempfile::tempdir().unwrap();
+        let projects = Projects::open(dir.path()).unwrap();
+        let logstore = projects
+            .ensure_project("demo")
+            .unwrap()
+            .ensure_logstore("audit", 2)
+            .unwrap();
+        logstore.create_group("g", 30, false).await.unwrap();
+        let cursor = || crate::source::cursor::encode(1);
+        let held = logstore.heartbeat("g", "a", &[]).unwrap();
+        assert_eq!(logstore.heartbeat("g", "a", &held).unwrap(), [0, 1]);
+        logstore.heartbeat("g", "b", &[]).unwrap();
+        // b joined: one shard moves to b while a still drains it.
+        let kept = logstore.heartbeat("g", "a", &[0, 1]).unwrap();
+        let moved = 1 - kept[0];
+        let refuse = |consumer: &'static str, shard: u32| {
+            let logstore = logstore.clone();
+            async move {
+                logstore
+                    .update_checkpoint("g", consumer, shard, cursor(), false)
+                    .await
+                    .unwrap_err()
+                    .code
+            }
+        };
+        assert_eq!(refuse("a", moved).await, ApiErrorCode::ConsumerNotMatch);
+        assert_eq!(refuse("stranger", 0).await, ApiErrorCode::ConsumerNotExist);
+        logstore
+            .update_checkpoint("g", "a", kept[0], cursor(), false)
+            .await
+            .expect("the owner commits");
+        for consumer in ["a", "stranger"] {
+            logstore
+                .update_checkpoint("g", consumer, moved, cursor(), true)
+                .await
+                .expect("a forced commit is not checked");
+        }
+        let stored = logstore.checkpoints("g", Some(moved)).unwrap();
+        assert_eq!(stored[0].1.consumer, "stranger");
     }
 
     #[test]

@@ -6,8 +6,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::lines::write_lines;
-use super::syslog::config::{Format, SyslogSinkConfig};
 use super::{Sink, SinkBatch, SinkError};
+use crate::encoding::config::{EncodingConfig, Format};
 use crate::encoding::Encoder;
 
 /// Settings of the `console` sink.
@@ -35,7 +35,9 @@ impl ConsoleSinkConfig {
     ///
     /// [`SinkError::Config`] when the format cannot be built.
     pub fn build(&self, name: &str) -> Result<ConsoleSink, SinkError> {
-        let encoder = SyslogSinkConfig::default_encoder(self.format)?;
+        let encoder = EncodingConfig::for_format(self.format)
+            .encoder()
+            .map_err(|error| SinkError::Config(error.to_string()))?;
         Ok(ConsoleSink {
             name: self.name.clone().unwrap_or_else(|| name.to_owned()),
             encoder,
@@ -53,10 +55,6 @@ pub struct ConsoleSink {
 impl Sink for ConsoleSink {
     fn name(&self) -> &str {
         &self.name
-    }
-
-    async fn healthcheck(&self) -> Result<(), SinkError> {
-        Ok(())
     }
 
     async fn run(

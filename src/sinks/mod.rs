@@ -1,6 +1,13 @@
 //! Destinations. Every sink implements [`Sink`]: it owns its loop, takes [`SinkBatch`]es from
 //! a bounded channel (so a slow destination slows the pull), and settles each batch's ack only
 //! after the destination confirmed every log of it.
+//!
+//! A sink with more than one file is a folder cut one way, as [`syslog`] and [`splunk_hec`]
+//! are: `mod.rs` documents the sink and lists its parts; `config.rs` holds the TOML keys,
+//! validates them (returning [`crate::encoding::field::InvalidSetting`]) and builds the sink;
+//! `sink.rs` holds the [`Sink`] implementation and its run loop; further runtime files (the
+//! transport, the HTTP client, request building) never import `config.rs`. A sink that
+//! formats logs describes its encoding with [`crate::encoding::config::EncodingConfig`].
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
@@ -46,15 +53,19 @@ pub async fn next_batch(
     }
 }
 
-/// A destination for log batches.
+/// A destination for log batches. `Sync` because `healthcheck` borrows the sink across an
+/// `await` in a `Send` future (every sink already met this through its own `healthcheck`).
 #[async_trait]
-pub trait Sink: Send {
+pub trait Sink: Send + Sync {
     /// The sink's name, used in logs, metrics and health.
     fn name(&self) -> &str;
 
     /// Checks that the destination is reachable and accepts our credentials, without sending
-    /// logs. Called at start-up; failures are reported but do not stop the process.
-    async fn healthcheck(&self) -> Result<(), SinkError>;
+    /// logs. Called at start-up; failures are reported but do not stop the process. The
+    /// default passes: for sinks with nothing to check (console, null).
+    async fn healthcheck(&self) -> Result<(), SinkError> {
+        Ok(())
+    }
 
     /// Delivers batches until `input` closes (every batch handed over) or `shutdown` fires.
     /// Settles each batch's ack with `delivered()` only after the destination confirmed it.

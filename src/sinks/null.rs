@@ -8,8 +8,8 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::syslog::config::{Format, SyslogSinkConfig};
 use super::{next_batch, Sink, SinkBatch, SinkError};
+use crate::encoding::config::{EncodingConfig, Format};
 use crate::encoding::Encoder;
 use crate::telemetry::metrics::{metrics, SinkLabels};
 
@@ -38,8 +38,9 @@ impl NullSinkConfig {
     pub fn build(&self, name: &str) -> Result<NullSink, SinkError> {
         let encoder = self
             .format
-            .map(SyslogSinkConfig::default_encoder)
-            .transpose()?;
+            .map(|format| EncodingConfig::for_format(format).encoder())
+            .transpose()
+            .map_err(|error| SinkError::Config(error.to_string()))?;
         Ok(NullSink {
             name: self.name.clone().unwrap_or_else(|| name.to_owned()),
             encoder,
@@ -57,10 +58,6 @@ pub struct NullSink {
 impl Sink for NullSink {
     fn name(&self) -> &str {
         &self.name
-    }
-
-    async fn healthcheck(&self) -> Result<(), SinkError> {
-        Ok(())
     }
 
     async fn run(
@@ -119,6 +116,12 @@ mod tests {
         drop(input);
         running.await.unwrap().unwrap();
         ack.await
+    }
+
+    #[tokio::test]
+    async fn has_nothing_to_check_at_start() {
+        let sink = NullSinkConfig::default().build("null-health").unwrap();
+        assert!(sink.healthcheck().await.is_ok());
     }
 
     #[tokio::test]

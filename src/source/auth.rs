@@ -208,11 +208,12 @@ impl Signing {
 }
 
 /// Compares two secret-derived values in time independent of where they differ.
-fn constant_time_eq(expected: &str, provided: &str) -> bool {
+pub(crate) fn constant_time_eq(expected: impl AsRef<[u8]>, provided: impl AsRef<[u8]>) -> bool {
+    let (expected, provided) = (expected.as_ref(), provided.as_ref());
     expected.len() == provided.len()
         && expected
-            .bytes()
-            .zip(provided.bytes())
+            .iter()
+            .zip(provided)
             .fold(0u8, |acc, (a, b)| acc | (a ^ b))
             == 0
 }

@@ -8,9 +8,15 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method};
 
 use super::auth::{self, SignedRequest, Signing, SECURITY_TOKEN_HEADER};
-use super::error::ApiError;
+use super::credentials::static_keys::StaticProvider;
+use super::credentials::{Credentials, CredentialsCache, CredentialsError};
+use super::error::{ApiError, ApiErrorCode};
 use crate::common::host::is_loopback_host;
 use crate::common::{Backoff, Secret};
+
+/// How long establishing a connection may take, whatever the request timeout (as the Java
+/// consumer's `HTTP_CONNECT_TIME_OUT`).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where and as whom to connect.
 #[derive(Debug, Clone)]
@@ -33,6 +39,9 @@ pub struct ClientConfig {
     pub user_agent: String,
     /// How requests are signed (v1 unless set; see [`Signing::resolve`]).
     pub signing: Signing,
+    /// Credentials asked for before every request (refreshed near expiry and when refused);
+    /// when set, the three static values above are not used.
+    pub credentials: Option<CredentialsCache>,
 }
 
 impl ClientConfig {
@@ -53,6 +62,15 @@ impl ClientConfig {
             max_attempts: 4,
             user_agent: concat!("siem-forwarder/", env!("CARGO_PKG_VERSION")).to_owned(),
             signing: Signing::V1,
+            credentials: None,
+        }
+    }
+
+    /// A configuration with default timeouts and retries, signing with `credentials`.
+    pub fn with_credentials(endpoint: &str, project: &str, credentials: CredentialsCache) -> Self {
+        Self {
+            credentials: Some(credentials),
+            ..Self::new(endpoint, project, "", Secret::default())
         }
     }
 }
@@ -89,6 +107,9 @@ pub enum ClientError {
     /// A configured value cannot travel in an HTTP header: only visible ASCII can.
     #[error("{0} contains characters that cannot be sent in an HTTP header")]
     InvalidHeaderValue(&'static str),
+    /// No credentials could be had from the provider.
+    #[error(transparent)]
+    Credentials(#[from] CredentialsError),
     /// The server's answer is larger than any answer of the API can be.
     #[error("{api} response of more than {limit} bytes refused")]
     ResponseTooLarge {
@@ -104,7 +125,10 @@ impl ClientError {
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Api(error) => error.is_retryable(),
-            Self::Network { .. } | Self::BadResponse { .. } | Self::ResponseTooLarge { .. } => true,
+            Self::Network { .. }
+            | Self::BadResponse { .. }
+            | Self::ResponseTooLarge { .. }
+            | Self::Credentials(_) => true,
             Self::InvalidEndpoint(_) | Self::InvalidProject(..) | Self::InvalidHeaderValue(_) => {
                 false
             }
@@ -117,6 +141,22 @@ impl ClientError {
             Self::Api(error) => Some(&error.code),
             _ => None,
         }
+    }
+
+    /// True when the log service refused the credentials themselves (401 with
+    /// `Unauthorized`, `InvalidAccessKeyId*`, `SecurityToken.Expired` or
+    /// `SecurityTokenExpired`, the codes the official SDKs refresh credentials on).
+    pub fn is_credentials_refused(&self) -> bool {
+        let Self::Api(error) = self else {
+            return false;
+        };
+        error.status == 401
+            && matches!(
+                error.code,
+                ApiErrorCode::Unauthorized
+                    | ApiErrorCode::InvalidAccessKeyId
+                    | ApiErrorCode::SecurityTokenExpired
+            )
     }
 
     pub(crate) fn bad_response(api: &'static str, reason: impl ToString) -> Self {
@@ -200,8 +240,8 @@ pub struct Client {
     base_url: String,
     /// `Host` header: `PROJECT.HOST` without a port.
     host_header: HeaderValue,
-    /// The STS token header, checked once (marked sensitive).
-    security_token: Option<HeaderValue>,
+    /// The credentials requests are signed with.
+    credentials: CredentialsCache,
 }
 
 impl Client {
@@ -243,23 +283,19 @@ impl Client {
         super::config::check_name(&config.project, false)
             .map_err(|reason| ClientError::InvalidProject(config.project.clone(), reason))?;
         let host_header = ascii_header(&format!("{}.{}", config.project, host));
-        let checked = |value: &str, what| {
-            let visible = value.bytes().all(|byte| byte.is_ascii_graphic());
-            HeaderValue::from_str(value)
-                .ok()
-                .filter(|_| visible)
-                .ok_or(ClientError::InvalidHeaderValue(what))
-        };
-        checked(&config.access_key_id, "the AccessKey id")?;
-        // An empty token means none: the official SDKs never send an empty
-        // `x-acs-security-token`, which the service would take as a bad token.
-        let security_token = match config.security_token.as_ref().filter(|t| !t.is_empty()) {
-            Some(token) => {
-                let mut value = checked(token.expose(), "the security token")?;
-                value.set_sensitive(true);
-                Some(value)
+        let credentials = match &config.credentials {
+            Some(cache) => cache.clone(),
+            None => {
+                let fixed = Credentials::new(
+                    config.access_key_id.clone(),
+                    config.access_key_secret.clone(),
+                    config.security_token.clone(),
+                );
+                fixed
+                    .check()
+                    .map_err(|(what, _)| ClientError::InvalidHeaderValue(what))?;
+                CredentialsCache::new(StaticProvider::new(fixed))
             }
-            None => None,
         };
         let base_url = if is_address {
             format!("{scheme}://{authority}")
@@ -268,7 +304,7 @@ impl Client {
         };
         let http = reqwest::Client::builder()
             .use_rustls_tls()
-            .timeout(config.request_timeout)
+            .connect_timeout(CONNECT_TIMEOUT)
             .pool_idle_timeout(Duration::from_secs(50))
             .tcp_nodelay(true)
             .user_agent(&config.user_agent)
@@ -282,7 +318,7 @@ impl Client {
             config,
             base_url,
             host_header,
-            security_token,
+            credentials,
         })
     }
 
@@ -296,7 +332,17 @@ impl Client {
         &self.config.endpoint
     }
 
-    /// Sends a request, retrying network errors and 5xx answers with backoff.
+    /// This client (sharing its connections) with one attempt per call, each given up after
+    /// `timeout`: for calls a caller repeats on its own schedule (heartbeats, commits).
+    pub fn single_attempt(&self, timeout: Duration) -> Self {
+        let mut client = self.clone();
+        client.config.request_timeout = timeout;
+        client.config.max_attempts = 1;
+        client
+    }
+
+    /// Sends a request, retrying network errors and 5xx answers with backoff. Refused
+    /// credentials are refreshed and the request sent once more at once.
     pub(crate) async fn send(
         &self,
         api: &'static str,
@@ -305,7 +351,7 @@ impl Client {
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
         let mut attempt = 1;
         loop {
-            match self.send_once(api, &request).await {
+            match self.send_authorized(api, &request).await {
                 Err(error) if error.is_retryable() && attempt < self.config.max_attempts => {
                     let delay = backoff.next_delay();
                     tracing::debug!(api, %error, attempt, ?delay, "log service call failed; retrying");
@@ -317,10 +363,29 @@ impl Client {
         }
     }
 
+    /// Sends a request signed with the current credentials; when the log service refuses
+    /// them, sends it once more with refreshed ones.
+    async fn send_authorized(
+        &self,
+        api: &'static str,
+        request: &ApiRequest,
+    ) -> Result<ApiResponse, ClientError> {
+        let credentials = self.credentials.get().await?;
+        match self.send_once(api, request, &credentials).await {
+            Err(error) if error.is_credentials_refused() => {
+                tracing::info!(api, provider = self.credentials.provider_name(), %error, "credentials refused; refreshing them and retrying once");
+                let refreshed = self.credentials.refresh_rejected(&credentials).await?;
+                self.send_once(api, request, &refreshed).await
+            }
+            outcome => outcome,
+        }
+    }
+
     async fn send_once(
         &self,
         api: &'static str,
         request: &ApiRequest,
+        credentials: &Credentials,
     ) -> Result<ApiResponse, ClientError> {
         let mut headers = request.headers.clone();
         headers.insert("x-log-apiversion", HeaderValue::from_static("0.6.0"));
@@ -329,12 +394,14 @@ impl Client {
             // As the official SDKs send it on every request without a body.
             headers.insert("x-log-bodyrawsize", HeaderValue::from_static("0"));
         }
-        if let Some(token) = &self.security_token {
-            headers.insert(SECURITY_TOKEN_HEADER, token.clone());
+        if let Some(token) = &credentials.security_token {
+            let mut token = ascii_header(token.expose());
+            token.set_sensitive(true);
+            headers.insert(SECURITY_TOKEN_HEADER, token);
         }
         let now = std::time::SystemTime::now();
-        let secret = self.config.access_key_secret.expose();
-        let id = &self.config.access_key_id;
+        let secret = credentials.access_key_secret.expose();
+        let id = &credentials.access_key_id;
         headers.insert("date", ascii_header(&httpdate::fmt_http_date(now)));
         let authorization = match &self.config.signing {
             Signing::V1 => {
@@ -378,6 +445,7 @@ impl Client {
         let mut response = self
             .http
             .request(request.method.clone(), url)
+            .timeout(self.config.request_timeout)
             .query(&request.query)
             .headers(headers)
             .body(request.body.clone())
@@ -423,7 +491,8 @@ fn signed<'a>(request: &'a ApiRequest, headers: &'a HeaderMap) -> SignedRequest<
 }
 
 /// A header value from text this client built itself: dates, digests and signatures are
-/// ASCII, and anything configured was checked in [`Client::new`].
+/// ASCII, and credentials were checked ([`Credentials::check`]) in [`Client::new`] or by
+/// their provider.
 fn ascii_header(value: &str) -> HeaderValue {
     HeaderValue::from_str(value).expect("generated header values are visible ASCII")
 }
@@ -560,6 +629,36 @@ mod tests {
             "{request}"
         );
         assert!(!request.contains(SECURITY_TOKEN_HEADER), "{request}");
+    }
+
+    #[tokio::test]
+    async fn a_single_attempt_client_gives_up_at_its_timeout_without_retrying() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                held.push(socket); // never answered
+            }
+        });
+        let config = ClientConfig::new(&endpoint, "proj", "id", Secret::new("s"));
+        let client = Client::new(config).unwrap();
+        let started = std::time::Instant::now();
+        let error = client
+            .single_attempt(Duration::from_millis(300))
+            .send("ListShards", list_shards())
+            .await
+            .unwrap_err();
+        assert!(matches!(error, ClientError::Network { .. }), "{error}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "not the 60 s default, nor retried: {:?}",
+            started.elapsed()
+        );
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 
     #[test]

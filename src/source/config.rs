@@ -11,6 +11,8 @@ use crate::common::Secret;
 use crate::encoding::field::InvalidSetting;
 use crate::local_server::DEFAULT_REGION;
 use crate::source::auth::{SignatureVersion, Signing};
+use crate::source::credentials::config::{check_static, SourceCredentials};
+use crate::source::credentials::{Credentials, CredentialsConfig};
 
 /// The endpoint value that starts the embedded log service in-process.
 pub const LOCAL_ENDPOINT: &str = "local";
@@ -34,7 +36,7 @@ pub struct SourceConfig {
     #[serde(default)]
     pub logstores: Vec<String>,
     /// AccessKey id: printable ASCII without spaces, at most 128 characters. Env fallback
-    /// `SLS_AK_ID`.
+    /// `SLS_AK_ID`. Not with `[source.credentials]`.
     #[serde(default)]
     pub access_key_id: Option<String>,
     /// AccessKey secret (never logged): printable ASCII without spaces, at most 256
@@ -45,6 +47,11 @@ pub struct SourceConfig {
     /// spaces, at most 8192 characters. Empty means none (e.g. `"${SLS_STS_TOKEN:-}"`).
     #[serde(default)]
     pub security_token: Option<Secret>,
+    /// Where credentials come from, refreshed while running (`[source.credentials]` with
+    /// `provider = "static" | "environment" | "ecs_ram_role" | "oidc_role_arn" | "file"`).
+    /// Without it, the three keys above (or `SLS_AK_ID` / `SLS_AK_KEY`) are used as they are.
+    #[serde(default)]
+    pub credentials: Option<CredentialsConfig>,
     /// Request signature: `"v1"` (HMAC-SHA1) or `"v4"` (`SLS4-HMAC-SHA256`, scoped to
     /// `region`). Default v1, except v4 for dedicated-cloud regions (`-acdr-ut-`), which
     /// accept only v4.
@@ -104,12 +111,8 @@ pub struct ResolvedSource {
     pub project: String,
     /// Logstores.
     pub logstores: Vec<String>,
-    /// AccessKey id.
-    pub access_key_id: String,
-    /// AccessKey secret.
-    pub access_key_secret: Secret,
-    /// STS token.
-    pub security_token: Option<Secret>,
+    /// Where the credentials come from.
+    pub credentials: SourceCredentials,
     /// How requests are signed.
     pub signing: Signing,
     /// The region the embedded log service answers as (with `endpoint = "local"`).
@@ -121,10 +124,6 @@ const MAX_LOGSTORES: usize = 200;
 /// Bounds of `[source.local]` values.
 const MAX_LOCAL_SHARDS: u32 = 256;
 const MAX_LOCAL_GENERATE: usize = 1_000_000;
-/// Longest AccessKey id, secret and STS token accepted (they travel in HTTP headers).
-const MAX_ACCESS_KEY_ID: usize = 128;
-const MAX_ACCESS_KEY_SECRET: usize = 256;
-const MAX_SECURITY_TOKEN: usize = 8192;
 
 impl SourceConfig {
     /// Applies the environment fallbacks (`lookup` reads a variable) and checks every value:
@@ -189,7 +188,86 @@ impl SourceConfig {
         if local {
             self.local.check()?;
         }
-        let (access_key_id, access_key_secret) = if local {
+        let credentials = match &self.credentials {
+            Some(table) => self.credentials_table(table, local, &lookup)?,
+            None => SourceCredentials::Static(self.top_level_keys(local, &lookup)?),
+        };
+        Ok(ResolvedSource {
+            endpoint,
+            project,
+            logstores,
+            credentials,
+            signing,
+            local_region: local_region.to_owned(),
+        })
+    }
+
+    /// The `[source.credentials]` table, refused next to the top-level keys, and with the
+    /// embedded service (which accepts only static keys) unless static.
+    fn credentials_table(
+        &self,
+        table: &CredentialsConfig,
+        local: bool,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<SourceCredentials, InvalidSetting> {
+        let set = |value: Option<&str>| value.is_some_and(|v| !v.is_empty());
+        let top_level: Vec<&str> = [
+            ("access_key_id", set(self.access_key_id.as_deref())),
+            (
+                "access_key_secret",
+                set(self.access_key_secret.as_ref().map(Secret::expose)),
+            ),
+            (
+                "security_token",
+                set(self.security_token.as_ref().map(Secret::expose)),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(key, set)| set.then_some(key))
+        .collect();
+        if !top_level.is_empty() {
+            return Err(InvalidSetting::new(
+                "source.credentials",
+                format!(
+                    "cannot be combined with source.{}: move the keys into [source.credentials] \
+                     with provider = \"static\", or remove the table",
+                    top_level.join(", source.")
+                ),
+            ));
+        }
+        if local && !matches!(table, CredentialsConfig::Static(_)) {
+            return Err(InvalidSetting::new(
+                "source.credentials.provider",
+                format!(
+                    "`{}` cannot be used with endpoint = \"local\": the embedded log service \
+                     accepts only static keys",
+                    table.provider()
+                ),
+            ));
+        }
+        table.resolve(lookup)
+    }
+
+    /// Today's top-level keys with their environment fallbacks (`SLS_AK_ID`, `SLS_AK_KEY`);
+    /// fixed `local` keys for the embedded service.
+    fn top_level_keys(
+        &self,
+        local: bool,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Credentials, InvalidSetting> {
+        let fallback = |value: Option<&str>, key: &str, variable: &str| {
+            value
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+                .or_else(|| lookup(variable).filter(|v| !v.is_empty()))
+                .ok_or_else(|| {
+                    InvalidSetting::new(
+                        format!("source.{key}"),
+                        format!("is missing (set it, or the {variable} environment variable)"),
+                    )
+                })
+        };
+        let (id, secret) = if local {
             (
                 self.access_key_id
                     .clone()
@@ -199,51 +277,17 @@ impl SourceConfig {
                     .unwrap_or_else(|| Secret::new("local-secret")),
             )
         } else {
-            let secret = self
-                .access_key_secret
-                .clone()
-                .filter(|s| !s.is_empty())
-                .or_else(|| {
-                    lookup("SLS_AK_KEY")
-                        .filter(|v| !v.is_empty())
-                        .map(Secret::new)
-                })
-                .ok_or_else(|| missing("access_key_secret", "SLS_AK_KEY"))?;
-            (
-                pick(&self.access_key_id, "access_key_id", "SLS_AK_ID")?,
-                secret,
-            )
-        };
-        let credentials = [
-            ("access_key_id", access_key_id.as_str(), MAX_ACCESS_KEY_ID),
-            (
+            let secret = fallback(
+                self.access_key_secret.as_ref().map(Secret::expose),
                 "access_key_secret",
-                access_key_secret.expose(),
-                MAX_ACCESS_KEY_SECRET,
-            ),
-            (
-                "security_token",
-                self.security_token.as_ref().map_or("", Secret::expose),
-                MAX_SECURITY_TOKEN,
-            ),
-        ];
-        for (key, value, max) in credentials {
-            check_credential(value, max)
-                .map_err(|reason| InvalidSetting::new(format!("source.{key}"), reason))?;
-        }
-        Ok(ResolvedSource {
-            endpoint,
-            project,
-            logstores,
-            access_key_id,
-            access_key_secret,
-            security_token: self
-                .security_token
-                .clone()
-                .filter(|token| !token.is_empty()),
-            signing,
-            local_region: local_region.to_owned(),
-        })
+                "SLS_AK_KEY",
+            )?;
+            let id = fallback(self.access_key_id.as_deref(), "access_key_id", "SLS_AK_ID")?;
+            (id, Secret::new(secret))
+        };
+        let credentials = Credentials::new(id, secret, self.security_token.clone());
+        check_static(&credentials, "source.")?;
+        Ok(credentials)
     }
 }
 
@@ -309,7 +353,11 @@ fn check_logstores(logstores: &[String]) -> Result<(), String> {
 }
 
 /// Checks that an http(s) endpoint can be used: `[http[s]://]HOST[:PORT]`, nothing else.
-fn check_endpoint(endpoint: &str) -> Result<(), String> {
+///
+/// # Errors
+///
+/// Why not, with the expected form; never a user name or password.
+pub(crate) fn check_endpoint(endpoint: &str) -> Result<(), String> {
     let expected = "expected http(s)://HOST[:PORT], e.g. https://cn-hangzhou.log.aliyuncs.com";
     let trimmed = endpoint.trim();
     let with_scheme = if trimmed.contains("://") {
@@ -341,22 +389,6 @@ fn check_endpoint(endpoint: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Checks a credential: `max` characters at most, printable ASCII without spaces, so that it
-/// can be sent in a header. Never includes the value in the reason.
-fn check_credential(value: &str, max: usize) -> Result<(), String> {
-    if value.len() > max {
-        return Err(format!("must be at most {max} characters"));
-    }
-    if let Some(position) = value.chars().position(|c| !c.is_ascii_graphic()) {
-        return Err(format!(
-            "must be printable ASCII without spaces or control characters (character {} is not; \
-             check for a trailing newline)",
-            position + 1
-        ));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -373,12 +405,19 @@ mod tests {
         };
         let resolved = config.resolve(env).unwrap();
         assert_eq!(resolved.logstores, ["audit"]);
-        assert_eq!(resolved.access_key_secret.expose(), "key");
+        assert_eq!(static_keys(&resolved).access_key_secret.expose(), "key");
         let error = config.resolve(|_| None).unwrap_err().to_string();
         assert!(
             error.contains("source.endpoint") && error.contains("SLS_ENDPOINT"),
             "{error}"
         );
+    }
+
+    fn static_keys(source: &ResolvedSource) -> &Credentials {
+        match &source.credentials {
+            SourceCredentials::Static(keys) => keys,
+            SourceCredentials::Provider(cache) => panic!("{cache:?} is not static"),
+        }
     }
 
     /// The key `resolve` rejects `extra` (a line added to a valid cloud source) with.
@@ -547,7 +586,8 @@ mod tests {
         let config: SourceConfig =
             toml::from_str("endpoint = \"local\"\nlogstores = [\"abc\"]\nsecurity_token = \"\"")
                 .unwrap();
-        assert!(config.resolve(|_| None).unwrap().security_token.is_none());
+        let resolved = config.resolve(|_| None).unwrap();
+        assert!(static_keys(&resolved).security_token.is_none());
     }
 
     #[test]
@@ -573,5 +613,136 @@ mod tests {
         .unwrap();
         let error = config.resolve(|_| None).unwrap_err().to_string();
         assert!(!error.contains("hunter2"), "{error}");
+    }
+
+    const CLOUD: &str = "endpoint = \"https://cn-hangzhou.log.aliyuncs.com\"\nproject = \"p-1\"\n\
+                         logstores = [\"audit\"]\n";
+
+    #[test]
+    fn a_credentials_table_selects_the_provider() {
+        let provider = |table: &str| {
+            let source = resolved(&format!("{CLOUD}[credentials]\n{table}")).unwrap();
+            match source.credentials {
+                SourceCredentials::Static(keys) => format!("static {}", keys.access_key_id),
+                SourceCredentials::Provider(cache) => cache.provider_name().to_owned(),
+            }
+        };
+        assert_eq!(
+            provider("provider = \"static\"\naccess_key_id = \"id\"\naccess_key_secret = \"s\""),
+            "static id"
+        );
+        assert_eq!(provider("provider = \"environment\""), "environment");
+        assert_eq!(provider("provider = \"ecs_ram_role\""), "ecs_ram_role");
+        assert_eq!(
+            provider("provider = \"file\"\npath = \"/run/secrets/sls.json\""),
+            "file"
+        );
+        assert_eq!(
+            provider(
+                "provider = \"oidc_role_arn\"\nrole_arn = \"acs:ram::1:role/r\"\n\
+                 oidc_provider_arn = \"acs:ram::1:oidc-provider/p\"\noidc_token_file = \"/t\""
+            ),
+            "oidc_role_arn"
+        );
+        // Without a table, today's keys keep working, from the environment too.
+        let env = |name: &str| match name {
+            "SLS_AK_ID" => Some("env-id".to_owned()),
+            "SLS_AK_KEY" => Some("env-key".to_owned()),
+            _ => None,
+        };
+        let config: SourceConfig = toml::from_str(CLOUD).unwrap();
+        assert_eq!(
+            static_keys(&config.resolve(env).unwrap()).access_key_id,
+            "env-id"
+        );
+        for bad in [
+            "provider = \"vault\"",
+            "provider = \"file\"\npath = \"/x\"\nrole_name = \"r\"",
+        ] {
+            let text = format!("{CLOUD}[credentials]\n{bad}");
+            assert!(toml::from_str::<SourceConfig>(&text).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_credentials_table_next_to_top_level_keys_is_refused() {
+        let table = "[credentials]\nprovider = \"environment\"";
+        for keys in [
+            "access_key_id = \"id\"\n",
+            "access_key_secret = \"hunter2\"\n",
+            "security_token = \"tok\"\n",
+        ] {
+            let error = resolved(&format!("{CLOUD}{keys}{table}")).unwrap_err();
+            assert_eq!(error.key, "source.credentials", "{keys}");
+            let key = keys.split(' ').next().unwrap();
+            assert!(
+                error
+                    .reason
+                    .contains(&format!("cannot be combined with source.{key}"))
+                    && error.reason.contains("provider = \"static\""),
+                "{error}"
+            );
+            assert!(!error.reason.contains("hunter2"), "{error}");
+        }
+        // An empty value (`"${SLS_STS_TOKEN:-}"`) is no value.
+        assert!(resolved(&format!("{CLOUD}security_token = \"\"\n{table}")).is_ok());
+    }
+
+    #[test]
+    fn the_embedded_service_takes_only_static_keys_from_the_table() {
+        let local = "endpoint = \"local\"\nlogstores = [\"audit\"]\n[credentials]\n";
+        let error = resolved(&format!("{local}provider = \"ecs_ram_role\"")).unwrap_err();
+        assert_eq!(error.key, "source.credentials.provider");
+        assert!(
+            error.reason.contains("`ecs_ram_role` cannot be used"),
+            "{error}"
+        );
+        let source = resolved(&format!(
+            "{local}provider = \"static\"\naccess_key_id = \"k\"\naccess_key_secret = \"s\""
+        ))
+        .unwrap();
+        assert_eq!(static_keys(&source).access_key_id, "k");
+    }
+
+    #[test]
+    fn credentials_table_values_are_checked_by_key() {
+        for (table, key) in [
+            (
+                "provider = \"static\"\naccess_key_id = \"\"\naccess_key_secret = \"s\"",
+                "access_key_id",
+            ),
+            (
+                "provider = \"static\"\naccess_key_id = \"i\"\naccess_key_secret = \"s\"\n\
+                 security_token = \"to ken\"",
+                "security_token",
+            ),
+            (
+                "provider = \"ecs_ram_role\"\nrole_name = \"../admin\"",
+                "role_name",
+            ),
+            (
+                "provider = \"ecs_ram_role\"\nmetadata_endpoint = \"ftp://x\"",
+                "metadata_endpoint",
+            ),
+            ("provider = \"file\"\npath = \"\"", "path"),
+            ("provider = \"oidc_role_arn\"", "role_arn"),
+        ] {
+            let error = resolved(&format!("{CLOUD}[credentials]\n{table}")).unwrap_err();
+            assert_eq!(error.key, format!("source.credentials.{key}"), "{table}");
+            assert!(!error.reason.contains("to ken"), "{error}");
+        }
+    }
+
+    #[test]
+    fn resolved_sources_do_not_show_secrets() {
+        let source = resolved(&format!(
+            "{CLOUD}access_key_id = \"id\"\naccess_key_secret = \"hunter2\"\nsecurity_token = \"tok-xyz\""
+        ))
+        .unwrap();
+        let text = format!("{source:?}");
+        assert!(
+            !text.contains("hunter2") && !text.contains("tok-xyz"),
+            "{text}"
+        );
     }
 }

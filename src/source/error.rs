@@ -43,6 +43,8 @@ pub enum ApiErrorCode {
     Unauthorized,
     /// The AccessKey id is unknown.
     InvalidAccessKeyId,
+    /// The temporary credentials (STS token) expired: fetch new ones.
+    SecurityTokenExpired,
     /// The `Date` is too far from the server's clock.
     RequestTimeExpired,
     /// Read quota of the project exceeded.
@@ -85,6 +87,7 @@ impl ApiErrorCode {
             "invalidshardcheckpoint" => Self::InvalidShardCheckPoint,
             "signaturenotmatch" => Self::SignatureNotMatch,
             "unauthorized" => Self::Unauthorized,
+            "securitytokenexpired" | "securitytoken.expired" => Self::SecurityTokenExpired,
             "requesttimeexpired" => Self::RequestTimeExpired,
             "readquotaexceed" => Self::ReadQuotaExceed,
             "shardreadquotaexceed" => Self::ShardReadQuotaExceed,
@@ -119,6 +122,7 @@ impl ApiErrorCode {
             Self::SignatureNotMatch => "SignatureNotMatch",
             Self::Unauthorized => "Unauthorized",
             Self::InvalidAccessKeyId => "InvalidAccessKeyId",
+            Self::SecurityTokenExpired => "SecurityTokenExpired",
             Self::RequestTimeExpired => "RequestTimeExpired",
             Self::ReadQuotaExceed => "ReadQuotaExceed",
             Self::ShardReadQuotaExceed => "ShardReadQuotaExceed",
@@ -138,7 +142,10 @@ impl ApiErrorCode {
             | Self::LogStoreNotExist
             | Self::ConsumerGroupNotExist
             | Self::ConsumerNotExist => 404,
-            Self::SignatureNotMatch | Self::Unauthorized | Self::InvalidAccessKeyId => 401,
+            Self::SignatureNotMatch
+            | Self::Unauthorized
+            | Self::InvalidAccessKeyId
+            | Self::SecurityTokenExpired => 401,
             Self::ReadQuotaExceed | Self::ShardReadQuotaExceed | Self::WriteQuotaExceed => 403,
             Self::PostBodyTooLarge => 413,
             Self::InternalServerError | Self::RequestTimeout => 500,
@@ -288,6 +295,19 @@ mod tests {
             ApiErrorCode::Other("Weird".into())
         );
         assert_eq!(ApiErrorCode::parse("Weird").as_str(), "Weird");
+    }
+
+    #[test]
+    fn both_spellings_of_an_expired_security_token_are_one_401_code() {
+        for spelling in ["SecurityTokenExpired", "SecurityToken.Expired"] {
+            let code = ApiErrorCode::parse(spelling);
+            assert_eq!(code, ApiErrorCode::SecurityTokenExpired, "{spelling}");
+            assert_eq!(code.http_status(), 401);
+        }
+        assert_eq!(
+            ApiErrorCode::SecurityTokenExpired.as_str(),
+            "SecurityTokenExpired"
+        );
     }
 
     #[test]

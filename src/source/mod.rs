@@ -7,6 +7,7 @@ pub mod auth;
 pub mod client;
 pub mod compression;
 pub mod config;
+pub mod credentials;
 pub mod cursor;
 pub mod error;
 pub mod json_lines;

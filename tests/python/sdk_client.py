@@ -6,6 +6,7 @@ PROJECT.127.0.0.1), so the tests point it at a made-up host name and route it th
 HTTP_PROXY to the local server, which then receives absolute-form request targets.
 
 --auth-version v4 --region REGION signs with the SDK's signature v4 (default v1).
+--security-token TOKEN signs with temporary (STS) credentials.
 
 Commands print one JSON document on stdout:
   basic        put_logs, list_shards, get_cursor (begin, end, time), pull_logs of every shard
@@ -25,13 +26,15 @@ parser.add_argument("--project", required=True)
 parser.add_argument("--logstore", required=True)
 parser.add_argument("--access-key-id", required=True)
 parser.add_argument("--access-key-secret", required=True)
+parser.add_argument("--security-token")
 parser.add_argument("--group")
 parser.add_argument("--auth-version", choices=["v1", "v4"], default="v1")
 parser.add_argument("--region", default="")
 args = parser.parse_args()
 
 client = LogClient(args.endpoint, args.access_key_id, args.access_key_secret,
-                   auth_version=args.auth_version, region=args.region)
+                   securityToken=args.security_token, auth_version=args.auth_version,
+                   region=args.region)
 
 
 def pull_all(shard, start):

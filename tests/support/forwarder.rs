@@ -73,6 +73,22 @@ impl Forwarder {
         consumer: &str,
         extra_sinks: &str,
     ) -> Self {
+        let keys = format!(
+            "access_key_id = \"{AK_ID}\"\naccess_key_secret = \"${{TEST_AK_SECRET}}\"\n{source}"
+        );
+        Self::spawn_with_credentials(server, dir, logstores, &keys, consumer, extra_sinks)
+    }
+
+    /// Like [`Forwarder::spawn_with_source`] without the static AccessKey: the `source` lines
+    /// say where credentials come from (e.g. a `credentials` table).
+    pub fn spawn_with_credentials(
+        server: &TestServer,
+        dir: &Path,
+        logstores: &[&str],
+        source: &str,
+        consumer: &str,
+        extra_sinks: &str,
+    ) -> Self {
         let name = consumer
             .lines()
             .find_map(|line| line.strip_prefix("name = \""))
@@ -83,8 +99,7 @@ impl Forwarder {
         let config = dir.join(format!("{name}.toml"));
         let text = format!(
             "[source]\nendpoint = \"{}\"\nproject = \"{PROJECT}\"\nlogstores = {logstores:?}\n\
-             access_key_id = \"{AK_ID}\"\naccess_key_secret = \"${{TEST_AK_SECRET}}\"\n{source}\n\
-             [consumer]\n{consumer}\n[[sinks]]\ntype = \"file\"\npath = \"{}\"\n{extra_sinks}",
+             {source}\n[consumer]\n{consumer}\n[[sinks]]\ntype = \"file\"\npath = \"{}\"\n{extra_sinks}",
             server.endpoint(),
             output.display()
         );
@@ -224,6 +239,16 @@ impl Forwarder {
             .unwrap_or_else(|_| panic!("{} did not exit within {within:?} of SIGTERM", self.name))
             .unwrap();
         (status.code(), started.elapsed())
+    }
+
+    /// SIGSTOP: the process is frozen (as a paused VM would be) until [`Forwarder::thaw`].
+    pub async fn freeze(&self) {
+        self.signal("-STOP").await;
+    }
+
+    /// SIGCONT: a frozen process runs again.
+    pub async fn thaw(&self) {
+        self.signal("-CONT").await;
     }
 
     /// SIGKILL, and reaps the process.

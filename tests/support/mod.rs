@@ -14,7 +14,9 @@ use std::time::{Duration, Instant, SystemTime};
 use http::{HeaderMap, HeaderValue};
 use siem_forwarder::common::shutdown::CancellationToken;
 use siem_forwarder::common::Secret;
-use siem_forwarder::local_server::{LocalServer, LocalServerConfig, LogstoreSpec};
+use siem_forwarder::local_server::{
+    DeniedAction, LocalServer, LocalServerConfig, LogstoreSpec, StsConfig,
+};
 use siem_forwarder::source::auth::{self, SignedRequest};
 use siem_forwarder::source::{Client, ClientConfig};
 
@@ -35,6 +37,10 @@ pub struct TestServer {
     pub max_body_bytes: usize,
     /// PullLogs calls each shard answers per second (unlimited when `None`).
     pub read_qps_per_shard: Option<NonZeroU32>,
+    /// Actions refused as a RAM policy would refuse them.
+    pub denied_actions: Vec<DeniedAction>,
+    /// Temporary credentials the server hands out (none when `None`).
+    pub sts: Option<StsConfig>,
 }
 
 impl TestServer {
@@ -55,6 +61,18 @@ impl TestServer {
         server
     }
 
+    /// Like [`TestServer::start`], handing out temporary credentials for `role` that live
+    /// `ttl` (instance metadata and `AssumeRoleWithOIDC` on the server's address).
+    pub async fn start_with_sts(logstores: &[(&str, u32)], role: &str, ttl: Duration) -> Self {
+        let mut server = Self::start(logstores).await;
+        server.sts = Some(StsConfig {
+            role: role.into(),
+            ttl,
+        });
+        server.restart().await;
+        server
+    }
+
     /// Like [`TestServer::start`] with a request body limit.
     pub async fn start_with_limit(logstores: &[(&str, u32)], max_body_bytes: usize) -> Self {
         let temp = tempfile::tempdir().expect("temp dir");
@@ -67,6 +85,8 @@ impl TestServer {
             logstores: logstores.iter().map(|(n, s)| (n.to_string(), *s)).collect(),
             max_body_bytes,
             read_qps_per_shard: None,
+            denied_actions: Vec::new(),
+            sts: None,
         };
         server.launch("127.0.0.1:0".parse().unwrap()).await;
         server
@@ -91,6 +111,8 @@ impl TestServer {
         };
         let server = LocalServer::open(config).expect("open local server");
         server.limit_reads_per_shard(self.read_qps_per_shard);
+        server.deny_actions(&self.denied_actions);
+        server.issue_temporary_credentials(self.sts.clone());
         let listener = tokio::net::TcpListener::bind(bind).await.expect("bind");
         self.address = listener.local_addr().unwrap();
         self.shutdown = CancellationToken::new();
@@ -373,4 +395,62 @@ pub fn metric_sum(metrics: &str, prefix: &str) -> f64 {
 /// Shares a value between a test and the closures it polls with.
 pub fn shared<T>(value: T) -> Arc<std::sync::Mutex<T>> {
     Arc::new(std::sync::Mutex::new(value))
+}
+
+/// Temporary credentials as the local server's instance metadata or `AssumeRoleWithOIDC`
+/// hand them out (see [`TestServer::start_with_sts`]).
+#[derive(Debug, Clone)]
+pub struct Temporary {
+    pub id: String,
+    pub secret: String,
+    pub token: String,
+}
+
+impl Temporary {
+    /// Reads `AccessKeyId`, `AccessKeySecret` and `SecurityToken` from a metadata answer or
+    /// the `Credentials` of an `AssumeRoleWithOIDC` answer.
+    pub fn from_json(value: &serde_json::Value) -> Self {
+        let field = |name: &str| {
+            value[name]
+                .as_str()
+                .unwrap_or_else(|| panic!("no {name} in {value}"))
+                .to_owned()
+        };
+        Self {
+            id: field("AccessKeyId"),
+            secret: field("AccessKeySecret"),
+            token: field("SecurityToken"),
+        }
+    }
+
+    /// A client of [`PROJECT`] signing with these credentials and `signing`, sending `token`
+    /// as the security token (none when `None`), without retries.
+    pub fn client_with_token(
+        &self,
+        endpoint: &str,
+        signing: auth::Signing,
+        token: Option<&str>,
+    ) -> Client {
+        let mut config = ClientConfig::new(endpoint, PROJECT, &self.id, Secret::new(&self.secret));
+        config.security_token = token.map(Secret::new);
+        config.signing = signing;
+        config.max_attempts = 1;
+        Client::new(config).expect("client")
+    }
+
+    /// Like [`Temporary::client_with_token`] with their own token.
+    pub fn client(&self, endpoint: &str, signing: auth::Signing) -> Client {
+        self.client_with_token(endpoint, signing, Some(&self.token))
+    }
+}
+
+/// Fresh credentials for `role` from the instance metadata of the server at `endpoint`
+/// (without a metadata session token).
+pub async fn metadata_credentials(endpoint: &str, role: &str) -> Temporary {
+    let url = format!("{endpoint}/latest/meta-data/ram/security-credentials/{role}");
+    let response = reqwest::get(&url).await.expect("the metadata answers");
+    let status = response.status().as_u16();
+    let body = response.text().await.unwrap_or_default();
+    assert_eq!(status, 200, "{url}: {body}");
+    Temporary::from_json(&serde_json::from_str(&body).expect("metadata json"))
 }

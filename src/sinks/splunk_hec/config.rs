@@ -8,11 +8,16 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::SplunkHecSink;
+use super::dead_letter::DeadLetterFile;
+use super::request::{HecEndpoint, RequestBuilder, RequestLimits};
+use super::sender::{DeliveryPolicy, Shared};
+use super::service::{ClientSettings, HecClient};
+use super::sink::SplunkHecSink;
 use crate::common::host::is_loopback_host;
 use crate::common::tls::TlsConfig;
 use crate::common::units::{ByteSize, HumanDuration};
 use crate::common::Secret;
+use crate::encoding::field::{renamed_setting, renamed_value, InvalidSetting};
 use crate::encoding::hec::{HecEncoder, HecEventFormat, HecMetadata, MetaSource};
 use crate::sinks::SinkError;
 
@@ -81,14 +86,18 @@ pub struct SplunkHecSinkConfig {
     /// or `string` (its JSON text as a string).
     #[serde(default)]
     pub event_format: EventFormat,
-    /// Per topic, fields whose value is JSON text to insert as JSON (objects and arrays; invalid
-    /// JSON stays a string). Default: none.
+    /// Per topic, fields whose value is JSON text to embed in `event` as JSON (objects and
+    /// arrays; invalid JSON stays a string). Default: none.
     /// Example: `{ actiontrail_audit_event = ["event"] }`.
     #[serde(default)]
-    pub expand_json: BTreeMap<String, Vec<String>>,
+    pub embed_json: BTreeMap<String, Vec<String>>,
+    /// The old name of `embed_json`, still accepted with a deprecation warning; setting both
+    /// is an error.
+    #[serde(default, deserialize_with = "old_embed_json")]
+    pub expand_json: Option<BTreeMap<String, Vec<String>>>,
     /// Request body compression: `gzip` (default) or `none`.
     #[serde(default)]
-    pub compression: Compression,
+    pub compression: HecCompression,
     /// Wait for Splunk's indexer acknowledgement before confirming a batch (the token must
     /// have "indexer acknowledgement" on). Default: `false`; acknowledgement is still used
     /// when Splunk answers with an `ackId`.
@@ -154,17 +163,6 @@ pub struct SplunkHecSinkConfig {
     pub tls: TlsConfig,
 }
 
-/// The collector endpoint receiving logs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum HecEndpoint {
-    /// `/services/collector/event`: one JSON envelope per log.
-    #[default]
-    Event,
-    /// `/services/collector/raw`: one line per log, metadata per request.
-    Raw,
-}
-
 /// How the log goes into `event`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -179,7 +177,7 @@ pub enum EventFormat {
 /// Request body compression.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Compression {
+pub enum HecCompression {
     /// `Content-Encoding: gzip`, fastest level.
     #[default]
     Gzip,
@@ -211,6 +209,17 @@ impl Default for BatchConfig {
             timeout: default_batch_timeout(),
         }
     }
+}
+
+fn old_embed_json<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<BTreeMap<String, Vec<String>>>, D::Error> {
+    renamed_setting(
+        deserializer,
+        "expand_json (splunk_hec sink)",
+        "embed_json (splunk_hec sink)",
+    )
+    .map(Some)
 }
 
 fn default_host_field() -> String {
@@ -266,48 +275,31 @@ const HOUR: Duration = Duration::from_secs(3600);
 /// Longest timeouts and delays that may reasonably take hours.
 const DAY: Duration = Duration::from_secs(24 * 3600);
 
-/// A configuration value that cannot work, with the key it belongs to.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("`{key}`: {reason}")]
-pub struct ConfigError {
-    /// The offending key, e.g. `batch.max_events`.
-    pub key: &'static str,
-    /// What is wrong with it.
-    pub reason: String,
-}
-
-impl From<ConfigError> for SinkError {
-    fn from(error: ConfigError) -> Self {
-        SinkError::Config(error.to_string())
-    }
-}
-
-fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
-    ConfigError {
-        key,
-        reason: reason.into(),
-    }
-}
-
 impl SplunkHecSinkConfig {
     /// Checks the configuration without touching files or the network.
     ///
     /// # Errors
     ///
-    /// Returns the first [`ConfigError`], naming its key.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    /// Returns the first invalid setting, naming its key.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
         let url = self.base_url()?;
         if url.scheme() == "http"
             && !self.allow_plaintext
             && !is_loopback_host(url.host_str().unwrap_or_default())
         {
-            return Err(invalid(
+            return Err(InvalidSetting::new(
                 "url",
                 "http:// to a host other than the loopback interface sends the token and the logs unencrypted; use https:// or set `allow_plaintext = true`",
             ));
         }
+        renamed_value(
+            self.embed_json.clone(),
+            self.expand_json.clone(),
+            "expand_json",
+            "embed_json",
+        )?;
         if self.token.expose().trim().is_empty() {
-            return Err(invalid("token", "must not be empty"));
+            return Err(InvalidSetting::new("token", "must not be empty"));
         }
         let counts = [
             ("batch.max_events", self.batch.max_events, MAX_EVENTS),
@@ -316,7 +308,10 @@ impl SplunkHecSinkConfig {
         ];
         for (key, value, max) in counts {
             if !(1..=max).contains(&value) {
-                return Err(invalid(key, format!("must be between 1 and {max}")));
+                return Err(InvalidSetting::new(
+                    key,
+                    format!("must be between 1 and {max}"),
+                ));
             }
         }
         let sizes = [
@@ -325,7 +320,7 @@ impl SplunkHecSinkConfig {
         ];
         for (key, value) in sizes {
             if !(1..=MAX_REQUEST_BYTES.0).contains(&value.0) {
-                return Err(invalid(
+                return Err(InvalidSetting::new(
                     key,
                     "must be between 1 byte and 800MiB (Splunk's largest request body)",
                 ));
@@ -342,7 +337,7 @@ impl SplunkHecSinkConfig {
         ];
         for (key, value, max) in durations {
             if value.0.is_zero() || value.0 > max {
-                return Err(invalid(
+                return Err(InvalidSetting::new(
                     key,
                     format!(
                         "must be longer than zero and at most {}",
@@ -352,13 +347,13 @@ impl SplunkHecSinkConfig {
             }
         }
         if self.retry_max_backoff < self.retry_initial_backoff {
-            return Err(invalid(
+            return Err(InvalidSetting::new(
                 "retry_max_backoff",
                 "must not be shorter than retry_initial_backoff",
             ));
         }
         if self.ack_poll_interval >= self.ack_timeout {
-            return Err(invalid(
+            return Err(InvalidSetting::new(
                 "ack_poll_interval",
                 "must be shorter than ack_timeout (acknowledgements would never be queried in time, and every request sent again)",
             ));
@@ -372,8 +367,8 @@ impl SplunkHecSinkConfig {
                 ("event_format", self.event_format != EventFormat::Object),
             ];
             if let Some((key, _)) = per_event.iter().find(|(_, set)| *set) {
-                return Err(invalid(
-                    key,
+                return Err(InvalidSetting::new(
+                    *key,
                     "not supported with endpoint = \"raw\" (raw requests carry static metadata only)",
                 ));
             }
@@ -388,12 +383,77 @@ impl SplunkHecSinkConfig {
     ///
     /// Returns [`SinkError::Config`] for an invalid key or an unreadable TLS file.
     pub fn build(&self, name: &str) -> Result<SplunkHecSink, SinkError> {
-        self.validate()?;
+        let config_error = |error: InvalidSetting| SinkError::Config(error.to_string());
+        self.validate().map_err(config_error)?;
+        let name = self.name.as_deref().unwrap_or(name);
         let tls = self
             .tls
             .client_config()
             .map_err(|error| SinkError::Config(format!("`tls`: {error}")))?;
-        SplunkHecSink::new(self.name.as_deref().unwrap_or(name), self, tls)
+        let gzip = self.compression == HecCompression::Gzip;
+        let data_query = match self.endpoint {
+            HecEndpoint::Event => Vec::new(),
+            HecEndpoint::Raw => self.raw_query(),
+        };
+        let client = HecClient::new(
+            ClientSettings {
+                base: self.base_url().map_err(config_error)?,
+                token: self.token.expose(),
+                data_path: self.endpoint.path(),
+                data_query,
+                gzip,
+                max_idle: self.max_in_flight,
+                timeout: self.request_timeout.0,
+                server_name: self.tls.server_name.clone(),
+            },
+            tls,
+        )?;
+        let dead_letter_path = self
+            .dead_letter_path
+            .clone()
+            .unwrap_or_else(|| format!("{name}-dead-letter.jsonl").into());
+        let max_event_bytes = usize::try_from(self.max_event_bytes.0).unwrap_or(usize::MAX);
+        let policy = DeliveryPolicy {
+            max_event_bytes,
+            retry_initial: self.retry_initial_backoff.0,
+            retry_max: self.retry_max_backoff.0,
+            pause_retry: self.pause_retry_interval.0,
+            ack_timeout: self.ack_timeout.0,
+        };
+        let shared = Shared::new(
+            name,
+            client,
+            DeadLetterFile::new(dead_letter_path),
+            self.max_in_flight,
+            policy,
+            gzip,
+            self.ack,
+        );
+        let limits = RequestLimits {
+            max_events: self.batch.max_events,
+            max_bytes: usize::try_from(self.batch.max_bytes.0).unwrap_or(usize::MAX),
+            max_event_bytes,
+        };
+        Ok(SplunkHecSink::new(
+            shared,
+            RequestBuilder::new(self.encoder(), self.endpoint, limits),
+            self.batch.timeout.0,
+            self.max_pending_acks.max(self.max_in_flight),
+            self.ack_poll_interval.0,
+        ))
+    }
+
+    /// Query parameters of `/raw` requests: the static metadata.
+    fn raw_query(&self) -> Vec<(&'static str, String)> {
+        [
+            ("host", &self.host),
+            ("source", &self.source),
+            ("sourcetype", &self.sourcetype),
+            ("index", &self.index),
+        ]
+        .into_iter()
+        .filter_map(|(key, value)| value.clone().map(|value| (key, value)))
+        .collect()
     }
 
     /// The collector's base URL (`scheme://host:port[/prefix]`), without the
@@ -402,17 +462,20 @@ impl SplunkHecSinkConfig {
     /// # Errors
     ///
     /// Fails when `url` is not an `http` or `https` URL with a host.
-    pub fn base_url(&self) -> Result<reqwest::Url, ConfigError> {
+    pub fn base_url(&self) -> Result<reqwest::Url, InvalidSetting> {
         let mut url = reqwest::Url::parse(self.url.trim())
-            .map_err(|error| invalid("url", format!("not a valid URL: {error}")))?;
+            .map_err(|error| InvalidSetting::new("url", format!("not a valid URL: {error}")))?;
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-            return Err(invalid(
+            return Err(InvalidSetting::new(
                 "url",
                 "must be an http:// or https:// URL with a host",
             ));
         }
         if url.query().is_some() || url.fragment().is_some() {
-            return Err(invalid("url", "must not carry a query or fragment"));
+            return Err(InvalidSetting::new(
+                "url",
+                "must not carry a query or fragment",
+            ));
         }
         let mut path = url.path().trim_end_matches('/').to_owned();
         for suffix in ["/1.0", "/event", "/raw", "/services/collector"] {
@@ -425,7 +488,7 @@ impl SplunkHecSinkConfig {
     }
 
     /// The envelope encoder described by this configuration.
-    pub(super) fn encoder(&self) -> HecEncoder {
+    fn encoder(&self) -> HecEncoder {
         let meta = |field: &Option<String>, fallback: &Option<String>| MetaSource {
             field: field.clone().filter(|name| !name.is_empty()),
             fallback: fallback.clone(),
@@ -442,9 +505,10 @@ impl SplunkHecSinkConfig {
                 EventFormat::Object => HecEventFormat::Object,
                 EventFormat::String => HecEventFormat::Text,
             },
-            expand_json: self
-                .expand_json
+            embed_json: self
+                .embed_json
                 .iter()
+                .chain(self.expand_json.iter().flatten())
                 .map(|(topic, fields)| (topic.clone(), fields.clone()))
                 .collect::<HashMap<_, _>>(),
         }
@@ -476,7 +540,7 @@ mod tests {
         let config = parse(DOCUMENTED);
         config.validate().unwrap();
         assert_eq!(config.batch.max_bytes, ByteSize(1 << 20));
-        assert_eq!(config.compression, Compression::Gzip);
+        assert_eq!(config.compression, HecCompression::Gzip);
         assert_eq!(config.host_field, "__source__");
         assert_eq!(config.max_in_flight, 4);
         assert_eq!(config.endpoint, HecEndpoint::Event);
@@ -515,8 +579,17 @@ mod tests {
     }
 
     #[test]
+    fn the_old_name_of_embed_json_still_embeds() {
+        let old = parse(&format!("{DOCUMENTED}\nexpand_json = {{ t = [\"a\"] }}"));
+        let new = parse(&format!("{DOCUMENTED}\nembed_json = {{ t = [\"a\"] }}"));
+        assert_eq!(old.validate(), Ok(()));
+        assert_eq!(old.encoder().embed_json, new.encoder().embed_json);
+        assert_eq!(old.encoder().embed_json["t"], ["a"]);
+    }
+
+    #[test]
     fn validation_names_the_key() {
-        let cases: [(&str, &str); 18] = [
+        let cases: [(&str, &str); 19] = [
             ("url = \"ftp://h\"", "url"),
             ("token = \" \"", "token"),
             ("batch = { max_events = 0 }", "batch.max_events"),
@@ -537,6 +610,10 @@ mod tests {
             (
                 "endpoint = \"raw\"\nindexed_fields = [\"a\"]",
                 "indexed_fields",
+            ),
+            (
+                "embed_json = { t = [\"a\"] }\nexpand_json = { t = [\"b\"] }",
+                "expand_json",
             ),
         ];
         for (line, key) in cases {

@@ -7,8 +7,8 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use flate2::write::GzEncoder;
+use serde::Deserialize;
 
-use super::config::HecEndpoint;
 use super::delivery::BatchDelivery;
 use crate::encoding::hec::HecEncoder;
 use crate::sinks::SinkBatch;
@@ -178,6 +178,27 @@ pub(crate) struct RequestLimits {
     pub max_bytes: usize,
     /// Larger events go alone, to be dead-lettered without sending.
     pub max_event_bytes: usize,
+}
+
+/// The collector endpoint receiving logs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HecEndpoint {
+    /// `/services/collector/event`: one JSON envelope per log.
+    #[default]
+    Event,
+    /// `/services/collector/raw`: one line per log, metadata per request.
+    Raw,
+}
+
+impl HecEndpoint {
+    /// The endpoint's path below the collector's base URL.
+    pub fn path(self) -> &'static str {
+        match self {
+            Self::Event => "services/collector/event",
+            Self::Raw => "services/collector/raw",
+        }
+    }
 }
 
 /// Encodes incoming batches into requests, one request at a time, cutting a request when it is

@@ -27,7 +27,7 @@ pub(crate) struct HecReply {
 
 /// What to do after a collector answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Outcome {
+pub(crate) enum Verdict {
     /// The request was taken.
     Accepted {
         /// Await this indexer acknowledgement before confirming, when present.
@@ -85,10 +85,10 @@ pub(crate) fn describe(status: u16, reply: &HecReply) -> String {
 }
 
 /// Classifies an answer to a data request.
-pub(crate) fn classify(status: u16, retry_after: Option<Duration>, body: &[u8]) -> Outcome {
+pub(crate) fn classify(status: u16, retry_after: Option<Duration>, body: &[u8]) -> Verdict {
     let reply: HecReply = serde_json::from_slice(body).unwrap_or_default();
     let reason = describe(status, &reply);
-    let retry = |reason: String| Outcome::Retry {
+    let retry = |reason: String| Verdict::Retry {
         reason,
         retry_after,
     };
@@ -100,16 +100,16 @@ pub(crate) fn classify(status: u16, retry_after: Option<Duration>, body: &[u8]) 
                     25 => Some(CapacityWarning::AckNearlyFull),
                     _ => None,
                 };
-                return Outcome::Accepted {
+                return Verdict::Accepted {
                     ack_id: reply.ack_id,
                     warning,
                 };
             }
             1 | 2 | 3 | 4 | 7 | 10 | 11 | 14 | 16 | 21 | 22 | 28 => {
-                return Outcome::Pause { reason };
+                return Verdict::Pause { reason };
             }
             5 | 6 | 12 | 13 | 15 => {
-                return Outcome::DataError {
+                return Verdict::DataError {
                     code,
                     reason,
                     first_bad: reply.invalid_event_number,
@@ -120,18 +120,18 @@ pub(crate) fn classify(status: u16, retry_after: Option<Duration>, body: &[u8]) 
         }
     }
     match status {
-        200..=299 => Outcome::Accepted {
+        200..=299 => Verdict::Accepted {
             ack_id: reply.ack_id,
             warning: None,
         },
-        413 => Outcome::TooLarge { reason },
+        413 => Verdict::TooLarge { reason },
         408 | 429 | 500..=599 => retry(reason),
         // Without a HEC code the answer says nothing about the events (a proxy, load balancer
         // or firewall in between answers this way): hold them and pause, never dead-letter.
-        400..=499 => Outcome::Pause {
+        400..=499 => Verdict::Pause {
             reason: format!("{reason} without a HEC code (from a proxy or load balancer?)"),
         },
-        _ => Outcome::Pause { reason },
+        _ => Verdict::Pause { reason },
     }
 }
 
@@ -152,44 +152,44 @@ pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
 mod tests {
     use super::*;
 
-    fn outcome(status: u16, body: &str) -> Outcome {
+    fn verdict(status: u16, body: &str) -> Verdict {
         classify(status, None, body.as_bytes())
     }
 
     #[test]
     fn success_codes_are_accepted_with_their_ack_id() {
         assert_eq!(
-            outcome(200, r#"{"text":"Success","code":0,"ackId":7}"#),
-            Outcome::Accepted {
+            verdict(200, r#"{"text":"Success","code":0,"ackId":7}"#),
+            Verdict::Accepted {
                 ack_id: Some(7),
                 warning: None
             }
         );
         assert_eq!(
-            outcome(
+            verdict(
                 200,
                 r#"{"text":"HEC queue is approaching its capacity limit","code":24}"#
             ),
-            Outcome::Accepted {
+            Verdict::Accepted {
                 ack_id: None,
                 warning: Some(CapacityWarning::QueueNearlyFull)
             }
         );
-        assert!(matches!(outcome(204, ""), Outcome::Accepted { .. }));
+        assert!(matches!(verdict(204, ""), Verdict::Accepted { .. }));
     }
 
     #[test]
     fn code_wins_over_status() {
         assert!(matches!(
-            outcome(200, r#"{"text":"Server is busy","code":9}"#),
-            Outcome::Retry { .. }
+            verdict(200, r#"{"text":"Server is busy","code":9}"#),
+            Verdict::Retry { .. }
         ));
         assert!(matches!(
-            outcome(
+            verdict(
                 503,
                 r#"{"text":"Server is busy","code":9,"invalid-event-number":0}"#
             ),
-            Outcome::Retry { .. }
+            Verdict::Retry { .. }
         ));
     }
 
@@ -198,30 +198,30 @@ mod tests {
         for (status, code) in [(403, 1), (401, 2), (401, 3), (403, 4), (400, 7), (400, 10)] {
             let body = format!(r#"{{"text":"x","code":{code}}}"#);
             assert!(
-                matches!(outcome(status, &body), Outcome::Pause { .. }),
+                matches!(verdict(status, &body), Verdict::Pause { .. }),
                 "code {code}"
             );
         }
-        assert!(matches!(outcome(404, "not found"), Outcome::Pause { .. }));
-        assert!(matches!(outcome(415, ""), Outcome::Pause { .. }));
+        assert!(matches!(verdict(404, "not found"), Verdict::Pause { .. }));
+        assert!(matches!(verdict(415, ""), Verdict::Pause { .. }));
     }
 
     #[test]
     fn data_errors_carry_the_invalid_event_number() {
         assert_eq!(
-            outcome(
+            verdict(
                 400,
                 r#"{"text":"Invalid data format","code":6,"invalid-event-number":3}"#
             ),
-            Outcome::DataError {
+            Verdict::DataError {
                 code: 6,
                 reason: "http 400, hec code 6: Invalid data format".into(),
                 first_bad: Some(3)
             }
         );
         assert!(matches!(
-            outcome(400, r#"{"text":"Event field is required","code":12}"#),
-            Outcome::DataError {
+            verdict(400, r#"{"text":"Event field is required","code":12}"#),
+            Verdict::DataError {
                 code: 12,
                 first_bad: None,
                 ..
@@ -231,10 +231,10 @@ mod tests {
 
     #[test]
     fn bodiless_answers_fall_back_to_the_status() {
-        assert!(matches!(outcome(502, "<html>"), Outcome::Retry { .. }));
-        assert!(matches!(outcome(429, ""), Outcome::Retry { .. }));
-        assert!(matches!(outcome(413, ""), Outcome::TooLarge { .. }));
-        assert!(matches!(outcome(301, ""), Outcome::Pause { .. }));
+        assert!(matches!(verdict(502, "<html>"), Verdict::Retry { .. }));
+        assert!(matches!(verdict(429, ""), Verdict::Retry { .. }));
+        assert!(matches!(verdict(413, ""), Verdict::TooLarge { .. }));
+        assert!(matches!(verdict(301, ""), Verdict::Pause { .. }));
     }
 
     #[test]
@@ -245,9 +245,9 @@ mod tests {
             r#"{"error":"bad request"}"#,
             r#"{"text":"Bad Request","code":400}"#,
         ] {
-            let answer = outcome(400, body);
+            let answer = verdict(400, body);
             assert!(
-                matches!(&answer, Outcome::Pause { reason } if reason.contains("without a HEC code")),
+                matches!(&answer, Verdict::Pause { reason } if reason.contains("without a HEC code")),
                 "{body}: {answer:?}"
             );
         }

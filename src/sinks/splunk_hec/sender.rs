@@ -26,7 +26,7 @@ use super::acks::AckTracker;
 use super::dead_letter::{event_value, DeadLetter, DeadLetterFile};
 use super::health::HealthReporter;
 use super::request::{gunzip, gzip, HecRequest};
-use super::response::{CapacityWarning, Outcome};
+use super::response::{CapacityWarning, Verdict};
 use super::service::HecClient;
 use crate::common::backoff::{sleep_or_cancel, Backoff};
 use crate::telemetry::metrics::SinkLabels;
@@ -113,7 +113,7 @@ pub(crate) async fn deliver(
     pending: OwnedSemaphorePermit,
     shutdown: CancellationToken,
 ) {
-    let mut delivery = Delivery {
+    let mut delivery = RequestDelivery {
         shared: &shared,
         in_flight: Some(in_flight),
         work: vec![request],
@@ -129,7 +129,8 @@ pub(crate) async fn deliver(
     drop(pending);
 }
 
-struct Delivery<'a> {
+/// One request task's state: the requests left (a split adds halves), its connection slot.
+struct RequestDelivery<'a> {
     shared: &'a Shared,
     in_flight: Option<OwnedSemaphorePermit>,
     work: Vec<HecRequest>,
@@ -137,7 +138,7 @@ struct Delivery<'a> {
     warned_no_ack: bool,
 }
 
-impl Delivery<'_> {
+impl RequestDelivery<'_> {
     async fn deliver_one(&mut self, mut request: HecRequest) -> Result<(), Cancelled> {
         let shared = self.shared;
         let metrics = crate::telemetry::metrics();
@@ -158,9 +159,9 @@ impl Delivery<'_> {
                 Some(body) => body.clone(),
                 None => payload.insert(self.payload(&mut request).await?).clone(),
             };
-            let outcome = tokio::select! {
+            let verdict = tokio::select! {
                 _ = self.shutdown.cancelled() => return Err(Cancelled),
-                outcome = shared.client.send(body.clone()) => outcome,
+                verdict = shared.client.send(body.clone()) => verdict,
             };
             let failed = || {
                 metrics
@@ -168,8 +169,8 @@ impl Delivery<'_> {
                     .get_or_create(&shared.labels)
                     .inc();
             };
-            match outcome {
-                Outcome::Accepted { ack_id, warning } => {
+            match verdict {
+                Verdict::Accepted { ack_id, warning } => {
                     shared.health.working();
                     self.note_warning(warning);
                     let Some(ack_id) = ack_id else {
@@ -185,7 +186,7 @@ impl Delivery<'_> {
                     }
                     metrics.sink_retries.get_or_create(&shared.labels).inc();
                 }
-                Outcome::Retry {
+                Verdict::Retry {
                     reason,
                     retry_after,
                 } => {
@@ -201,12 +202,12 @@ impl Delivery<'_> {
                     }
                     self.sleep(delay).await?;
                 }
-                Outcome::Pause { reason } => {
+                Verdict::Pause { reason } => {
                     failed();
                     shared.health.paused(&reason);
                     self.sleep(shared.policy.pause_retry).await?;
                 }
-                Outcome::DataError {
+                Verdict::DataError {
                     code,
                     reason,
                     first_bad,
@@ -216,7 +217,7 @@ impl Delivery<'_> {
                     self.restore_body(&mut request, &body)?;
                     return self.split_bad_data(request, code, &reason, first_bad).await;
                 }
-                Outcome::TooLarge { reason } => {
+                Verdict::TooLarge { reason } => {
                     failed();
                     self.restore_body(&mut request, &body)?;
                     if request.len() == 1 {

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
 use serde::Deserialize;
 
-use super::response::{classify, describe, parse_retry_after, HecReply, Outcome};
+use super::response::{classify, describe, parse_retry_after, HecReply, Verdict};
 use crate::sinks::SinkError;
 
 /// Header naming the data channel (a GUID), required when acknowledgement is on.
@@ -135,7 +135,7 @@ impl HecClient {
 
     /// Posts a body (already compressed when gzip is on) and classifies the answer; network
     /// errors and timeouts are retries.
-    pub async fn send(&self, body: Bytes) -> Outcome {
+    pub async fn send(&self, body: Bytes) -> Verdict {
         let mut request = self.http.post(self.data_url.clone()).body(body);
         if self.gzip {
             request = request.header(CONTENT_ENCODING, "gzip");
@@ -150,13 +150,13 @@ impl HecClient {
                     .and_then(parse_retry_after);
                 match response.bytes().await {
                     Ok(body) => classify(status, retry_after, &body),
-                    Err(error) => Outcome::Retry {
+                    Err(error) => Verdict::Retry {
                         reason: format!("reading the answer failed: {}", error_chain(&error)),
                         retry_after,
                     },
                 }
             }
-            Err(error) => Outcome::Retry {
+            Err(error) => Verdict::Retry {
                 reason: format!("request failed: {}", error_chain(&error)),
                 retry_after: None,
             },

@@ -6,21 +6,21 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::connection::{Connector, TlsSetup};
-use super::formats::{CefConfig, LeefConfig};
-use super::SyslogSink;
+use super::connection::{Connector, Protocol, TlsSetup};
+use super::sink::SyslogSink;
 use crate::common::tls::TlsConfig;
 use crate::common::units::{check_within, ByteSize, HumanDuration};
+use crate::encoding::config::{
+    BodyKind, EncodingConfig, Format, DEFAULT_APP_NAME, DEFAULT_HOSTNAME_FIELD, DEFAULT_SD_ID,
+};
 use crate::encoding::field::{InvalidSetting, ValueSource};
+use crate::encoding::formats::{CefConfig, LeefConfig};
 use crate::encoding::framing::Framing;
-use crate::encoding::header::{HeaderFields, MessageBody};
-use crate::encoding::json::FlatJsonEncoder;
-use crate::encoding::kv::{KvFormat, DEFAULT_SEPARATOR};
-use crate::encoding::rfc3164::Rfc3164Encoder;
-use crate::encoding::rfc5424::{BomPolicy, Rfc5424Body, Rfc5424Encoder};
+use crate::encoding::header::HeaderFields;
+use crate::encoding::kv::DEFAULT_SEPARATOR;
+use crate::encoding::rfc5424::BomPolicy;
 use crate::encoding::severity::{Facility, PriSource, Severity};
 use crate::encoding::timestamp::{TimePrecision, TimeZone};
-use crate::encoding::Encoder;
 use crate::sinks::SinkError;
 
 /// Largest UDP payload over IPv4 (RFC 5426).
@@ -37,49 +37,6 @@ const RETRY_INITIAL: (HumanDuration, HumanDuration) =
 const RETRY_MAX_LIMIT: HumanDuration = HumanDuration::secs(3600);
 /// Bounds of `rfc3164_max_length`: room for the header, and at most 1 MiB.
 const RFC3164_MAX_LENGTH: (usize, usize) = (64, 1 << 20);
-
-/// The transport to the receiver.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Protocol {
-    /// One message per datagram (RFC 5426); no delivery confirmation, no back-pressure.
-    Udp,
-    /// A TCP stream (RFC 6587); the default.
-    #[default]
-    Tcp,
-    /// TLS over TCP (RFC 5425), always octet-counted.
-    Tls,
-}
-
-/// The message format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Format {
-    /// RFC 5424 (the default).
-    #[default]
-    Rfc5424,
-    /// RFC 3164 (BSD syslog).
-    Rfc3164,
-    /// ArcSight CEF, see the `cef` table.
-    Cef,
-    /// QRadar LEEF, see the `leef` table.
-    Leef,
-    /// The flattened log as one JSON object, without a syslog header.
-    Json,
-}
-
-/// Where the log's fields go in RFC 5424 / RFC 3164 messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BodyKind {
-    /// `k=v` pairs joined by `separator` (the default).
-    #[default]
-    Kv,
-    /// One flattened JSON object.
-    Json,
-    /// One RFC 5424 structured-data element `[sd_id k="v" ...]` (RFC 5424 only).
-    Sd,
-}
 
 /// The `[[sinks]] type = "syslog"` table.
 ///
@@ -224,16 +181,16 @@ fn default_severity() -> Severity {
     Severity::INFO
 }
 fn default_hostname_field() -> String {
-    "__source__".to_owned()
+    DEFAULT_HOSTNAME_FIELD.to_owned()
 }
 fn default_app_name() -> String {
-    "siem-forwarder".to_owned()
+    DEFAULT_APP_NAME.to_owned()
 }
 fn default_separator() -> String {
     DEFAULT_SEPARATOR.to_owned()
 }
 fn default_sd_id() -> String {
-    "sls@32473".to_owned()
+    DEFAULT_SD_ID.to_owned()
 }
 fn default_max_datagram() -> ByteSize {
     ByteSize(2048)
@@ -363,7 +320,7 @@ impl SyslogSinkConfig {
                 InvalidSetting::new(key, error.to_string())
             })?;
         }
-        self.encoder().map(drop)
+        self.encoding().encoder().map(drop)
     }
 
     /// Builds the sink: validates, prepares the encoder, and loads the TLS files so that a bad
@@ -377,7 +334,7 @@ impl SyslogSinkConfig {
     pub fn build(&self, default_name: &str) -> Result<SyslogSink, SinkError> {
         let config_error = |error: InvalidSetting| SinkError::Config(error.to_string());
         self.validate().map_err(config_error)?;
-        let encoder = self.encoder().map_err(config_error)?;
+        let encoder = self.encoding().encoder().map_err(config_error)?;
         let tls = match self.protocol {
             Protocol::Tls => {
                 let settings = self.tls.clone().unwrap_or_default();
@@ -401,15 +358,15 @@ impl SyslogSinkConfig {
             tls,
             connect_timeout: self.connect_timeout.0,
         };
-        Ok(SyslogSink::new(
-            self.name.clone().unwrap_or_else(|| default_name.to_owned()),
+        Ok(SyslogSink {
+            name: self.name.clone().unwrap_or_else(|| default_name.to_owned()),
             connector,
-            self.framing.unwrap_or_default(),
+            framing: self.framing.unwrap_or_default(),
             encoder,
-            self.max_datagram.0 as usize,
-            self.write_timeout.0,
-            (self.retry_initial.0, self.retry_max.0),
-        ))
+            max_datagram: self.max_datagram.0 as usize,
+            write_timeout: self.write_timeout.0,
+            retry: (self.retry_initial.0, self.retry_max.0),
+        })
     }
 
     fn header_fields(&self) -> HeaderFields {
@@ -439,58 +396,20 @@ impl SyslogSinkConfig {
         }
     }
 
-    fn message_body(&self) -> Result<MessageBody, InvalidSetting> {
-        Ok(match self.body {
-            BodyKind::Json => MessageBody::Json,
-            BodyKind::Kv | BodyKind::Sd => MessageBody::Kv(KvFormat::new(&self.separator)?),
-        })
-    }
-
-    /// The encoder for `format` with every other setting at its default: for sinks that only
-    /// format logs (the console and null sinks).
-    ///
-    /// # Errors
-    ///
-    /// [`SinkError::Config`] when the format cannot be built with the defaults.
-    pub fn default_encoder(format: Format) -> Result<Box<dyn Encoder>, SinkError> {
-        let mut config: Self = toml::from_str("address = \"\"").expect("the defaults parse");
-        config.format = format;
-        config
-            .encoder()
-            .map_err(|error| SinkError::Config(error.to_string()))
-    }
-
-    /// The encoder for `format` (pure: also used by `validate`).
-    ///
-    /// # Errors
-    ///
-    /// An invalid format setting, naming its key.
-    pub fn encoder(&self) -> Result<Box<dyn Encoder>, InvalidSetting> {
-        let header = self.header_fields();
-        Ok(match self.format {
-            Format::Rfc5424 => {
-                let body = match self.body {
-                    BodyKind::Sd => Rfc5424Body::StructuredData {
-                        sd_id: self.sd_id.clone(),
-                        message_field: self.message_field.clone(),
-                    },
-                    BodyKind::Kv | BodyKind::Json => Rfc5424Body::Message(self.message_body()?),
-                };
-                Box::new(Rfc5424Encoder {
-                    header,
-                    body,
-                    bom: self.bom,
-                })
-            }
-            Format::Rfc3164 => Box::new(Rfc3164Encoder {
-                header,
-                body: self.message_body()?,
-                max_length: self.rfc3164_max_length,
-            }),
-            Format::Cef => Box::new(self.cef.encoder(header)?),
-            Format::Leef => Box::new(self.leef.encoder(header)?),
-            Format::Json => Box::new(FlatJsonEncoder),
-        })
+    /// The encoding these settings describe.
+    pub fn encoding(&self) -> EncodingConfig {
+        EncodingConfig {
+            format: self.format,
+            header: self.header_fields(),
+            body: self.body,
+            separator: self.separator.clone(),
+            sd_id: self.sd_id.clone(),
+            message_field: self.message_field.clone(),
+            bom: self.bom,
+            rfc3164_max_length: self.rfc3164_max_length,
+            cef: self.cef.clone(),
+            leef: self.leef.clone(),
+        }
     }
 }
 
@@ -544,6 +463,28 @@ mod tests {
         assert_eq!(config.leef.version, LeefVersion::V1);
         assert!(config.validate().is_ok());
         assert!(config.build("syslog-0").is_ok());
+    }
+
+    #[test]
+    fn the_defaults_are_the_default_encoding() {
+        let records = crate::model::RecordsBuilder::new()
+            .group("audit", "10.0.0.7", &[("region", "eu")])
+            .log(1_700_000_000, Some(5), &[("user", "alice")])
+            .build();
+        let record = records.get(0).unwrap();
+        for format in ["rfc5424", "rfc3164", "cef", "leef", "json"] {
+            let config = parse(&format!("address = \"a:1\"\nformat = \"{format}\""));
+            let encode = |encoding: EncodingConfig| {
+                let mut out = Vec::new();
+                encoding.encoder().unwrap().encode(&record, &mut out);
+                out
+            };
+            assert_eq!(
+                encode(config.encoding()),
+                encode(EncodingConfig::for_format(config.format)),
+                "{format}"
+            );
+        }
     }
 
     #[test]

@@ -10,13 +10,12 @@ use std::time::Duration;
 
 use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
+use serde::Deserialize;
 use socket2::{SockRef, TcpKeepalive};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream, UdpSocket};
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
-
-use super::config::Protocol;
 
 /// How long to let TLS records that arrived unasked (session tickets, alerts) be processed
 /// when checking a TLS connection.
@@ -30,6 +29,19 @@ const TLS_VERDICT_WAIT: Duration = Duration::from_millis(250);
 /// TCP keepalive: idle time before the first probe, and time between probes.
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The transport to the receiver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    /// One message per datagram (RFC 5426); no delivery confirmation, no back-pressure.
+    Udp,
+    /// A TCP stream (RFC 6587); the default.
+    #[default]
+    Tcp,
+    /// TLS over TCP (RFC 5425), always octet-counted.
+    Tls,
+}
 
 /// TLS material prepared at build time.
 #[derive(Debug, Clone)]
@@ -100,7 +112,7 @@ impl Connector {
     ///
     /// [`ConnectError`] with the address and cause.
     pub async fn connect(&self) -> Result<Connection, ConnectError> {
-        tokio::time::timeout(self.connect_timeout, self.connect_unbounded())
+        tokio::time::timeout(self.connect_timeout, self.connect_without_timeout())
             .await
             .unwrap_or_else(|_| {
                 Err(ConnectError::Timeout {
@@ -110,7 +122,7 @@ impl Connector {
             })
     }
 
-    async fn connect_unbounded(&self) -> Result<Connection, ConnectError> {
+    async fn connect_without_timeout(&self) -> Result<Connection, ConnectError> {
         let addresses: Vec<SocketAddr> = tokio::net::lookup_host(&self.address)
             .await
             .map_err(|source| ConnectError::Resolve {

@@ -20,7 +20,9 @@ where
     Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }
 
-/// Percent-free path segment check: names are lowercase letters, digits, `-` and `_`.
+/// The request path of `logstore`, formatted as is: nothing is checked or percent-encoded
+/// here. Logstores of the configuration passed [`crate::source::config::check_name`]
+/// (lowercase letters, digits, `-` and `_`, which need no encoding).
 pub(crate) fn logstore_path(logstore: &str) -> String {
     format!("/logstores/{logstore}")
 }
