@@ -164,8 +164,111 @@ async fn archives_every_log_once_named_by_cursor_range_and_checkpoints_after_sto
             "shard {shard}: the checkpoint is the last object's end"
         );
     }
+    check_archive_telemetry(&forwarder, &objects).await;
     let (code, _) = forwarder.terminate(Duration::from_secs(30)).await;
     assert_eq!(code, Some(0));
+}
+
+/// The value of the series `series` (name and labels) in a Prometheus text `page`.
+fn metric(page: &str, series: &str) -> Option<f64> {
+    page.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
+}
+
+/// Once everything is stored: `/metrics` counts the objects, their bytes and why they were
+/// sealed, and shows nothing held; `/status` lists them among the finished uploads.
+async fn check_archive_telemetry(forwarder: &Forwarder, objects: &[StoredObject]) {
+    let url = forwarder.telemetry_url().await;
+    let stored = objects.len() as f64;
+    let page = poll_until_page(&format!("{url}/metrics"), |page| {
+        metric(page, "siem_forwarder_archive_open_files{sink=\"archive\"}") == Some(0.0)
+            && metric(
+                page,
+                "siem_forwarder_archive_objects_total{sink=\"archive\",format=\"json\"}",
+            ) == Some(stored)
+    })
+    .await;
+    assert_eq!(
+        metric(
+            &page,
+            "siem_forwarder_archive_objects_total{sink=\"archive\",format=\"json\"}"
+        ),
+        Some(stored),
+        "{page}"
+    );
+    let seals: f64 = [
+        "size",
+        "events",
+        "age",
+        "consumer_limit",
+        "memory",
+        "gap",
+        "stop",
+        "drain",
+        "release",
+    ]
+    .iter()
+    .filter_map(|reason| {
+        metric(
+            &page,
+            &format!("siem_forwarder_archive_seals_total{{sink=\"archive\",reason=\"{reason}\"}}"),
+        )
+    })
+    .sum();
+    assert_eq!(
+        seals, stored,
+        "every stored object was sealed once:\n{page}"
+    );
+    let uncompressed = metric(
+        &page,
+        "siem_forwarder_archive_uncompressed_bytes_total{sink=\"archive\"}",
+    )
+    .unwrap();
+    let bodies: u64 = objects.iter().map(|object| object.size).sum();
+    assert!(
+        uncompressed > bodies as f64,
+        "gzip shrinks audit JSON: {uncompressed} vs {bodies}"
+    );
+    assert_eq!(
+        metric(
+            &page,
+            "siem_forwarder_archive_buffered_bytes{sink=\"archive\",kind=\"memory\"}"
+        ),
+        Some(0.0)
+    );
+    assert_eq!(
+        metric(
+            &page,
+            "siem_forwarder_archive_oldest_unuploaded_seconds{sink=\"archive\"}"
+        ),
+        Some(0.0)
+    );
+    let (_, status) = http_get(&format!("{url}/status")).await;
+    let status: Value = serde_json::from_str(&status).unwrap();
+    let archive = &status["sinks"]["archive"]["archive"];
+    assert_eq!(archive["open_files"], serde_json::json!([]), "{archive}");
+    assert_eq!(archive["uploading"], serde_json::json!([]), "{archive}");
+    let history: BTreeSet<&str> = archive["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|finished| finished["key"].as_str().unwrap())
+        .collect();
+    let keys: BTreeSet<&str> = objects.iter().map(|object| object.key.as_str()).collect();
+    assert_eq!(history, keys, "the finished uploads");
+}
+
+/// The body of `url` once `ready` holds for it, within a generous deadline.
+async fn poll_until_page(url: &str, ready: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, page) = http_get(url).await;
+        if ready(&page) || std::time::Instant::now() > deadline {
+            return page;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 #[tokio::test]

@@ -39,6 +39,52 @@ pub struct SinkLabels {
     pub sink: String,
 }
 
+/// Labels of per-sink series split by one more dimension (`reason`, `format`, `class`,
+/// `kind`), each a short fixed word.
+macro_rules! sink_labels_with {
+    ($(#[$doc:meta])* $name:ident, $field:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+        pub struct $name {
+            /// The sink's name.
+            pub sink: String,
+            /// The dimension's value.
+            pub $field: &'static str,
+        }
+
+        impl $name {
+            /// Labels for the sink called `sink` and `value`.
+            pub fn new(sink: &str, value: &'static str) -> Self {
+                Self {
+                    sink: sink.to_owned(),
+                    $field: value,
+                }
+            }
+        }
+    };
+}
+
+sink_labels_with!(
+    /// Labels of an archive's seals: why a file was sealed.
+    SealLabels,
+    reason
+);
+sink_labels_with!(
+    /// Labels of an archive's objects: their format.
+    FormatLabels,
+    format
+);
+sink_labels_with!(
+    /// Labels of an archive's failed uploads: `transient` or `permanent`.
+    FailureLabels,
+    class
+);
+sink_labels_with!(
+    /// Labels of an archive's buffered bytes: `memory`.
+    BufferLabels,
+    kind
+);
+
 impl SinkLabels {
     /// Labels for the sink called `name`.
     pub fn new(name: &str) -> Self {
@@ -100,6 +146,21 @@ pub struct Metrics {
     pub delivered_log_timestamp_seconds: Family<ShardLabels, Gauge>,
     /// 1 while a component (sink, consumer) is unhealthy, else 0.
     pub component_unhealthy: Family<ComponentLabels, Gauge>,
+    /// Objects an archive stored.
+    pub archive_objects: Family<FormatLabels, Counter>,
+    /// Encoded bytes before compression of the objects an archive stored.
+    pub archive_uncompressed_bytes: Family<SinkLabels, Counter>,
+    /// Files an archive sealed, by reason.
+    pub archive_seals: Family<SealLabels, Counter>,
+    /// Files an archive holds open.
+    pub archive_open_files: Family<SinkLabels, Gauge>,
+    /// Bytes an archive holds (open files and objects not yet stored).
+    pub archive_buffered_bytes: Family<BufferLabels, Gauge>,
+    /// Failed upload attempts of an archive, by class.
+    pub archive_upload_failures: Family<FailureLabels, Counter>,
+    /// Seconds since the oldest file an archive has not stored yet was opened (0 when it
+    /// holds none): alert on it before the logstore's TTL.
+    pub archive_oldest_unuploaded_seconds: Family<SinkLabels, Gauge<f64, AtomicU64>>,
 }
 
 impl Metrics {
@@ -134,6 +195,13 @@ impl Metrics {
             catch_up_eta_seconds: Family::default(),
             delivered_log_timestamp_seconds: Family::default(),
             component_unhealthy: Family::default(),
+            archive_objects: Family::default(),
+            archive_uncompressed_bytes: Family::default(),
+            archive_seals: Family::default(),
+            archive_open_files: Family::default(),
+            archive_buffered_bytes: Family::default(),
+            archive_upload_failures: Family::default(),
+            archive_oldest_unuploaded_seconds: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -225,6 +293,41 @@ impl Metrics {
             "component_unhealthy",
             "1 while a component (sink, consumer) is unhealthy",
             metrics.component_unhealthy.clone(),
+        );
+        registry.register(
+            "archive_objects",
+            "Objects an archive sink stored",
+            metrics.archive_objects.clone(),
+        );
+        registry.register(
+            "archive_uncompressed_bytes",
+            "Encoded bytes before compression of the objects an archive sink stored",
+            metrics.archive_uncompressed_bytes.clone(),
+        );
+        registry.register(
+            "archive_seals",
+            "Files an archive sink sealed, by reason",
+            metrics.archive_seals.clone(),
+        );
+        registry.register(
+            "archive_open_files",
+            "Files an archive sink holds open",
+            metrics.archive_open_files.clone(),
+        );
+        registry.register(
+            "archive_buffered_bytes",
+            "Bytes an archive sink holds in open files and objects not yet stored",
+            metrics.archive_buffered_bytes.clone(),
+        );
+        registry.register(
+            "archive_upload_failures",
+            "Failed upload attempts of an archive sink, by class",
+            metrics.archive_upload_failures.clone(),
+        );
+        registry.register(
+            "archive_oldest_unuploaded_seconds",
+            "Age of the oldest file an archive sink has not stored yet",
+            metrics.archive_oldest_unuploaded_seconds.clone(),
         );
         Self {
             registry,

@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use super::health::health;
 use super::metrics::metrics;
 use super::progress::progress;
-use super::status::status_board;
+use super::status::{sink_board, status_board};
 
 /// The `[telemetry]` section.
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -60,6 +60,7 @@ async fn status() -> impl IntoResponse {
         "ready": health().ready(),
         "components": health().snapshot(),
         "shards": status_board().snapshot(),
+        "sinks": sink_board().snapshot(),
         "catch_up": {
             "summary": progress().summary(now),
             "shards": progress().snapshot(now),

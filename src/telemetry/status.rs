@@ -108,3 +108,30 @@ pub fn status_board() -> &'static StatusBoard {
     static BOARD: OnceLock<StatusBoard> = OnceLock::new();
     BOARD.get_or_init(StatusBoard::default)
 }
+
+/// What sinks publish about themselves for `/status` (`sinks.NAME`), as JSON each sink shapes.
+#[derive(Debug, Default)]
+pub struct SinkBoard {
+    sinks: Mutex<BTreeMap<String, serde_json::Value>>,
+}
+
+impl SinkBoard {
+    /// Replaces what the sink called `name` shows.
+    pub fn set(&self, name: &str, value: serde_json::Value) {
+        self.sinks
+            .lock()
+            .expect("sink board lock")
+            .insert(name.to_owned(), value);
+    }
+
+    /// Every sink's entry, by name.
+    pub fn snapshot(&self) -> BTreeMap<String, serde_json::Value> {
+        self.sinks.lock().expect("sink board lock").clone()
+    }
+}
+
+/// The process-wide board of sink states.
+pub fn sink_board() -> &'static SinkBoard {
+    static BOARD: OnceLock<SinkBoard> = OnceLock::new();
+    BOARD.get_or_init(SinkBoard::default)
+}

@@ -9,6 +9,7 @@ use object_store::{ClientOptions, RetryConfig};
 use reqwest::Url;
 use serde::Deserialize;
 
+use super::activity::SharedActivity;
 use super::encode::{Compression, CsvLayout, Format};
 use super::key::{
     check_path_part, check_strftime, parse_timezone, KeyTemplate, PREFIX_PLACEHOLDERS,
@@ -718,6 +719,8 @@ impl ObjectStorageSinkConfig {
                 store: Arc::new(store),
                 sink: name.as_str().into(),
                 content_type: compression.content_type(&layout.format),
+                format: layout.format.name(),
+                activity: SharedActivity::default(),
                 retry: (self.retry.initial.0, self.retry.max.0),
             },
             name,

@@ -19,6 +19,16 @@ pub enum Format {
     Csv(CsvLayout),
 }
 
+impl Format {
+    /// The format's name in metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Json => "json",
+            Self::Csv(_) => "csv",
+        }
+    }
+}
+
 /// The columns and punctuation of CSV objects.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CsvLayout {

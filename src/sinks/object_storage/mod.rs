@@ -7,8 +7,11 @@
 //! - `encode`: an object's body, encoded and compressed as logs are appended.
 //! - `rollover`: a shard's open files, ack splitting and the seal rules.
 //! - `upload`: storing an object, retried until stored; failure classes and health.
-//! - `sink`: the run loop (batches in, seals, uploads, memory budget).
+//! - `sink`: the run loop (batches in, seals, uploads, memory budget) and what it publishes
+//!   (metrics, `/status`).
+//! - `activity`: uploads in flight and the last finished ones, for `/status`.
 
+mod activity;
 pub mod config;
 mod encode;
 mod key;

@@ -107,8 +107,25 @@ pub struct SealedObject {
     pub uncompressed: u64,
     /// Why it was sealed.
     pub reason: SealReason,
+    /// When its file was opened: the age of its oldest unstored log.
+    pub opened_at: Instant,
     /// One part of the ack of every batch with logs in it.
     pub acks: Vec<AckToken>,
+}
+
+/// An open file as `/status` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct OpenFileStatus {
+    /// `logstore/shard`.
+    pub shard: String,
+    /// Rendered partition.
+    pub partition: String,
+    /// Logs in it.
+    pub logs: u64,
+    /// Encoded bytes before compression.
+    pub uncompressed_bytes: u64,
+    /// Seconds since it was opened.
+    pub age_s: f64,
 }
 
 /// One open file.
@@ -147,6 +164,24 @@ impl ShardFiles {
     /// True when no file is open.
     pub fn is_empty(&self) -> bool {
         self.files.is_empty()
+    }
+
+    /// The open files as `/status` shows them, at `now`.
+    pub fn open_files(&self, now: Instant) -> impl Iterator<Item = OpenFileStatus> + '_ {
+        self.files
+            .iter()
+            .map(move |(partition, file)| OpenFileStatus {
+                shard: self.shard.to_string(),
+                partition: partition.clone(),
+                logs: file.body.logs(),
+                uncompressed_bytes: file.body.uncompressed_bytes(),
+                age_s: now.duration_since(file.opened_at).as_secs_f64(),
+            })
+    }
+
+    /// When the oldest open file was opened.
+    pub fn oldest(&self) -> Option<Instant> {
+        self.files.values().map(|file| file.opened_at).min()
     }
 
     /// Memory held by the open files.
@@ -305,6 +340,7 @@ impl ShardFiles {
             logs,
             uncompressed,
             reason,
+            opened_at: file.opened_at,
             acks: file.acks,
         })
     }

@@ -28,6 +28,8 @@ use super::upload::Uploader;
 use crate::model::batch::ShardKey;
 use crate::sinks::{Sink, SinkBatch, SinkError};
 use crate::telemetry::health::{health, HealthState};
+use crate::telemetry::metrics::{metrics, BufferLabels, SealLabels, SinkLabels};
+use crate::telemetry::status::sink_board;
 
 /// How often open files are checked against their age limit.
 const TICK: Duration = Duration::from_secs(1);
@@ -88,6 +90,7 @@ impl Sink for ObjectStorageSink {
             sink: *self,
         };
         let outcome = run.run(input, &shutdown).await;
+        run.publish();
         // Objects not stored drop their acks unsettled: their shards keep their checkpoints
         // before them, and the next owner redelivers.
         run.uploads.abort_all();
@@ -123,6 +126,7 @@ impl Run {
         let mut input_open = true;
         let mut releases_open = true;
         let drain = self.sink.drain.clone();
+        self.publish();
         loop {
             self.start_uploads(shutdown);
             if !input_open && self.queue.is_empty() && self.uploads.is_empty() {
@@ -143,6 +147,7 @@ impl Run {
                 Some(joined) = self.uploads.join_next(), if !self.uploads.is_empty() => {
                     let bytes = joined.map_err(|error| SinkError::Unavailable(format!("upload task failed: {error}")))?;
                     self.pending_bytes -= bytes;
+                    self.publish();
                 }
                 released = self.sink.releases.recv(), if releases_open => match released {
                     Ok(shard) => {
@@ -154,7 +159,10 @@ impl Run {
                     }
                     Err(RecvError::Closed) => releases_open = false,
                 },
-                _ = tick.tick() => self.seal_aged().await?,
+                _ = tick.tick() => {
+                    self.seal_aged().await?;
+                    self.publish();
+                }
                 next = input.recv(), if input_open && !full => match next {
                     Some(batch) => self.append(batch).await?,
                     None => {
@@ -176,6 +184,56 @@ impl Run {
                 .sum::<u64>()
     }
 
+    /// Publishes the gauges and the `/status` entry: open files, bytes held, the age of the
+    /// oldest unstored file, uploads in flight and the last finished ones.
+    fn publish(&self) {
+        let now = Instant::now();
+        let name = &self.sink.name;
+        let open: Vec<_> = self
+            .shards
+            .values()
+            .flat_map(|files| files.open_files(now))
+            .collect();
+        let activity = self
+            .sink
+            .uploader
+            .activity
+            .lock()
+            .expect("archive activity lock");
+        let oldest = self
+            .shards
+            .values()
+            .filter_map(ShardFiles::oldest)
+            .chain(self.queue.iter().map(|object| object.opened_at))
+            .chain(activity.oldest())
+            .min();
+        let labels = SinkLabels::new(name);
+        let metrics = metrics();
+        metrics
+            .archive_open_files
+            .get_or_create(&labels)
+            .set(open.len() as i64);
+        metrics
+            .archive_buffered_bytes
+            .get_or_create(&BufferLabels::new(name, "memory"))
+            .set(i64::try_from(self.memory_bytes()).unwrap_or(i64::MAX));
+        metrics
+            .archive_oldest_unuploaded_seconds
+            .get_or_create(&labels)
+            .set(oldest.map_or(0.0, |oldest| now.duration_since(oldest).as_secs_f64()));
+        sink_board().set(
+            name,
+            serde_json::json!({
+                "archive": {
+                    "open_files": open,
+                    "queued": self.queue.len(),
+                    "uploading": activity.uploading(),
+                    "history": activity.history(),
+                }
+            }),
+        );
+    }
+
     fn start_uploads(&mut self, shutdown: &CancellationToken) {
         while self.uploads.len() < self.sink.concurrency {
             let Some(object) = self.queue.pop_front() else {
@@ -193,6 +251,10 @@ impl Run {
 
     fn enqueue(&mut self, sealed: Vec<SealedObject>) {
         for object in sealed {
+            metrics()
+                .archive_seals
+                .get_or_create(&SealLabels::new(&self.sink.name, object.reason.as_str()))
+                .inc();
             self.pending_bytes += object.body.len() as u64;
             self.queue.push_back(object);
         }
@@ -329,7 +391,9 @@ mod tests {
                 store,
                 sink: "archive-unit".into(),
                 content_type: "application/x-ndjson",
+                format: "json",
                 retry: (Duration::from_millis(10), Duration::from_millis(50)),
+                activity: Default::default(),
             },
             layout: Arc::new(Layout {
                 keys: KeyTemplate {

@@ -11,11 +11,12 @@ use object_store::path::Path;
 use object_store::{Attribute, Attributes, ObjectStore, PutOptions, PutPayload};
 use tokio_util::sync::CancellationToken;
 
+use super::activity::{Activity, Finished, SharedActivity};
 use super::rollover::SealedObject;
 use crate::common::backoff::{sleep_or_cancel, Backoff};
 use crate::model::ack::AckToken;
 use crate::telemetry::health::{health, HealthState};
-use crate::telemetry::metrics::{metrics, SinkLabels};
+use crate::telemetry::metrics::{metrics, FailureLabels, FormatLabels, SinkLabels};
 
 /// Transient failures in a row before the sink is reported unhealthy.
 const UNHEALTHY_AFTER: u32 = 3;
@@ -29,6 +30,16 @@ pub enum FailureClass {
     Permanent,
 }
 
+impl FailureClass {
+    /// The class's name in metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Transient => "transient",
+            Self::Permanent => "permanent",
+        }
+    }
+}
+
 /// Stores objects in one bucket.
 #[derive(Clone)]
 pub struct Uploader {
@@ -38,8 +49,12 @@ pub struct Uploader {
     pub sink: Arc<str>,
     /// `Content-Type` of the objects.
     pub content_type: &'static str,
+    /// Format name, for metrics.
+    pub format: &'static str,
     /// First and longest wait between attempts.
     pub retry: (Duration, Duration),
+    /// Uploads in flight and the last finished ones, for `/status`.
+    pub activity: SharedActivity,
 }
 
 impl std::fmt::Debug for Uploader {
@@ -69,6 +84,10 @@ impl Uploader {
         let mut backoff = Backoff::new(self.retry.0, self.retry.1);
         let started = Instant::now();
         let mut attempts = 0u32;
+        let activity = |change: &dyn Fn(&mut Activity)| {
+            change(&mut self.activity.lock().expect("archive activity lock"));
+        };
+        activity(&|upload| upload.started(&object.key, object.body.len() as u64, object.opened_at));
         loop {
             attempts += 1;
             let options = PutOptions {
@@ -77,15 +96,26 @@ impl Uploader {
             };
             let result = tokio::select! {
                 biased;
-                () = shutdown.cancelled() => return false,
+                () = shutdown.cancelled() => {
+                    activity(&|upload| upload.abandoned(&object.key));
+                    return false;
+                }
                 result = self.store.put_opts(&path, payload.clone(), options) => result,
             };
             let error = match result {
-                Ok(_) => break,
+                Ok(_) => {
+                    activity(&|upload| upload.attempted(&object.key, None));
+                    break;
+                }
                 Err(error) => error,
             };
+            activity(&|upload| upload.attempted(&object.key, Some(error.to_string())));
             metrics().sink_failed_requests.get_or_create(&labels).inc();
             let class = classify(&error);
+            metrics()
+                .archive_upload_failures
+                .get_or_create(&FailureLabels::new(&self.sink, class.as_str()))
+                .inc();
             let reason = format!("storing {} failed: {error}", object.key);
             let delay = match class {
                 FailureClass::Permanent => {
@@ -102,12 +132,34 @@ impl Uploader {
                 }
             };
             if !sleep_or_cancel(delay, shutdown).await {
+                activity(&|upload| upload.abandoned(&object.key));
                 return false;
             }
             metrics().sink_retries.get_or_create(&labels).inc();
         }
         // Counted before the acks settle, so whoever learns of the delivery sees them.
         metrics().count_delivered(&labels, object.logs as usize, object.body.len());
+        metrics()
+            .archive_objects
+            .get_or_create(&FormatLabels::new(&self.sink, self.format))
+            .inc();
+        metrics()
+            .archive_uncompressed_bytes
+            .get_or_create(&labels)
+            .inc_by(object.uncompressed);
+        let duration_ms = started.elapsed().as_millis() as u64;
+        activity(&|upload| {
+            upload.finished(Finished {
+                key: object.key.clone(),
+                logs: object.logs,
+                bytes: object.body.len() as u64,
+                uncompressed_bytes: object.uncompressed,
+                sealed: object.reason.as_str(),
+                attempts,
+                duration_ms,
+                finished_at: 0,
+            });
+        });
         health().set(&self.health_key(), HealthState::Healthy);
         tracing::info!(
             sink = %self.sink,
@@ -117,7 +169,7 @@ impl Uploader {
             uncompressed_bytes = object.uncompressed,
             sealed = object.reason.as_str(),
             attempts,
-            duration_ms = started.elapsed().as_millis() as u64,
+            duration_ms,
             "object stored"
         );
         object.acks.into_iter().for_each(AckToken::delivered);
@@ -250,7 +302,9 @@ mod tests {
             store: store.clone(),
             sink: name.into(),
             content_type: "application/x-ndjson",
+            format: "json",
             retry: (Duration::from_millis(100), Duration::from_secs(1)),
+            activity: SharedActivity::default(),
         };
         (uploader, store)
     }
@@ -263,6 +317,7 @@ mod tests {
             logs: 1,
             uncompressed: 3,
             reason: SealReason::Stop,
+            opened_at: tokio::time::Instant::now(),
             acks: vec![token],
         };
         (object, receiver)
