@@ -204,6 +204,8 @@ async fn main() -> anyhow::Result<()> {
         &logstores,
         config,
         batches_tx,
+        // Shard releases, for sinks that hold batches on purpose; this one holds none.
+        tokio::sync::broadcast::channel(1).0,
         shutdown.clone(),
     );
     tokio::time::timeout(Duration::from_secs(60), consuming)
