@@ -43,10 +43,19 @@
 //!   (start-up health check) and by the sinks themselves (`sinks::syslog::sink`,
 //!   `sinks::splunk_hec::health`).
 //! - **Queue sizes**: batches between the consumer and the fan-out, `CONSUMER_QUEUE` in
-//!   [`app`]; batches per sink, [`pipeline::SINK_QUEUE`]; bytes pulled and not yet delivered,
-//!   `consumer.max_inflight_bytes`.
+//!   [`app`]; batches per sink, [`pipeline::SINK_QUEUE`]; unacknowledged batches per shard,
+//!   `consumer.max_inflight_batches` (4, or 1024 with an archive sink).
+//! - **Memory bound**: pulled bytes still in memory, `consumer.max_inflight_bytes`: a batch's
+//!   share ([`model::Batch::budget`]) is released when the last sink drops it, not at its ack.
+//!   SIEM sinks (HEC, syslog) keep a batch until its destination confirmed it, so their
+//!   unconfirmed logs stay counted; file, console and null sinks acknowledge as they write; the
+//!   archive drops a batch once encoded into its files, which its own `buffer.max_memory`
+//!   bounds (it stops taking batches over it), so files can grow past the consumer's budget.
 //! - **Drain**: the shutdown order in [`app`]; each shard's drain (no more pulls, in-flight
 //!   batches until `consumer.drain_timeout`, then a final checkpoint) in [`consumer::shard`].
+//!   Sinks that hold batches on purpose learn of it through [`sinks::SinkContext`]: its
+//!   `drain` token fires when shutdown starts, and `releases` names each shard that starts
+//!   draining.
 //! - **Checkpoint rule**: a shard's checkpoint moves only past a contiguous run of batches
 //!   that every sink delivered, oldest first ([`consumer::checkpoint`]); a sink acknowledges a
 //!   batch only once its destination confirmed every log of it ([`sinks::Sink::run`]), and
