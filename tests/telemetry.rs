@@ -1,7 +1,6 @@
 //! The telemetry endpoint of a running forwarder process: `/metrics` counters move, `/status`
-//! lists every shard, `/healthz` and `/readyz` answer, `status` renders it, a catch-up's ETA holds,
-//! and no secret
-//! shows up in the process's logs or metrics.
+//! lists every shard, `/healthz` and `/readyz` answer, `status` renders it, a catch-up's ETA
+//! holds, and no secret shows up in the process's logs or metrics.
 
 mod support;
 
