@@ -59,6 +59,8 @@ pub mod transform;
 
 pub mod source;
 
+pub mod producer;
+
 pub mod local_server;
 
 pub mod consumer;

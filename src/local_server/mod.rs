@@ -7,9 +7,9 @@
 //! Start it with [`LocalServer::open`] and [`LocalServer::run`] (or [`LocalServer::run_with`]
 //! for other [`ConnectionLimits`]).
 
+mod api;
 mod assignment;
 mod deny;
-pub mod generator;
 mod routes;
 mod state;
 pub mod store;
