@@ -15,6 +15,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use serde_json::json;
 
 use super::api::put_logs::ShardChoice;
+use super::api::shards::Reshape;
 use super::api::{checkpoint, cursor, heartbeat, invalid, parse_shard, pull_logs};
 use super::api::{Call, HandlerResult, Reply};
 use super::state::Failure;
@@ -187,8 +188,14 @@ impl LocalServer {
             (&Method::POST, ["logstores", logstore, "shards", shard]) => {
                 let shard = parse_shard(shard)?;
                 match call.param("action") {
-                    Some("split") => self.split_shard(&call, logstore, shard).await,
-                    Some("merge") => self.merge_shard(&call, logstore, shard).await,
+                    Some("split") => {
+                        self.reshape_shard(&call, logstore, shard, Reshape::Split)
+                            .await
+                    }
+                    Some("merge") => {
+                        self.reshape_shard(&call, logstore, shard, Reshape::Merge)
+                            .await
+                    }
                     Some(other) => Err(invalid(format!("unknown action `{other}`"))),
                     None => {
                         self.put_logs(&call, logstore, ShardChoice::Shard(shard))

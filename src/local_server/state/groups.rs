@@ -302,47 +302,38 @@ impl Logstore {
         force: bool,
     ) -> Result<(), Failure> {
         self.shard(shard)?;
-        let snapshot = self.record_checkpoint(group_name, consumer, shard, checkpoint, force)?;
+        let snapshot = {
+            let mut groups = self.groups.lock().expect("groups lock");
+            let group = groups
+                .get_mut(group_name)
+                .ok_or_else(|| group_missing(group_name))?;
+            if !force {
+                let timeout = Duration::from_secs(group.record.timeout.into());
+                group.assignment.expire(timeout, Instant::now());
+                if !group.assignment.is_member(consumer) {
+                    return Err(Failure::new(
+                        ApiErrorCode::ConsumerNotExist,
+                        format!("consumer {consumer} is not a member of the group"),
+                    ));
+                }
+                if !group.assignment.owns(consumer, shard) {
+                    return Err(Failure::new(
+                        ApiErrorCode::ConsumerNotMatch,
+                        format!("shard {shard} is not held by consumer {consumer}"),
+                    ));
+                }
+            }
+            group.record.checkpoints.insert(
+                shard,
+                Checkpoint {
+                    checkpoint,
+                    update_time: now_micros(),
+                    consumer: consumer.to_owned(),
+                },
+            );
+            self.snapshot_groups(&groups)
+        };
         self.persist(snapshot).await
-    }
-
-    fn record_checkpoint(
-        &self,
-        group_name: &str,
-        consumer: &str,
-        shard: u32,
-        checkpoint: String,
-        force: bool,
-    ) -> Result<Snapshot, Failure> {
-        let mut groups = self.groups.lock().expect("groups lock");
-        let group = groups
-            .get_mut(group_name)
-            .ok_or_else(|| group_missing(group_name))?;
-        if !force {
-            let timeout = Duration::from_secs(group.record.timeout.into());
-            group.assignment.expire(timeout, Instant::now());
-            if !group.assignment.is_member(consumer) {
-                return Err(Failure::new(
-                    ApiErrorCode::ConsumerNotExist,
-                    format!("consumer {consumer} is not a member of the group"),
-                ));
-            }
-            if !group.assignment.owns(consumer, shard) {
-                return Err(Failure::new(
-                    ApiErrorCode::ConsumerNotMatch,
-                    format!("shard {shard} is not held by consumer {consumer}"),
-                ));
-            }
-        }
-        group.record.checkpoints.insert(
-            shard,
-            Checkpoint {
-                checkpoint,
-                update_time: now_micros(),
-                consumer: consumer.to_owned(),
-            },
-        );
-        Ok(self.snapshot_groups(&groups))
     }
 }
 
