@@ -65,10 +65,7 @@ pub async fn run(config: ForwarderConfig, shutdown: CancellationToken) -> anyhow
         Some(address) => Some(start_telemetry(address).await?.drop_guard()),
         None => None,
     };
-    let mut client_config =
-        ClientConfig::with_credentials(&endpoint, &source.project, source.credentials.cache());
-    client_config.signing = source.signing.clone();
-    let client = Client::new(client_config)?;
+    let client = source_client(&source, &endpoint)?;
 
     let sinks = build_sinks(&config.sinks)?;
     let sink_stop = CancellationToken::new();
@@ -138,6 +135,19 @@ pub async fn run(config: ForwarderConfig, shutdown: CancellationToken) -> anyhow
         Some(error) => Err(error),
         None => Ok(()),
     }
+}
+
+/// The log-service client of `source`, connecting to `endpoint` (the configured one, or the
+/// embedded service's address).
+///
+/// # Errors
+///
+/// An endpoint or credential the client cannot use.
+pub fn source_client(source: &ResolvedSource, endpoint: &str) -> anyhow::Result<Client> {
+    let mut client_config =
+        ClientConfig::with_credentials(endpoint, &source.project, source.credentials.cache());
+    client_config.signing = source.signing.clone();
+    Ok(Client::new(client_config)?)
 }
 
 /// Starts the telemetry endpoint; it stops when the returned token is cancelled.

@@ -1,5 +1,6 @@
 //! Command-line interface: clap subcommands and their thin glue to the library.
 
+use std::io::{IsTerminal as _, Write as _};
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
@@ -14,6 +15,7 @@ use crate::common::shutdown::termination_signal;
 use crate::common::units::HumanDuration;
 use crate::common::Secret;
 use crate::config::ForwarderConfig;
+use crate::group_status::GroupView;
 use crate::local_server::{
     valid_name, ConnectionLimits, DeniedAction, LocalServer, LocalServerConfig, LogstoreSpec,
     StsConfig, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONNECTIONS,
@@ -23,8 +25,9 @@ use crate::producer::generator::AuditLogGenerator;
 use crate::producer::json_lines::log_groups_from_json_lines;
 use crate::source::api::put_logs::PutTarget;
 use crate::source::protobuf::LogGroup;
-use crate::source::{Client, ClientConfig};
+use crate::source::{Client, ClientConfig, ClientError};
 use crate::telemetry::logging::{self, LogFormat};
+use crate::top::SortKey;
 
 /// Forwards logs from Alibaba Cloud Log Service consumer groups to SIEMs.
 #[derive(Debug, Parser)]
@@ -45,8 +48,12 @@ pub enum Command {
     Run(ConfigArgs),
     /// Check a configuration file without connecting anywhere.
     Validate(ConfigArgs),
-    /// Show the shards and components of a running forwarder, from its telemetry endpoint.
+    /// Show the whole consumer group from the log service (`--config`), or the shards and
+    /// components of one running forwarder from its telemetry endpoint (`--url`).
     Status(StatusArgs),
+    /// A live view of running forwarders (`--url`, repeatable) and of the whole group
+    /// (`--config`): per shard owner, lag and rate; per sink rate, errors and health.
+    Top(TopArgs),
     /// Run the embedded SLS-compatible log service.
     LocalServer(LocalServerArgs),
     /// Write logs to a logstore: JSON lines from a file, or generated audit logs.
@@ -64,9 +71,47 @@ pub struct ConfigArgs {
 /// Options of `status`.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// Base URL of the forwarder's telemetry endpoint, e.g. http://127.0.0.1:9300.
-    #[arg(long, default_value = "http://127.0.0.1:9300")]
+    /// Base URL of one forwarder's telemetry endpoint, e.g. http://127.0.0.1:9300.
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:9300",
+        conflicts_with = "config"
+    )]
     pub url: String,
+    /// The forwarders' configuration file: show every shard of the consumer group as the log
+    /// service records it (owner, checkpoint, lag), whichever process holds it, with the
+    /// credentials `run` uses.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Print JSON instead of tables (with `--watch`, one document per line).
+    #[arg(long)]
+    pub json: bool,
+    /// Refresh every SECONDS until interrupted.
+    #[arg(long, value_name = "SECONDS", value_parser = clap::builder::RangedU64ValueParser::<u64>::new().range(1..))]
+    pub watch: Option<u64>,
+}
+
+/// Options of `top`.
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// Telemetry endpoint of a running forwarder, e.g. http://127.0.0.1:9300; repeatable.
+    /// Default http://127.0.0.1:9300 when neither `--url` nor `--config` is given.
+    #[arg(long = "url")]
+    pub urls: Vec<String>,
+    /// The forwarders' configuration file: add every shard of the group as the log service
+    /// records it (owners and lags of all processes, unowned shards).
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Seconds between refreshes.
+    #[arg(long, default_value_t = 2, value_parser = clap::builder::RangedU64ValueParser::<u64>::new().range(1..))]
+    pub interval: u64,
+    /// Initial order of the shard lines (`s` cycles it in the terminal view).
+    #[arg(long, value_enum, default_value_t = SortKey::Lag)]
+    pub sort: SortKey,
+    /// When stdout is not a terminal: stop after this many frames (default: until
+    /// interrupted).
+    #[arg(long)]
+    pub frames: Option<u64>,
 }
 
 /// The AccessKey id used when none is given: fine on loopback, known to everyone.
@@ -332,19 +377,70 @@ pub async fn main() -> ExitCode {
         Command::Run(args) => run(args).await,
         Command::Validate(args) => validate(args),
         Command::Status(args) => status(args).await,
+        Command::Top(args) => top(args).await,
         Command::LocalServer(args) => local_server(args).await,
         Command::Put(args) => put(args).await,
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            if long_running {
-                tracing::error!("{error:#}");
-            }
-            eprintln!("error: {error:#}");
+            report_failure(&error, long_running && cli.log_format == LogFormat::Json);
             ExitCode::FAILURE
         }
     }
+}
+
+/// Reports the error a command failed with, once: as one JSON log line when a long-running
+/// command writes JSON logs (for log shippers), else as `error: ...` with a `hint: ...` line
+/// saying what to check.
+fn report_failure(error: &anyhow::Error, as_log_line: bool) {
+    let text = render_error(error);
+    let hint = hint(error);
+    if as_log_line {
+        match hint {
+            Some(hint) => tracing::error!(hint, "{text}"),
+            None => tracing::error!("{text}"),
+        }
+    } else {
+        eprintln!("error: {text}");
+        if let Some(hint) = hint {
+            eprintln!("hint: {hint}");
+        }
+    }
+}
+
+/// What to check for the first log-service error in `error`'s chain.
+fn hint(error: &anyhow::Error) -> Option<&'static str> {
+    error.chain().find_map(|cause| {
+        if let Some(api) = cause.downcast_ref::<crate::source::ApiError>() {
+            return api.hint();
+        }
+        match cause.downcast_ref::<ClientError>()? {
+            ClientError::Api(api) => api.hint(),
+            ClientError::Network { .. } => Some(
+                "the endpoint cannot be reached: check its URL (e.g. https://cn-hangzhou.log.aliyuncs.com), \
+                 DNS, proxy settings (HTTPS_PROXY) and firewalls",
+            ),
+            _ => None,
+        }
+    })
+}
+
+/// An error and its causes on one line, each said once: a cause whose text an outer message
+/// already includes is not repeated.
+pub fn render_error(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let message = cause.to_string();
+        if text.contains(&message) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&message);
+    }
+    text
 }
 
 async fn run(args: ConfigArgs) -> anyhow::Result<()> {
@@ -367,7 +463,89 @@ fn validate(args: ConfigArgs) -> anyhow::Result<()> {
 }
 
 async fn status(args: StatusArgs) -> anyhow::Result<()> {
-    let url = format!("{}/status", args.url.trim_end_matches('/'));
+    let view = match &args.config {
+        Some(path) => StatusView::Group(Box::new(GroupView::from_config(&ForwarderConfig::load(
+            path,
+        )?)?)),
+        None => StatusView::Process(args.url.clone()),
+    };
+    let Some(seconds) = args.watch else {
+        print!("{}", view.show(args.json).await?);
+        return Ok(());
+    };
+    let clear = !args.json && std::io::stdout().is_terminal();
+    let interrupted = termination_signal();
+    tokio::pin!(interrupted);
+    loop {
+        let frame = view
+            .show(args.json)
+            .await
+            .unwrap_or_else(|error| format!("error: {}\n", render_error(&error)));
+        if clear {
+            print!("\x1b[2J\x1b[H");
+        }
+        print!("{frame}");
+        std::io::stdout().flush()?;
+        tokio::select! {
+            () = tokio::time::sleep(std::time::Duration::from_secs(seconds)) => {}
+            _ = &mut interrupted => return Ok(()),
+        }
+    }
+}
+
+async fn top(args: TopArgs) -> anyhow::Result<()> {
+    let mut urls = args.urls;
+    if urls.is_empty() && args.config.is_none() {
+        urls.push("http://127.0.0.1:9300".to_owned());
+    }
+    let group = match &args.config {
+        Some(path) => Some(GroupView::from_config(&ForwarderConfig::load(path)?)?),
+        None => None,
+    };
+    let sources = crate::top::Sources { urls, group };
+    let interval = std::time::Duration::from_secs(args.interval);
+    if std::io::stdout().is_terminal() {
+        crate::top::tui::run(sources, interval, args.sort).await
+    } else {
+        crate::top::plain::run(sources, interval, args.sort, args.frames).await
+    }
+}
+
+/// What `status` shows.
+enum StatusView {
+    /// The group, from the log service.
+    Group(Box<GroupView>),
+    /// One process, from its telemetry endpoint.
+    Process(String),
+}
+
+impl StatusView {
+    /// One rendering, as a table or as JSON.
+    async fn show(&self, json: bool) -> anyhow::Result<String> {
+        match self {
+            Self::Group(view) => {
+                let status = view.read().await?;
+                Ok(if json {
+                    format!("{}\n", serde_json::to_string(&status)?)
+                } else {
+                    crate::group_status::render(&status)
+                })
+            }
+            Self::Process(url) => {
+                let status = process_status(url).await?;
+                Ok(if json {
+                    format!("{status}\n")
+                } else {
+                    render_status(&status)
+                })
+            }
+        }
+    }
+}
+
+/// The `/status` JSON of the forwarder at `url`.
+async fn process_status(url: &str) -> anyhow::Result<serde_json::Value> {
+    let url = format!("{}/status", url.trim_end_matches('/'));
     let response = reqwest::get(&url)
         .await
         .with_context(|| format!("cannot reach {url}"))?;
@@ -375,10 +553,7 @@ async fn status(args: StatusArgs) -> anyhow::Result<()> {
         .bytes()
         .await
         .with_context(|| format!("cannot read {url}"))?;
-    let status: serde_json::Value =
-        serde_json::from_slice(&body).with_context(|| format!("{url} did not answer with JSON"))?;
-    print!("{}", render_status(&status));
-    Ok(())
+    serde_json::from_slice(&body).with_context(|| format!("{url} did not answer with JSON"))
 }
 
 /// Renders `/status` JSON as the tables `status` prints.

@@ -28,7 +28,10 @@
 //! - [`sinks`]: the [`sinks::Sink`] trait and the destinations.
 //! - [`pipeline`]: fan-out of each batch to every sink, acknowledged when all delivered.
 //! - [`config`]: the configuration file.
-//! - [`app`]: wiring and shutdown order of `run`; [`cli`]: the command line.
+//! - [`app`]: wiring and shutdown order of `run`.
+//! - [`group_status`]: the consumer group as the log service sees it (`status --config`).
+//! - [`top`]: the live terminal view (`top`).
+//! - [`cli`]: the command line.
 //!
 //! A sink is cut the same way in each of its folders: `mod.rs` lists the parts, `config.rs`
 //! holds the TOML keys, validates them and builds the sink, and the runtime files (`sink.rs`
@@ -78,4 +81,8 @@ pub mod pipeline;
 pub mod config;
 
 pub mod app;
+
+pub mod group_status;
+pub mod top;
+
 pub mod cli;

@@ -28,6 +28,7 @@ use crate::source::api::cursor::CursorFrom;
 use crate::source::api::pull_logs::PullResult;
 use crate::source::{cursor, ApiErrorCode, Client, ClientError};
 use crate::telemetry::metrics::{metrics, ShardLabels};
+use crate::telemetry::progress;
 use crate::telemetry::status::{status_board, ShardPhase, ShardStatus};
 
 /// The largest reservation of the in-flight budget taken before a pull.
@@ -128,6 +129,7 @@ impl<S: GroupService> ShardTask<S> {
         let exit = self.run_phases(stop).await;
         status_board().remove(&logstore, shard);
         forget_shard_series(&labels);
+        progress::forget(&logstore, shard);
         exit
     }
 
@@ -307,6 +309,7 @@ impl<S: GroupService> ShardRun<S> {
                     match outcome {
                         FetchOutcome::Pulled(pulled, permit) => {
                             backoff.reset();
+                            progress::pulled(&self.task.key.logstore, self.task.key.shard, pulled.group_count, pulled.end_of_cursor);
                             next_fetch = Instant::now()
                                 + pacing::after_pull(
                                     pulled.group_count,
@@ -494,6 +497,12 @@ impl<S: GroupService> ShardRun<S> {
                     .checkpoint_lag_seconds
                     .get_or_create(&self.task.labels())
                     .set(lag);
+                progress::delivered(
+                    &self.task.key.logstore,
+                    self.task.key.shard,
+                    delivered.logs,
+                    delivered.newest_log_time,
+                );
                 self.task.publish(|status| {
                     status.delivered_logs += delivered.logs as u64;
                     status.lag_seconds = Some(lag);

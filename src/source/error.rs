@@ -233,6 +233,35 @@ impl ApiError {
     pub fn is_clock_skew(&self) -> bool {
         self.code == ApiErrorCode::RequestTimeExpired
     }
+
+    /// What to check, for the errors a new setup usually meets.
+    pub fn hint(&self) -> Option<&'static str> {
+        match (&self.code, self.status) {
+            (ApiErrorCode::RequestTimeExpired, _) => Some(
+                "the host clock is more than 15 minutes off the log service's: fix it (NTP)",
+            ),
+            (ApiErrorCode::InvalidAccessKeyId, _) => Some(
+                "the AccessKey id is unknown or disabled: check access_key_id (and, with STS, that the token is current)",
+            ),
+            (_, 401) => Some(
+                "check that access_key_id and access_key_secret are one pair and active, that the host clock is right (NTP), \
+                 and that the project lives in the endpoint's region (project and endpoint go together)",
+            ),
+            (ApiErrorCode::ReadQuotaExceed | ApiErrorCode::ShardReadQuotaExceed | ApiErrorCode::WriteQuotaExceed, _) => None,
+            (_, 403) => Some(
+                "the AccessKey is not allowed to do this: its RAM policy must allow the log:* actions of the consumer \
+                 (ListShards, GetCursorOrData, ListConsumerGroup, CreateConsumerGroup, UpdateConsumerGroup, \
+                 ConsumerGroupHeartBeat, GetConsumerGroupCheckPoint, ConsumerGroupUpdateCheckPoint) on the project and logstores",
+            ),
+            (ApiErrorCode::ProjectNotExist, _) => Some(
+                "no such project at this endpoint: check `project`, and that `endpoint` is the project's region",
+            ),
+            (ApiErrorCode::LogStoreNotExist, _) => Some(
+                "no such logstore in the project: check `logstores` (names are case-sensitive)",
+            ),
+            _ => None,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -6,6 +6,8 @@ use std::sync::{Mutex, OnceLock};
 
 use serde::Serialize;
 
+use super::metrics::{metrics, ComponentLabels};
+
 /// The health of one component.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "state", content = "reason", rename_all = "snake_case")]
@@ -29,6 +31,12 @@ impl HealthRegistry {
     pub fn set(&self, component: &str, state: HealthState) {
         let mut components = self.components.lock().expect("health lock");
         let previous = components.insert(component.to_owned(), state.clone());
+        metrics()
+            .component_unhealthy
+            .get_or_create(&ComponentLabels {
+                component: component.to_owned(),
+            })
+            .set(i64::from(matches!(state, HealthState::Unhealthy(_))));
         if previous.as_ref() != Some(&state) {
             match &state {
                 HealthState::Unhealthy(reason) => {
@@ -48,6 +56,9 @@ impl HealthRegistry {
             .lock()
             .expect("health lock")
             .remove(component);
+        metrics().component_unhealthy.remove(&ComponentLabels {
+            component: component.to_owned(),
+        });
     }
 
     /// The state of one component.

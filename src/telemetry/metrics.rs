@@ -25,6 +25,13 @@ pub struct LogstoreLabels {
     pub logstore: String,
 }
 
+/// Labels of per-component health series.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ComponentLabels {
+    /// The component, as `/readyz` names it (`sink:NAME`, `consumer:LOGSTORE`).
+    pub component: String,
+}
+
 /// Labels of per-sink series.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct SinkLabels {
@@ -81,6 +88,18 @@ pub struct Metrics {
     pub sink_dead_lettered_events: Family<SinkLabels, Counter>,
     /// Messages cut to fit a size limit (e.g. the UDP datagram maximum).
     pub sink_truncated_messages: Family<SinkLabels, Counter>,
+    /// Share of a catching-up shard's starting lag worked off, 0 to 100 (100 once caught up).
+    pub catch_up_percent: Family<ShardLabels, Gauge<f64, AtomicU64>>,
+    /// Logs per second a catching-up shard delivers.
+    pub catch_up_logs_per_second: Family<ShardLabels, Gauge<f64, AtomicU64>>,
+    /// Estimated seconds until a catching-up shard has caught up (absent while it does not
+    /// gain on the clock).
+    pub catch_up_eta_seconds: Family<ShardLabels, Gauge<f64, AtomicU64>>,
+    /// Time (Unix seconds) of the newest log every sink delivered, per shard: `time() - it`
+    /// is the lag, and keeps growing while nothing is delivered.
+    pub delivered_log_timestamp_seconds: Family<ShardLabels, Gauge>,
+    /// 1 while a component (sink, consumer) is unhealthy, else 0.
+    pub component_unhealthy: Family<ComponentLabels, Gauge>,
 }
 
 impl Metrics {
@@ -110,6 +129,11 @@ impl Metrics {
             sink_retries: Family::default(),
             sink_dead_lettered_events: Family::default(),
             sink_truncated_messages: Family::default(),
+            catch_up_percent: Family::default(),
+            catch_up_logs_per_second: Family::default(),
+            catch_up_eta_seconds: Family::default(),
+            delivered_log_timestamp_seconds: Family::default(),
+            component_unhealthy: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -176,6 +200,31 @@ impl Metrics {
             "sink_truncated_messages",
             "Messages truncated to fit a size limit",
             metrics.sink_truncated_messages.clone(),
+        );
+        registry.register(
+            "catch_up_percent",
+            "Share of a catching-up shard's starting lag worked off (100 once caught up)",
+            metrics.catch_up_percent.clone(),
+        );
+        registry.register(
+            "catch_up_logs_per_second",
+            "Logs per second a catching-up shard delivers",
+            metrics.catch_up_logs_per_second.clone(),
+        );
+        registry.register(
+            "catch_up_eta_seconds",
+            "Estimated seconds until a catching-up shard has caught up",
+            metrics.catch_up_eta_seconds.clone(),
+        );
+        registry.register(
+            "delivered_log_timestamp_seconds",
+            "Time of the newest log delivered by every sink, per shard",
+            metrics.delivered_log_timestamp_seconds.clone(),
+        );
+        registry.register(
+            "component_unhealthy",
+            "1 while a component (sink, consumer) is unhealthy",
+            metrics.component_unhealthy.clone(),
         );
         Self {
             registry,

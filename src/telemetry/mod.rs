@@ -4,6 +4,7 @@
 pub mod health;
 pub mod logging;
 pub mod metrics;
+pub mod progress;
 pub mod server;
 pub mod status;
 

@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 
 use super::health::health;
 use super::metrics::metrics;
+use super::progress::progress;
 use super::status::status_board;
 
 /// The `[telemetry]` section.
@@ -54,10 +55,15 @@ async fn readyz() -> impl IntoResponse {
 }
 
 async fn status() -> impl IntoResponse {
+    let now = tokio::time::Instant::now();
     Json(json!({
         "ready": health().ready(),
         "components": health().snapshot(),
         "shards": status_board().snapshot(),
+        "catch_up": {
+            "summary": progress().summary(now),
+            "shards": progress().snapshot(now),
+        },
     }))
 }
 

@@ -1,4 +1,5 @@
-//! GetCursor: `GET /logstores/{logstore}/shards/{shard}?type=cursor&from=...`.
+//! GetCursor (`GET /logstores/{logstore}/shards/{shard}?type=cursor&from=...`) and
+//! GetCursorTime (`...?type=cursor_time&cursor=...`).
 
 use http::Method;
 use serde::Deserialize;
@@ -52,5 +53,34 @@ impl Client {
         .header("content-type", "application/json");
         let answer: Answer = self.send("GetCursor", request).await?.json("GetCursor")?;
         Ok(answer.cursor)
+    }
+
+    /// Returns the server receive time (Unix seconds) of the log group at `cursor` of
+    /// `shard`, as GetCursorTime answers it.
+    ///
+    /// # Errors
+    ///
+    /// API (e.g. `InvalidCursor`), network or response-format errors.
+    pub async fn get_cursor_time(
+        &self,
+        logstore: &str,
+        shard: u32,
+        cursor: &str,
+    ) -> Result<i64, ClientError> {
+        #[derive(Deserialize)]
+        struct Answer {
+            cursor_time: i64,
+        }
+        let request = ApiRequest::new(
+            Method::GET,
+            format!("{}/shards/{shard}", logstore_path(logstore)),
+        )
+        .query("type", "cursor_time")
+        .query("cursor", cursor);
+        let answer: Answer = self
+            .send("GetCursorTime", request)
+            .await?
+            .json("GetCursorTime")?;
+        Ok(answer.cursor_time)
     }
 }
