@@ -16,15 +16,15 @@ use crate::common::units::HumanDuration;
 use crate::common::Secret;
 use crate::config::ForwarderConfig;
 use crate::group_status::GroupView;
-use crate::local_server::generator::AuditLogGenerator;
 use crate::local_server::{
     valid_name, ConnectionLimits, DeniedAction, LocalServer, LocalServerConfig, LogstoreSpec,
     StsConfig, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONNECTIONS,
     DEFAULT_REGION, MAX_STS_TTL,
 };
+use crate::producer::generator::AuditLogGenerator;
+use crate::producer::json_lines::log_groups_from_json_lines;
 use crate::source::api::put_logs::PutTarget;
 use crate::source::auth::{SignatureVersion, Signing};
-use crate::source::json_lines::log_groups_from_json_lines;
 use crate::source::protobuf::LogGroup;
 use crate::source::{Client, ClientConfig, ClientError};
 use crate::telemetry::logging::{self, LogFormat};
@@ -684,7 +684,7 @@ async fn put(args: PutArgs) -> anyhow::Result<()> {
         &args.endpoint,
     )?;
     let client = Arc::new(Client::new(config)?);
-    let now = crate::local_server::store::unix_now();
+    let now = crate::common::time::unix_now();
     let batches: Vec<(Option<String>, LogGroup)> = match (&args.file, args.generate) {
         (Some(path), _) => {
             let text = if path.as_os_str() == "-" {
