@@ -18,11 +18,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::acks::AckTracker;
+use super::concurrency::{ConcurrencyLimiter, Outcome, RequestPermit};
 use super::dead_letter::{event_value, DeadLetter, DeadLetterFile};
 use super::health::HealthReporter;
 use super::request::{gunzip, gzip, HecRequest};
@@ -47,7 +48,7 @@ pub(crate) struct Shared {
     /// The sink's health entry.
     pub health: HealthReporter,
     /// Requests on the wire at most.
-    pub in_flight: Arc<Semaphore>,
+    pub in_flight: Arc<ConcurrencyLimiter>,
     /// Retry policy.
     pub policy: DeliveryPolicy,
     /// Gzip bodies.
@@ -80,7 +81,7 @@ impl Shared {
         name: &str,
         client: HecClient,
         dead_letters: DeadLetterFile,
-        max_in_flight: usize,
+        in_flight: Arc<ConcurrencyLimiter>,
         policy: DeliveryPolicy,
         gzip: bool,
         ack_expected: bool,
@@ -92,7 +93,7 @@ impl Shared {
             acks: AckTracker::default(),
             dead_letters,
             health: HealthReporter::new(name),
-            in_flight: Arc::new(Semaphore::new(max_in_flight)),
+            in_flight,
             policy,
             gzip,
             ack_expected,
@@ -109,7 +110,7 @@ struct Cancelled;
 pub(crate) async fn deliver(
     shared: Arc<Shared>,
     request: HecRequest,
-    in_flight: OwnedSemaphorePermit,
+    in_flight: RequestPermit,
     pending: OwnedSemaphorePermit,
     shutdown: CancellationToken,
 ) {
@@ -132,7 +133,7 @@ pub(crate) async fn deliver(
 /// One request task's state: the requests left (a split adds halves), its connection slot.
 struct RequestDelivery<'a> {
     shared: &'a Shared,
-    in_flight: Option<OwnedSemaphorePermit>,
+    in_flight: Option<RequestPermit>,
     work: Vec<HecRequest>,
     shutdown: &'a CancellationToken,
     warned_no_ack: bool,
@@ -159,10 +160,19 @@ impl RequestDelivery<'_> {
                 Some(body) => body.clone(),
                 None => payload.insert(self.payload(&mut request).await?).clone(),
             };
+            let sent = Instant::now();
             let verdict = tokio::select! {
                 _ = self.shutdown.cancelled() => return Err(Cancelled),
                 verdict = shared.client.send(body.clone()) => verdict,
             };
+            shared.in_flight.record(match &verdict {
+                Verdict::Retry { .. } => Outcome::BackPressure,
+                Verdict::Accepted {
+                    warning: Some(CapacityWarning::QueueNearlyFull),
+                    ..
+                } => Outcome::BackPressure,
+                _ => Outcome::Answered(sent.elapsed()),
+            });
             let failed = || {
                 metrics
                     .sink_failed_requests
@@ -236,9 +246,9 @@ impl RequestDelivery<'_> {
         if self.in_flight.is_none() {
             let permit = tokio::select! {
                 _ = self.shutdown.cancelled() => return Err(Cancelled),
-                permit = self.shared.in_flight.clone().acquire_owned() => permit,
+                permit = self.shared.in_flight.acquire() => permit,
             };
-            self.in_flight = Some(permit.map_err(|_| Cancelled)?);
+            self.in_flight = Some(permit);
         }
         Ok(())
     }

@@ -229,7 +229,7 @@ impl Dispatcher<'_> {
     async fn dispatch(&mut self, request: HecRequest) -> bool {
         let permits = async {
             let pending = self.pending.clone().acquire_owned().await.ok()?;
-            let in_flight = self.shared.in_flight.clone().acquire_owned().await.ok()?;
+            let in_flight = self.shared.in_flight.acquire().await;
             Some((pending, in_flight))
         };
         let permits = tokio::select! {
