@@ -293,24 +293,17 @@ impl RequestDelivery<'_> {
     }
 
     /// The body to send, without copying it: gzipped off the async threads when compression
-    /// is on (the body then goes back into the request), otherwise the body itself (the
-    /// request gets it back from the payload only if it has to be split).
+    /// is on (the uncompressed body is freed meanwhile, so a request on the wire holds only
+    /// its compressed payload; a split recovers the body from it), otherwise the body itself
+    /// (the request gets it back from the payload only if it has to be split).
     async fn payload(&self, request: &mut HecRequest) -> Result<Bytes, Cancelled> {
         let body = request.take_body();
         if !self.shared.gzip {
             return Ok(Bytes::from(body));
         }
-        let compressed = tokio::task::spawn_blocking(move || {
-            let compressed = gzip(&body);
-            (body, compressed)
-        })
-        .await;
-        match compressed {
-            Ok((body, Ok(compressed))) => {
-                request.restore_body(body);
-                Ok(Bytes::from(compressed))
-            }
-            Ok((_, Err(error))) => {
+        match tokio::task::spawn_blocking(move || gzip(&body)).await {
+            Ok(Ok(compressed)) => Ok(Bytes::from(compressed)),
+            Ok(Err(error)) => {
                 tracing::error!(sink = %self.shared.name, %error, "gzip failed; sending uncompressed is not possible with the gzip header");
                 Err(Cancelled)
             }
@@ -429,5 +422,48 @@ impl RequestDelivery<'_> {
             .inc();
         request.settle(index..index + 1);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::RecordsBuilder;
+    use crate::sinks::splunk_hec::SplunkHecSinkConfig;
+    use crate::sinks::SinkBatch;
+
+    #[tokio::test]
+    async fn a_gzipped_request_holds_only_its_payload_and_recovers_its_body() {
+        let config: SplunkHecSinkConfig =
+            toml::from_str("url = \"http://127.0.0.1:9\"\ntoken = \"unit\"").unwrap();
+        let sink = config.build("hec-unit-payload").unwrap();
+        let mut records = RecordsBuilder::new();
+        for time in 0..100 {
+            records = records.log(time, None, &[("field", "value \"quoted\"")]);
+        }
+        let (batch, _receiver) = SinkBatch::new("ls", 0, 0, records.build());
+        let mut request = {
+            let mut builder = sink.builder.lock().unwrap();
+            builder.start(batch);
+            assert!(builder.next_full().is_none());
+            builder.take()
+        };
+        let body = request.body().to_vec();
+        let shutdown = CancellationToken::new();
+        let delivery = RequestDelivery {
+            shared: &sink.shared,
+            in_flight: None,
+            work: Vec::new(),
+            shutdown: &shutdown,
+            warned_no_ack: false,
+        };
+        let payload = delivery.payload(&mut request).await.ok().unwrap();
+        assert!(
+            request.body_released(),
+            "the uncompressed body stays in memory"
+        );
+        assert!(payload.len() < body.len());
+        assert!(delivery.restore_body(&mut request, &payload).is_ok());
+        assert_eq!(request.body(), body);
     }
 }

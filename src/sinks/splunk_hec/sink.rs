@@ -20,8 +20,8 @@ use crate::sinks::{Sink, SinkBatch, SinkError};
 /// [`SplunkHecSinkConfig::build`](super::SplunkHecSinkConfig::build).
 #[derive(Debug)]
 pub struct SplunkHecSink {
-    shared: Arc<Shared>,
-    builder: Arc<Mutex<RequestBuilder>>,
+    pub(super) shared: Arc<Shared>,
+    pub(super) builder: Arc<Mutex<RequestBuilder>>,
     batch_timeout: Duration,
     max_pending: usize,
     ack_poll_interval: Duration,
