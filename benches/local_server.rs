@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use siem_forwarder::common::Secret;
-use siem_forwarder::local_server::generator::AuditLogGenerator;
+use siem_forwarder::producer::generator::AuditLogGenerator;
 use siem_forwarder::source::api::cursor::CursorFrom;
 use siem_forwarder::source::api::put_logs::PutTarget;
 use siem_forwarder::source::{Client, ClientConfig};

@@ -9,7 +9,8 @@
 //! CPU seconds are the whole process's (sink and the counting collector) from
 //! `/proc/self/stat`, so "per core" figures are conservative.
 //!
-//! Run: `cargo bench --bench splunk_hec` (optionally `-- LOGS`, default 200000).
+//! Run: `cargo bench --bench splunk_hec` (optionally `-- LOGS`, default 200000; add `encode`
+//! for part 1 only, e.g. under `valgrind --tool=callgrind` for repeatable instruction counts).
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -332,6 +333,9 @@ fn main() {
         raw as f64 / logs as f64
     );
     bench_encode(&batches);
+    if std::env::args().any(|argument| argument == "encode") {
+        return;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

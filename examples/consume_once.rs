@@ -11,13 +11,13 @@
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
+use siem_forwarder::common::time::unix_now;
 use siem_forwarder::common::Secret;
-use siem_forwarder::local_server::generator::AuditLogGenerator;
-use siem_forwarder::local_server::store::unix_now;
 use siem_forwarder::local_server::{
     LocalServer, LocalServerConfig, LogstoreSpec, DEFAULT_MAX_BODY_BYTES,
 };
 use siem_forwarder::model::LogRecord;
+use siem_forwarder::producer::generator::AuditLogGenerator;
 use siem_forwarder::source::api::cursor::CursorFrom;
 use siem_forwarder::source::api::put_logs::PutTarget;
 use siem_forwarder::source::{Client, ClientConfig};

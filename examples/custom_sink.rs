@@ -21,15 +21,15 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use siem_forwarder::common::time::unix_now;
 use siem_forwarder::common::units::HumanDuration;
 use siem_forwarder::common::Secret;
 use siem_forwarder::consumer::{self, ConsumerConfig, StartPosition};
-use siem_forwarder::local_server::generator::AuditLogGenerator;
-use siem_forwarder::local_server::store::unix_now;
 use siem_forwarder::local_server::{
     LocalServer, LocalServerConfig, LogstoreSpec, DEFAULT_MAX_BODY_BYTES,
 };
 use siem_forwarder::pipeline::{fan_out, SINK_QUEUE};
+use siem_forwarder::producer::generator::AuditLogGenerator;
 use siem_forwarder::sinks::{next_batch, Sink, SinkBatch, SinkError};
 use siem_forwarder::source::api::cursor::CursorFrom;
 use siem_forwarder::source::api::put_logs::PutTarget;

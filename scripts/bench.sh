@@ -35,10 +35,13 @@ Options:
   --cases LIST          comma-separated forwarder cases (default: all five; "" for none)
   --python-cases LIST   py-syslog-tcp,py-hec (default both; "" to skip the Python reference)
   --python-seconds S    time box of each Python case (default 60, --quick 30)
-  --max-inflight SIZE   consumer.max_inflight_bytes of the generated configs (default 16MiB)
+  --max-inflight SIZE   consumer.max_inflight_bytes of the generated configs (default: not set, the
+                        product's default is measured)
   --discard-format F    encode every log in F before the null sink drops it (default none;
                         rfc5424, rfc3164, json, cef, leef)
-  --max-fetch-groups N  consumer.max_fetch_groups of the generated configs (default 8)
+  --max-fetch-groups N  consumer.max_fetch_groups of the generated configs (default: not set)
+  --hec-latency MS      the HEC receivers answer each data request after MS milliseconds, as a
+                        distant collector (e.g. 150 for Splunk Cloud from on-premises)
   --ack-poll DURATION   ack_poll_interval of the hec-ack case (default 100ms)
   --perf                perf record each forwarder (dwarf call graphs): WORK/CASE.perf.data and a
                         hot-spot summary WORK/CASE.perf.txt (the figures then include perf's overhead)
@@ -72,7 +75,7 @@ while [[ $# -gt 0 ]]; do
         -h|--help) usage; exit 0 ;;
         --quick) logs=100000; python_seconds=${python_seconds:-30}; shift ;;
         --logs) logs="$2"; shift 2 ;;
-        --cases|--python-cases|--max-inflight|--max-fetch-groups|--ack-poll|--discard-format) driver_args+=("$1" "$2"); shift 2 ;;
+        --cases|--python-cases|--max-inflight|--max-fetch-groups|--ack-poll|--discard-format|--hec-latency) driver_args+=("$1" "$2"); shift 2 ;;
         --python-seconds) python_seconds="$2"; shift 2 ;;
         --refill|--perf) driver_args+=("$1"); shift ;;
         --data-dir) data_dir="$2"; shift 2 ;;

@@ -9,10 +9,10 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ForwarderConfig, SinkConfig};
-use crate::local_server::generator::AuditLogGenerator;
 use crate::local_server::{LocalServer, LocalServerConfig, LogstoreSpec, DEFAULT_MAX_BODY_BYTES};
 use crate::model::batch::SinkBatch;
 use crate::pipeline::{fan_out, SINK_QUEUE};
+use crate::producer::generator::AuditLogGenerator;
 use crate::sinks::{Sink, SinkContext, RELEASES_QUEUE};
 use crate::source::api::cursor::CursorFrom;
 use crate::source::api::put_logs::PutTarget;
@@ -271,7 +271,7 @@ async fn fill_if_empty(client: &Client, logstore: &str, count: usize) -> anyhow:
             return Ok(());
         }
     }
-    let now = crate::local_server::store::unix_now();
+    let now = crate::common::time::unix_now();
     let mut generator = AuditLogGenerator::new(u64::from(now));
     let per_group = 256;
     let mut written = 0;

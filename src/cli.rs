@@ -16,14 +16,15 @@ use crate::common::units::HumanDuration;
 use crate::common::Secret;
 use crate::config::ForwarderConfig;
 use crate::group_status::GroupView;
-use crate::local_server::generator::AuditLogGenerator;
 use crate::local_server::{
     valid_name, ConnectionLimits, DeniedAction, LocalServer, LocalServerConfig, LogstoreSpec,
     StsConfig, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONNECTIONS,
     DEFAULT_REGION, MAX_STS_TTL,
 };
+use crate::producer::generator::AuditLogGenerator;
+use crate::producer::json_lines::log_groups_from_json_lines;
 use crate::source::api::put_logs::PutTarget;
-use crate::source::json_lines::log_groups_from_json_lines;
+use crate::source::auth::{SignatureVersion, Signing};
 use crate::source::protobuf::LogGroup;
 use crate::source::{Client, ClientConfig, ClientError};
 use crate::telemetry::logging::{self, LogFormat};
@@ -308,9 +309,26 @@ pub struct PutArgs {
     /// Requests in flight at once.
     #[arg(long, default_value_t = 4)]
     pub concurrency: usize,
+    /// Signature version, `v1` or `v4` [default: v4 for regions that require it, else v1].
+    #[arg(long, value_parser = parse_signature_version)]
+    pub signature_version: Option<SignatureVersion>,
+    /// Region signature v4 is scoped to [default: derived from a standard endpoint].
+    #[arg(long)]
+    pub region: Option<String>,
     /// Credentials.
     #[command(flatten)]
     pub credentials: PutCredentialArgs,
+}
+
+/// Parses `--signature-version`.
+fn parse_signature_version(text: &str) -> Result<SignatureVersion, String> {
+    match text {
+        "v1" => Ok(SignatureVersion::V1),
+        "v4" => Ok(SignatureVersion::V4),
+        other => Err(format!(
+            "`{other}` is not a signature version: use v1 or v4"
+        )),
+    }
 }
 
 /// Credentials of `put`. Each value comes from its flag, else the Alibaba Cloud variable
@@ -663,8 +681,13 @@ async fn put(args: PutArgs) -> anyhow::Result<()> {
         credentials.access_key_secret,
     );
     config.security_token = credentials.security_token;
+    config.signing = Signing::resolve(
+        args.signature_version,
+        args.region.as_deref(),
+        &args.endpoint,
+    )?;
     let client = Arc::new(Client::new(config)?);
-    let now = crate::local_server::store::unix_now();
+    let now = crate::common::time::unix_now();
     let batches: Vec<(Option<String>, LogGroup)> = match (&args.file, args.generate) {
         (Some(path), _) => {
             let text = if path.as_os_str() == "-" {

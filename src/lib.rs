@@ -8,15 +8,22 @@
 //! Modules may use only modules listed above them; `consumer` and `sinks` never import each
 //! other.
 //!
-//! - [`common`]: allocator settings, shutdown, backoff, secrets, TLS setup, duration and size
-//!   units.
+//! - [`common`]: allocator settings, shutdown, backoff, secrets, TLS setup, the Unix clock,
+//!   duration and size units.
 //! - [`telemetry`]: tracing, metrics, health and the status endpoint.
 //! - [`model`]: log records viewed over the pulled buffer, batches, delivery acks.
 //! - [`encoding`]: pure encoders (RFC 5424, RFC 3164, CEF, LEEF, JSON, key=value, HEC).
 //! - [`transform`]: the `[transform]` section (drop, JSON to dotted keys, include/exclude,
 //!   rename).
-//! - [`source`]: the log-service wire protocol and client.
-//! - [`local_server`]: the embedded SLS-compatible server.
+//! - [`source`]: the log-service wire protocol and client, one file per API operation in
+//!   `source::api`.
+//! - [`producer`]: log groups to write: the synthetic audit-log generator and the JSON-lines
+//!   input of `put` (also used by the quickstart, the benchmark and the tests).
+//! - [`local_server`]: the embedded SLS-compatible server, mirroring the client: `routes`
+//!   (request reading, authentication, the dispatch table), `api/*` (one file per API
+//!   operation, as in `source::api`), `state/*` (the project and logstore registry, a
+//!   logstore's shards, its consumer groups), `store` (shard files), `assignment`, `sts`,
+//!   `deny` and `throttle`.
 //! - [`consumer`]: the consumer-group runtime (heartbeat, shard tasks, checkpoints).
 //! - [`sinks`]: the [`sinks::Sink`] trait and the destinations.
 //! - [`pipeline`]: fan-out of each batch to every sink, acknowledged when all delivered.
@@ -70,6 +77,8 @@ pub mod encoding;
 pub mod transform;
 
 pub mod source;
+
+pub mod producer;
 
 pub mod local_server;
 

@@ -381,7 +381,7 @@ async fn a_log_service_that_throttles_reads_still_gets_every_log_delivered() {
 /// The event ids [`put_audit_logs`] writes with `count` logs in groups of `group_size` and
 /// `seed`.
 fn audit_log_ids(count: usize, group_size: usize, seed: u64) -> Vec<String> {
-    let mut generator = siem_forwarder::local_server::generator::AuditLogGenerator::new(seed);
+    let mut generator = siem_forwarder::producer::generator::AuditLogGenerator::new(seed);
     let mut ids = Vec::new();
     while ids.len() < count {
         let group = generator.group(group_size.min(count - ids.len()), 1_700_000_000);

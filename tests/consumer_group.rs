@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::Mutex;
 
-use siem_forwarder::local_server::store::unix_now;
+use siem_forwarder::common::time::unix_now;
 use siem_forwarder::local_server::DeniedAction;
 use support::forwarder::{
     all_held_since, consumer_with_timeout, event_id, fast_consumer, Forwarder, DRAIN_TIMEOUT_SECS,
@@ -384,7 +384,7 @@ async fn put_tagged(
     count: usize,
     seed: u64,
 ) {
-    use siem_forwarder::local_server::generator::AuditLogGenerator;
+    use siem_forwarder::producer::generator::AuditLogGenerator;
     use siem_forwarder::source::api::put_logs::PutTarget;
     let mut generator = AuditLogGenerator::new(seed);
     for _ in 0..count / 250 {

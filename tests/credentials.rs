@@ -12,7 +12,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use siem_forwarder::local_server::generator::AuditLogGenerator;
+use siem_forwarder::producer::generator::AuditLogGenerator;
 use siem_forwarder::source::api::put_logs::PutTarget;
 use support::forwarder::{event_id, fast_consumer, Forwarder};
 use support::{wait_until, TestServer};

@@ -110,3 +110,58 @@ async fn status_names_an_unknown_logstore_and_what_to_check() {
     assert!(stderr.contains("logstore `nope`"), "{stderr}");
     assert!(stderr.contains("hint: no such logstore"), "{stderr}");
 }
+
+#[tokio::test]
+async fn a_process_stopped_before_it_joined_does_not_say_it_left_the_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("forwarder.toml");
+    // Port 1 on loopback: nothing listens, so joining is retried until the process stops.
+    std::fs::write(
+        &config,
+        format!(
+            "[source]\nendpoint = \"http://127.0.0.1:1\"\nproject = \"{PROJECT}\"\n\
+             logstores = [\"audit\"]\naccess_key_id = \"{AK_ID}\"\n\
+             access_key_secret = \"secret\"\n[consumer]\ngroup = \"g\"\n\
+             [[sinks]]\ntype = \"null\"\n"
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("forwarder.log");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_siem-forwarder"))
+        .args(["--log-format", "json", "run", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    support::wait_until(
+        "the first failed attempt to join",
+        Duration::from_secs(60),
+        || {
+            let text = read_log();
+            async move { text.contains("cannot join the consumer group yet") }
+        },
+    )
+    .await;
+    let pid = child.id().unwrap().to_string();
+    let killed = tokio::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
+        .await
+        .expect("the process exits on SIGTERM")
+        .unwrap();
+    let text = read_log();
+    assert!(status.success(), "{text}");
+    assert!(!text.contains("left consumer group"), "{text}");
+    assert!(
+        text.contains("stopped before joining the consumer group"),
+        "{text}"
+    );
+}

@@ -4,7 +4,7 @@
 mod support;
 
 use rand::RngCore;
-use siem_forwarder::local_server::generator::AuditLogGenerator;
+use siem_forwarder::producer::generator::AuditLogGenerator;
 use siem_forwarder::source::api::cursor::CursorFrom;
 use siem_forwarder::source::api::put_logs::PutTarget;
 use siem_forwarder::source::protobuf::{Log, LogGroup};

@@ -1,6 +1,7 @@
 //! The unmodified official Python SDK (`aliyun-log-python-sdk`) against the local server:
 //! its plain API calls, and two `ConsumerWorker` processes sharing one consumer group, with
-//! signature v1 and with signature v4.
+//! signature v1 and with signature v4, and a group shared by two forwarders and an SDK consumer
+//! as `status --config` reports it.
 
 mod support;
 
@@ -10,13 +11,13 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
-use siem_forwarder::local_server::generator::AuditLogGenerator;
+use siem_forwarder::producer::generator::AuditLogGenerator;
 use siem_forwarder::source::api::cursor::CursorFrom;
 use siem_forwarder::source::api::put_logs::PutTarget;
 use siem_forwarder::source::auth::Signing;
 use support::{
-    metadata_credentials, poll_until, sdk_proxy_env, sdk_python, wait_until, Temporary, TestServer,
-    AK_ID, AK_SECRET, PROJECT, REGION,
+    metadata_credentials, poll_until, put_audit_logs, sdk_proxy_env, sdk_python, wait_until,
+    Temporary, TestServer, AK_ID, AK_SECRET, PROJECT, REGION,
 };
 use tokio::process::Command;
 
@@ -491,4 +492,155 @@ async fn a_python_consumer_with_signature_v4_consumes_and_commits() {
             "shard {shard} checkpoint is at the end"
         );
     }
+}
+
+/// Runs `siem-forwarder status --config CONFIG --json` and parses its document.
+async fn group_status(config: &Path) -> Value {
+    let output = Command::new(env!("CARGO_BIN_EXE_siem-forwarder"))
+        .args(["status", "--json", "--config"])
+        .arg(config)
+        .output()
+        .await
+        .expect("run status");
+    assert!(
+        output.status.success(),
+        "status failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("status --json prints JSON")
+}
+
+/// The owner (checkpoint writer) and log-group lag of every shard of the only logstore.
+fn owners_and_lags(document: &Value) -> BTreeMap<u32, (String, u64)> {
+    document["logstores"][0]["shards"]
+        .as_array()
+        .expect("shards")
+        .iter()
+        .map(|shard| {
+            (
+                shard["shard"].as_u64().unwrap() as u32,
+                (
+                    shard["consumer"].as_str().unwrap_or("").to_owned(),
+                    shard["lag_log_groups"].as_u64().expect("lag in log groups"),
+                ),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_group_view_names_two_forwarders_and_a_python_sdk_consumer() {
+    use support::forwarder::{consumer_with_timeout, Forwarder};
+    const GROUP: &str = "mixed";
+    let server = TestServer::start(&[("audit", 6)]).await;
+    let client = server.client();
+    let dir = tempfile::tempdir().unwrap();
+    // The SDK consumer's group timeout is three heartbeats of 2 s; the forwarders use the same.
+    let mut python = Consumer::spawn(&server, dir.path(), ("audit", GROUP, "py-1"), &[]);
+    wait_until(
+        "the SDK consumer to hold every shard",
+        Duration::from_secs(60),
+        || {
+            let held = python.holding().len();
+            async move { held == 6 }
+        },
+    )
+    .await;
+    let mut forwarders = ["fwd-a", "fwd-b"].map(|name| {
+        Forwarder::spawn(
+            &server,
+            dir.path(),
+            "audit",
+            &consumer_with_timeout(GROUP, name, 6),
+            "",
+        )
+    });
+    wait_until(
+        "the three consumers to hold two shards each",
+        Duration::from_secs(90),
+        || {
+            let held = [
+                python.holding(),
+                forwarders[0].assigned(),
+                forwarders[1].assigned(),
+            ];
+            async move {
+                held.iter().all(|shards| shards.len() == 2)
+                    && held.iter().flatten().collect::<BTreeSet<_>>().len() == 6
+            }
+        },
+    )
+    .await;
+    // Two log groups of ten logs on each shard.
+    put_audit_logs(&client, "audit", 120, 10, 1).await;
+    wait_until("every log to be delivered", Duration::from_secs(90), || {
+        let total = python.logs().len()
+            + forwarders
+                .iter()
+                .map(|f| f.delivered().len())
+                .sum::<usize>();
+        async move { total >= 120 }
+    })
+    .await;
+    let expected: BTreeMap<u32, String> = [
+        ("py-1", python.holding()),
+        ("fwd-a", forwarders[0].assigned()),
+        ("fwd-b", forwarders[1].assigned()),
+    ]
+    .into_iter()
+    .flat_map(|(name, shards)| {
+        shards
+            .into_iter()
+            .map(move |shard| (shard, name.to_owned()))
+    })
+    .collect();
+    assert_eq!(expected.len(), 6, "shards did not move meanwhile");
+
+    let config = dir.path().join("status.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[source]\nendpoint = \"{}\"\nproject = \"{PROJECT}\"\nlogstores = [\"audit\"]\n\
+             access_key_id = \"{AK_ID}\"\naccess_key_secret = \"{AK_SECRET}\"\n\
+             [consumer]\ngroup = \"{GROUP}\"\n[[sinks]]\ntype = \"null\"\n",
+            server.endpoint()
+        ),
+    )
+    .unwrap();
+    let seen = support::shared(BTreeMap::new());
+    wait_until(
+        "every shard checkpointed at its end by its owner",
+        Duration::from_secs(60),
+        || {
+            let config = config.clone();
+            let seen = seen.clone();
+            async move {
+                let view = owners_and_lags(&group_status(&config).await);
+                let done = view.values().all(|(_, lag)| *lag == 0);
+                *seen.lock().unwrap() = view;
+                done
+            }
+        },
+    )
+    .await;
+    let view = seen.lock().unwrap().clone();
+    let owners: BTreeMap<u32, String> = view
+        .iter()
+        .map(|(shard, (owner, _))| (*shard, owner.clone()))
+        .collect();
+    assert_eq!(owners, expected, "the view names each shard's holder");
+
+    // Once every consumer stopped, what is written next is exactly the group's lag.
+    for forwarder in &mut forwarders {
+        forwarder.terminate(Duration::from_secs(30)).await;
+    }
+    python.stop().await;
+    put_audit_logs(&client, "audit", 60, 10, 2).await;
+    let after = group_status(&config).await;
+    for (shard, (owner, lag)) in owners_and_lags(&after) {
+        assert_eq!(lag, 1, "one new log group on shard {shard}");
+        assert_eq!(owner, expected[&shard], "the last owner stays on record");
+    }
+    assert_eq!(after["logstores"][0]["summary"]["backlog_log_groups"], 6);
+    assert_eq!(after["logstores"][0]["summary"]["consumers"], 3);
 }

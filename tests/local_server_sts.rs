@@ -10,7 +10,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use siem_forwarder::local_server::generator::AuditLogGenerator;
+use siem_forwarder::producer::generator::AuditLogGenerator;
 use siem_forwarder::source::api::cursor::CursorFrom;
 use siem_forwarder::source::api::put_logs::PutTarget;
 use siem_forwarder::source::auth::Signing;
@@ -387,4 +387,34 @@ async fn put_writes_with_temporary_credentials_from_flags_or_the_environment() {
         groups += cursor::decode(&end).unwrap();
     }
     assert_eq!(groups, 2, "one group of 10 logs from each successful put");
+}
+
+#[tokio::test]
+async fn put_signs_v4_for_the_servers_region_with_temporary_credentials() {
+    let data = tempfile::tempdir().unwrap();
+    let (_server, endpoint) = spawn_local_server(data.path()).await;
+    let temporary = metadata_credentials(&endpoint, ROLE).await;
+    let flags = |region: &'static str| {
+        [
+            "--access-key-id",
+            temporary.id.as_str(),
+            "--access-key-secret",
+            temporary.secret.as_str(),
+            "--security-token",
+            temporary.token.as_str(),
+            "--signature-version",
+            "v4",
+            "--region",
+            region,
+        ]
+    };
+    let (ok, stderr) = put(&endpoint, &flags(REGION), &[]).await;
+    assert!(ok, "put signed v4 for the server's region: {stderr}");
+    let (ok, stderr) = put(&endpoint, &flags("cn-shanghai"), &[]).await;
+    assert!(
+        !ok && stderr.contains("401"),
+        "a v4 signature scoped to another region is refused: {stderr}"
+    );
+    let (ok, stderr) = put(&endpoint, &["--signature-version", "v5"], &[]).await;
+    assert!(!ok && stderr.contains("use v1 or v4"), "{stderr}");
 }

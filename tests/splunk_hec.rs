@@ -308,6 +308,35 @@ async fn clean_run_indexes_20000_logs_exactly_once_with_exact_time_and_fields() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_distant_collector_gets_more_requests_in_flight_than_the_start() {
+    // 300 ms away: the adaptive concurrency grows past its start (4) while the latency holds;
+    // a fixed concurrency stays at its number.
+    let server = HecServer::start(HecServerOptions::default()).await;
+    server.set_latency(Duration::from_millis(300));
+    let batches = || {
+        (0..40u32).map(|index| audit_batch(index % 8, u64::from(index / 8), index * 500, 500, None))
+    };
+    let small_requests = "batch = { max_events = 50, max_bytes = \"256KiB\", timeout = \"50ms\" }";
+    let running = Running::start(&config(&server, small_requests), "hec-adaptive");
+    let receivers = running.send_all(batches()).await;
+    all_delivered(receivers, Duration::from_secs(120)).await;
+    running.finish().await;
+    assert_eq!(server.event_count(), 20_000);
+    let most = server.count(|c| &c.most_data_requests_open);
+    assert!(most > 8, "at most {most} requests in flight at once");
+    assert!(most <= 32, "{most} requests in flight, above max_in_flight");
+
+    let fixed = HecServer::start(HecServerOptions::default()).await;
+    fixed.set_latency(Duration::from_millis(300));
+    let extra = format!("{small_requests}\nrequest = {{ concurrency = 3 }}");
+    let running = Running::start(&config(&fixed, &extra), "hec-fixed");
+    let receivers = running.send_all(batches().take(4)).await;
+    all_delivered(receivers, Duration::from_secs(120)).await;
+    running.finish().await;
+    assert_eq!(fixed.count(|c| &c.most_data_requests_open), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn busy_collector_for_20_seconds_loses_nothing_and_acks_wait() {
     let server = HecServer::start(HecServerOptions::default()).await;
     server.set_busy(true);

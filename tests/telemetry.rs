@@ -1,10 +1,13 @@
 //! The telemetry endpoint of a running forwarder process: `/metrics` counters move, `/status`
-//! lists every shard, `/healthz` and `/readyz` answer, `status` renders it, and no secret
-//! shows up in the process's logs or metrics.
+//! lists every shard, `/healthz` and `/readyz` answer, `status` renders it, a catch-up's ETA
+//! holds, and no secret shows up in the process's logs or metrics.
 
 mod support;
 
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use siem_forwarder::producer::generator::AuditLogGenerator;
+use siem_forwarder::source::api::put_logs::PutTarget;
 
 use support::forwarder::{fast_consumer, Forwarder};
 use support::{http_get, metric_sum, put_audit_logs, wait_until, TestServer, AK_SECRET};
@@ -152,4 +155,64 @@ async fn metrics_and_status_show_a_running_forwarder_without_secrets() {
     for text in [&logs, &first, &status_text] {
         assert!(!text.contains(AK_SECRET), "the AccessKey secret leaked");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catch_up_eta_is_within_a_factor_of_two_of_the_time_it_took() {
+    let server = TestServer::start(&[("audit", 1)]).await;
+    let client = server.client();
+    // 60 log groups stamped over the last two hours. One group per pull, and the pacing after
+    // a small pull (at least 500 ms) sets a steady speed: catching up takes about 30 s.
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as u32;
+    let mut generator = AuditLogGenerator::new(5);
+    for index in 0..60 {
+        let group = generator.group(10, now - 7200 + index * 122);
+        client
+            .put_logs("audit", PutTarget::LoadBalanced, &group)
+            .await
+            .unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let consumer = format!("{}max_fetch_groups = 1\n", fast_consumer("g", "eta"));
+    let telemetry = "\n[telemetry]\nlisten = \"127.0.0.1:0\"\n";
+    let forwarder = Forwarder::spawn(&server, dir.path(), "audit", &consumer, telemetry);
+    let status_url = format!("{}/status", forwarder.telemetry_url().await);
+    let catching_up = || async {
+        let document: serde_json::Value =
+            serde_json::from_str(&http_get(&status_url).await.1).unwrap_or_default();
+        document["catch_up"]["shards"]
+            .as_array()
+            .and_then(|shards| shards.first().cloned())
+    };
+
+    // The first estimate once a fifth of the lag is worked off (the speed is measured by then).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let (estimated_at, eta) = loop {
+        assert!(Instant::now() < deadline, "no estimate within 120 s");
+        if let Some(shard) = catching_up().await {
+            if let (Some(percent), Some(eta)) =
+                (shard["percent"].as_f64(), shard["eta_seconds"].as_f64())
+            {
+                if percent >= 20.0 {
+                    break (Instant::now(), eta);
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    wait_until(
+        "the shard to catch up",
+        Duration::from_secs(240),
+        || async { catching_up().await.is_none() },
+    )
+    .await;
+    let took = estimated_at.elapsed().as_secs_f64();
+    assert_eq!(forwarder.delivered().len(), 600, "every log delivered");
+    assert!(
+        eta >= took / 2.0 && eta <= took * 2.0,
+        "the ETA of {eta:.1} s is within a factor of two of the {took:.1} s it took"
+    );
 }

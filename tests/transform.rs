@@ -5,7 +5,7 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use siem_forwarder::local_server::generator::AuditLogGenerator;
+use siem_forwarder::producer::generator::AuditLogGenerator;
 use support::forwarder::{event_id, fast_consumer, Forwarder};
 use support::{put_audit_logs, wait_until, TestServer};
 

@@ -237,7 +237,8 @@ def make_certs(work):
 # ------------------------------------------------------------------ cases
 
 # name -> (receiver argv tail, sink TOML, description)
-def cases(certs, discard_format):
+def cases(certs, discard_format, hec_latency_ms=0):
+    hec_delay = ["--latency-ms", str(hec_latency_ms)] if hec_latency_ms else []
     return {
         # No receiver: the null sink acknowledges at once, progress comes from its /metrics.
         "discard": (None,
@@ -254,11 +255,11 @@ def cases(certs, discard_format):
                     'extensions = {{ suser = "user", src = "source_ip", outcome = "result", msg = "event" }} }}\n'
                     % certs["ca.pem"],
                     "CEF over TLS 1.3 (rustls), octet-counting, receiver decrypts and parses frames"),
-        "hec-gzip": (["hec"],
+        "hec-gzip": (["hec"] + hec_delay,
                      'type = "splunk_hec"\nurl = "http://127.0.0.1:{port}"\ntoken = "%s"\nindex = "alicloud"\n'
                      'sourcetype = "alicloud:actiontrail"\ncompression = "gzip"\n' % HEC_TOKEN,
                      "HEC /event, gzip, 1000 events/1 MiB per request, receiver gunzips and counts"),
-        "hec-ack": (["hec", "--ack"],
+        "hec-ack": (["hec", "--ack"] + hec_delay,
                     'type = "splunk_hec"\nurl = "http://127.0.0.1:{port}"\ntoken = "%s"\nindex = "alicloud"\n'
                     'sourcetype = "alicloud:actiontrail"\ncompression = "gzip"\nack = true\n'
                     'ack_poll_interval = "{ack_poll}"\n' % HEC_TOKEN,
@@ -288,12 +289,20 @@ start = "begin"
 heartbeat_interval = "3s"
 fetch_interval = "200ms"
 checkpoint_interval = "2s"
-max_inflight_bytes = "{inflight}"
-max_fetch_groups = {fetch_groups}
-
+{limits}
 [[sinks]]
 {sink}""".format(case=case, server_port=server_port, project=PROJECT, logstore=LOGSTORE, ak_id=AK_ID,
-                 ak_secret=AK_SECRET, group=group, inflight=args.max_inflight, fetch_groups=args.max_fetch_groups, sink=sink)
+                 ak_secret=AK_SECRET, group=group, limits=consumer_limits(args), sink=sink)
+
+
+def consumer_limits(args):
+    """The consumer keys the run overrides; none by default, so the product's defaults are measured."""
+    text = ""
+    if args.max_inflight:
+        text += 'max_inflight_bytes = "%s"\n' % args.max_inflight
+    if args.max_fetch_groups:
+        text += "max_fetch_groups = %d\n" % args.max_fetch_groups
+    return text
 
 
 def start_receiver(work, name, argv_tail):
@@ -470,9 +479,10 @@ def main():
     p.add_argument("--python-cases", default="py-syslog-tcp,py-hec")
     p.add_argument("--python-seconds", type=int, default=60)
     p.add_argument("--case-timeout", type=int, default=900)
-    p.add_argument("--max-inflight", default="16MiB")
+    p.add_argument("--max-inflight", default="", help="consumer.max_inflight_bytes (default: the product's)")
     p.add_argument("--ack-poll", default="100ms")
-    p.add_argument("--max-fetch-groups", type=int, default=8)
+    p.add_argument("--max-fetch-groups", type=int, default=0, help="consumer.max_fetch_groups (default: the product's)")
+    p.add_argument("--hec-latency", type=float, default=0, help="HEC receivers answer data requests after this many ms")
     p.add_argument("--discard-format", default="none", choices=["none", "rfc5424", "rfc3164", "json", "cef", "leef"])
     p.add_argument("--refill", action="store_true")
     p.add_argument("--perf", action="store_true", help="perf record -g the forwarder of every case")
@@ -484,7 +494,7 @@ def main():
     os.makedirs(args.work, exist_ok=True)
     try:
         certs = make_certs(args.work)
-        all_cases = cases(certs, args.discard_format)
+        all_cases = cases(certs, args.discard_format, args.hec_latency)
         wanted = [c for c in args.cases.split(",") if c]
         for c in wanted:
             if c not in all_cases:
@@ -524,6 +534,9 @@ def main():
                  "own /metrics) counting all logs; the forwarder's "
                  "own CPU (user+sys from /proc/PID/stat; for py-* rows the Python process's), peak RSS = VmHWM of that process. Receivers are Python asyncio on the same 2 "
                  "cores, the local server (which serves the pulls) too.")
+    lines.append("- consumer limits: %s; HEC receivers answer after %s." % (
+        consumer_limits(args).strip().replace("\n", ", ") or "the product's defaults",
+        "%g ms" % args.hec_latency if args.hec_latency else "no added delay"))
     lines.append("- Python reference (official SDK `ConsumerWorker`, `py_reference.py`): time-boxed to %ds (or all logs, "
                  "whichever first); rates from what it delivered in that time, CPU of the Python process only."
                  % args.python_seconds)

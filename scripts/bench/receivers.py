@@ -142,9 +142,10 @@ EVENT_MARK = b'{"time":'
 class Hec(asyncio.Protocol):
     """Minimal HTTP/1.1 keep-alive server speaking the HEC endpoints (Content-Length bodies)."""
 
-    def __init__(self, stats, ack, state):
+    def __init__(self, stats, ack, state, latency=0.0):
         self.stats = stats
         self.ack = ack
+        self.latency = latency  # seconds before each data request is answered (a distant collector)
         self.state = state  # shared: next ack id per channel
         self.buf = bytearray()
         self.transport = None
@@ -190,9 +191,9 @@ class Hec(asyncio.Protocol):
             if self.ack and channel:
                 ack_id = self.state.get(channel, 0)
                 self.state[channel] = ack_id + 1
-                self.reply(200, b'{"text":"Success","code":0,"ackId":%d}' % ack_id)
+                self.reply_later(200, b'{"text":"Success","code":0,"ackId":%d}' % ack_id)
             else:
-                self.reply(200, SUCCESS)
+                self.reply_later(200, SUCCESS)
         elif path == "/services/collector/ack":
             ids = json.loads(body or b"{}").get("acks", [])
             self.reply(200, json.dumps({"acks": {str(i): True for i in ids}}).encode())
@@ -200,6 +201,18 @@ class Hec(asyncio.Protocol):
             self.reply(200, b'{"text":"HEC is healthy","code":17}')
         else:
             self.reply(404, b'{"text":"The requested URL was not found on this server.","code":404}')
+
+    def reply_later(self, status, body):
+        """Answers a data request after the configured latency (one request at a time per
+        connection, so answers keep their order)."""
+        if self.latency > 0:
+            asyncio.get_running_loop().call_later(self.latency, self.reply_if_open, status, body)
+        else:
+            self.reply(status, body)
+
+    def reply_if_open(self, status, body):
+        if not self.transport.is_closing():
+            self.reply(status, body)
 
     def reply(self, status, body, close=False):
         reason = {200: "OK", 404: "Not Found", 411: "Length Required"}.get(status, "Error")
@@ -230,7 +243,7 @@ async def serve(args):
             factory = lambda: LineCounted(stats)  # noqa: E731
     else:
         state = {}
-        factory = lambda: Hec(stats, args.ack, state)  # noqa: E731
+        factory = lambda: Hec(stats, args.ack, state, args.latency_ms / 1000.0)  # noqa: E731
     server = await loop.create_server(factory, "127.0.0.1", args.port, ssl=ssl_ctx, backlog=128)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -262,6 +275,8 @@ def main():
             p.add_argument("--count-marker", help="discard mode: count this marker instead of parsing frames")
         else:
             p.add_argument("--ack", action="store_true")
+            p.add_argument("--latency-ms", type=float, default=0.0,
+                           help="answer each data request after this many milliseconds (a distant collector)")
     args = parser.parse_args()
     asyncio.run(serve(args))
 

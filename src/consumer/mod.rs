@@ -115,6 +115,10 @@ pub async fn run(
         members.spawn(run_member(template, config.clone(), shutdown.clone()));
     }
     drop(output);
+    if members.is_empty() {
+        tracing::info!(group = %config.group, consumer = %consumer, "stopped before joining the consumer group");
+        return Ok(());
+    }
     while members.join_next().await.is_some() {}
     tracing::info!(group = %config.group, consumer = %consumer, "left consumer group");
     Ok(())

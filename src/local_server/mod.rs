@@ -6,10 +6,17 @@
 //!
 //! Start it with [`LocalServer::open`] and [`LocalServer::run`] (or [`LocalServer::run_with`]
 //! for other [`ConnectionLimits`]).
+//!
+//! The server mirrors the client (`source::api`): `routes` reads and authenticates a request
+//! and its table picks the handler; `api/*` holds one file per API operation; `state/*` is the
+//! object tree they act on (`registry`: projects and logstores, `logstore`: a logstore's
+//! shards, `groups`: its consumer groups and checkpoints), over `store` (shard files) and
+//! `assignment` (which consumer holds which shard). `sts` issues temporary credentials,
+//! `deny` and `throttle` imitate RAM policies and read quotas.
 
+mod api;
 mod assignment;
 mod deny;
-pub mod generator;
 mod routes;
 mod state;
 pub mod store;

@@ -19,10 +19,10 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::common::time::unix_now;
 use crate::source::protobuf;
 pub use crate::source::ShardInfo;
 
@@ -61,14 +61,6 @@ pub(crate) fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError
         path: path.to_owned(),
         source,
     }
-}
-
-/// Current Unix time in seconds.
-pub fn unix_now() -> u32 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_secs() as u32)
-        .unwrap_or(0)
 }
 
 /// Splits the 128-bit key space evenly into `count` shards.

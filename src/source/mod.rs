@@ -10,7 +10,6 @@ pub mod config;
 pub mod credentials;
 pub mod cursor;
 pub mod error;
-pub mod json_lines;
 pub mod protobuf;
 
 pub use api::shards::ShardInfo;

@@ -120,6 +120,10 @@ pub struct Counters {
     pub ack_unavailable_answers: AtomicU64,
     /// Data requests answered with a bodyless 400 by the simulated proxy.
     pub proxy_rejections: AtomicU64,
+    /// Data requests being answered at the moment.
+    pub data_requests_open: AtomicU64,
+    /// The most data requests ever answered at once.
+    pub most_data_requests_open: AtomicU64,
 }
 
 #[derive(Default)]
@@ -139,6 +143,7 @@ struct State {
     ack_disabled: AtomicBool,
     ack_unavailable: AtomicBool,
     proxy_bad_request: AtomicBool,
+    latency_ms: AtomicU64,
     reject_marker: Mutex<Option<String>>,
     events: Mutex<Vec<IndexedEvent>>,
     channels: Mutex<HashMap<String, Channel>>,
@@ -176,6 +181,7 @@ impl HecServer {
             ack_disabled: AtomicBool::new(false),
             ack_unavailable: AtomicBool::new(false),
             proxy_bad_request: AtomicBool::new(false),
+            latency_ms: AtomicU64::new(0),
             reject_marker: Mutex::new(None),
             events: Mutex::new(Vec::new()),
             channels: Mutex::new(HashMap::new()),
@@ -205,6 +211,12 @@ impl HecServer {
     /// The accepted token.
     pub fn token(&self) -> &str {
         &self.state.token
+    }
+
+    /// Answers data requests after `latency`, as a distant collector.
+    pub fn set_latency(&self, latency: std::time::Duration) {
+        let ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
+        self.state.latency_ms.store(ms, Ordering::SeqCst);
     }
 
     /// Answers 503 "Server is busy" (code 9) to data requests while on.
@@ -422,6 +434,14 @@ async fn handle(
         | "/services/collector/raw"
         | "/services/collector/raw/1.0" => {
             state.counters.data_requests.fetch_add(1, Ordering::SeqCst);
+            let counters = &state.counters;
+            let open = counters.data_requests_open.fetch_add(1, Ordering::SeqCst) + 1;
+            counters
+                .most_data_requests_open
+                .fetch_max(open, Ordering::SeqCst);
+            let latency = state.latency_ms.load(Ordering::SeqCst);
+            tokio::time::sleep(std::time::Duration::from_millis(latency)).await;
+            counters.data_requests_open.fetch_sub(1, Ordering::SeqCst);
             if state.proxy_bad_request.load(Ordering::SeqCst) {
                 state
                     .counters

@@ -350,7 +350,7 @@ pub async fn put_audit_logs(
     group_size: usize,
     seed: u64,
 ) {
-    use siem_forwarder::local_server::generator::AuditLogGenerator;
+    use siem_forwarder::producer::generator::AuditLogGenerator;
     use siem_forwarder::source::api::put_logs::PutTarget;
     let shards = client.list_shards(logstore).await.expect("list shards");
     let mut generator = AuditLogGenerator::new(seed);

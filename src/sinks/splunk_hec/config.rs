@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::concurrency::ConcurrencyLimiter;
 use super::dead_letter::DeadLetterFile;
 use super::request::{HecEndpoint, RequestBuilder, RequestLimits};
 use super::sender::{DeliveryPolicy, Shared};
@@ -127,9 +128,13 @@ pub struct SplunkHecSinkConfig {
     /// (Splunk's `maxEventSize` defaults to 5 MiB). At most 800 MiB. Default: `"5MiB"`.
     #[serde(default = "default_max_event_bytes")]
     pub max_event_bytes: ByteSize,
-    /// HTTP requests in flight at once (several keep-alive connections), 1 to 1024. Default: `4`.
+    /// HTTP requests in flight at most (several keep-alive connections): the ceiling of the
+    /// adaptive `request.concurrency`. 1 to 1024. Default: `32`.
     #[serde(default = "default_max_in_flight")]
     pub max_in_flight: usize,
+    /// How requests are sent. Default: `{ concurrency = "adaptive" }`.
+    #[serde(default)]
+    pub request: RequestConfig,
     /// Time limit of one HTTP request, at most 1 hour. Default: `"30s"`.
     #[serde(default = "default_request_timeout")]
     pub request_timeout: HumanDuration,
@@ -185,6 +190,58 @@ pub enum HecCompression {
     None,
 }
 
+/// How requests are sent.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestConfig {
+    /// Requests in flight at once: `"adaptive"` (default) starts at 4 and adapts to the
+    /// collector: more while its round-trip time holds (a distant collector needs many
+    /// requests in flight), half as many after a busy answer (503, 429), a timeout or a rise
+    /// in round-trip time; between 1 and `max_in_flight`. A number (1 to 1024) keeps exactly
+    /// that many in flight at most, and `max_in_flight` is then not used.
+    #[serde(default)]
+    pub concurrency: RequestConcurrency,
+}
+
+/// `request.concurrency`: `"adaptive"` or a fixed number of requests in flight.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RequestConcurrency {
+    /// Adapt to the collector's answers, up to `max_in_flight`.
+    #[default]
+    Adaptive,
+    /// At most this many requests at once.
+    Fixed(usize),
+}
+
+impl<'de> Deserialize<'de> for RequestConcurrency {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = RequestConcurrency;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(r#""adaptive" or a number of requests"#)
+            }
+            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<Self::Value, E> {
+                match value {
+                    "adaptive" => Ok(RequestConcurrency::Adaptive),
+                    _ => Err(E::invalid_value(serde::de::Unexpected::Str(value), &self)),
+                }
+            }
+            fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<Self::Value, E> {
+                usize::try_from(value)
+                    .map(RequestConcurrency::Fixed)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(value), &self))
+            }
+            fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<Self::Value, E> {
+                usize::try_from(value)
+                    .map(RequestConcurrency::Fixed)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(value), &self))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
 /// When a request is sent: whichever limit is reached first.
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -238,7 +295,7 @@ fn default_max_event_bytes() -> ByteSize {
     ByteSize(5 << 20)
 }
 fn default_max_in_flight() -> usize {
-    4
+    32
 }
 fn default_request_timeout() -> HumanDuration {
     HumanDuration(Duration::from_secs(30))
@@ -304,6 +361,11 @@ impl SplunkHecSinkConfig {
         let counts = [
             ("batch.max_events", self.batch.max_events, MAX_EVENTS),
             ("max_in_flight", self.max_in_flight, MAX_IN_FLIGHT),
+            (
+                "request.concurrency",
+                self.fixed_concurrency(),
+                MAX_IN_FLIGHT,
+            ),
             ("max_pending_acks", self.max_pending_acks, MAX_PENDING_ACKS),
         ];
         for (key, value, max) in counts {
@@ -402,7 +464,7 @@ impl SplunkHecSinkConfig {
                 data_path: self.endpoint.path(),
                 data_query,
                 gzip,
-                max_idle: self.max_in_flight,
+                max_idle: self.concurrency_ceiling(),
                 timeout: self.request_timeout.0,
                 server_name: self.tls.server_name.clone(),
             },
@@ -424,7 +486,10 @@ impl SplunkHecSinkConfig {
             name,
             client,
             DeadLetterFile::new(dead_letter_path),
-            self.max_in_flight,
+            match self.request.concurrency {
+                RequestConcurrency::Adaptive => ConcurrencyLimiter::adaptive(self.max_in_flight),
+                RequestConcurrency::Fixed(limit) => ConcurrencyLimiter::fixed(limit),
+            },
             policy,
             gzip,
             self.ack,
@@ -438,9 +503,25 @@ impl SplunkHecSinkConfig {
             shared,
             RequestBuilder::new(self.encoder(), self.endpoint, limits),
             self.batch.timeout.0,
-            self.max_pending_acks.max(self.max_in_flight),
+            self.max_pending_acks.max(self.concurrency_ceiling()),
             self.ack_poll_interval.0,
         ))
+    }
+
+    /// The most requests in flight at once.
+    fn concurrency_ceiling(&self) -> usize {
+        match self.request.concurrency {
+            RequestConcurrency::Adaptive => self.max_in_flight,
+            RequestConcurrency::Fixed(limit) => limit,
+        }
+    }
+
+    /// The fixed `request.concurrency` for validation (1, valid, when adaptive).
+    fn fixed_concurrency(&self) -> usize {
+        match self.request.concurrency {
+            RequestConcurrency::Adaptive => 1,
+            RequestConcurrency::Fixed(limit) => limit,
+        }
     }
 
     /// Query parameters of `/raw` requests: the static metadata.
@@ -542,9 +623,30 @@ mod tests {
         assert_eq!(config.batch.max_bytes, ByteSize(1 << 20));
         assert_eq!(config.compression, HecCompression::Gzip);
         assert_eq!(config.host_field, "__source__");
-        assert_eq!(config.max_in_flight, 4);
+        assert_eq!(config.max_in_flight, 32);
+        assert_eq!(config.request.concurrency, RequestConcurrency::Adaptive);
         assert_eq!(config.endpoint, HecEndpoint::Event);
         assert!(!format!("{config:?}").contains("00000000-0000"));
+    }
+
+    #[test]
+    fn request_concurrency_is_adaptive_or_a_number() {
+        let fixed = parse(&format!("{DOCUMENTED}\nrequest = {{ concurrency = 8 }}"));
+        assert_eq!(fixed.request.concurrency, RequestConcurrency::Fixed(8));
+        assert_eq!(fixed.concurrency_ceiling(), 8);
+        let adaptive = parse(&format!(
+            "{DOCUMENTED}\nmax_in_flight = 16\nrequest = {{ concurrency = \"adaptive\" }}"
+        ));
+        assert_eq!(adaptive.request.concurrency, RequestConcurrency::Adaptive);
+        assert_eq!(adaptive.concurrency_ceiling(), 16);
+        let error = toml::from_str::<SplunkHecSinkConfig>(&format!(
+            "{DOCUMENTED}\nrequest = {{ concurrency = \"fast\" }}"
+        ))
+        .unwrap_err();
+        assert!(
+            error.to_string().contains("\"adaptive\" or a number"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -589,7 +691,7 @@ mod tests {
 
     #[test]
     fn validation_names_the_key() {
-        let cases: [(&str, &str); 19] = [
+        let cases: [(&str, &str); 21] = [
             ("url = \"ftp://h\"", "url"),
             ("token = \" \"", "token"),
             ("batch = { max_events = 0 }", "batch.max_events"),
@@ -600,6 +702,8 @@ mod tests {
             ("max_event_bytes = \"1GiB\"", "max_event_bytes"),
             ("max_in_flight = 0", "max_in_flight"),
             ("max_in_flight = 5000", "max_in_flight"),
+            ("request = { concurrency = 0 }", "request.concurrency"),
+            ("request = { concurrency = 2000 }", "request.concurrency"),
             ("max_pending_acks = 2000000", "max_pending_acks"),
             ("ack_timeout = \"0s\"", "ack_timeout"),
             ("ack_timeout = \"25h\"", "ack_timeout"),

@@ -17,11 +17,13 @@
 //! - `sink`: [`SplunkHecSink`], the run loop that encodes and dispatches requests.
 //! - `request`: request bodies and per-event bookkeeping; `delivery`: per-batch acks.
 //! - `response`: answer classification by HEC code; `service`: the HTTP client.
-//! - `sender`: one request's delivery with retries, pauses and splits.
+//! - `sender`: one request's delivery with retries, pauses and splits; `concurrency`: how many
+//!   requests are in flight (fixed, or adaptive to the collector's round-trip time).
 //! - `acks`: indexer-acknowledgement polling; `health`: health and pause reporting.
 //! - `dead_letter`: the file of rejected events.
 
 mod acks;
+mod concurrency;
 pub mod config;
 mod dead_letter;
 mod delivery;

@@ -159,7 +159,10 @@ pub(crate) fn gzip(body: &[u8]) -> std::io::Result<Vec<u8>> {
         flate2::Compression::fast(),
     );
     encoder.write_all(body)?;
-    encoder.finish()
+    let mut compressed = encoder.finish()?;
+    // The payload may wait minutes for an acknowledgement: keep no spare capacity.
+    compressed.shrink_to_fit();
+    Ok(compressed)
 }
 
 /// Reverses [`gzip`].

@@ -18,11 +18,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::acks::AckTracker;
+use super::concurrency::{ConcurrencyLimiter, Outcome, RequestPermit};
 use super::dead_letter::{event_value, DeadLetter, DeadLetterFile};
 use super::health::HealthReporter;
 use super::request::{gunzip, gzip, HecRequest};
@@ -47,7 +48,7 @@ pub(crate) struct Shared {
     /// The sink's health entry.
     pub health: HealthReporter,
     /// Requests on the wire at most.
-    pub in_flight: Arc<Semaphore>,
+    pub in_flight: Arc<ConcurrencyLimiter>,
     /// Retry policy.
     pub policy: DeliveryPolicy,
     /// Gzip bodies.
@@ -80,7 +81,7 @@ impl Shared {
         name: &str,
         client: HecClient,
         dead_letters: DeadLetterFile,
-        max_in_flight: usize,
+        in_flight: Arc<ConcurrencyLimiter>,
         policy: DeliveryPolicy,
         gzip: bool,
         ack_expected: bool,
@@ -92,7 +93,7 @@ impl Shared {
             acks: AckTracker::default(),
             dead_letters,
             health: HealthReporter::new(name),
-            in_flight: Arc::new(Semaphore::new(max_in_flight)),
+            in_flight,
             policy,
             gzip,
             ack_expected,
@@ -109,7 +110,7 @@ struct Cancelled;
 pub(crate) async fn deliver(
     shared: Arc<Shared>,
     request: HecRequest,
-    in_flight: OwnedSemaphorePermit,
+    in_flight: RequestPermit,
     pending: OwnedSemaphorePermit,
     shutdown: CancellationToken,
 ) {
@@ -132,7 +133,7 @@ pub(crate) async fn deliver(
 /// One request task's state: the requests left (a split adds halves), its connection slot.
 struct RequestDelivery<'a> {
     shared: &'a Shared,
-    in_flight: Option<OwnedSemaphorePermit>,
+    in_flight: Option<RequestPermit>,
     work: Vec<HecRequest>,
     shutdown: &'a CancellationToken,
     warned_no_ack: bool,
@@ -159,10 +160,19 @@ impl RequestDelivery<'_> {
                 Some(body) => body.clone(),
                 None => payload.insert(self.payload(&mut request).await?).clone(),
             };
+            let sent = Instant::now();
             let verdict = tokio::select! {
                 _ = self.shutdown.cancelled() => return Err(Cancelled),
                 verdict = shared.client.send(body.clone()) => verdict,
             };
+            shared.in_flight.record(match &verdict {
+                Verdict::Retry { .. } => Outcome::BackPressure,
+                Verdict::Accepted {
+                    warning: Some(CapacityWarning::QueueNearlyFull),
+                    ..
+                } => Outcome::BackPressure,
+                _ => Outcome::Answered(sent.elapsed()),
+            });
             let failed = || {
                 metrics
                     .sink_failed_requests
@@ -236,9 +246,9 @@ impl RequestDelivery<'_> {
         if self.in_flight.is_none() {
             let permit = tokio::select! {
                 _ = self.shutdown.cancelled() => return Err(Cancelled),
-                permit = self.shared.in_flight.clone().acquire_owned() => permit,
+                permit = self.shared.in_flight.acquire() => permit,
             };
-            self.in_flight = Some(permit.map_err(|_| Cancelled)?);
+            self.in_flight = Some(permit);
         }
         Ok(())
     }
@@ -283,24 +293,17 @@ impl RequestDelivery<'_> {
     }
 
     /// The body to send, without copying it: gzipped off the async threads when compression
-    /// is on (the body then goes back into the request), otherwise the body itself (the
-    /// request gets it back from the payload only if it has to be split).
+    /// is on (the uncompressed body is freed meanwhile, so a request on the wire holds only
+    /// its compressed payload; a split recovers the body from it), otherwise the body itself
+    /// (the request gets it back from the payload only if it has to be split).
     async fn payload(&self, request: &mut HecRequest) -> Result<Bytes, Cancelled> {
         let body = request.take_body();
         if !self.shared.gzip {
             return Ok(Bytes::from(body));
         }
-        let compressed = tokio::task::spawn_blocking(move || {
-            let compressed = gzip(&body);
-            (body, compressed)
-        })
-        .await;
-        match compressed {
-            Ok((body, Ok(compressed))) => {
-                request.restore_body(body);
-                Ok(Bytes::from(compressed))
-            }
-            Ok((_, Err(error))) => {
+        match tokio::task::spawn_blocking(move || gzip(&body)).await {
+            Ok(Ok(compressed)) => Ok(Bytes::from(compressed)),
+            Ok(Err(error)) => {
                 tracing::error!(sink = %self.shared.name, %error, "gzip failed; sending uncompressed is not possible with the gzip header");
                 Err(Cancelled)
             }
@@ -419,5 +422,48 @@ impl RequestDelivery<'_> {
             .inc();
         request.settle(index..index + 1);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::RecordsBuilder;
+    use crate::sinks::splunk_hec::SplunkHecSinkConfig;
+    use crate::sinks::SinkBatch;
+
+    #[tokio::test]
+    async fn a_gzipped_request_holds_only_its_payload_and_recovers_its_body() {
+        let config: SplunkHecSinkConfig =
+            toml::from_str("url = \"http://127.0.0.1:9\"\ntoken = \"unit\"").unwrap();
+        let sink = config.build("hec-unit-payload").unwrap();
+        let mut records = RecordsBuilder::new();
+        for time in 0..100 {
+            records = records.log(time, None, &[("field", "value \"quoted\"")]);
+        }
+        let (batch, _receiver) = SinkBatch::new("ls", 0, 0, records.build());
+        let mut request = {
+            let mut builder = sink.builder.lock().unwrap();
+            builder.start(batch);
+            assert!(builder.next_full().is_none());
+            builder.take()
+        };
+        let body = request.body().to_vec();
+        let shutdown = CancellationToken::new();
+        let delivery = RequestDelivery {
+            shared: &sink.shared,
+            in_flight: None,
+            work: Vec::new(),
+            shutdown: &shutdown,
+            warned_no_ack: false,
+        };
+        let payload = delivery.payload(&mut request).await.ok().unwrap();
+        assert!(
+            request.body_released(),
+            "the uncompressed body stays in memory"
+        );
+        assert!(payload.len() < body.len());
+        assert!(delivery.restore_body(&mut request, &payload).is_ok());
+        assert_eq!(request.body(), body);
     }
 }

@@ -20,8 +20,8 @@ use crate::sinks::{Sink, SinkBatch, SinkError};
 /// [`SplunkHecSinkConfig::build`](super::SplunkHecSinkConfig::build).
 #[derive(Debug)]
 pub struct SplunkHecSink {
-    shared: Arc<Shared>,
-    builder: Arc<Mutex<RequestBuilder>>,
+    pub(super) shared: Arc<Shared>,
+    pub(super) builder: Arc<Mutex<RequestBuilder>>,
     batch_timeout: Duration,
     max_pending: usize,
     ack_poll_interval: Duration,
@@ -229,7 +229,7 @@ impl Dispatcher<'_> {
     async fn dispatch(&mut self, request: HecRequest) -> bool {
         let permits = async {
             let pending = self.pending.clone().acquire_owned().await.ok()?;
-            let in_flight = self.shared.in_flight.clone().acquire_owned().await.ok()?;
+            let in_flight = self.shared.in_flight.acquire().await;
             Some((pending, in_flight))
         };
         let permits = tokio::select! {

@@ -6,7 +6,7 @@
 
 use serde_json::{Map, Value};
 
-use super::protobuf::{Log, LogGroup};
+use crate::source::protobuf::{Log, LogGroup};
 
 /// Most logs per group when grouping lines.
 pub const MAX_LOGS_PER_GROUP: usize = 1024;
