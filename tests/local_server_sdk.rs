@@ -232,6 +232,27 @@ fn assert_basic_result(result: &Value) {
     }
 }
 
+/// Reads the group's checkpoints with the SDK (`args`: the `checkpoints` command of
+/// `sdk_client.py`) and checks there are `shards` of them, each at its shard's end.
+async fn assert_checkpoints_at_the_end(server: &TestServer, args: &[&str], shards: usize) {
+    let client = server.client();
+    let checkpoints = run_sdk_client(server, "audit", args).await;
+    let checkpoints = checkpoints["checkpoints"].as_array().unwrap();
+    assert_eq!(checkpoints.len(), shards);
+    for checkpoint in checkpoints {
+        let shard = checkpoint["shard"].as_u64().unwrap() as u32;
+        let end = client
+            .get_cursor("audit", shard, CursorFrom::End)
+            .await
+            .unwrap();
+        assert_eq!(
+            checkpoint["checkpoint"],
+            end.as_str(),
+            "shard {shard} checkpoint is at the end"
+        );
+    }
+}
+
 /// `text` up to its last newline: without a line another process is still writing.
 fn complete_lines(mut text: String) -> String {
     text.truncate(text.rfind('\n').map_or(0, |end| end + 1));
@@ -407,22 +428,7 @@ async fn python_consumer_workers_split_shards_and_consume_each_log_once() {
         );
     }
 
-    let checkpoints =
-        run_sdk_client(&server, "audit", &["checkpoints", "--group", "sdk-group"]).await;
-    let checkpoints = checkpoints["checkpoints"].as_array().unwrap();
-    assert_eq!(checkpoints.len(), 4);
-    for checkpoint in checkpoints {
-        let shard = checkpoint["shard"].as_u64().unwrap() as u32;
-        let end = client
-            .get_cursor("audit", shard, CursorFrom::End)
-            .await
-            .unwrap();
-        assert_eq!(
-            checkpoint["checkpoint"],
-            end.as_str(),
-            "shard {shard} checkpoint is at the end"
-        );
-    }
+    assert_checkpoints_at_the_end(&server, &["checkpoints", "--group", "sdk-group"], 4).await;
 }
 
 #[tokio::test]
@@ -477,21 +483,7 @@ async fn a_python_consumer_with_signature_v4_consumes_and_commits() {
     );
     let mut args = vec!["checkpoints", "--group", "v4-group"];
     args.extend(v4_args(REGION));
-    let checkpoints = run_sdk_client(&server, "audit", &args).await;
-    let checkpoints = checkpoints["checkpoints"].as_array().unwrap();
-    assert_eq!(checkpoints.len(), 2);
-    for checkpoint in checkpoints {
-        let shard = checkpoint["shard"].as_u64().unwrap() as u32;
-        let end = client
-            .get_cursor("audit", shard, CursorFrom::End)
-            .await
-            .unwrap();
-        assert_eq!(
-            checkpoint["checkpoint"],
-            end.as_str(),
-            "shard {shard} checkpoint is at the end"
-        );
-    }
+    assert_checkpoints_at_the_end(&server, &args, 2).await;
 }
 
 /// Runs `siem-forwarder status --config CONFIG --json` and parses its document.
