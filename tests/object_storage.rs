@@ -19,6 +19,37 @@ use support::{http_get, poll_until, put_audit_logs, wait_until, TestServer};
 
 const BUCKET: &str = "archive";
 
+/// One test's world: a moto server (with the bucket created when `bucket`), an embedded log
+/// service with one logstore `audit` of `shards` shards holding `logs` generated logs in groups
+/// of `group_size` (from `seed`), the shards' end cursors and a scratch directory.
+struct World {
+    s3: S3Server,
+    server: TestServer,
+    client: Client,
+    ends: Vec<String>,
+    dir: tempfile::TempDir,
+}
+
+impl World {
+    async fn start(bucket: bool, shards: u32, logs: usize, group_size: usize, seed: u64) -> Self {
+        let s3 = S3Server::start().await;
+        if bucket {
+            s3.create_bucket(BUCKET).await;
+        }
+        let server = TestServer::start(&[("audit", shards)]).await;
+        let client = server.client();
+        put_audit_logs(&client, "audit", logs, group_size, seed).await;
+        let ends = shard_ends(&client, shards).await;
+        Self {
+            s3,
+            server,
+            client,
+            ends,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+}
+
 /// The `[[sinks]]` entry of the archive (files sealed after 3 s or 500 logs), with extra
 /// lines.
 fn archive_sink(s3: &S3Server, extra: &str) -> String {
@@ -100,13 +131,13 @@ fn archived_ids(objects: &[StoredObject]) -> BTreeMap<String, usize> {
 #[tokio::test]
 async fn archives_every_log_once_named_by_cursor_range_and_checkpoints_after_storing() {
     const LOGS: usize = 3_000;
-    let s3 = S3Server::start().await;
-    s3.create_bucket(BUCKET).await;
-    let server = TestServer::start(&[("audit", 2)]).await;
-    let client = server.client();
-    put_audit_logs(&client, "audit", LOGS, 100, 7).await;
-    let ends = shard_ends(&client, 2).await;
-    let dir = tempfile::tempdir().unwrap();
+    let World {
+        s3,
+        server,
+        client,
+        ends,
+        dir,
+    } = World::start(true, 2, LOGS, 100, 7).await;
     let mut forwarder = Forwarder::spawn(
         &server,
         dir.path(),
@@ -274,12 +305,13 @@ async fn poll_until_page(url: &str, ready: impl Fn(&str) -> bool) -> String {
 #[tokio::test]
 async fn a_missing_bucket_holds_every_checkpoint_until_it_exists() {
     const LOGS: usize = 400;
-    let s3 = S3Server::start().await;
-    let server = TestServer::start(&[("audit", 1)]).await;
-    let client = server.client();
-    put_audit_logs(&client, "audit", LOGS, 100, 11).await;
-    let ends = shard_ends(&client, 1).await;
-    let dir = tempfile::tempdir().unwrap();
+    let World {
+        s3,
+        server,
+        client,
+        ends,
+        dir,
+    } = World::start(false, 1, LOGS, 100, 11).await;
     let mut forwarder = Forwarder::spawn(
         &server,
         dir.path(),
@@ -346,13 +378,13 @@ async fn a_missing_bucket_holds_every_checkpoint_until_it_exists() {
 #[tokio::test]
 async fn after_a_crash_a_name_is_only_ever_rewritten_with_the_same_logs() {
     const LOGS: usize = 4_000;
-    let s3 = S3Server::start().await;
-    s3.create_bucket(BUCKET).await;
-    let server = TestServer::start(&[("audit", 2)]).await;
-    let client = server.client();
-    put_audit_logs(&client, "audit", LOGS, 100, 23).await;
-    let ends = shard_ends(&client, 2).await;
-    let dir = tempfile::tempdir().unwrap();
+    let World {
+        s3,
+        server,
+        client,
+        ends,
+        dir,
+    } = World::start(true, 2, LOGS, 100, 23).await;
     // Partitions by log time, so the names do not depend on when each process ran.
     let sink = archive_sink(&s3, "partition_time = \"log\"");
     let mut first = Forwarder::spawn(
@@ -406,13 +438,13 @@ async fn after_a_crash_a_name_is_only_ever_rewritten_with_the_same_logs() {
 #[tokio::test]
 async fn csv_objects_hold_the_configured_columns_for_pythons_csv_reader() {
     const LOGS: usize = 300;
-    let s3 = S3Server::start().await;
-    s3.create_bucket(BUCKET).await;
-    let server = TestServer::start(&[("audit", 1)]).await;
-    let client = server.client();
-    put_audit_logs(&client, "audit", LOGS, 100, 5).await;
-    let ends = shard_ends(&client, 1).await;
-    let dir = tempfile::tempdir().unwrap();
+    let World {
+        s3,
+        server,
+        client,
+        ends,
+        dir,
+    } = World::start(true, 1, LOGS, 100, 5).await;
     let sink = archive_sink(
         &s3,
         "format = \"csv\"\n\
@@ -468,13 +500,13 @@ async fn every_compression_reads_back_with_independent_decompressors() {
         ("lz4", ".json.lz4"),
         ("none", ".json"),
     ];
-    let s3 = S3Server::start().await;
-    s3.create_bucket(BUCKET).await;
-    let server = TestServer::start(&[("audit", 1)]).await;
-    let client = server.client();
-    put_audit_logs(&client, "audit", LOGS, 50, 3).await;
-    let ends = shard_ends(&client, 1).await;
-    let dir = tempfile::tempdir().unwrap();
+    let World {
+        s3,
+        server,
+        client,
+        ends,
+        dir,
+    } = World::start(true, 1, LOGS, 50, 3).await;
     let mut sinks = String::new();
     for (compression, _) in COMPRESSIONS {
         sinks.push_str(&format!(
@@ -520,15 +552,15 @@ async fn every_compression_reads_back_with_independent_decompressors() {
 #[tokio::test]
 async fn sigterm_stores_an_open_file_of_many_batches_and_checkpoints_past_it() {
     const LOGS: usize = 2_000;
-    let s3 = S3Server::start().await;
-    s3.create_bucket(BUCKET).await;
-    let server = TestServer::start(&[("audit", 1)]).await;
-    let client = server.client();
     // 20 log groups pulled two at a time: 10 batches, all in one file that nothing but the
     // shutdown seals (ten minutes of age, no event limit).
-    put_audit_logs(&client, "audit", LOGS, 100, 31).await;
-    let ends = shard_ends(&client, 1).await;
-    let dir = tempfile::tempdir().unwrap();
+    let World {
+        s3,
+        server,
+        client,
+        ends,
+        dir,
+    } = World::start(true, 1, LOGS, 100, 31).await;
     let consumer = format!("{}max_fetch_groups = 2\n", fast_consumer("g", "n1"));
     let mut forwarder = Forwarder::spawn(
         &server,
