@@ -15,27 +15,13 @@ use tokio::io::AsyncBufReadExt as _;
 use tokio_util::sync::CancellationToken;
 
 use support::forwarder::{consumer_with_timeout, Forwarder};
-use support::{put_audit_logs, shared, wait_until, TestServer, AK_ID, AK_SECRET, PROJECT};
+use support::{
+    forwarder_status as status, put_audit_logs, shared, wait_until, TestServer, AK_ID, AK_SECRET,
+    PROJECT,
+};
 
 const GROUP: &str = "g";
 const OTHER: &str = "python-sdk-consumer";
-
-/// Runs `siem-forwarder status` with `args`; returns its stdout, failing on a non-zero exit.
-async fn status(args: &[&str]) -> String {
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_siem-forwarder"))
-        .arg("status")
-        .args(args)
-        .env("TEST_AK_SECRET", AK_SECRET)
-        .output()
-        .await
-        .expect("run status");
-    assert!(
-        output.status.success(),
-        "status failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("utf-8")
-}
 
 /// A configuration naming both logstores (the forwarder itself consumes only `audit`).
 fn status_config(server: &TestServer, dir: &Path) -> String {

@@ -488,18 +488,9 @@ async fn a_python_consumer_with_signature_v4_consumes_and_commits() {
 
 /// Runs `siem-forwarder status --config CONFIG --json` and parses its document.
 async fn group_status(config: &Path) -> Value {
-    let output = Command::new(env!("CARGO_BIN_EXE_siem-forwarder"))
-        .args(["status", "--json", "--config"])
-        .arg(config)
-        .output()
-        .await
-        .expect("run status");
-    assert!(
-        output.status.success(),
-        "status failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).expect("status --json prints JSON")
+    let config = config.display().to_string();
+    let text = support::forwarder_status(&["--json", "--config", &config]).await;
+    serde_json::from_str(&text).expect("status --json prints JSON")
 }
 
 /// The owner (checkpoint writer) and log-group lag of every shard of the only logstore.

@@ -455,3 +455,21 @@ pub async fn metadata_credentials(endpoint: &str, role: &str) -> Temporary {
     assert_eq!(status, 200, "{url}: {body}");
     Temporary::from_json(&serde_json::from_str(&body).expect("metadata json"))
 }
+
+/// Runs `siem-forwarder status ARGS` (with `TEST_AK_SECRET` set, for configurations that name
+/// it); its stdout, failing the test on a non-zero exit.
+pub async fn forwarder_status(args: &[&str]) -> String {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_siem-forwarder"))
+        .arg("status")
+        .args(args)
+        .env("TEST_AK_SECRET", AK_SECRET)
+        .output()
+        .await
+        .expect("run status");
+    assert!(
+        output.status.success(),
+        "status failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("status prints utf-8")
+}
