@@ -14,7 +14,7 @@ use siem_forwarder::source::api::put_logs::PutTarget;
 use siem_forwarder::source::protobuf::{Log, LogGroup};
 use siem_forwarder::source::Client;
 use support::{client_for, RawRequest, AK_ID, AK_SECRET, PROJECT, REGION};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
@@ -58,17 +58,8 @@ impl ServerProcess {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let line = tokio::time::timeout(SOON, lines.next_line())
-            .await
-            .expect("the server prints its address")
-            .unwrap()
-            .expect("stdout open until the address is printed");
-        let address = line
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line `{line}`"));
         Self {
-            endpoint: format!("http://{address}"),
+            endpoint: support::local_server_endpoint(&mut child).await,
             child,
             _data: data,
         }

@@ -18,7 +18,6 @@ use siem_forwarder::source::{cursor, ApiErrorCode, ClientError};
 use support::{
     client_for, metadata_credentials, Temporary, TestServer, AK_ID, AK_SECRET, PROJECT, REGION,
 };
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
 const ROLE: &str = "ForwarderRole";
@@ -304,16 +303,8 @@ async fn spawn_local_server(data: &Path) -> (tokio::process::Child, String) {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = tokio::time::timeout(SOON, lines.next_line())
-        .await
-        .expect("the server prints its address")
-        .unwrap()
-        .expect("stdout open until the address is printed");
-    let address = line
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line `{line}`"));
-    (child, format!("http://{address}"))
+    let endpoint = support::local_server_endpoint(&mut child).await;
+    (child, endpoint)
 }
 
 /// `put --generate 10` to `endpoint` with `args` and `env` (the AccessKey variables of the

@@ -473,3 +473,20 @@ pub async fn forwarder_status(args: &[&str]) -> String {
     );
     String::from_utf8(output.stdout).expect("status prints utf-8")
 }
+
+/// The endpoint of a `local-server` child started with `--listen 127.0.0.1:0` and a piped
+/// stdout, from the `listening on ADDRESS` line it prints first (within a minute).
+pub async fn local_server_endpoint(child: &mut tokio::process::Child) -> String {
+    use tokio::io::AsyncBufReadExt as _;
+    let stdout = child.stdout.take().expect("the server's stdout is piped");
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+        .await
+        .expect("the server prints its address")
+        .unwrap()
+        .expect("stdout open until the address is printed");
+    let address = line
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line `{line}`"));
+    format!("http://{address}")
+}
