@@ -38,8 +38,9 @@ const SECRET_PREFIX: &str = "aliyun_v4";
 /// Format of `x-log-date`.
 const DATE_FORMAT: &str = "%Y%m%dT%H%M%SZ";
 
-/// Everything but the RFC 3986 unreserved characters is percent-encoded in query values.
-const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+/// What is percent-encoded in query and form values: everything but the RFC 3986 unreserved
+/// characters (`A-Z a-z 0-9 - _ . ~`).
+pub(crate) const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'_')
     .remove(b'.')
@@ -87,7 +88,7 @@ pub fn canonical_request(request: &SignedRequest<'_>) -> String {
             if value.is_empty() {
                 key.clone()
             } else {
-                format!("{key}={}", utf8_percent_encode(value, QUERY_VALUE))
+                format!("{key}={}", utf8_percent_encode(value, UNRESERVED))
             }
         })
         .collect();

@@ -6,10 +6,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use percent_encoding::utf8_percent_encode;
 
 use super::http;
 use super::{parse_json, Credentials, CredentialsError, ProvideCredentials, SessionCredentials};
+use crate::source::auth::v4::UNRESERVED;
 
 /// The variables ACK sets in a pod with RRSA: role, OIDC provider, token file.
 pub const ROLE_ARN_VARIABLE: &str = "ALIBABA_CLOUD_ROLE_ARN";
@@ -27,12 +28,6 @@ pub const VPC_ENDPOINT_VARIABLE: &str = "ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED";
 pub const DEFAULT_STS_ENDPOINT: &str = "https://sts.aliyuncs.com";
 const NAME: &str = "oidc_role_arn";
 const HINT: &str = "check source.credentials.sts_endpoint and the network path to STS";
-/// What is escaped in form values: everything but the unreserved characters.
-const FORM_VALUE: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~');
 
 /// The settings of an `AssumeRoleWithOIDC` call.
 #[derive(Debug, Clone)]
@@ -112,7 +107,7 @@ struct StsAnswer {
 fn form(pairs: &[(&str, &str)]) -> String {
     pairs
         .iter()
-        .map(|(key, value)| format!("{key}={}", utf8_percent_encode(value, FORM_VALUE)))
+        .map(|(key, value)| format!("{key}={}", utf8_percent_encode(value, UNRESERVED)))
         .collect::<Vec<_>>()
         .join("&")
 }
