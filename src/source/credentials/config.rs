@@ -12,8 +12,7 @@ use super::environment::EnvironmentProvider;
 use super::file::FileProvider;
 use super::oidc_role_arn::{self as oidc, OidcRoleArnProvider};
 use super::static_keys::StaticProvider;
-use super::{check_header_text, Credentials, CredentialsCache};
-use super::{MAX_ACCESS_KEY_ID, MAX_ACCESS_KEY_SECRET, MAX_SECURITY_TOKEN};
+use super::{Credentials, CredentialsCache};
 
 /// Where the source's credentials come from: `provider = "..."` and that provider's keys.
 #[derive(Debug, Clone, Deserialize)]
@@ -145,27 +144,9 @@ fn invalid(key: &str, reason: impl Into<String>) -> InvalidSetting {
 ///
 /// The offending key and why, never the value.
 pub fn check_static(credentials: &Credentials, key_prefix: &str) -> Result<(), InvalidSetting> {
-    let token = credentials
-        .security_token
-        .as_ref()
-        .map_or("", Secret::expose);
-    for (key, value, max) in [
-        (
-            "access_key_id",
-            credentials.access_key_id.as_str(),
-            MAX_ACCESS_KEY_ID,
-        ),
-        (
-            "access_key_secret",
-            credentials.access_key_secret.expose(),
-            MAX_ACCESS_KEY_SECRET,
-        ),
-        ("security_token", token, MAX_SECURITY_TOKEN),
-    ] {
-        check_header_text(value, max)
-            .map_err(|reason| InvalidSetting::new(format!("{key_prefix}{key}"), reason))?;
-    }
-    Ok(())
+    credentials
+        .check_each(|field| field.key)
+        .map_err(|(key, reason)| InvalidSetting::new(format!("{key_prefix}{key}"), reason))
 }
 
 impl CredentialsConfig {

@@ -10,6 +10,34 @@ pub mod environment;
 pub mod file;
 mod http;
 pub mod oidc_role_arn;
+
+/// One value of [`Credentials`]: its configuration key, its name in messages and its longest
+/// length.
+pub(crate) struct Field {
+    /// Key in a `[source]` or `[source.credentials]` table, e.g. `access_key_id`.
+    pub key: &'static str,
+    /// Name in messages, e.g. `the AccessKey id`.
+    pub name: &'static str,
+    /// Longest value accepted.
+    pub max_len: usize,
+}
+
+const ACCESS_KEY_ID: Field = Field {
+    key: "access_key_id",
+    name: "the AccessKey id",
+    max_len: MAX_ACCESS_KEY_ID,
+};
+const ACCESS_KEY_SECRET: Field = Field {
+    key: "access_key_secret",
+    name: "the AccessKey secret",
+    max_len: MAX_ACCESS_KEY_SECRET,
+};
+const SECURITY_TOKEN: Field = Field {
+    key: "security_token",
+    name: "the security token",
+    max_len: MAX_SECURITY_TOKEN,
+};
+
 #[cfg(test)]
 mod retry;
 pub mod static_keys;
@@ -80,21 +108,19 @@ impl Credentials {
     /// The name of the first value that cannot be sent (`the AccessKey id`, ...) and why, never
     /// the value itself.
     pub fn check(&self) -> Result<(), (&'static str, String)> {
+        self.check_each(|field| field.name)
+    }
+
+    /// Checks every value as [`Credentials::check`] does, naming the first bad one with
+    /// `label` of its field.
+    pub(crate) fn check_each<L>(&self, label: impl Fn(&Field) -> L) -> Result<(), (L, String)> {
         let token = self.security_token.as_ref().map_or("", Secret::expose);
-        for (name, value, max) in [
-            (
-                "the AccessKey id",
-                self.access_key_id.as_str(),
-                MAX_ACCESS_KEY_ID,
-            ),
-            (
-                "the AccessKey secret",
-                self.access_key_secret.expose(),
-                MAX_ACCESS_KEY_SECRET,
-            ),
-            ("the security token", token, MAX_SECURITY_TOKEN),
+        for (field, value) in [
+            (&ACCESS_KEY_ID, self.access_key_id.as_str()),
+            (&ACCESS_KEY_SECRET, self.access_key_secret.expose()),
+            (&SECURITY_TOKEN, token),
         ] {
-            check_header_text(value, max).map_err(|reason| (name, reason))?;
+            check_header_text(value, field.max_len).map_err(|reason| (label(field), reason))?;
         }
         Ok(())
     }
