@@ -69,6 +69,8 @@ const CREDENTIALS_PATH: &str = "/latest/meta-data/ram/security-credentials/";
 const ACCESS_KEY_PREFIX: &str = "STS.";
 /// Bytes of MAC kept in an AccessKey id.
 const ID_TAG_BYTES: usize = 8;
+/// Bytes of MAC in an issued secret (30 hex digits, as long as a real AccessKey secret).
+const SECRET_BYTES: usize = 15;
 /// Bytes of MAC kept in a metadata session token.
 const METADATA_TAG_BYTES: usize = 16;
 /// Largest accepted `AssumeRoleWithOIDC` form body (an OIDC token is at most 20,000 chars).
@@ -163,8 +165,11 @@ impl Issuer {
         }
     }
 
+    /// 30 letters and digits, the shape of a real AccessKey secret: never starting with `-`,
+    /// so command lines (`--access-key-secret VALUE`) take it as a value, not an option.
     fn secret_of(&self, access_key_id: &str) -> String {
-        URL_SAFE_NO_PAD.encode(self.mac("access-key-secret", access_key_id.as_bytes()))
+        let tag = self.mac("access-key-secret", access_key_id.as_bytes());
+        hex_upper(&tag.as_ref()[..SECRET_BYTES])
     }
 
     fn token_of(&self, access_key_id: &str) -> String {
@@ -596,6 +601,21 @@ mod tests {
         issuer
             .authenticate(id, "cn-hangzhou", &request, now)
             .map(|result| result.map_err(|failure| failure.code.as_str().to_owned()))
+    }
+
+    #[test]
+    fn issued_secrets_are_thirty_letters_and_digits_so_a_command_line_takes_them_as_values() {
+        let issuer = issuer(600);
+        for _ in 0..2000 {
+            let issued = issuer.issue(Duration::from_secs(600), at(NOW));
+            let secret = &issued.access_key_secret;
+            assert_eq!(secret.len(), 30, "{secret}");
+            assert!(
+                secret.bytes().all(|b| b.is_ascii_alphanumeric()),
+                "{secret}"
+            );
+            assert!(!issued.security_token.starts_with('-'));
+        }
     }
 
     #[test]
