@@ -1,8 +1,11 @@
 """Test peer for the object storage sink: a moto S3 server on loopback, and boto3 as an S3
 client nobody here wrote.
 
-  s3_tool.py serve                    start moto on 127.0.0.1 (free port); print "PORT <n>";
-                                      run until stdin closes
+  s3_tool.py serve [BUCKET]           start moto on 127.0.0.1 (free port); print "PORT <n>";
+                                      run until stdin closes. With BUCKET: create it, an IAM
+                                      user allowed to write and read it and the user's access
+                                      key (print "KEY <id> <secret>"); from then on moto checks
+                                      every request's SigV4 signature and the key's policy
   s3_tool.py create ENDPOINT BUCKET   create a bucket
   s3_tool.py dump ENDPOINT BUCKET [CSV_DELIMITER CSV_QUOTE]
                                       print JSON: every object with its key, size, content
@@ -14,6 +17,7 @@ import csv
 import gzip
 import io
 import json
+import os
 import sys
 
 import lz4.frame
@@ -24,23 +28,60 @@ import boto3
 from botocore.config import Config
 
 
-def client(endpoint):
+# The requests moto serves before it checks signatures: the four setup calls of `serve BUCKET`.
+SETUP_CALLS = 4
+
+# What the archive's key may do: store objects (single and multipart) and read them back.
+POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Action": [
+                "s3:PutObject",
+                "s3:GetObject",
+                "s3:ListBucket",
+                "s3:AbortMultipartUpload",
+                "s3:ListMultipartUploadParts",
+            ],
+            "Resource": "*",
+        }
+    ],
+}
+
+
+def client(endpoint, service="s3"):
+    """A boto3 client signing with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (default test/test)."""
     return boto3.client(
-        "s3",
+        service,
         endpoint_url=endpoint,
         region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
+        aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", "test"),
+        aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "test"),
         config=Config(s3={"addressing_style": "path"}),
     )
 
 
-def serve():
+def serve(bucket):
+    if bucket:
+        # Read by moto when it is imported.
+        os.environ["INITIAL_NO_AUTH_ACTION_COUNT"] = str(SETUP_CALLS)
     from moto.server import ThreadedMotoServer
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
     server.start()
-    print("PORT", server.get_host_and_port()[1], flush=True)
+    port = server.get_host_and_port()[1]
+    print("PORT", port, flush=True)
+    if bucket:
+        endpoint = f"http://127.0.0.1:{port}"
+        client(endpoint).create_bucket(Bucket=bucket)
+        iam = client(endpoint, "iam")
+        iam.create_user(UserName="archiver")
+        key = iam.create_access_key(UserName="archiver")["AccessKey"]
+        iam.put_user_policy(
+            UserName="archiver", PolicyName="archive", PolicyDocument=json.dumps(POLICY)
+        )
+        print("KEY", key["AccessKeyId"], key["SecretAccessKey"], flush=True)
     sys.stdin.read()
     server.stop()
 
@@ -88,7 +129,7 @@ def dump(endpoint, bucket, dialect):
 if __name__ == "__main__":
     command = sys.argv[1]
     if command == "serve":
-        serve()
+        serve(sys.argv[2] if len(sys.argv) > 2 else None)
     elif command == "create":
         client(sys.argv[2]).create_bucket(Bucket=sys.argv[3])
     elif command == "dump":

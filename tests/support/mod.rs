@@ -2,8 +2,10 @@
 //! `127.0.0.1:0`, the official Python SDK's interpreter, and waiting on conditions.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod archive_world;
 pub mod forwarder;
 pub mod s3;
+pub mod s3_fault_proxy;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -350,9 +352,23 @@ pub async fn put_audit_logs(
     group_size: usize,
     seed: u64,
 ) {
+    put_audit_logs_into(client, logstore, None, count, group_size, seed).await;
+}
+
+/// Like [`put_audit_logs`], into shard `only` of `logstore` alone when it is `Some`.
+pub async fn put_audit_logs_into(
+    client: &Client,
+    logstore: &str,
+    only: Option<u32>,
+    count: usize,
+    group_size: usize,
+    seed: u64,
+) {
     use siem_forwarder::producer::generator::AuditLogGenerator;
     use siem_forwarder::source::api::put_logs::PutTarget;
-    let shards = client.list_shards(logstore).await.expect("list shards");
+    let mut shards = client.list_shards(logstore).await.expect("list shards");
+    shards.retain(|shard| only.is_none_or(|only| shard.shard_id == only));
+    assert!(!shards.is_empty(), "{logstore} has no shard {only:?}");
     let mut generator = AuditLogGenerator::new(seed);
     let mut written = 0;
     let mut index = 0;

@@ -50,15 +50,29 @@ pub struct StoredObject {
 pub struct S3Server {
     /// `http://127.0.0.1:PORT`.
     pub endpoint: String,
+    /// The access key (id, secret) the server accepts; any key while signatures go unchecked.
+    pub keys: (String, String),
     _child: Child,
 }
 
 impl S3Server {
-    /// Starts moto on a free port.
+    /// Starts moto on a free port, accepting any signature.
     pub async fn start() -> Self {
+        Self::launch(false).await
+    }
+
+    /// Starts moto on a free port with the bucket [`super::archive_world::BUCKET`] and an IAM
+    /// user allowed to write and read it, checking the SigV4 signature of every request (and
+    /// the key's policy) from then on; [`S3Server::keys`] are the user's key.
+    pub async fn start_with_auth() -> Self {
+        Self::launch(true).await
+    }
+
+    async fn launch(auth: bool) -> Self {
         let mut child = Command::new(s3_python())
             .arg(repo_root().join(TOOL))
             .arg("serve")
+            .args(auth.then_some(super::archive_world::BUCKET))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -67,18 +81,32 @@ impl S3Server {
             .expect("start moto");
         let stdout = child.stdout.take().expect("piped stdout");
         let mut lines = BufReader::new(stdout).lines();
-        let port = tokio::time::timeout(Duration::from_secs(60), async {
+        let (port, keys) = tokio::time::timeout(Duration::from_secs(60), async {
+            let mut port = None;
             while let Some(line) = lines.next_line().await.expect("read moto output") {
-                if let Some(port) = line.strip_prefix("PORT ") {
-                    return port.trim().parse::<u16>().expect("port number");
+                if let Some(number) = line.strip_prefix("PORT ") {
+                    port = Some(number.trim().parse::<u16>().expect("port number"));
+                    if !auth {
+                        break;
+                    }
+                } else if let Some(key) = line.strip_prefix("KEY ") {
+                    let (id, secret) = key.trim().split_once(' ').expect("KEY <id> <secret>");
+                    return (
+                        port.expect("PORT before KEY"),
+                        (id.to_owned(), secret.to_owned()),
+                    );
                 }
             }
-            panic!("moto exited before it listened");
+            match port {
+                Some(port) => (port, ("test".to_owned(), "test".to_owned())),
+                None => panic!("moto exited before it listened"),
+            }
         })
         .await
         .expect("moto listens within 60 s");
         Self {
             endpoint: format!("http://127.0.0.1:{port}"),
+            keys,
             _child: child,
         }
     }
@@ -87,6 +115,8 @@ impl S3Server {
         let output = Command::new(s3_python())
             .arg(repo_root().join(TOOL))
             .args(args)
+            .env("AWS_ACCESS_KEY_ID", &self.keys.0)
+            .env("AWS_SECRET_ACCESS_KEY", &self.keys.1)
             .output()
             .await
             .expect("run s3_tool.py");
