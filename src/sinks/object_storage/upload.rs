@@ -2,7 +2,8 @@
 //! Transient failures (5xx, throttling, timeouts, connection errors) back off and retry; the
 //! sink turns unhealthy after a few in a row. Permanent ones (403, missing bucket, wrong region,
 //! bad request) turn it unhealthy at once, loudly, and retry at the slowest pace: the bucket
-//! may be fixed while the logs wait. Nothing is ever dropped.
+//! may be fixed while the logs wait. It is healthy again once an object is stored while no
+//! other upload's last attempt failed. Nothing is ever dropped.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -160,7 +161,18 @@ impl Uploader {
                 finished_at: 0,
             });
         });
-        health().set(&self.health_key(), HealthState::Healthy);
+        // Healthy again unless the last attempt at another object failed too: that one still
+        // holds its shard back (a policy refusing one prefix, one key refused).
+        let others_failing = self
+            .activity
+            .lock()
+            .expect("archive activity lock")
+            .uploading()
+            .iter()
+            .any(|upload| upload.last_error.is_some());
+        if !others_failing {
+            health().set(&self.health_key(), HealthState::Healthy);
+        }
         tracing::info!(
             sink = %self.sink,
             key = %object.key,
@@ -310,9 +322,13 @@ mod tests {
     }
 
     fn object() -> (SealedObject, ack::AckReceiver) {
+        object_named("audit/p_0_0_1.json")
+    }
+
+    fn object_named(key: &str) -> (SealedObject, ack::AckReceiver) {
         let (token, receiver) = ack::channel();
         let object = SealedObject {
-            key: "audit/p_0_0_1.json".into(),
+            key: key.into(),
             body: bytes::Bytes::from_static(b"{}\n"),
             logs: 1,
             uncompressed: 3,
@@ -404,6 +420,43 @@ mod tests {
         assert_eq!(
             health().get(&uploader.health_key()),
             Some(HealthState::Healthy)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_sink_stays_unhealthy_while_one_object_is_refused_though_others_are_stored() {
+        let denied = object_store::Error::PermissionDenied {
+            path: "audit/p_0_0_1.json".into(),
+            source: "AccessDenied".into(),
+        };
+        let (uploader, _store) = uploader("archive-unit-refused-one", vec![denied]);
+        let unhealthy = || {
+            matches!(
+                health().get(&uploader.health_key()),
+                Some(HealthState::Unhealthy(reason)) if reason.contains("audit/p_0_0_1.json")
+            )
+        };
+        let (refused, refused_ack) = object_named("audit/p_0_0_1.json");
+        let stop = CancellationToken::new();
+        let retried = tokio::spawn({
+            let (uploader, stop) = (uploader.clone(), stop.clone());
+            async move { uploader.store(refused, &stop).await }
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(unhealthy(), "refused at once");
+        let (other, other_ack) = object_named("audit/p_1_0_1.json");
+        assert!(uploader.store(other, &stop).await);
+        assert_eq!(other_ack.await, DeliveryStatus::Delivered);
+        assert!(
+            unhealthy(),
+            "another object stored while one is still refused: still unhealthy"
+        );
+        assert!(retried.await.unwrap(), "stored on a later attempt");
+        assert_eq!(refused_ack.await, DeliveryStatus::Delivered);
+        assert_eq!(
+            health().get(&uploader.health_key()),
+            Some(HealthState::Healthy),
+            "healthy once nothing is failing"
         );
     }
 
