@@ -344,9 +344,8 @@ async fn handle_request(
     }
     let mut stalled = state.stalled.subscribe();
     if stalled.borrow().contains(&kind) {
-        state.held.fetch_add(1, Ordering::SeqCst);
+        let _held = Held::count(&state.held);
         let _ = stalled.wait_for(|stalled| !stalled.contains(&kind)).await;
-        state.held.fetch_sub(1, Ordering::SeqCst);
     }
     let response = match forward(&state, request).await {
         Ok(response) => response,
@@ -360,6 +359,22 @@ async fn handle_request(
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
     Ok(response)
+}
+
+/// A request counted as held by a stall until dropped (released, or given up by the client).
+struct Held<'a>(&'a AtomicU64);
+
+impl<'a> Held<'a> {
+    fn count(held: &'a AtomicU64) -> Self {
+        held.fetch_add(1, Ordering::SeqCst);
+        Self(held)
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Sends `request` to the upstream server as it came, and returns its answer.
