@@ -416,7 +416,7 @@ fn small_pulls(group: &str) -> String {
 async fn a_stalled_bucket_bounds_the_archives_memory_and_holds_the_pull() {
     const LOGS: usize = 16_000;
     const SHARDS: u32 = 8;
-    // Batches of 500 logs (about 0.6 MiB): what one append may add past the budget.
+    // Batches of 500 logs (about 0.7 MB of JSON): what one append may add past the budget.
     const BATCH_SLACK: f64 = (1 << 20) as f64;
     let world = World::start(true, SHARDS, LOGS, 250, 59).await;
     let proxy = S3FaultProxy::start(&world.s3.endpoint).await;
@@ -487,7 +487,7 @@ async fn a_stalled_bucket_bounds_the_archives_memory_and_holds_the_pull() {
         most_buffered <= BUDGET as f64 + BATCH_SLACK,
         "the archive holds at most its budget and one batch: {most_buffered}"
     );
-    // The budget, the pulls in flight and the process itself (about 40 MiB here): the 22 MiB
+    // The budget, the pulls in flight and the process itself (about 40 MiB here): the 22 MB
     // of logs are not all held.
     let rss_mib = forwarder.peak_rss_kib() / 1024;
     assert!(rss_mib < 96, "peak RSS {rss_mib} MiB while stalled");
