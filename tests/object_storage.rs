@@ -10,63 +10,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use serde_json::Value;
-use siem_forwarder::source::api::cursor::CursorFrom;
 use siem_forwarder::source::cursor;
-use siem_forwarder::source::Client;
 use support::forwarder::{fast_consumer, Forwarder};
-use support::s3::{S3Server, StoredObject};
-use support::{http_get, poll_until, put_audit_logs, wait_until, TestServer};
-
-const BUCKET: &str = "archive";
-
-/// One test's world: a moto server (with the bucket created when `bucket`), an embedded log
-/// service with one logstore `audit` of `shards` shards holding `logs` generated logs in groups
-/// of `group_size` (from `seed`), the shards' end cursors and a scratch directory.
-struct World {
-    s3: S3Server,
-    server: TestServer,
-    client: Client,
-    ends: Vec<String>,
-    dir: tempfile::TempDir,
-}
-
-impl World {
-    async fn start(bucket: bool, shards: u32, logs: usize, group_size: usize, seed: u64) -> Self {
-        let s3 = S3Server::start().await;
-        if bucket {
-            s3.create_bucket(BUCKET).await;
-        }
-        let server = TestServer::start(&[("audit", shards)]).await;
-        let client = server.client();
-        put_audit_logs(&client, "audit", logs, group_size, seed).await;
-        let ends = shard_ends(&client, shards).await;
-        Self {
-            s3,
-            server,
-            client,
-            ends,
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-}
-
-/// The `[[sinks]]` entry of the archive (files sealed after 3 s or 500 logs), with extra
-/// lines.
-fn archive_sink(s3: &S3Server, extra: &str) -> String {
-    archive_sink_sealed(s3, "max_age = \"3s\"\nmax_events = 500", extra)
-}
-
-/// The `[[sinks]]` entry of the archive with the seal rules `seal`, and extra lines.
-fn archive_sink_sealed(s3: &S3Server, seal: &str, extra: &str) -> String {
-    format!(
-        "\n[[sinks]]\ntype = \"object_storage\"\nname = \"archive\"\nendpoint = \"{}\"\n\
-         region = \"us-east-1\"\nbucket = \"{BUCKET}\"\naccess_key_id = \"test\"\n\
-         secret_access_key = \"test\"\n{seal}\n\
-         retry = {{ initial = \"200ms\", max = \"1s\" }}\n{extra}\n\
-         [telemetry]\nlisten = \"127.0.0.1:0\"\n",
-        s3.endpoint
-    )
-}
+use support::s3::{archive_sink, archive_sink_sealed, checkpoints_at, StoredObject, World, BUCKET};
+use support::{http_get, poll_until, wait_until};
 
 /// The parts of a name `audit/YYYY/MM/DD/HH/MM_{shard}_{begin}_{end}.json.gz`, checked.
 fn name_parts(key: &str) -> (u32, i64, i64) {
@@ -96,26 +43,6 @@ fn name_parts(key: &str) -> (u32, i64, i64) {
     };
     assert!(begin < end, "{key}: begin < end");
     (shard as u32, begin, end)
-}
-
-/// The end cursor of each shard of `audit`.
-async fn shard_ends(client: &Client, shards: u32) -> Vec<String> {
-    futures::future::try_join_all(
-        (0..shards).map(|shard| client.get_cursor("audit", shard, CursorFrom::End)),
-    )
-    .await
-    .unwrap()
-}
-
-/// True when `group`'s checkpoint of every shard is its end.
-async fn checkpoints_at(client: &Client, group: &str, ends: &[String]) -> bool {
-    let Ok(checkpoints) = client.get_checkpoints("audit", group).await else {
-        return false;
-    };
-    checkpoints.len() == ends.len()
-        && checkpoints
-            .iter()
-            .all(|c| ends.get(c.shard as usize) == Some(&c.checkpoint))
 }
 
 /// Each archived log's `event_id`, with how often it was archived.

@@ -12,7 +12,10 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use super::repo_root;
+use siem_forwarder::source::api::cursor::CursorFrom;
+use siem_forwarder::source::Client;
+
+use super::{put_audit_logs, repo_root, TestServer};
 
 const TOOL: &str = "tests/python/s3_tool.py";
 
@@ -84,12 +87,23 @@ impl S3Server {
     }
 
     async fn tool(&self, args: &[&str]) -> Vec<u8> {
-        let output = Command::new(s3_python())
+        self.tool_with_input(args, &[]).await
+    }
+
+    async fn tool_with_input(&self, args: &[&str], input: &[u8]) -> Vec<u8> {
+        use tokio::io::AsyncWriteExt as _;
+        let mut child = Command::new(s3_python())
             .arg(repo_root().join(TOOL))
             .args(args)
-            .output()
-            .await
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .expect("run s3_tool.py");
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        stdin.write_all(input).await.expect("write to s3_tool.py");
+        drop(stdin);
+        let output = child.wait_with_output().await.expect("run s3_tool.py");
         assert!(
             output.status.success(),
             "s3_tool.py {args:?} failed: {}",
@@ -101,6 +115,19 @@ impl S3Server {
     /// Creates `bucket`.
     pub async fn create_bucket(&self, bucket: &str) {
         self.tool(&["create", &self.endpoint, bucket]).await;
+    }
+
+    /// boto3's `head_object` of `key`: `etag`, `size`, `metadata` (the `x-amz-meta-*`
+    /// pairs), `storage_class`, `sse` and `last_modified`.
+    pub async fn head(&self, bucket: &str, key: &str) -> Value {
+        let head = self.tool(&["head", &self.endpoint, bucket, key]).await;
+        serde_json::from_slice(&head).expect("head is JSON")
+    }
+
+    /// Stores `body` as `key` with boto3.
+    pub async fn put(&self, bucket: &str, key: &str, body: &[u8]) {
+        self.tool_with_input(&["put", &self.endpoint, bucket, key], body)
+            .await;
     }
 
     /// Every object of `bucket`, read and decompressed by boto3 and Python's gzip.
@@ -136,4 +163,88 @@ impl S3Server {
             })
             .collect()
     }
+}
+
+/// The bucket the archive tests write to.
+pub const BUCKET: &str = "archive";
+
+/// One test's world: a moto server (with the bucket created when `bucket`), an embedded log
+/// service with one logstore `audit` of `shards` shards holding `logs` generated logs in groups
+/// of `group_size` (from `seed`), the shards' end cursors and a scratch directory.
+pub struct World {
+    /// The S3 server.
+    pub s3: S3Server,
+    /// The log service.
+    pub server: TestServer,
+    /// A client of the log service.
+    pub client: Client,
+    /// The end cursor of each shard.
+    pub ends: Vec<String>,
+    /// Scratch directory.
+    pub dir: tempfile::TempDir,
+}
+
+impl World {
+    /// Starts the servers and puts the logs.
+    pub async fn start(
+        bucket: bool,
+        shards: u32,
+        logs: usize,
+        group_size: usize,
+        seed: u64,
+    ) -> Self {
+        let s3 = S3Server::start().await;
+        if bucket {
+            s3.create_bucket(BUCKET).await;
+        }
+        let server = TestServer::start(&[("audit", shards)]).await;
+        let client = server.client();
+        put_audit_logs(&client, "audit", logs, group_size, seed).await;
+        let ends = shard_ends(&client, shards).await;
+        Self {
+            s3,
+            server,
+            client,
+            ends,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+}
+
+/// The `[[sinks]]` entry of the archive (files sealed after 3 s or 500 logs), with extra
+/// lines.
+pub fn archive_sink(s3: &S3Server, extra: &str) -> String {
+    archive_sink_sealed(s3, "max_age = \"3s\"\nmax_events = 500", extra)
+}
+
+/// The `[[sinks]]` entry of the archive with the seal rules `seal`, and extra lines.
+pub fn archive_sink_sealed(s3: &S3Server, seal: &str, extra: &str) -> String {
+    format!(
+        "\n[[sinks]]\ntype = \"object_storage\"\nname = \"archive\"\nendpoint = \"{}\"\n\
+         region = \"us-east-1\"\nbucket = \"{BUCKET}\"\naccess_key_id = \"test\"\n\
+         secret_access_key = \"test\"\n{seal}\n\
+         retry = {{ initial = \"200ms\", max = \"1s\" }}\n{extra}\n\
+         [telemetry]\nlisten = \"127.0.0.1:0\"\n",
+        s3.endpoint
+    )
+}
+
+/// The end cursor of each shard of `audit`.
+pub async fn shard_ends(client: &Client, shards: u32) -> Vec<String> {
+    futures::future::try_join_all(
+        (0..shards).map(|shard| client.get_cursor("audit", shard, CursorFrom::End)),
+    )
+    .await
+    .unwrap()
+}
+
+/// True when `group`'s checkpoint of every shard is its end.
+pub async fn checkpoints_at(client: &Client, group: &str, ends: &[String]) -> bool {
+    let Ok(checkpoints) = client.get_checkpoints("audit", group).await else {
+        return false;
+    };
+    checkpoints.len() == ends.len()
+        && checkpoints
+            .iter()
+            .all(|c| ends.get(c.shard as usize) == Some(&c.checkpoint))
 }

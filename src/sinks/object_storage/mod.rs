@@ -6,6 +6,8 @@
 //! - `key`: object names (prefix, strftime partition, cursor-range id, extension).
 //! - `encode`: an object's body, encoded and compressed as logs are appended.
 //! - `rollover`: a shard's open files, ack splitting and the seal rules.
+//! - `put`: one attempt at writing an object: PutObject or multipart, headers and metadata,
+//!   `create_only`, the check after the upload.
 //! - `upload`: storing an object, retried until stored; failure classes and health.
 //! - `sink`: the run loop (batches in, seals, uploads, memory budget) and what it publishes
 //!   (metrics, `/status`).
@@ -15,6 +17,7 @@ mod activity;
 pub mod config;
 mod encode;
 mod key;
+mod put;
 mod rollover;
 mod sink;
 mod upload;
