@@ -11,13 +11,24 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use siem_forwarder::source::cursor;
-use support::forwarder::{event_id, fast_consumer, Forwarder};
-use support::s3::{archive_sink_sealed, checkpoints_at, World, BUCKET};
+use support::forwarder::{event_id, fast_consumer, Forwarder, DRAIN_TIMEOUT_SECS};
+use support::s3::{archive_sink_at, archive_sink_sealed, checkpoints_at, World, BUCKET};
 use support::{wait_until, PROJECT};
 
 /// Seal rules that leave one file open until shutdown: ten minutes of age, no size that the
 /// tests reach, no event limit.
 const SEALED_AT_SHUTDOWN: &str = "max_age = \"10m\"\nmax_bytes = \"64MiB\"";
+
+/// The test consumer, waiting up to 90 s at shutdown for the file sealed then: time for a
+/// 13 MiB upload on a busy machine.
+fn patient_consumer() -> String {
+    let consumer = fast_consumer("g", "n1").replace(
+        &format!("drain_timeout = \"{DRAIN_TIMEOUT_SECS}s\""),
+        "drain_timeout = \"90s\"",
+    );
+    assert!(consumer.contains("drain_timeout = \"90s\""), "{consumer}");
+    consumer
+}
 
 /// Waits until the forwarder's file sink delivered `logs` logs.
 async fn wait_delivered(forwarder: &Forwarder, logs: usize) {
@@ -41,7 +52,7 @@ async fn an_object_larger_than_a_part_is_stored_by_a_multipart_upload_whole() {
         &world.server,
         world.dir.path(),
         "audit",
-        &fast_consumer("g", "n1"),
+        &patient_consumer(),
         &archive_sink_sealed(
             &world.s3,
             SEALED_AT_SHUTDOWN,
@@ -50,7 +61,7 @@ async fn an_object_larger_than_a_part_is_stored_by_a_multipart_upload_whole() {
     );
     wait_delivered(&forwarder, LOGS).await;
     let delivered: BTreeSet<String> = forwarder.delivered().iter().map(event_id).collect();
-    let (code, _) = forwarder.terminate(Duration::from_secs(60)).await;
+    let (code, _) = forwarder.terminate(Duration::from_secs(120)).await;
     assert_eq!(code, Some(0));
     let objects = world.s3.objects(BUCKET).await;
     assert_eq!(objects.len(), 1, "one object, stored at shutdown");
@@ -166,7 +177,7 @@ async fn create_only_leaves_an_object_already_stored_for_the_same_range_untouche
         &world.server,
         world.dir.path(),
         "audit",
-        &fast_consumer("g", "n1"),
+        &patient_consumer(),
         &archive_sink_sealed(
             &world.s3,
             SEALED_AT_SHUTDOWN,
@@ -174,7 +185,7 @@ async fn create_only_leaves_an_object_already_stored_for_the_same_range_untouche
         ),
     );
     wait_delivered(&forwarder, LOGS).await;
-    let (code, _) = forwarder.terminate(Duration::from_secs(30)).await;
+    let (code, _) = forwarder.terminate(Duration::from_secs(120)).await;
     assert_eq!(code, Some(0));
     let objects = world.s3.objects(BUCKET).await;
     assert_eq!(
@@ -190,6 +201,55 @@ async fn create_only_leaves_an_object_already_stored_for_the_same_range_untouche
         checkpoints_at(&world.client, "g", &world.ends).await,
         "the batches are acknowledged: their logs are archived"
     );
+}
+
+#[tokio::test]
+async fn virtual_hosted_requests_reach_the_bucket_through_a_resolved_name() {
+    const LOGS: usize = 600;
+    let world = World::start(true, 1, LOGS, 100, 53).await;
+    // `archive.localhost` is in no DNS: only `resolve` makes it reachable.
+    let mut forwarder = Forwarder::spawn(
+        &world.server,
+        world.dir.path(),
+        "audit",
+        &fast_consumer("g", "n1"),
+        &archive_sink_at(
+            &format!("http://localhost:{}", world.s3.port()),
+            "max_age = \"3s\"\nmax_events = 200",
+            "addressing_style = \"virtual_hosted\"\n\
+             resolve = { \"archive.localhost\" = \"127.0.0.1\" }",
+        ),
+    );
+    wait_until(
+        "checkpoints at the end of the shard",
+        Duration::from_secs(60),
+        || checkpoints_at(&world.client, "g", &world.ends),
+    )
+    .await;
+    // moto takes the bucket from the Host header (`archive.localhost:PORT`) of requests
+    // whose path holds the key alone.
+    let log = world.s3.request_log();
+    let puts: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("\"PUT /"))
+        .collect();
+    assert!(
+        puts.iter()
+            .any(|line| line.contains("\"PUT /audit/") && line.contains("\" 200 ")),
+        "virtual-hosted PUTs: {puts:#?}"
+    );
+    assert!(
+        !puts.iter().any(|line| line.contains("\"PUT /archive/")),
+        "no path-style PUT: {puts:#?}"
+    );
+    let objects = world.s3.objects(BUCKET).await;
+    let archived: usize = objects.iter().map(|object| object.logs.len()).sum();
+    assert_eq!(archived, LOGS, "every log in bucket {BUCKET}");
+    assert!(objects
+        .iter()
+        .all(|object| object.key.starts_with("audit/")));
+    let (code, _) = forwarder.terminate(Duration::from_secs(30)).await;
+    assert_eq!(code, Some(0));
 }
 
 /// A configuration with an archive sink, with `lines` appended to the sink; and the
@@ -252,6 +312,12 @@ fn bad_upload_and_object_settings_are_refused_naming_key_and_line() {
             "server_side_encryption",
         ),
         ("object_metadata = \"yes\"", "object_metadata"),
+        ("resolve = { \"archive.local\" = \"not-an-ip\" }", "resolve"),
+        (
+            "tls = { server_name = \"minio.internal\" }",
+            "tls.server_name",
+        ),
+        ("tls = { ca_file = \"/nonexistent/ca.pem\" }", "tls.ca_file"),
     ] {
         let (config, line) = archive_config(lines);
         let output = validate(&config);
@@ -271,6 +337,7 @@ fn bad_upload_and_object_settings_are_refused_naming_key_and_line() {
         "server_side_encryption = \"aws:kms\"\nkms_key_id = \"alias/archive\"",
         "storage_class = \"GLACIER_IR\"\ncreate_only = true\nverify_after_upload = true\n\
          object_metadata = false",
+        "resolve = { \"archive.minio.internal\" = \"10.0.0.5\", \"minio.internal\" = \"::1\" }",
     ] {
         let (config, _) = archive_config(lines);
         let output = validate(&config);

@@ -53,18 +53,21 @@ pub struct StoredObject {
 pub struct S3Server {
     /// `http://127.0.0.1:PORT`.
     pub endpoint: String,
+    /// moto's standard error: one line per request (method, path, status).
+    log: tempfile::NamedTempFile,
     _child: Child,
 }
 
 impl S3Server {
     /// Starts moto on a free port.
     pub async fn start() -> Self {
+        let log = tempfile::NamedTempFile::new().expect("moto log file");
         let mut child = Command::new(s3_python())
             .arg(repo_root().join(TOOL))
             .arg("serve")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(log.reopen().expect("open moto log"))
             .kill_on_drop(true)
             .spawn()
             .expect("start moto");
@@ -82,8 +85,25 @@ impl S3Server {
         .expect("moto listens within 60 s");
         Self {
             endpoint: format!("http://127.0.0.1:{port}"),
+            log,
             _child: child,
         }
+    }
+
+    /// The port moto listens on.
+    pub fn port(&self) -> u16 {
+        let port = self
+            .endpoint
+            .rsplit(':')
+            .next()
+            .expect("endpoint has a port");
+        port.parse().expect("port number")
+    }
+
+    /// The requests moto served so far, one line each, as its HTTP server logs them:
+    /// `127.0.0.1 - - [date] "PUT /path HTTP/1.1" 200 -`.
+    pub fn request_log(&self) -> String {
+        std::fs::read_to_string(self.log.path()).expect("read moto log")
     }
 
     async fn tool(&self, args: &[&str]) -> Vec<u8> {
@@ -219,13 +239,18 @@ pub fn archive_sink(s3: &S3Server, extra: &str) -> String {
 
 /// The `[[sinks]]` entry of the archive with the seal rules `seal`, and extra lines.
 pub fn archive_sink_sealed(s3: &S3Server, seal: &str, extra: &str) -> String {
+    archive_sink_at(&s3.endpoint, seal, extra)
+}
+
+/// The `[[sinks]]` entry of the archive at `endpoint` with the seal rules `seal`, and extra
+/// lines.
+pub fn archive_sink_at(endpoint: &str, seal: &str, extra: &str) -> String {
     format!(
-        "\n[[sinks]]\ntype = \"object_storage\"\nname = \"archive\"\nendpoint = \"{}\"\n\
+        "\n[[sinks]]\ntype = \"object_storage\"\nname = \"archive\"\nendpoint = \"{endpoint}\"\n\
          region = \"us-east-1\"\nbucket = \"{BUCKET}\"\naccess_key_id = \"test\"\n\
          secret_access_key = \"test\"\n{seal}\n\
          retry = {{ initial = \"200ms\", max = \"1s\" }}\n{extra}\n\
-         [telemetry]\nlisten = \"127.0.0.1:0\"\n",
-        s3.endpoint
+         [telemetry]\nlisten = \"127.0.0.1:0\"\n"
     )
 }
 

@@ -1,16 +1,18 @@
 //! Settings of the `object_storage` sink, their checks, and building the sink: the bucket's
 //! client (endpoint, addressing style, credentials) and the runtime pieces.
 
+use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
-use object_store::{ClientOptions, RetryConfig};
+use object_store::RetryConfig;
 use reqwest::Url;
 use serde::Deserialize;
 
 use super::activity::SharedActivity;
 use super::encode::{Compression, CsvLayout, Format};
+use super::http::connector;
 use super::key::{
     check_path_part, check_strftime, parse_timezone, KeyTemplate, PREFIX_PLACEHOLDERS,
 };
@@ -19,6 +21,7 @@ use super::rollover::{Layout, Limits, PartitionTime};
 use super::sink::ObjectStorageSink;
 use super::upload::Uploader;
 use crate::common::host::is_loopback_host;
+use crate::common::tls::TlsConfig;
 use crate::common::units::{check_within, ByteSize, HumanDuration};
 use crate::common::Secret;
 use crate::encoding::field::InvalidSetting;
@@ -149,6 +152,17 @@ pub struct ObjectStorageSinkConfig {
     /// `writer`. Default true.
     #[serde(default = "default_true")]
     pub object_metadata: bool,
+    /// TLS to the endpoint: `ca_file` (e.g. the private CA of an on-premises MinIO),
+    /// `cert_file` and `key_file` (a client certificate), `verify` (default true; off is
+    /// logged as a warning). Default: the system's trust store. `server_name` is not
+    /// available here: set `endpoint` to the certificate's name and map it with `resolve`.
+    #[serde(default)]
+    pub tls: TlsConfig,
+    /// Host names answered with fixed IP addresses instead of DNS, like `curl --resolve`:
+    /// `{ "archive.minio.internal" = "10.0.0.5" }`. With virtual-hosted addressing the
+    /// requests go to `{bucket}.{endpoint host}`. Default none.
+    #[serde(default)]
+    pub resolve: BTreeMap<String, String>,
 }
 
 /// Server-side encryption of the objects.
@@ -569,7 +583,33 @@ impl ObjectStorageSinkConfig {
                 return Err(InvalidSetting::new("kms_key_id", "must not be empty"));
             }
         }
-        Ok(())
+        if self.tls.server_name.is_some() {
+            return Err(InvalidSetting::new(
+                "tls.server_name",
+                "not available for object_storage: set endpoint to the certificate's name and map that name to the address with resolve",
+            ));
+        }
+        self.resolved().map(drop)
+    }
+
+    /// The `resolve` entries as addresses.
+    fn resolved(&self) -> Result<BTreeMap<String, IpAddr>, InvalidSetting> {
+        self.resolve
+            .iter()
+            .map(|(host, address)| {
+                let key = || format!("resolve.{host:?}");
+                if host.is_empty() || host.contains(['/', ':', ' ']) {
+                    return Err(InvalidSetting::new(key(), "must be a host name"));
+                }
+                let address = address.parse::<IpAddr>().map_err(|_| {
+                    InvalidSetting::new(
+                        key(),
+                        format!("must be an IP address such as 10.0.0.5 (got {address:?})"),
+                    )
+                })?;
+                Ok((host.to_ascii_lowercase(), address))
+            })
+            .collect()
     }
 
     /// How objects are written: parts, `create_only`, the check after the upload, the
@@ -810,19 +850,25 @@ impl ObjectStorageSinkConfig {
             format!("{}://{}.{host}{port}", endpoint.scheme(), self.bucket)
         };
         let timeout = self.upload.timeout.0;
+        if !self.tls.verify {
+            tracing::warn!(sink = %name, "tls.verify = false: the bucket's certificate is not checked");
+        }
+        let connector = connector(
+            &self.tls,
+            &self.resolved().map_err(config_error)?,
+            timeout,
+            endpoint.scheme() == "https",
+        )
+        .map_err(|error| SinkError::Config(error.to_string()))?;
         let mut builder = AmazonS3Builder::new()
+            .with_http_connector(connector)
             .with_region(&self.region)
             .with_bucket_name(&self.bucket)
             .with_endpoint(store_endpoint)
             .with_virtual_hosted_style_request(!path_style)
             .with_access_key_id(access_key_id)
             .with_secret_access_key(secret_access_key.expose())
-            .with_client_options(
-                ClientOptions::new()
-                    .with_timeout(timeout)
-                    .with_connect_timeout(timeout.min(Duration::from_secs(30))),
-            )
-            // NOTE: after the client options, which would reset it.
+            // The requests go through `connector`; object_store still checks the scheme.
             .with_allow_http(endpoint.scheme() == "http")
             .with_retry(RetryConfig {
                 max_retries: self.upload.max_retries,
@@ -917,6 +963,8 @@ fn check_bucket(bucket: &str) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     /// Settings for bucket `archive`, with region `us-east-1` and a loopback endpoint unless

@@ -6,6 +6,7 @@
 //! - `key`: object names (prefix, strftime partition, cursor-range id, extension).
 //! - `encode`: an object's body, encoded and compressed as logs are appended.
 //! - `rollover`: a shard's open files, ack splitting and the seal rules.
+//! - `http`: the HTTP client of the bucket's requests (`tls`, `resolve`).
 //! - `put`: one attempt at writing an object: PutObject or multipart, headers and metadata,
 //!   `create_only`, the check after the upload.
 //! - `upload`: storing an object, retried until stored; failure classes and health.
@@ -16,6 +17,7 @@
 mod activity;
 pub mod config;
 mod encode;
+mod http;
 mod key;
 mod put;
 mod rollover;
