@@ -83,6 +83,12 @@ async fn an_object_larger_than_a_part_is_stored_by_a_multipart_upload_whole() {
         etag.trim_matches('"').ends_with("-3"),
         "a multipart upload of 3 parts: ETag {etag}"
     );
+    // Byte for byte what was sealed, with the metadata of the upload.
+    assert_eq!(
+        head["metadata"]["content-sha256"], head["body_sha256"],
+        "{head}"
+    );
+    assert_eq!(head["metadata"]["logs"], LOGS.to_string(), "{head}");
     assert!(
         checkpoints_at(&world.client, "g", &world.ends).await,
         "acknowledged once the upload completed"

@@ -511,6 +511,58 @@ mod tests {
         assert!(store.parts.sizes.lock().unwrap().is_empty());
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn create_only_under_a_random_name_acknowledges_only_the_same_body() {
+        let (mut uploader, store) = uploader("archive-unit-create-only-random", Vec::new());
+        let mut options = (*uploader.options).clone();
+        options.create_only = true;
+        uploader.options = Arc::new(options);
+        let random = |object: &mut SealedObject| {
+            object.id = ObjectId::Random {
+                opened_nanos: 1,
+                nonce: 2,
+            };
+        };
+        // An earlier attempt of ours stored the same body (the answer was lost): acknowledged.
+        let (mut same, receiver) = object_of(1000);
+        random(&mut same);
+        let mut attributes = Attributes::new();
+        attributes.insert(
+            Attribute::Metadata(crate::sinks::object_storage::put::SHA256_METADATA.into()),
+            sha256_hex(&same.body).into(),
+        );
+        let path = Path::from(same.key.as_str());
+        let options = object_store::PutOptions {
+            attributes,
+            ..Default::default()
+        };
+        store
+            .inner
+            .put_opts(&path, same.body.clone().into(), options)
+            .await
+            .unwrap();
+        assert!(uploader.store(same, &CancellationToken::new()).await);
+        assert_eq!(receiver.await, DeliveryStatus::Delivered);
+        // Another object holds the name: never acknowledged, never overwritten.
+        store.inner.put(&path, "other".into()).await.unwrap();
+        let (mut other, mut receiver) = object_of(1000);
+        random(&mut other);
+        let stop = CancellationToken::new();
+        let task = tokio::spawn({
+            let (uploader, stop) = (uploader.clone(), stop.clone());
+            async move { uploader.store(other, &stop).await }
+        });
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert_eq!(receiver.try_outcome(), None);
+        assert!(matches!(
+            health().get(&uploader.health_key()),
+            Some(HealthState::Unhealthy(reason)) if reason.contains("taken")
+        ));
+        stop.cancel();
+        assert!(!task.await.unwrap());
+        assert_eq!(stored_body(&store, path.as_ref()).await.as_ref(), b"other");
+    }
+
     fn unavailable() -> object_store::Error {
         object_store::Error::Generic {
             store: "S3",
