@@ -82,6 +82,8 @@ impl Uploader {
     pub async fn store(&self, object: SealedObject, shutdown: &CancellationToken) -> bool {
         let path = Path::from(object.key.as_str());
         let body = object.body.clone();
+        // Off the async threads: a digest of up to `max_bytes`. It fails only when the runtime
+        // shuts down, which drops the acks unsettled like a stop does.
         let Ok(sha256) = tokio::task::spawn_blocking(move || sha256_hex(&body)).await else {
             return false;
         };
