@@ -93,9 +93,8 @@ impl SinkConfig {
                 config.tls.clone().unwrap_or_default()
             }
             Self::SplunkHec(config) => config.tls.clone(),
-            Self::Syslog(_) | Self::Console(_) | Self::Null(_) | Self::ObjectStorage(_) => {
-                return Ok(())
-            }
+            Self::ObjectStorage(config) => config.tls.clone(),
+            Self::Syslog(_) | Self::Console(_) | Self::Null(_) => return Ok(()),
         };
         tls.client_config().map(drop).map_err(tls_setting)
     }

@@ -7,6 +7,10 @@ client nobody here wrote.
                                       key (print "KEY <id> <secret>"); from then on moto checks
                                       every request's SigV4 signature and the key's policy
   s3_tool.py create ENDPOINT BUCKET   create a bucket
+  s3_tool.py head ENDPOINT BUCKET KEY print JSON of head_object: etag, size, metadata,
+                                      storage_class, sse, last_modified, and
+                                      body_sha256 (hashlib's, of the body read back)
+  s3_tool.py put ENDPOINT BUCKET KEY  store stdin as KEY
   s3_tool.py dump ENDPOINT BUCKET [CSV_DELIMITER CSV_QUOTE]
                                       print JSON: every object with its key, size, content
                                       type and its logs (decompressed by extension: gzip,
@@ -15,6 +19,7 @@ client nobody here wrote.
 """
 import csv
 import gzip
+import hashlib
 import io
 import json
 import os
@@ -126,12 +131,34 @@ def dump(endpoint, bucket, dialect):
     json.dump(objects, sys.stdout)
 
 
+def head(endpoint, bucket, key):
+    s3 = client(endpoint)
+    got = s3.head_object(Bucket=bucket, Key=key)
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    json.dump(
+        {
+            "body_sha256": hashlib.sha256(body).hexdigest(),
+            "etag": got["ETag"],
+            "size": got["ContentLength"],
+            "metadata": got.get("Metadata", {}),
+            "storage_class": got.get("StorageClass"),
+            "sse": got.get("ServerSideEncryption"),
+            "last_modified": got["LastModified"].isoformat(),
+        },
+        sys.stdout,
+    )
+
+
 if __name__ == "__main__":
     command = sys.argv[1]
     if command == "serve":
         serve(sys.argv[2] if len(sys.argv) > 2 else None)
     elif command == "create":
         client(sys.argv[2]).create_bucket(Bucket=sys.argv[3])
+    elif command == "head":
+        head(sys.argv[2], sys.argv[3], sys.argv[4])
+    elif command == "put":
+        client(sys.argv[2]).put_object(Bucket=sys.argv[3], Key=sys.argv[4], Body=sys.stdin.buffer.read())
     elif command == "dump":
         dump(sys.argv[2], sys.argv[3], sys.argv[4:6] or None)
     else:

@@ -52,6 +52,8 @@ pub struct S3Server {
     pub endpoint: String,
     /// The access key (id, secret) the server accepts; any key while signatures go unchecked.
     pub keys: (String, String),
+    /// moto's standard error: one line per request (method, path, status).
+    log: tempfile::NamedTempFile,
     _child: Child,
 }
 
@@ -69,13 +71,14 @@ impl S3Server {
     }
 
     async fn launch(auth: bool) -> Self {
+        let log = tempfile::NamedTempFile::new().expect("moto log file");
         let mut child = Command::new(s3_python())
             .arg(repo_root().join(TOOL))
             .arg("serve")
             .args(auth.then_some(super::archive_world::BUCKET))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(log.reopen().expect("open moto log"))
             .kill_on_drop(true)
             .spawn()
             .expect("start moto");
@@ -107,19 +110,47 @@ impl S3Server {
         Self {
             endpoint: format!("http://127.0.0.1:{port}"),
             keys,
+            log,
             _child: child,
         }
     }
 
+    /// The port moto listens on.
+    pub fn port(&self) -> u16 {
+        let port = self
+            .endpoint
+            .rsplit(':')
+            .next()
+            .expect("endpoint has a port");
+        port.parse().expect("port number")
+    }
+
+    /// The requests moto served so far, one line each, as its HTTP server logs them:
+    /// `127.0.0.1 - - [date] "PUT /path HTTP/1.1" 200 -`.
+    pub fn request_log(&self) -> String {
+        std::fs::read_to_string(self.log.path()).expect("read moto log")
+    }
+
     async fn tool(&self, args: &[&str]) -> Vec<u8> {
-        let output = Command::new(s3_python())
+        self.tool_with_input(args, &[]).await
+    }
+
+    async fn tool_with_input(&self, args: &[&str], input: &[u8]) -> Vec<u8> {
+        use tokio::io::AsyncWriteExt as _;
+        let mut child = Command::new(s3_python())
             .arg(repo_root().join(TOOL))
             .args(args)
             .env("AWS_ACCESS_KEY_ID", &self.keys.0)
             .env("AWS_SECRET_ACCESS_KEY", &self.keys.1)
-            .output()
-            .await
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .expect("run s3_tool.py");
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        stdin.write_all(input).await.expect("write to s3_tool.py");
+        drop(stdin);
+        let output = child.wait_with_output().await.expect("run s3_tool.py");
         assert!(
             output.status.success(),
             "s3_tool.py {args:?} failed: {}",
@@ -131,6 +162,19 @@ impl S3Server {
     /// Creates `bucket`.
     pub async fn create_bucket(&self, bucket: &str) {
         self.tool(&["create", &self.endpoint, bucket]).await;
+    }
+
+    /// boto3's `head_object` of `key`: `etag`, `size`, `metadata` (the `x-amz-meta-*`
+    /// pairs), `storage_class`, `sse` and `last_modified`.
+    pub async fn head(&self, bucket: &str, key: &str) -> Value {
+        let head = self.tool(&["head", &self.endpoint, bucket, key]).await;
+        serde_json::from_slice(&head).expect("head is JSON")
+    }
+
+    /// Stores `body` as `key` with boto3.
+    pub async fn put(&self, bucket: &str, key: &str, body: &[u8]) {
+        self.tool_with_input(&["put", &self.endpoint, bucket, key], body)
+            .await;
     }
 
     /// Every object of `bucket`, read and decompressed by boto3 and Python's gzip.

@@ -1,23 +1,27 @@
 //! Settings of the `object_storage` sink, their checks, and building the sink: the bucket's
 //! client (endpoint, addressing style, credentials) and the runtime pieces.
 
+use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use object_store::aws::AmazonS3Builder;
-use object_store::{ClientOptions, RetryConfig};
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::RetryConfig;
 use reqwest::Url;
 use serde::Deserialize;
 
 use super::activity::SharedActivity;
 use super::encode::{Compression, CsvLayout, Format};
+use super::http::connector;
 use super::key::{
     check_path_part, check_strftime, parse_timezone, KeyTemplate, PREFIX_PLACEHOLDERS,
 };
+use super::put::ObjectOptions;
 use super::rollover::{Layout, Limits, PartitionTime};
 use super::sink::ObjectStorageSink;
 use super::upload::Uploader;
 use crate::common::host::is_loopback_host;
+use crate::common::tls::TlsConfig;
 use crate::common::units::{check_within, ByteSize, HumanDuration};
 use crate::common::Secret;
 use crate::encoding::field::InvalidSetting;
@@ -116,6 +120,70 @@ pub struct ObjectStorageSinkConfig {
     /// Waits between attempts at an object; an object is retried until stored.
     #[serde(default)]
     pub retry: RetrySettings,
+    /// Never replace an object: PutObject carries `If-None-Match: *`, and a multipart upload
+    /// first checks that the name is free. An object already under a cursor-range name holds
+    /// the same logs, so the batch is acknowledged without writing (logged at info); under a
+    /// random name it must have the same `content-sha256`. For buckets that honour
+    /// `If-None-Match` (AWS S3, MinIO); one that ignores it overwrites, which is harmless
+    /// with cursor-range names. Default false.
+    #[serde(default)]
+    pub create_only: bool,
+    /// After each upload, HEAD the object and compare its size and its `content-sha256`
+    /// metadata with what was sent before acknowledging; a difference is retried as a
+    /// failed upload. Default false.
+    #[serde(default)]
+    pub verify_after_upload: bool,
+    /// Storage class sent as `x-amz-storage-class` (e.g. `STANDARD_IA`, `GLACIER_IR`; OSS
+    /// `IA`, COS `STANDARD_IA`): capital letters, digits and `_`. Default none (the bucket's).
+    #[serde(default)]
+    pub storage_class: Option<String>,
+    /// Server-side encryption: `AES256` (keys managed by the service) or `aws:kms`. Default
+    /// none (the bucket's default).
+    #[serde(default)]
+    pub server_side_encryption: Option<ServerSideEncryption>,
+    /// KMS key id or ARN, only with `server_side_encryption = "aws:kms"`. Default: the
+    /// service's default key.
+    #[serde(default)]
+    pub kms_key_id: Option<String>,
+    /// Send provenance as `x-amz-meta-*` metadata on every object: `sls-project`,
+    /// `sls-logstore`, `sls-shard`, `sls-consumer-group`, `sls-begin-cursor`,
+    /// `sls-end-cursor`, `sls-begin-position`, `sls-end-position`, `logs`,
+    /// `uncompressed-bytes`, `format`, `compression`, `content-sha256` (hex of the body) and
+    /// `writer`. Default true.
+    #[serde(default = "default_true")]
+    pub object_metadata: bool,
+    /// TLS to the endpoint: `ca_file` (e.g. the private CA of an on-premises MinIO),
+    /// `cert_file` and `key_file` (a client certificate), `verify` (default true; off is
+    /// logged as a warning). Default: the system's trust store. `server_name` is not
+    /// available here: set `endpoint` to the certificate's name and map it with `resolve`.
+    #[serde(default)]
+    pub tls: TlsConfig,
+    /// Host names answered with fixed IP addresses instead of DNS, like `curl --resolve`:
+    /// `{ "archive.minio.internal" = "10.0.0.5" }`. With virtual-hosted addressing the
+    /// requests go to `{bucket}.{endpoint host}`. Default none.
+    #[serde(default)]
+    pub resolve: BTreeMap<String, String>,
+}
+
+/// Server-side encryption of the objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum ServerSideEncryption {
+    /// Keys managed by the service (SSE-S3).
+    #[serde(rename = "AES256")]
+    Aes256,
+    /// Keys in the service's KMS (SSE-KMS), `kms_key_id` or the default key.
+    #[serde(rename = "aws:kms")]
+    AwsKms,
+}
+
+impl ServerSideEncryption {
+    /// The `x-amz-server-side-encryption` value.
+    fn header_value(self) -> &'static str {
+        match self {
+            Self::Aes256 => "AES256",
+            Self::AwsKms => "aws:kms",
+        }
+    }
 }
 
 /// Who runs the bucket.
@@ -290,6 +358,15 @@ pub struct UploadSettings {
     /// Quick retries of a transient failure inside one attempt, 0 to 10. Default 3.
     #[serde(default = "default_max_retries")]
     pub max_retries: usize,
+    /// Objects up to this size are written with one PutObject; larger ones with a multipart
+    /// upload of parts of exactly this size (the last one smaller), `5MiB` (the S3 minimum
+    /// part) to `512MiB`. An object is acknowledged only once its upload completed; a failed
+    /// attempt is aborted and the next one starts again from the first part. Default `16MiB`.
+    #[serde(default = "default_part_size")]
+    pub part_size: ByteSize,
+    /// Parts of one object uploaded at once, 1 to 16. Default 2.
+    #[serde(default = "default_part_concurrency")]
+    pub part_concurrency: usize,
 }
 
 impl Default for UploadSettings {
@@ -298,6 +375,8 @@ impl Default for UploadSettings {
             concurrency: default_concurrency(),
             timeout: default_upload_timeout(),
             max_retries: default_max_retries(),
+            part_size: default_part_size(),
+            part_concurrency: default_part_concurrency(),
         }
     }
 }
@@ -354,6 +433,15 @@ fn default_upload_timeout() -> HumanDuration {
 fn default_max_retries() -> usize {
     3
 }
+fn default_true() -> bool {
+    true
+}
+fn default_part_size() -> ByteSize {
+    ByteSize::mib(16)
+}
+fn default_part_concurrency() -> usize {
+    2
+}
 fn default_retry_initial() -> HumanDuration {
     HumanDuration::secs(1)
 }
@@ -367,6 +455,7 @@ const MAX_EVENTS: u64 = 10_000_000;
 const MAX_MEMORY: (ByteSize, ByteSize) = (ByteSize::mib(8), ByteSize::mib(4096));
 const UPLOAD_TIMEOUT: (HumanDuration, HumanDuration) =
     (HumanDuration::secs(1), HumanDuration::secs(3600));
+const PART_SIZE: (ByteSize, ByteSize) = (ByteSize::mib(5), ByteSize::mib(512));
 const RETRY_INITIAL: (HumanDuration, HumanDuration) =
     (HumanDuration::millis(100), HumanDuration::secs(60));
 const RETRY_MAX: (HumanDuration, HumanDuration) =
@@ -443,6 +532,14 @@ impl ObjectStorageSinkConfig {
             check_within(self.upload.max_retries, 0, 10),
         )?;
         within(
+            "upload.part_size",
+            self.upload.part_size.check_within(PART_SIZE.0, PART_SIZE.1),
+        )?;
+        within(
+            "upload.part_concurrency",
+            check_within(self.upload.part_concurrency, 1, 16),
+        )?;
+        within(
             "retry.initial",
             self.retry
                 .initial
@@ -458,7 +555,98 @@ impl ObjectStorageSinkConfig {
                 "must not be shorter than retry.initial",
             ));
         }
-        Ok(())
+        self.check_object_options()
+    }
+
+    /// Checks the storage class and the encryption settings.
+    fn check_object_options(&self) -> Result<(), InvalidSetting> {
+        if let Some(class) = &self.storage_class {
+            if class.is_empty()
+                || !class
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+            {
+                return Err(InvalidSetting::new(
+                    "storage_class",
+                    format!("must be capital letters, digits and '_' such as STANDARD_IA (got {class:?})"),
+                ));
+            }
+        }
+        if let Some(key) = &self.kms_key_id {
+            if self.server_side_encryption != Some(ServerSideEncryption::AwsKms) {
+                return Err(InvalidSetting::new(
+                    "kms_key_id",
+                    "only with server_side_encryption = \"aws:kms\"",
+                ));
+            }
+            if key.trim().is_empty() {
+                return Err(InvalidSetting::new("kms_key_id", "must not be empty"));
+            }
+        }
+        if self.tls.server_name.is_some() {
+            return Err(InvalidSetting::new(
+                "tls.server_name",
+                "not available for object_storage: set endpoint to the certificate's name and map that name to the address with resolve",
+            ));
+        }
+        self.resolved().map(drop)
+    }
+
+    /// The `resolve` entries as addresses.
+    fn resolved(&self) -> Result<BTreeMap<String, IpAddr>, InvalidSetting> {
+        self.resolve
+            .iter()
+            .map(|(host, address)| {
+                let key = || format!("resolve.{host:?}");
+                if host.is_empty() || host.contains(['/', ':', ' ']) {
+                    return Err(InvalidSetting::new(key(), "must be a host name"));
+                }
+                let address = address.parse::<IpAddr>().map_err(|_| {
+                    InvalidSetting::new(
+                        key(),
+                        format!("must be an IP address such as 10.0.0.5 (got {address:?})"),
+                    )
+                })?;
+                Ok((host.to_ascii_lowercase(), address))
+            })
+            .collect()
+    }
+
+    /// How objects are written: parts, `create_only`, the check after the upload, the
+    /// storage class and the provenance metadata shared by every object.
+    fn object_options(&self, context: &SinkContext, format: &Format) -> ObjectOptions {
+        let metadata = self.object_metadata.then(|| {
+            vec![
+                ("sls-project", context.project.clone()),
+                ("sls-consumer-group", context.consumer_group.clone()),
+                ("format", format.name().to_owned()),
+                ("compression", self.compression_name().to_owned()),
+                (
+                    "writer",
+                    format!("siem-forwarder/{}", env!("CARGO_PKG_VERSION")),
+                ),
+            ]
+        });
+        ObjectOptions {
+            part_size: usize::try_from(self.upload.part_size.0).unwrap_or(usize::MAX),
+            part_concurrency: self.upload.part_concurrency,
+            create_only: self.create_only,
+            verify: self.verify_after_upload,
+            storage_class: self.storage_class.clone(),
+            metadata,
+        }
+    }
+
+    /// The `compression` setting's name, for the objects' metadata.
+    fn compression_name(&self) -> &'static str {
+        match self.compression {
+            CompressionSetting::Gzip => "gzip",
+            CompressionSetting::Zstd => "zstd",
+            CompressionSetting::Snappy => "snappy",
+            CompressionSetting::SnappyFramed => "snappy_framed",
+            CompressionSetting::Lz4 => "lz4",
+            CompressionSetting::None => "none",
+        }
     }
 
     /// The endpoint: configured, or derived from `provider` and `region`.
@@ -662,19 +850,25 @@ impl ObjectStorageSinkConfig {
             format!("{}://{}.{host}{port}", endpoint.scheme(), self.bucket)
         };
         let timeout = self.upload.timeout.0;
+        if !self.tls.verify {
+            tracing::warn!(sink = %name, "tls.verify = false: the bucket's certificate is not checked");
+        }
+        let connector = connector(
+            &self.tls,
+            &self.resolved().map_err(config_error)?,
+            timeout,
+            endpoint.scheme() == "https",
+        )
+        .map_err(|error| SinkError::Config(error.to_string()))?;
         let mut builder = AmazonS3Builder::new()
+            .with_http_connector(connector)
             .with_region(&self.region)
             .with_bucket_name(&self.bucket)
             .with_endpoint(store_endpoint)
             .with_virtual_hosted_style_request(!path_style)
             .with_access_key_id(access_key_id)
             .with_secret_access_key(secret_access_key.expose())
-            .with_client_options(
-                ClientOptions::new()
-                    .with_timeout(timeout)
-                    .with_connect_timeout(timeout.min(Duration::from_secs(30))),
-            )
-            // NOTE: after the client options, which would reset it.
+            // The requests go through `connector`; object_store still checks the scheme.
             .with_allow_http(endpoint.scheme() == "http")
             .with_retry(RetryConfig {
                 max_retries: self.upload.max_retries,
@@ -684,6 +878,16 @@ impl ObjectStorageSinkConfig {
         if let Some(token) = session_token {
             builder = builder.with_token(token.expose());
         }
+        builder = match (self.server_side_encryption, &self.kms_key_id) {
+            (None, _) => builder,
+            (Some(ServerSideEncryption::AwsKms), Some(key)) => builder.with_sse_kms_encryption(key),
+            (Some(encryption), _) => {
+                let key: AmazonS3ConfigKey = "aws_server_side_encryption"
+                    .parse()
+                    .expect("object_store knows aws_server_side_encryption");
+                builder.with_config(key, encryption.header_value())
+            }
+        };
         let store = builder.build().map_err(|error| {
             SinkError::Config(format!("cannot set up the bucket's client: {error}"))
         })?;
@@ -722,6 +926,7 @@ impl ObjectStorageSinkConfig {
                 format: layout.format.name(),
                 activity: SharedActivity::default(),
                 retry: (self.retry.initial.0, self.retry.max.0),
+                options: Arc::new(self.object_options(context, &layout.format)),
             },
             name,
             layout: Arc::new(layout),
@@ -758,6 +963,8 @@ fn check_bucket(bucket: &str) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     /// Settings for bucket `archive`, with region `us-east-1` and a loopback endpoint unless

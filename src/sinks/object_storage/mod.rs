@@ -6,6 +6,9 @@
 //! - `key`: object names (prefix, strftime partition, cursor-range id, extension).
 //! - `encode`: an object's body, encoded and compressed as logs are appended.
 //! - `rollover`: a shard's open files, ack splitting and the seal rules.
+//! - `http`: the HTTP client of the bucket's requests (`tls`, `resolve`).
+//! - `put`: one attempt at writing an object: PutObject or multipart, headers and metadata,
+//!   `create_only`, the check after the upload.
 //! - `upload`: storing an object, retried until stored; failure classes and health.
 //! - `sink`: the run loop (batches in, seals, uploads, memory budget) and what it publishes
 //!   (metrics, `/status`).
@@ -14,7 +17,9 @@
 mod activity;
 pub mod config;
 mod encode;
+mod http;
 mod key;
+mod put;
 mod rollover;
 mod sink;
 mod upload;

@@ -111,6 +111,14 @@ pub struct SealedObject {
     pub opened_at: Instant,
     /// One part of the ack of every batch with logs in it.
     pub acks: Vec<AckToken>,
+    /// The shard its logs come from.
+    pub shard: ShardKey,
+    /// Cursor of its first log group.
+    pub begin_cursor: String,
+    /// Cursor after its last log group.
+    pub end_cursor: String,
+    /// The id in its name.
+    pub id: ObjectId,
 }
 
 /// An open file as `/status` shows it.
@@ -342,6 +350,10 @@ impl ShardFiles {
             reason,
             opened_at: file.opened_at,
             acks: file.acks,
+            shard: self.shard.clone(),
+            begin_cursor: file.begin_cursor,
+            end_cursor: self.end_cursor.clone(),
+            id,
         })
     }
 }

@@ -382,6 +382,7 @@ mod tests {
     use crate::model::RecordsBuilder;
     use crate::sinks::object_storage::encode::{Compression, Format};
     use crate::sinks::object_storage::key::KeyTemplate;
+    use crate::sinks::object_storage::put::ObjectOptions;
     use crate::sinks::object_storage::rollover::{Limits, PartitionTime};
 
     fn sink(store: Arc<dyn ObjectStore>, limits: Limits, max_memory: u64) -> ObjectStorageSink {
@@ -394,6 +395,14 @@ mod tests {
                 format: "json",
                 retry: (Duration::from_millis(10), Duration::from_millis(50)),
                 activity: Default::default(),
+                options: Arc::new(ObjectOptions {
+                    part_size: 5 << 20,
+                    part_concurrency: 2,
+                    create_only: false,
+                    verify: false,
+                    storage_class: None,
+                    metadata: None,
+                }),
             },
             layout: Arc::new(Layout {
                 keys: KeyTemplate {

@@ -1,4 +1,5 @@
-//! Storing a sealed object: one PutObject per attempt, retried until the bucket confirmed it.
+//! Storing a sealed object: one write per attempt (see `put`: a PutObject, or a multipart
+//! upload above `upload.part_size`), retried until the bucket confirmed it.
 //! Transient failures (5xx, throttling, timeouts, connection errors) back off and retry; the
 //! sink turns unhealthy after a few in a row. Permanent ones (403, missing bucket, wrong region,
 //! bad request) turn it unhealthy at once, loudly, and retry at the slowest pace: the bucket
@@ -9,10 +10,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use object_store::path::Path;
-use object_store::{Attribute, Attributes, ObjectStore, PutOptions, PutPayload};
+use object_store::{Attribute, Attributes, ObjectStore};
 use tokio_util::sync::CancellationToken;
 
 use super::activity::{Activity, Finished, SharedActivity};
+use super::put::{sha256_hex, ObjectOptions, Written};
 use super::rollover::SealedObject;
 use crate::common::backoff::{sleep_or_cancel, Backoff};
 use crate::model::ack::AckToken;
@@ -56,6 +58,8 @@ pub struct Uploader {
     pub retry: (Duration, Duration),
     /// Uploads in flight and the last finished ones, for `/status`.
     pub activity: SharedActivity,
+    /// Parts, headers, `create_only` and the check after the upload.
+    pub options: Arc<ObjectOptions>,
 }
 
 impl std::fmt::Debug for Uploader {
@@ -78,9 +82,15 @@ impl Uploader {
     /// redelivered to the next owner of their shards).
     pub async fn store(&self, object: SealedObject, shutdown: &CancellationToken) -> bool {
         let path = Path::from(object.key.as_str());
-        let payload = PutPayload::from_bytes(object.body.clone());
+        let body = object.body.clone();
+        // Off the async threads: a digest of up to `max_bytes`. It fails only when the runtime
+        // shuts down, which drops the acks unsettled like a stop does.
+        let Ok(sha256) = tokio::task::spawn_blocking(move || sha256_hex(&body)).await else {
+            return false;
+        };
         let mut attributes = Attributes::new();
         attributes.insert(Attribute::ContentType, self.content_type.into());
+        self.options.describe(&mut attributes, &object, &sha256);
         let labels = SinkLabels::new(&self.sink);
         let mut backoff = Backoff::new(self.retry.0, self.retry.1);
         let started = Instant::now();
@@ -89,24 +99,20 @@ impl Uploader {
             change(&mut self.activity.lock().expect("archive activity lock"));
         };
         activity(&|upload| upload.started(&object.key, object.body.len() as u64, object.opened_at));
-        loop {
+        let written = loop {
             attempts += 1;
-            let options = PutOptions {
-                attributes: attributes.clone(),
-                ..PutOptions::default()
-            };
             let result = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => {
                     activity(&|upload| upload.abandoned(&object.key));
                     return false;
                 }
-                result = self.store.put_opts(&path, payload.clone(), options) => result,
+                result = self.attempt(&path, &object, &attributes, &sha256) => result,
             };
             let error = match result {
-                Ok(_) => {
+                Ok(written) => {
                     activity(&|upload| upload.attempted(&object.key, None));
-                    break;
+                    break written;
                 }
                 Err(error) => error,
             };
@@ -137,6 +143,9 @@ impl Uploader {
                 return false;
             }
             metrics().sink_retries.get_or_create(&labels).inc();
+        };
+        if written == Written::AlreadyStored {
+            tracing::info!(sink = %self.sink, key = %object.key, "the object was already stored (create_only): these logs are archived; acknowledging without writing");
         }
         // Counted before the acks settle, so whoever learns of the delivery sees them.
         metrics().count_delivered(&labels, object.logs as usize, object.body.len());
@@ -187,6 +196,25 @@ impl Uploader {
         object.acks.into_iter().for_each(AckToken::delivered);
         true
     }
+
+    /// One attempt: writes the object, then checks it when `verify_after_upload` is on.
+    async fn attempt(
+        &self,
+        path: &Path,
+        object: &SealedObject,
+        attributes: &Attributes,
+        sha256: &str,
+    ) -> object_store::Result<Written> {
+        let store = self.store.as_ref();
+        let written = self
+            .options
+            .write(store, path, object, attributes, sha256)
+            .await?;
+        if written == Written::Stored && self.options.verify {
+            self.options.verify(store, path, object, sha256).await?;
+        }
+        Ok(written)
+    }
 }
 
 /// Classifies a failed request by the status the store answered.
@@ -222,25 +250,73 @@ fn classify_text(text: &str) -> FailureClass {
 #[cfg(test)]
 mod tests {
     use std::collections::VecDeque;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Mutex;
+
+    use object_store::ObjectStoreExt as _;
 
     use async_trait::async_trait;
     use futures::stream::BoxStream;
     use object_store::memory::InMemory;
     use object_store::{
         CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta,
-        PutMultipartOptions, PutResult,
+        PutMultipartOptions, PutOptions, PutPayload, PutResult,
     };
 
     use super::*;
     use crate::model::ack::{self, DeliveryStatus};
+    use crate::model::batch::ShardKey;
+    use crate::sinks::object_storage::key::ObjectId;
     use crate::sinks::object_storage::rollover::SealReason;
 
-    /// A bucket in memory whose next PUTs fail with the given errors.
+    /// A bucket in memory whose next PUTs fail with the given errors, whose next
+    /// `short_puts` PUTs store all but the last byte, and whose multipart uploads go through
+    /// [`RecordedUpload`].
     #[derive(Debug, Default)]
     struct FailingStore {
         inner: InMemory,
         failures: Mutex<VecDeque<object_store::Error>>,
+        short_puts: AtomicUsize,
+        parts: Arc<PartLog>,
+    }
+
+    /// What multipart uploads did: the size of every part requested (in order), which part
+    /// numbers of an upload fail once, and how many uploads were aborted.
+    #[derive(Debug, Default)]
+    struct PartLog {
+        sizes: Mutex<Vec<usize>>,
+        fail_once: Mutex<Vec<usize>>,
+        aborts: AtomicUsize,
+    }
+
+    /// A multipart upload recording into a [`PartLog`].
+    #[derive(Debug)]
+    struct RecordedUpload {
+        inner: Box<dyn MultipartUpload>,
+        log: Arc<PartLog>,
+        next: usize,
+    }
+
+    #[async_trait]
+    impl MultipartUpload for RecordedUpload {
+        fn put_part(&mut self, data: PutPayload) -> object_store::UploadPart {
+            self.log.sizes.lock().unwrap().push(data.content_length());
+            let number = self.next;
+            self.next += 1;
+            let mut fail_once = self.log.fail_once.lock().unwrap();
+            if let Some(at) = fail_once.iter().position(|&part| part == number) {
+                fail_once.remove(at);
+                return Box::pin(async { Err(unavailable()) });
+            }
+            self.inner.put_part(data)
+        }
+        async fn complete(&mut self) -> object_store::Result<PutResult> {
+            self.inner.complete().await
+        }
+        async fn abort(&mut self) -> object_store::Result<()> {
+            self.log.aborts.fetch_add(1, Ordering::SeqCst);
+            self.inner.abort().await
+        }
     }
 
     impl std::fmt::Display for FailingStore {
@@ -258,17 +334,31 @@ mod tests {
             opts: PutOptions,
         ) -> object_store::Result<PutResult> {
             let failure = self.failures.lock().unwrap().pop_front();
-            match failure {
-                Some(error) => Err(error),
-                None => self.inner.put_opts(location, payload, opts).await,
+            if let Some(error) = failure {
+                return Err(error);
             }
+            let short = self
+                .short_puts
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            let payload = if short {
+                let body: bytes::Bytes = payload.into();
+                PutPayload::from_bytes(body.slice(..body.len() - 1))
+            } else {
+                payload
+            };
+            self.inner.put_opts(location, payload, opts).await
         }
         async fn put_multipart_opts(
             &self,
             location: &Path,
             opts: PutMultipartOptions,
         ) -> object_store::Result<Box<dyn MultipartUpload>> {
-            self.inner.put_multipart_opts(location, opts).await
+            Ok(Box::new(RecordedUpload {
+                inner: self.inner.put_multipart_opts(location, opts).await?,
+                log: self.parts.clone(),
+                next: 0,
+            }))
         }
         async fn get_opts(
             &self,
@@ -307,8 +397,8 @@ mod tests {
 
     fn uploader(name: &str, failures: Vec<object_store::Error>) -> (Uploader, Arc<FailingStore>) {
         let store = Arc::new(FailingStore {
-            inner: InMemory::new(),
             failures: Mutex::new(failures.into()),
+            ..FailingStore::default()
         });
         let uploader = Uploader {
             store: store.clone(),
@@ -317,6 +407,14 @@ mod tests {
             format: "json",
             retry: (Duration::from_millis(100), Duration::from_secs(1)),
             activity: SharedActivity::default(),
+            options: Arc::new(ObjectOptions {
+                part_size: 5 << 20,
+                part_concurrency: 2,
+                create_only: false,
+                verify: false,
+                storage_class: None,
+                metadata: Some(Vec::new()),
+            }),
         };
         (uploader, store)
     }
@@ -335,8 +433,152 @@ mod tests {
             reason: SealReason::Stop,
             opened_at: tokio::time::Instant::now(),
             acks: vec![token],
+            shard: ShardKey {
+                logstore: "audit".into(),
+                shard: 0,
+            },
+            begin_cursor: "MA==".into(),
+            end_cursor: "MQ==".into(),
+            id: ObjectId::Cursors { begin: 0, end: 1 },
         };
         (object, receiver)
+    }
+
+    /// An object of `size` bytes under a cursor-range name.
+    fn object_of(size: usize) -> (SealedObject, ack::AckReceiver) {
+        let (mut object, receiver) = object();
+        object.body = (0..size)
+            .map(|i| (i % 251) as u8)
+            .collect::<Vec<_>>()
+            .into();
+        (object, receiver)
+    }
+
+    async fn stored_body(store: &FailingStore, key: &str) -> bytes::Bytes {
+        let path = Path::from(key);
+        store.get(&path).await.unwrap().bytes().await.unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_large_object_goes_up_in_parts_of_part_size_and_a_failed_attempt_restarts() {
+        let (uploader, store) = uploader("archive-unit-multipart", Vec::new());
+        // The second part of the first attempt fails.
+        store.parts.fail_once.lock().unwrap().push(1);
+        let (object, receiver) = object_of(12 << 20);
+        let (key, body) = (object.key.clone(), object.body.clone());
+        assert!(uploader.store(object, &CancellationToken::new()).await);
+        assert_eq!(receiver.await, DeliveryStatus::Delivered);
+        assert_eq!(stored_body(&store, &key).await, body);
+        let (five, two) = (5 << 20, 2 << 20);
+        assert_eq!(
+            *store.parts.sizes.lock().unwrap(),
+            [five, five, two, five, five, two],
+            "parts of exactly part_size; the second attempt starts again from part 1"
+        );
+        assert_eq!(store.parts.aborts.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_object_up_to_part_size_is_one_put() {
+        let (uploader, store) = uploader("archive-unit-single", Vec::new());
+        let (object, receiver) = object_of(5 << 20);
+        let key = object.key.clone();
+        assert!(uploader.store(object, &CancellationToken::new()).await);
+        assert_eq!(receiver.await, DeliveryStatus::Delivered);
+        assert_eq!(stored_body(&store, &key).await.len(), 5 << 20);
+        assert!(store.parts.sizes.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn verification_after_upload_rewrites_an_object_stored_short() {
+        let (mut uploader, store) = uploader("archive-unit-verify", Vec::new());
+        store.short_puts.store(1, Ordering::SeqCst);
+        let mut options = (*uploader.options).clone();
+        options.verify = true;
+        uploader.options = Arc::new(options);
+        let (object, receiver) = object_of(1000);
+        let (key, body) = (object.key.clone(), object.body.clone());
+        assert!(uploader.store(object, &CancellationToken::new()).await);
+        assert_eq!(receiver.await, DeliveryStatus::Delivered);
+        assert_eq!(stored_body(&store, &key).await, body, "rewritten whole");
+        let retries = metrics()
+            .sink_retries
+            .get_or_create(&SinkLabels::new("archive-unit-verify"))
+            .get();
+        assert_eq!(retries, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn create_only_acknowledges_a_name_already_stored_without_writing() {
+        let (mut uploader, store) = uploader("archive-unit-create-only", Vec::new());
+        let mut options = (*uploader.options).clone();
+        options.create_only = true;
+        uploader.options = Arc::new(options);
+        for size in [1000, 12 << 20] {
+            let (object, receiver) = object_of(size);
+            let path = Path::from(object.key.as_str());
+            store.inner.put(&path, "earlier".into()).await.unwrap();
+            assert!(uploader.store(object, &CancellationToken::new()).await);
+            assert_eq!(receiver.await, DeliveryStatus::Delivered);
+            assert_eq!(
+                stored_body(&store, path.as_ref()).await.as_ref(),
+                b"earlier",
+                "{size} bytes: the stored object is kept"
+            );
+        }
+        assert!(store.parts.sizes.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn create_only_under_a_random_name_acknowledges_only_the_same_body() {
+        let (mut uploader, store) = uploader("archive-unit-create-only-random", Vec::new());
+        let mut options = (*uploader.options).clone();
+        options.create_only = true;
+        uploader.options = Arc::new(options);
+        let random = |object: &mut SealedObject| {
+            object.id = ObjectId::Random {
+                opened_nanos: 1,
+                nonce: 2,
+            };
+        };
+        // An earlier attempt of ours stored the same body (the answer was lost): acknowledged.
+        let (mut same, receiver) = object_of(1000);
+        random(&mut same);
+        let mut attributes = Attributes::new();
+        attributes.insert(
+            Attribute::Metadata(crate::sinks::object_storage::put::SHA256_METADATA.into()),
+            sha256_hex(&same.body).into(),
+        );
+        let path = Path::from(same.key.as_str());
+        let options = object_store::PutOptions {
+            attributes,
+            ..Default::default()
+        };
+        store
+            .inner
+            .put_opts(&path, same.body.clone().into(), options)
+            .await
+            .unwrap();
+        assert!(uploader.store(same, &CancellationToken::new()).await);
+        assert_eq!(receiver.await, DeliveryStatus::Delivered);
+        // Another object holds the name: never acknowledged, never overwritten.
+        store.inner.put(&path, "other".into()).await.unwrap();
+        let (mut other, mut receiver) = object_of(1000);
+        random(&mut other);
+        let stop = CancellationToken::new();
+        let task = tokio::spawn({
+            let (uploader, stop) = (uploader.clone(), stop.clone());
+            async move { uploader.store(other, &stop).await }
+        });
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert_eq!(receiver.try_outcome(), None);
+        assert!(matches!(
+            health().get(&uploader.health_key()),
+            Some(HealthState::Unhealthy(reason)) if reason.contains("taken")
+        ));
+        stop.cancel();
+        assert!(!task.await.unwrap());
+        assert_eq!(stored_body(&store, path.as_ref()).await.as_ref(), b"other");
     }
 
     fn unavailable() -> object_store::Error {
