@@ -42,6 +42,10 @@ Options:
   --max-fetch-groups N  consumer.max_fetch_groups of the generated configs (default: not set)
   --hec-latency MS      the HEC receivers answer each data request after MS milliseconds, as a
                         distant collector (e.g. 150 for Splunk Cloud from on-premises)
+  --syslog-latency MS   the syslog receivers (rfc5424-tcp, cef-tls) are MS ms away: each read is handled
+                        MS ms later and at most one TCP window waits (the smaller of the kernel's
+                        tcp_wmem/tcp_rmem maxima), so one connection moves at most a window per MS
+  --syslog-window BYTES that window instead
   --ack-poll DURATION   ack_poll_interval of the hec-ack case (default 100ms)
   --perf                perf record each forwarder (dwarf call graphs): WORK/CASE.perf.data and a
                         hot-spot summary WORK/CASE.perf.txt (the figures then include perf's overhead)
@@ -75,7 +79,7 @@ while [[ $# -gt 0 ]]; do
         -h|--help) usage; exit 0 ;;
         --quick) logs=100000; python_seconds=${python_seconds:-30}; shift ;;
         --logs) logs="$2"; shift 2 ;;
-        --cases|--python-cases|--max-inflight|--max-fetch-groups|--ack-poll|--discard-format|--hec-latency) driver_args+=("$1" "$2"); shift 2 ;;
+        --cases|--python-cases|--max-inflight|--max-fetch-groups|--ack-poll|--discard-format|--hec-latency|--syslog-latency|--syslog-window) driver_args+=("$1" "$2"); shift 2 ;;
         --python-seconds) python_seconds="$2"; shift 2 ;;
         --refill|--perf) driver_args+=("$1"); shift ;;
         --data-dir) data_dir="$2"; shift 2 ;;

@@ -267,6 +267,14 @@ def cases(certs, discard_format, hec_latency_ms=0):
     }
 
 
+def with_syslog_latency(args, receiver_argv):
+    """The receiver argv of a case, with --syslog-latency/--syslog-window applied to syslog receivers."""
+    if not args.syslog_latency or not receiver_argv or receiver_argv[0] != "syslog":
+        return receiver_argv
+    extra = ["--latency-ms", str(args.syslog_latency)]
+    return receiver_argv + extra + (["--window", str(args.syslog_window)] if args.syslog_window else [])
+
+
 PY_CASES = {
     "py-syslog-tcp": (["syslog", "--framing", "lf"], "syslog", "rfc5424-tcp"),
     "py-hec": (["hec"], "hec", "hec-gzip"),
@@ -483,6 +491,9 @@ def main():
     p.add_argument("--ack-poll", default="100ms")
     p.add_argument("--max-fetch-groups", type=int, default=0, help="consumer.max_fetch_groups (default: the product's)")
     p.add_argument("--hec-latency", type=float, default=0, help="HEC receivers answer data requests after this many ms")
+    p.add_argument("--syslog-latency", type=float, default=0,
+                   help="syslog receivers handle each read after this many ms, one TCP window at a time")
+    p.add_argument("--syslog-window", type=int, default=0, help="bytes in flight with --syslog-latency (default: kernel's)")
     p.add_argument("--discard-format", default="none", choices=["none", "rfc5424", "rfc3164", "json", "cef", "leef"])
     p.add_argument("--refill", action="store_true")
     p.add_argument("--perf", action="store_true", help="perf record -g the forwarder of every case")
@@ -504,6 +515,7 @@ def main():
         results = {}
         for name in wanted:
             receiver_argv, sink, _ = all_cases[name]
+            receiver_argv = with_syslog_latency(args, receiver_argv)
             results[name] = row(name, run_case(args, args.work, server, port, info, name, receiver_argv, sink))
             log("  " + fmt(results[name]))
         for name in py_wanted:
@@ -537,6 +549,9 @@ def main():
     lines.append("- consumer limits: %s; HEC receivers answer after %s." % (
         consumer_limits(args).strip().replace("\n", ", ") or "the product's defaults",
         "%g ms" % args.hec_latency if args.hec_latency else "no added delay"))
+    if args.syslog_latency:
+        lines.append("- syslog receivers: %g ms away, one TCP window (%s) in flight." % (
+            args.syslog_latency, "%d bytes" % args.syslog_window if args.syslog_window else "the kernel's largest"))
     lines.append("- Python reference (official SDK `ConsumerWorker`, `py_reference.py`): time-boxed to %ds (or all logs, "
                  "whichever first); rates from what it delivered in that time, CPU of the Python process only."
                  % args.python_seconds)

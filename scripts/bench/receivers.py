@@ -14,6 +14,9 @@ They stop on SIGTERM/SIGINT or after --max-seconds (default 3600), whichever com
       lf:    one message per line; counts newlines with bytes.count (almost free: this is the
              "discard" receiver).
       --count-marker M: discard mode, counts occurrences of M (e.g. " <14>1 ") instead of parsing.
+      --latency-ms MS [--window BYTES]: a receiver MS ms away: reads are handled MS ms later and
+             reading pauses while BYTES wait (default: the smaller of the kernel's tcp_wmem and
+             tcp_rmem maxima, the window one TCP connection reaches), so at most BYTES move per MS.
   receivers.py hec --port P --stats F [--ack]
       POST /services/collector/event[/1.0]: decodes gzip (Content-Encoding), counts events as
       occurrences of '{"time":' (every envelope starts with it; inside JSON strings the quotes
@@ -133,6 +136,63 @@ class LineCounted(asyncio.Protocol):
         self.stats.events += data.count(b"\n")
 
 
+class Delayed(asyncio.Protocol):
+    """A syslog receiver `latency` seconds away over one TCP connection: every read is handed
+    to the inner protocol `latency` later, and reading pauses while `window` bytes wait. A
+    sender can have no more than one window of data unacknowledged, acknowledgements come a
+    round trip later, so at most `window` bytes move per `latency`, as over a real link."""
+
+    def __init__(self, inner, latency, window):
+        self.inner = inner
+        self.latency = latency
+        self.window = window
+        self.waiting = 0
+        self.transport = None
+        self.paused = False
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        self.waiting += len(data)
+        asyncio.get_running_loop().call_later(self.latency, self.deliver, data)
+        if self.waiting >= self.window and not self.paused:
+            self.paused = True
+            self.transport.pause_reading()
+
+    def deliver(self, data):
+        self.waiting -= len(data)
+        self.inner.data_received(data)
+        if self.paused and self.waiting < self.window and not self.transport.is_closing():
+            self.paused = False
+            self.transport.resume_reading()
+
+
+def default_window():
+    """The largest window one Linux TCP connection reaches with default settings: unacknowledged
+    data must fit the sender's send buffer (tcp_wmem max) and the receiver's buffer (tcp_rmem
+    max)."""
+    limits = []
+    for name in ("tcp_wmem", "tcp_rmem"):
+        try:
+            with open("/proc/sys/net/ipv4/" + name) as f:
+                limits.append(int(f.read().split()[2]))
+        except (OSError, ValueError, IndexError):
+            pass
+    return min(limits) if limits else 4 << 20
+
+
+def delayed_syslog(factory, args):
+    """Wraps the syslog protocol factory in `Delayed` when --latency-ms is set."""
+    if not args.latency_ms:
+        return factory
+    window = args.window or default_window()
+    log_line = "syslog receiver: %g ms away, window %d bytes (at most %.1f MiB/s)" % (
+        args.latency_ms, window, window / 2**20 / (args.latency_ms / 1000.0))
+    print(log_line, file=sys.stderr, flush=True)
+    return lambda: Delayed(factory(), args.latency_ms / 1000.0, window)  # noqa: E731
+
+
 # ---------------------------------------------------------------- HEC
 
 SUCCESS = b'{"text":"Success","code":0}'
@@ -241,6 +301,7 @@ async def serve(args):
             factory = lambda: OctetCounted(stats)  # noqa: E731
         else:
             factory = lambda: LineCounted(stats)  # noqa: E731
+        factory = delayed_syslog(factory, args)
     else:
         state = {}
         factory = lambda: Hec(stats, args.ack, state, args.latency_ms / 1000.0)  # noqa: E731
@@ -273,6 +334,10 @@ def main():
             p.add_argument("--tls-cert")
             p.add_argument("--tls-key")
             p.add_argument("--count-marker", help="discard mode: count this marker instead of parsing frames")
+            p.add_argument("--latency-ms", type=float, default=0.0,
+                           help="handle each read this many milliseconds later (a distant receiver)")
+            p.add_argument("--window", type=int, default=0,
+                           help="with --latency-ms, bytes that may wait (default: the kernel's largest TCP window)")
         else:
             p.add_argument("--ack", action="store_true")
             p.add_argument("--latency-ms", type=float, default=0.0,

@@ -165,6 +165,10 @@ fn truncate_chars(value: &str, max_chars: usize) -> &str {
     if value.len() <= max_chars {
         return value;
     }
+    // Mostly ASCII: then the cut lies at byte `max_chars`, which starts a character.
+    if value.as_bytes()[..max_chars].is_ascii() {
+        return &value[..max_chars];
+    }
     value
         .char_indices()
         .nth(max_chars)
@@ -176,36 +180,66 @@ fn is_cef_severity(value: &str) -> bool {
         || value.parse::<u8>().is_ok_and(|number| number <= 10)
 }
 
+/// The four special bytes of one part of a CEF event and what each is written as.
+struct Escapes {
+    bytes: [u8; 4],
+    replacements: [&'static [u8]; 4],
+}
+
+/// Header values: `\` and `|` escaped, CR/LF replaced by a space.
+const HEADER_ESCAPES: Escapes = Escapes {
+    bytes: [b'\\', b'|', b'\n', b'\r'],
+    replacements: [b"\\\\", b"\\|", b" ", b" "],
+};
+
+/// Extension values: `\` and `=` escaped, CR/LF as the two characters `\r`/`\n`.
+const EXTENSION_ESCAPES: Escapes = Escapes {
+    bytes: [b'\\', b'=', b'\n', b'\r'],
+    replacements: [b"\\\\", b"\\=", b"\\n", b"\\r"],
+};
+
+impl Escapes {
+    /// Writes `value` with every special byte replaced. The clean runs between special bytes
+    /// are found with SIMD searches (`memchr3` for three of the bytes, `memchr` for the
+    /// fourth), each searched again only once passed, and copied whole.
+    fn write(&self, value: &[u8], out: &mut Vec<u8>) {
+        let [a, b, c, d] = self.bytes;
+        let next_three = |from: usize| memchr::memchr3(a, b, c, &value[from..]).map(|at| at + from);
+        let next_fourth = |from: usize| memchr::memchr(d, &value[from..]).map(|at| at + from);
+        let (mut three, mut fourth) = (next_three(0), next_fourth(0));
+        let mut clean_from = 0;
+        loop {
+            let at = match (three, fourth) {
+                (None, None) => break,
+                (Some(at), None) | (None, Some(at)) => at,
+                (Some(x), Some(y)) => x.min(y),
+            };
+            out.extend_from_slice(&value[clean_from..at]);
+            out.extend_from_slice(self.replacement(value[at]));
+            clean_from = at + 1;
+            if three == Some(at) {
+                three = next_three(clean_from);
+            } else {
+                fourth = next_fourth(clean_from);
+            }
+        }
+        out.extend_from_slice(&value[clean_from..]);
+    }
+
+    fn replacement(&self, special: u8) -> &'static [u8] {
+        let index = self.bytes.iter().position(|&byte| byte == special);
+        self.replacements[index.unwrap_or(0)]
+    }
+}
+
 /// Writes a header value: `\` and `|` escaped, CR/LF replaced by a space, at most `max_chars`.
 fn write_header_value(value: &str, max_chars: usize, out: &mut Vec<u8>) {
-    let mut buffer = [0u8; 4];
-    for character in value.chars().take(max_chars) {
-        match character {
-            '\\' => out.extend_from_slice(b"\\\\"),
-            '|' => out.extend_from_slice(b"\\|"),
-            '\r' | '\n' => out.push(b' '),
-            other => out.extend_from_slice(other.encode_utf8(&mut buffer).as_bytes()),
-        }
-    }
+    HEADER_ESCAPES.write(truncate_chars(value, max_chars).as_bytes(), out);
 }
 
 /// Writes an extension value: `\` and `=` escaped, CR/LF as the two characters `\r`/`\n`.
 fn write_extension_value(value: &str, out: &mut Vec<u8>) {
-    let bytes = value.as_bytes();
-    let mut clean_from = 0;
-    for (index, &byte) in bytes.iter().enumerate() {
-        let escaped: &[u8] = match byte {
-            b'\\' => b"\\\\",
-            b'=' => b"\\=",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            _ => continue,
-        };
-        out.extend_from_slice(&bytes[clean_from..index]);
-        out.extend_from_slice(escaped);
-        clean_from = index + 1;
-    }
-    out.extend_from_slice(&bytes[clean_from..]);
+    EXTENSION_ESCAPES.write(value.as_bytes(), out);
 }
 
 #[cfg(test)]
@@ -332,6 +366,59 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with(&format!("VendorPolicyText={long_custom}")));
+    }
+
+    /// The character-by-character definitions the fast writers must match.
+    fn reference_escape(value: &str, escape: impl Fn(char) -> Option<&'static str>) -> String {
+        value
+            .chars()
+            .map(|character| escape(character).map_or_else(|| character.to_string(), Into::into))
+            .collect()
+    }
+
+    fn reference_header_value(value: &str, max_chars: usize) -> String {
+        let kept: String = value.chars().take(max_chars).collect();
+        reference_escape(&kept, |character| match character {
+            '\\' => Some("\\\\"),
+            '|' => Some("\\|"),
+            '\r' | '\n' => Some(" "),
+            _ => None,
+        })
+    }
+
+    fn reference_extension_value(value: &str) -> String {
+        reference_escape(value, |character| match character {
+            '\\' => Some("\\\\"),
+            '=' => Some("\\="),
+            '\n' => Some("\\n"),
+            '\r' => Some("\\r"),
+            _ => None,
+        })
+    }
+
+    fn written(write: impl FnOnce(&mut Vec<u8>)) -> String {
+        let mut out = Vec::new();
+        write(&mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn fast_writers_match_the_character_definitions(
+            value in "[\\\\|=\r\na-zé😀 ]{0,80}|\\PC{0,80}",
+            max_chars in 0usize..90,
+        ) {
+            proptest::prop_assert_eq!(
+                written(|out| write_header_value(&value, max_chars, out)),
+                reference_header_value(&value, max_chars)
+            );
+            proptest::prop_assert_eq!(
+                written(|out| write_extension_value(&value, out)),
+                reference_extension_value(&value)
+            );
+            let kept: String = value.chars().take(max_chars).collect();
+            proptest::prop_assert_eq!(truncate_chars(&value, max_chars), kept.as_str());
+        }
     }
 
     #[test]

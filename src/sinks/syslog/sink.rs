@@ -103,7 +103,8 @@ struct SyslogDelivery {
     backoff: Backoff,
     labels: SinkLabels,
     health_key: String,
-    /// Reused buffer for one encoded message.
+    /// Reused buffer for one encoded UDP datagram (stream messages are encoded in place in
+    /// `chunk`).
     message: Vec<u8>,
     /// Reused buffer for framed messages not yet written.
     chunk: Vec<u8>,
@@ -235,9 +236,8 @@ impl SyslogDelivery {
         written.bytes = 0;
         chunk.clear();
         for (index, record) in records.iter().enumerate() {
-            message.clear();
-            sink.encoder.encode(&record, message);
-            sink.framing.frame(message, chunk);
+            sink.framing
+                .encode_framed(chunk, |out| sink.encoder.encode(&record, out));
             if chunk.len() >= WRITE_CHUNK || index + 1 == records.len() {
                 send_within(connection, chunk, timeout, address).await?;
                 written.bytes += chunk.len();
