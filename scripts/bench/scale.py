@@ -82,7 +82,8 @@ def backlog_logs(gib):
 def start_server(args, plan):
     port = free_port()
     argv = [args.bin, "local-server", "--listen", "127.0.0.1:%d" % port, "--data-dir", args.data_dir,
-            "--project", PROJECT, "--access-key-id", AK_ID, "--access-key-secret", AK_SECRET]
+            "--project", PROJECT, "--access-key-id", AK_ID, "--access-key-secret", AK_SECRET,
+            "--max-connections", str(args.server_max_connections)]
     for name, (shards, _) in sorted(plan.items()):
         argv += ["--logstore", "%s:%d" % (name, shards)]
     server = spawn(argv, os.path.join(args.work, "local-server.log"))
@@ -226,6 +227,7 @@ def run_group(args, server, label, logstores, shards, logs, raw, processes):
                            os.path.join(args.work, "%s-p%d-%d.log" % (label, processes, i))))
     balanced_at = done_at = None
     hwm = [0] * processes
+    peak_socks = [0] * processes
     delivered = 0
     deadline = t0 + args.timeout
     last_report = t0
@@ -234,6 +236,7 @@ def run_group(args, server, label, logstores, shards, logs, raw, processes):
             if p.poll() is not None:
                 raise SystemExit("%s: forwarder %d exited (%s); see its log in %s" % (label, i, p.returncode, args.work))
             hwm[i] = max(hwm[i], vm_hwm_kib(p.pid))
+            peak_socks[i] = max(peak_socks[i], sockets(p.pid) or 0)
         now = time.monotonic()
         if done_at is None:
             counts = [delivered_events(port) for port in ports]
@@ -284,7 +287,7 @@ def run_group(args, server, label, logstores, shards, logs, raw, processes):
         "raw": raw, "balanced_s": balanced_at - t0, "done_s": done_at - t0,
         "mibs": raw / 2**20 / (done_at - t0), "busy_cpu": sum(busy_cpu),
         "idle_pct": [100 * x for x in idle], "server_idle_pct": 100 * (server_idle1 - server_idle0) / window,
-        "window": window, "rss": rss, "sockets": socks, "duplicates": max(0, final - logs),
+        "window": window, "rss": rss, "sockets": socks, "peak_sockets": peak_socks, "duplicates": max(0, final - logs),
         "stable": still_balanced, "server_cpu": server_idle0 - server_cpu0,
         # The log service's request rate at rest, from the product's pacing: one PullLogs per held
         # shard per fetch_interval (1 s), one heartbeat per logstore per heartbeat_interval (20 s).
@@ -296,18 +299,19 @@ def run_group(args, server, label, logstores, shards, logs, raw, processes):
 
 def group_row(r):
     return ("| {logstores} x {per} | {processes} | {balanced_s:.1f} | {done_s:.1f} | {mibs:.0f} | {per_core} "
-            "| {idle} | {idle_max:.2f} | {srv:.2f} | {req:.0f} | {rss:.0f} | {rss_max:.0f} | {socks} | {dup:,} |").format(
+            "| {idle} | {idle_max:.2f} | {srv:.2f} | {req:.0f} | {rss:.0f} | {rss_max:.0f} | {socks} | {peak_socks} | {dup:,} |").format(
         logstores=r["logstores"], per=r["shards"] // r["logstores"], processes=r["processes"], balanced_s=r["balanced_s"], done_s=r["done_s"],
         mibs=r["mibs"], per_core="%.0f" % (r["raw"] / 2**20 / r["busy_cpu"]) if r["busy_cpu"] else "-",
         idle="%.2f" % (sum(r["idle_pct"]) / len(r["idle_pct"])), idle_max=max(r["idle_pct"]),
         srv=r["server_idle_pct"], req=r["requests_per_s"][0], rss=sum(r["rss"]) / len(r["rss"]), rss_max=max(r["rss"]),
-        socks="/".join(str(s) for s in r["sockets"]), dup=r["duplicates"]) + ("" if r["stable"] else " (unbalanced at the end)")
+        socks="/".join(str(s) for s in r["sockets"]),
+        peak_socks="/".join(str(s) for s in r.get("peak_sockets", [])) or "-", dup=r["duplicates"]) + ("" if r["stable"] else " (unbalanced at the end)")
 
 
 GROUP_HEADER = ("| logstores x shards | processes | balanced after s | all delivered after s | raw MiB/s "
                 "| MiB/s per core | idle CPU % per process (mean) | idle CPU % (max) | log service idle CPU % "
-                "| pulls+heartbeats/s per process | peak RSS MiB (mean) | peak RSS MiB (max) | sockets per process "
-                "| duplicates |")
+                "| pulls+heartbeats/s per process | peak RSS MiB (mean) | peak RSS MiB (max) | sockets per process at rest "
+                "| peak sockets per process | duplicates |")
 
 
 # ------------------------------------------------------------------ the stalled SIEM
@@ -470,6 +474,8 @@ def main():
     p.add_argument("--backlog", default="0.1,1,4", help="GiB per backlog row")
     p.add_argument("--stall-seconds", type=float, default=60)
     p.add_argument("--timeout", type=int, default=900, help="per row")
+    p.add_argument("--server-max-connections", type=int, default=1024,
+                   help="local-server --max-connections (its default, 256, is below what 256 shards open at start)")
     p.add_argument("--results", help="write the Markdown section here")
     p.add_argument("--command-line", default="scripts/bench.sh --scale")
     args = p.parse_args()
