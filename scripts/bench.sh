@@ -56,12 +56,13 @@ Options:
                         defaults): shards 16/64/256 with 1, 2 and 4 processes in one group, 1/8/32
                         logstores in one process, and a 0.1/1/4 GiB backlog with one SIEM stalled
                         for a minute; time until balanced, idle CPU, sockets, peak RSS, throughput.
-                        About 40 minutes on 2 cores, plus filling ~6 GiB of data once
+                        About 30 minutes on 2 cores, plus filling ~7.5 GiB of data once
                         (target/bench/scale-data). Options after `--` go to scale.py: --parts,
                         --shards, --processes, --logstores, --logs, --idle-seconds, --backlog (GiB),
                         --stall-seconds (`python3 scripts/bench/scale.py --help`)
   --scale-quick         a small cost curve in a few minutes (16/256 shards, 1 and 4 processes,
-                        1/32 logstores, 20 MiB and 100 MiB backlogs stalled 15 s, 20,000 logs)
+                        1/32 logstores, 20 MiB and 100 MiB backlogs stalled 15 s, 20,000 logs;
+                        data in target/bench/scale-quick-data)
   -h, --help            this text
 
 Needs: cargo (builds target/release/siem-forwarder when missing), python3 >= 3.9, openssl, and
@@ -117,12 +118,14 @@ if [[ ! -x "$bin" ]]; then
     exit 1
 fi
 if [[ -n "$scale" ]]; then
+    scale_data=target/bench/scale-data
+    [[ "$scale" == quick ]] && scale_data=target/bench/scale-quick-data
     [[ "$scale" == quick ]] && scale_args=(--shards 16,256 --processes 1,4 --logstores 1,32 --logs 20000
         --idle-seconds 10 --backlog 0.02,0.1 --stall-seconds 15 "${scale_args[@]}")
     [[ $write_results -eq 1 ]] && scale_args+=(--results scripts/bench/RESULTS.md)
     mkdir -p "$work"
     exec python3 scripts/bench/scale.py --bin "$bin" --work "$work/scale" \
-        --data-dir "${data_dir_given:-target/bench/scale-data}" --command-line "$command_line" "${scale_args[@]}"
+        --data-dir "${data_dir_given:-$scale_data}" --command-line "$command_line" "${scale_args[@]}"
 fi
 scripts/setup-python-sdk.sh
 
