@@ -60,7 +60,7 @@ Options:
                         (target/bench/scale-data). Options after `--` go to scale.py: --parts,
                         --shards, --processes, --logstores, --logs, --idle-seconds, --backlog (GiB),
                         --stall-seconds (`python3 scripts/bench/scale.py --help`)
-  --scale-quick         a small cost curve in a few minutes (16/256 shards, 1 and 4 processes,
+  --scale-quick         a small cost curve in about 3 minutes (16/256 shards, 1 and 4 processes,
                         1/32 logstores, 20 MiB and 100 MiB backlogs stalled 15 s, 20,000 logs;
                         data in target/bench/scale-quick-data)
   -h, --help            this text
@@ -116,6 +116,10 @@ fi
 if [[ ! -x "$bin" ]]; then
     echo "bench.sh: $bin is not an executable" >&2
     exit 1
+fi
+if [[ -z "$scale" && ${#scale_args[@]} -gt 0 ]]; then
+    echo "bench.sh: options after -- are for --scale or --scale-quick" >&2
+    exit 2
 fi
 if [[ -n "$scale" ]]; then
     scale_data=target/bench/scale-data
