@@ -149,6 +149,13 @@ def delivered_events(port):
                if line.startswith("siem_forwarder_sink_delivered_events_total{"))
 
 
+def inflight_bytes(port):
+    """The forwarder's `inflight_bytes` gauge: raw bytes of the batches the budget counts."""
+    text = http_get("http://127.0.0.1:%d/metrics" % port) or ""
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("siem_forwarder_inflight_bytes"))
+
+
 def held_shards(port):
     """(logstore, shard) pairs this process holds and is not giving away, from its /status."""
     text = http_get("http://127.0.0.1:%d/status" % port)
@@ -376,6 +383,7 @@ def run_backlog(args, server, gib, logs, raw):
     stall_from = min(logs // 10, 50_000)
     stall_at = resumed_at = None
     hwm = 0
+    peak_inflight = 0.0
     rss_series = []
     syslog_at_stall = syslog_at_resume = hec_at_stall = 0
     deadline = t0 + args.timeout + args.stall_seconds
@@ -398,6 +406,7 @@ def run_backlog(args, server, gib, logs, raw):
                 % (syslog_at_resume - syslog_at_stall, hwm / 1024))
         if int(now - t0) > len(rss_series):
             rss_series.append((now - t0, current_rss_kib(fwd.pid)))
+            peak_inflight = max(peak_inflight, inflight_bytes(telemetry))
         if resumed_at is not None and s.get("events", 0) >= logs and h.get("events", 0) >= logs:
             break
         if now > deadline:
@@ -417,7 +426,7 @@ def run_backlog(args, server, gib, logs, raw):
     stall_rss = max((r for t, r in rss_series if stall_at - t0 <= t <= resumed_at - t0), default=0)
     result = {"label": label, "gib": gib, "logs": logs, "raw": raw, "rss": hwm / 1024, "stall_rss": stall_rss / 1024,
               "syslog_during_stall": syslog_at_resume - syslog_at_stall, "done_s": done, "cpu": cpu,
-              "stall_after_s": stall_at - t0}
+              "stall_after_s": stall_at - t0, "inflight_mib": peak_inflight / 2**20}
     log("  " + backlog_row(result))
     return result
 
@@ -434,12 +443,13 @@ def current_rss_kib(pid):
 
 
 BACKLOG_HEADER = ("| backlog | logs | HEC stalled after s | logs to the healthy syslog receiver during the stall "
-                  "| peak RSS during the stall MiB | peak RSS MiB | all delivered to both after s | forwarder CPU s |")
+                  "| peak RSS during the stall MiB | peak RSS MiB | peak in-flight MiB (budget) | all delivered to both after s "
+                  "| forwarder CPU s |")
 
 
 def backlog_row(r):
     return ("| {gib:g} GiB ({raw_mib:.0f} MiB raw) | {logs:,} | {stall_after_s:.1f} | {syslog_during_stall:,} "
-            "| {stall_rss:.0f} | {rss:.0f} | {done_s:.0f} | {cpu:.1f} |").format(raw_mib=r["raw"] / 2**20, **r)
+            "| {stall_rss:.0f} | {rss:.0f} | {inflight_mib:.0f} | {done_s:.0f} | {cpu:.1f} |").format(raw_mib=r["raw"] / 2**20, **r)
 
 
 # ------------------------------------------------------------------ main
