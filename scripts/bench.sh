@@ -6,6 +6,7 @@ set -euo pipefail
 usage() {
     cat <<'EOF'
 Usage: scripts/bench.sh [--quick] [--logs N] [options]
+       scripts/bench.sh --scale|--scale-quick [--bin PATH] [--write-results] [-- SCALE_OPTIONS]
 
 End-to-end throughput of `siem-forwarder run` on one box, next to a Python reference built on the
 official aliyun-log-python-sdk ConsumerWorker (what the seed's forwarders do).
@@ -55,6 +56,17 @@ Options:
   --data-dir DIR        where the local server keeps the data (default target/bench/data-N)
   --work DIR            configs, logs and receiver stats (default target/bench/run)
   --write-results       also write the table to scripts/bench/RESULTS.md
+  --scale               the cost curve instead (scripts/bench/scale.py, on the product's consumer
+                        defaults): shards 16/64/256 with 1, 2 and 4 processes in one group, 1/8/32
+                        logstores in one process, and a 0.1/1/4 GiB backlog with one SIEM stalled
+                        for a minute; time until balanced, idle CPU, sockets, peak RSS, throughput.
+                        About 30 minutes on 2 cores, plus filling ~7.5 GiB of data once
+                        (target/bench/scale-data). Options after `--` go to scale.py: --parts,
+                        --shards, --processes, --logstores, --logs, --idle-seconds, --backlog (GiB),
+                        --stall-seconds (`python3 scripts/bench/scale.py --help`)
+  --scale-quick         a small cost curve in about 3 minutes (16/256 shards, 1 and 4 processes,
+                        1/32 logstores, 20 MiB and 100 MiB backlogs stalled 15 s, 20,000 logs;
+                        data in target/bench/scale-quick-data)
   -h, --help            this text
 
 Needs: cargo (builds target/release/siem-forwarder when missing), python3 >= 3.9, openssl, and
@@ -74,6 +86,9 @@ write_results=0
 data_dir=""
 work="target/bench/run"
 bin=""
+data_dir_given=""
+scale=""
+scale_args=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
         -h|--help) usage; exit 0 ;;
@@ -82,10 +97,13 @@ while [[ $# -gt 0 ]]; do
         --cases|--python-cases|--max-inflight|--max-fetch-groups|--ack-poll|--discard-format|--hec-latency|--syslog-latency|--syslog-window) driver_args+=("$1" "$2"); shift 2 ;;
         --python-seconds) python_seconds="$2"; shift 2 ;;
         --refill|--perf) driver_args+=("$1"); shift ;;
-        --data-dir) data_dir="$2"; shift 2 ;;
+        --data-dir) data_dir="$2"; data_dir_given="$2"; shift 2 ;;
         --bin) bin="$2"; shift 2 ;;
         --work) work="$2"; shift 2 ;;
         --write-results) write_results=1; shift ;;
+        --scale) scale=full; shift ;;
+        --scale-quick) scale=quick; shift ;;
+        --) shift; scale_args+=("$@"); break ;;
         *) echo "bench.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -102,6 +120,20 @@ fi
 if [[ ! -x "$bin" ]]; then
     echo "bench.sh: $bin is not an executable" >&2
     exit 1
+fi
+if [[ -z "$scale" && ${#scale_args[@]} -gt 0 ]]; then
+    echo "bench.sh: options after -- are for --scale or --scale-quick" >&2
+    exit 2
+fi
+if [[ -n "$scale" ]]; then
+    scale_data=target/bench/scale-data
+    [[ "$scale" == quick ]] && scale_data=target/bench/scale-quick-data
+    [[ "$scale" == quick ]] && scale_args=(--shards 16,256 --processes 1,4 --logstores 1,32 --logs 20000
+        --idle-seconds 10 --backlog 0.02,0.1 --stall-seconds 15 "${scale_args[@]}")
+    [[ $write_results -eq 1 ]] && scale_args+=(--results scripts/bench/RESULTS.md)
+    mkdir -p "$work"
+    exec python3 scripts/bench/scale.py --bin "$bin" --work "$work/scale" \
+        --data-dir "${data_dir_given:-$scale_data}" --command-line "$command_line" "${scale_args[@]}"
 fi
 scripts/setup-python-sdk.sh
 
