@@ -188,6 +188,11 @@ fn systemd_unit_validates_first_and_outwaits_the_drain() {
     assert!(value(&text, "ExecStartPre", '=').ends_with(&format!("validate {config}")));
     assert!(value(&text, "ExecStart", '=').ends_with(&format!("run {config}")));
     assert_eq!(value(&text, "KillSignal", '='), "SIGTERM");
+    let open_files: u64 = value(&text, "LimitNOFILE", '=').parse().unwrap();
+    assert!(
+        open_files >= 16_384,
+        "LimitNOFILE={open_files}: a process holding hundreds of shards needs more than 1024"
+    );
     assert_eq!(value(&text, "User", '='), "siem-forwarder");
     assert_eq!(value(&text, "ProtectSystem", '='), "strict");
     assert_eq!(value(&text, "CapabilityBoundingSet", '='), "");

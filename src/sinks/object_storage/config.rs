@@ -330,9 +330,9 @@ fn default_quote() -> String {
 pub struct BufferSettings {
     /// Memory for open files and sealed objects not yet stored, `8MiB` to `4GiB`. Over it
     /// the largest open file is sealed; when nothing is left to seal the sink takes no more
-    /// batches until uploads finish. The pulled size of the logs not yet stored is kept under
-    /// half of it the same way, so that the consumer's in-flight budget
-    /// (`consumer.max_inflight_bytes`) does not run out while files wait. Default `64MiB`.
+    /// batches until uploads finish. Each batch is dropped once encoded, which gives its
+    /// pulled size back to the consumer's in-flight budget (`consumer.max_inflight_bytes`), so
+    /// files waiting for their age or size do not hold the pull. Default `64MiB`.
     #[serde(default = "default_max_memory")]
     pub max_memory: ByteSize,
 }
