@@ -141,7 +141,7 @@ def parquet(endpoint, bucket):
                 }
             )
         pattern = os.path.join(directory, "*.parquet")
-        count = duckdb.sql(f"SELECT count(*) FROM read_parquet('{pattern}')").fetchone()[0]
+        count = duckdb.sql(f"SELECT count(*) FROM read_parquet('{pattern}')").fetchall()[0][0]
     json.dump({"objects": objects, "duckdb_count": count}, sys.stdout)
 
 
