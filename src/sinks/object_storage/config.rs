@@ -411,6 +411,7 @@ fn default_retry_max() -> HumanDuration {
 const MAX_BYTES: (ByteSize, ByteSize) = (ByteSize::mib(5), ByteSize::mib(256));
 const MAX_AGE: (HumanDuration, HumanDuration) = (HumanDuration::secs(3), HumanDuration::secs(900));
 const MAX_EVENTS: u64 = 10_000_000;
+#[cfg(feature = "parquet")]
 const ROW_GROUP_BYTES: (ByteSize, ByteSize) = (ByteSize::mib(1), ByteSize::mib(128));
 const MAX_MEMORY: (ByteSize, ByteSize) = (ByteSize::mib(8), ByteSize::mib(4096));
 const UPLOAD_TIMEOUT: (HumanDuration, HumanDuration) =

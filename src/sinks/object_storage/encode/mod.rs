@@ -201,7 +201,7 @@ pub struct ObjectBody(Body);
 
 enum Body {
     /// JSON lines or CSV rows through a stream compressor.
-    Text(TextBody),
+    Text(Box<TextBody>),
     /// A Parquet file.
     #[cfg(feature = "parquet")]
     Parquet(Box<parquet::ParquetBody>),
@@ -224,7 +224,9 @@ impl ObjectBody {
     /// When the compressor or the Parquet writer cannot start.
     pub fn new(format: &Format, compression: Compression) -> io::Result<Self> {
         Ok(Self(match format {
-            Format::Json | Format::Csv(_) => Body::Text(TextBody::new(format, compression)?),
+            Format::Json | Format::Csv(_) => {
+                Body::Text(Box::new(TextBody::new(format, compression)?))
+            }
             #[cfg(feature = "parquet")]
             Format::Parquet(layout) => Body::Parquet(Box::new(parquet::ParquetBody::new(
                 layout.clone(),
