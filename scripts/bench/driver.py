@@ -437,9 +437,11 @@ def start_moto(work, name):
                             stderr=out, cwd=ROOT)
     out.close()
     CHILDREN.append(proc)
-    line = proc.stdout.readline().decode()
-    if not line.startswith("PORT "):
-        raise SystemExit("moto did not start (%r); see %s.moto.log" % (line, name))
+    for line in iter(proc.stdout.readline, b""):
+        if line.startswith(b"PORT "):
+            break
+    else:
+        raise SystemExit("moto exited before it listened; see %s.moto.log" % name)
     endpoint = "http://127.0.0.1:%d" % int(line.split()[1])
     subprocess.run([S3_PYTHON, S3_TOOL, "create", endpoint, ARCHIVE_BUCKET], check=True, cwd=ROOT)
     return proc, endpoint
