@@ -11,9 +11,10 @@
 //! Why no Arrow: on the project's 2-core build machine, `parquet` 58 with its `arrow` feature
 //! took 322 CPU-s (6 min wall) and 562 MB of target from nothing; without it (features `snap`,
 //! `zstd`, `flate2-zlib-rs` only) 180 CPU-s and 316 MB from nothing, of which the project pays
-//! 91 CPU-s on top of its other dependencies (12 more crates: parquet, thrift, half,
-//! ordered-float, integer-encoding, ahash, twox-hash, seq-macro, paste, byteorder, libm,
-//! getrandom 0.3).
+//! 91 CPU-s on top of its other dependencies: 10 crates new to the build (parquet, thrift, half,
+//! ordered-float, integer-encoding, ahash, seq-macro, byteorder, libm, getrandom 0.3), 3 more
+//! compiled for it (paste, twox-hash, zerocopy-derive) and 5 rebuilt with more features
+//! (num-traits, num-integer, num-bigint, chrono, zerocopy).
 
 use std::io;
 
