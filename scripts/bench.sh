@@ -24,6 +24,10 @@ official aliyun-log-python-sdk ConsumerWorker (what the seed's forwarders do).
        cef-tls      CEF over TLS (certificates generated for the run with openssl)
        hec-gzip     Splunk HEC /event with gzip, receiver gunzips and counts events
        hec-ack      the same with indexer acknowledgement
+     and, only when named in --cases, the archive sink into moto (.venv/s3, scripts/setup-s3.sh;
+     progress from the forwarder's /metrics, counted as objects are stored):
+       archive-json-gzip       JSON lines, gzip
+       archive-parquet-snappy  Parquet, 10 typed columns, snappy pages
   3. Runs the Python reference (scripts/bench/py_reference.py) on the same data and receivers,
      time-boxed: py-syslog-tcp (SDK RFC 5424 client, k=v||k=v over TCP) and py-hec (one JSON
      event per POST with requests).

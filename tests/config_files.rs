@@ -19,6 +19,7 @@ use siem_forwarder::source::credentials::config::SourceCredentials;
 const DOCUMENTED_EXAMPLES: &[&str] = &[
     "archive-cos.toml",
     "archive-oss.toml",
+    "archive-parquet.toml",
     "arcsight-cef-tcp.toml",
     "multi-logstore.toml",
     "multi-sink.toml",

@@ -375,6 +375,15 @@ async fn csv_objects_hold_the_configured_columns_for_pythons_csv_reader() {
         }
     }
     assert_eq!(rows, LOGS);
+    // DuckDB's own CSV reader agrees: the header names, the values, and the null value as null.
+    let duckdb = s3.duckdb_csv(BUCKET, ";", "'", "\\N").await;
+    assert_eq!(duckdb.len(), LOGS);
+    for row in &duckdb {
+        let log = &delivered[row["id"].as_str().unwrap()];
+        assert_eq!(row["__time__"], log["__time__"].to_string(), "{row}");
+        assert_eq!(row["__topic__"], log["__topic__"], "{row}");
+        assert_eq!(row["no_such_key"], Value::Null, "{row}");
+    }
     let (code, _) = forwarder.terminate(Duration::from_secs(30)).await;
     assert_eq!(code, Some(0));
 }
@@ -491,4 +500,197 @@ async fn sigterm_stores_an_open_file_of_many_batches_and_checkpoints_past_it() {
         checkpoints_at(&client, "g", &ends).await,
         "the final checkpoint covers the stored file"
     );
+}
+
+/// The typed logs of the Parquet test: log `i` has time `1_700_000_000 + i` and values of
+/// every type, some of which do not convert (they must read back as null) and, for odd `i`,
+/// no `note` at all.
+fn typed_log(i: u32) -> siem_forwarder::source::protobuf::Log {
+    let status = match i % 7 {
+        3 => "n/a".to_owned(),
+        5 => format!(" {} ", 400 + i),
+        _ => (200 + i).to_string(),
+    };
+    let bytes = if i % 11 == 0 {
+        "12abc".to_owned()
+    } else {
+        (i64::from(i) * 1_000_000_007).to_string()
+    };
+    let ratio = if i % 13 == 0 {
+        "1,5".to_owned()
+    } else {
+        format!("{i}.25")
+    };
+    let latency = if i % 5 == 0 {
+        String::new()
+    } else {
+        format!("{i}.125")
+    };
+    let ok = ["true", "FALSE", "1", "0", "yes"][i as usize % 5];
+    let mut contents = vec![
+        ("id".to_owned(), format!("log-{i:04}")),
+        ("status".to_owned(), status),
+        ("bytes".to_owned(), bytes),
+        ("ratio".to_owned(), ratio),
+        ("latency".to_owned(), latency),
+        ("ok".to_owned(), ok.to_owned()),
+    ];
+    if i % 2 == 0 {
+        contents.push(("note".to_owned(), format!("héllo; \"{i}\", ok")));
+    }
+    siem_forwarder::source::protobuf::Log {
+        time: 1_700_000_000 + i,
+        time_ns: None,
+        contents,
+    }
+}
+
+/// What pyarrow must read for `typed_log(i)`: the value converted, or null when it does not
+/// convert or is missing.
+fn typed_row(i: u32) -> Value {
+    let status = match i % 7 {
+        3 => Value::Null,
+        5 => (400 + i).into(),
+        _ => (200 + i).into(),
+    };
+    let bytes = if i % 11 == 0 {
+        Value::Null
+    } else {
+        (i64::from(i) * 1_000_000_007).into()
+    };
+    let ratio = if i % 13 == 0 {
+        Value::Null
+    } else {
+        (f64::from(i) + 0.25).into()
+    };
+    let latency = if i % 5 == 0 {
+        Value::Null
+    } else {
+        (f64::from(i) + 0.125).into()
+    };
+    let ok = [Some(true), Some(false), Some(true), Some(false), None][i as usize % 5];
+    let note = (i % 2 == 0).then(|| format!("héllo; \"{i}\", ok"));
+    serde_json::json!({
+        "id": format!("log-{i:04}"),
+        "time": 1_700_000_000 + i,
+        "status": status,
+        "bytes": bytes,
+        "ratio": ratio,
+        "latency": latency,
+        "ok": ok,
+        "note": note,
+    })
+}
+
+/// Read back with pyarrow (the Arrow C++ Parquet reader) and DuckDB (its own reader).
+#[tokio::test]
+async fn parquet_objects_have_the_configured_typed_schema_for_pyarrow_and_duckdb() {
+    const LOGS: u32 = 240;
+    let World {
+        s3,
+        server,
+        client,
+        dir,
+        ..
+    } = World::start(true, 1, 0, 100, 1).await;
+    for first in (0..LOGS).step_by(40) {
+        let group = siem_forwarder::source::protobuf::LogGroup {
+            logs: (first..first + 40).map(typed_log).collect(),
+            topic: Some("typed".into()),
+            ..Default::default()
+        };
+        client
+            .put_logs(
+                "audit",
+                siem_forwarder::source::api::put_logs::PutTarget::LoadBalanced,
+                &group,
+            )
+            .await
+            .unwrap();
+    }
+    let ends = shard_ends(&client, 1).await;
+    let sink = archive_sink(
+        &s3,
+        "format = \"parquet\"\n\
+         columns = [\"id\", { key = \"__time__\", name = \"time\", type = \"int64\" }, \
+                    { key = \"status\", type = \"int32\" }, { key = \"bytes\", type = \"int64\" }, \
+                    { key = \"ratio\", type = \"float\" }, { key = \"latency\", type = \"double\" }, \
+                    { key = \"ok\", type = \"boolean\" }, { key = \"note\", type = \"string\" }]",
+    );
+    let mut forwarder = Forwarder::spawn(
+        &server,
+        dir.path(),
+        "audit",
+        &fast_consumer("g", "n1"),
+        &sink,
+    );
+    wait_until("checkpoints at the end", Duration::from_secs(60), || {
+        checkpoints_at(&client, "g", &ends)
+    })
+    .await;
+    let read = s3.parquet(BUCKET).await;
+    let objects = read["objects"].as_array().unwrap();
+    assert!(!objects.is_empty());
+    let mut rows = Vec::new();
+    for object in objects {
+        let key = object["key"].as_str().unwrap();
+        assert!(
+            key.starts_with("audit/") && key.ends_with(".parquet"),
+            "{key}"
+        );
+        assert_eq!(object["content_type"], "application/vnd.apache.parquet");
+        assert_eq!(
+            object["schema"],
+            serde_json::json!([
+                ["id", "string", true],
+                ["time", "int64", true],
+                ["status", "int32", true],
+                ["bytes", "int64", true],
+                ["ratio", "float", true],
+                ["latency", "double", true],
+                ["ok", "bool", true],
+                ["note", "string", true],
+            ]),
+            "{key}"
+        );
+        assert_eq!(object["codecs"], serde_json::json!(["SNAPPY"]), "{key}");
+        assert_eq!(
+            object["created_by"],
+            format!("siem-forwarder {}", env!("CARGO_PKG_VERSION"))
+        );
+        rows.extend(object["rows"].as_array().unwrap().iter().cloned());
+    }
+    rows.sort_by_key(|row| row["id"].as_str().unwrap().to_owned());
+    let expected: Vec<Value> = (0..LOGS).map(typed_row).collect();
+    assert_eq!(rows.len(), expected.len(), "each log once");
+    for (row, expected) in rows.iter().zip(&expected) {
+        assert_eq!(row, expected);
+    }
+    assert_eq!(read["duckdb_count"], LOGS, "DuckDB counts every log");
+    // Failed conversions are counted per column; a missing key (note) is not a failure.
+    let url = forwarder.telemetry_url().await;
+    let (_, page) = http_get(&format!("{url}/metrics")).await;
+    let failed = |every: u32, at: u32| (0..LOGS).filter(|i| i % every == at).count() as f64;
+    for (column, expected) in [
+        ("status", failed(7, 3)),
+        ("bytes", failed(11, 0)),
+        ("ratio", failed(13, 0)),
+        ("latency", failed(5, 0)),
+        ("ok", failed(5, 4)),
+    ] {
+        let series = format!(
+            "siem_forwarder_archive_conversion_nulls_total{{sink=\"archive\",column=\"{column}\"}}"
+        );
+        assert_eq!(metric(&page, &series), Some(expected), "{series}\n{page}");
+    }
+    assert_eq!(
+        metric(
+            &page,
+            "siem_forwarder_archive_conversion_nulls_total{sink=\"archive\",column=\"note\"}"
+        )
+        .unwrap_or(0.0),
+        0.0
+    );
+    let (code, _) = forwarder.terminate(Duration::from_secs(30)).await;
+    assert_eq!(code, Some(0));
 }

@@ -415,6 +415,65 @@ def run_case(args, work, server, server_port, info, name, receiver_argv, sink):
     return m
 
 
+# ------------------------------------------------------------------ archive cases
+
+S3_PYTHON = os.path.join(ROOT, ".venv", "s3", "bin", "python")
+S3_TOOL = os.path.join(ROOT, "tests", "python", "s3_tool.py")
+ARCHIVE_BUCKET = "archive"
+
+ARCHIVE_CASES = {
+    "archive-json-gzip": (
+        'format = "json"\ncompression = "gzip"\n',
+        "the object_storage sink into moto (scripts/setup-s3.sh): JSON lines, gzip, files sealed at "
+        "2,000 logs or 3 s; progress is what the sink counted as stored (its /metrics)"),
+    "archive-parquet-snappy": (
+        'format = "parquet"\ncompression = "snappy"\n'
+        'columns = [{ key = "__time__", name = "time", type = "int64" }, '
+        '{ key = "__tag__:__receive_time__", name = "receive_time", type = "int64" }, "__topic__", '
+        '"user", "source_ip", "action", "result", "region", "event_id", "event"]\n',
+        "as archive-json-gzip, Parquet with 10 columns (2 int64), snappy pages"),
+}
+
+
+def start_moto(work, name):
+    """Starts moto on a free loopback port (the test suite's s3_tool.py, which runs until its stdin
+    closes) and creates the bucket; returns (process, endpoint)."""
+    if not os.path.exists(S3_PYTHON):
+        subprocess.run([os.path.join(ROOT, "scripts", "setup-s3.sh")], check=True)
+    out = open(os.path.join(work, "%s.moto.log" % name), "ab")
+    proc = subprocess.Popen([S3_PYTHON, S3_TOOL, "serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=out, cwd=ROOT)
+    out.close()
+    CHILDREN.append(proc)
+    for line in iter(proc.stdout.readline, b""):
+        if line.startswith(b"PORT "):
+            break
+    else:
+        raise SystemExit("moto exited before it listened; see %s.moto.log" % name)
+    endpoint = "http://127.0.0.1:%d" % int(line.split()[1])
+    subprocess.run([S3_PYTHON, S3_TOOL, "create", endpoint, ARCHIVE_BUCKET], check=True, cwd=ROOT)
+    return proc, endpoint
+
+
+def run_archive_case(args, work, server, server_port, info, name):
+    """An archive case: moto as the receiver, progress from the forwarder's /metrics (events the
+    sink counted once their objects were stored)."""
+    moto, endpoint = start_moto(work, name)
+    body, _ = ARCHIVE_CASES[name]
+    sink = ('type = "object_storage"\nendpoint = "%s"\nregion = "us-east-1"\nbucket = "%s"\n'
+            'access_key_id = "bench"\nsecret_access_key = "bench"\nmax_age = "3s"\nmax_events = 2000\n%s'
+            % (endpoint, ARCHIVE_BUCKET, body))
+    m = run_case(args, work, server, server_port, info, name, None, sink)
+    m["receiver_cpu"] = cpu_seconds(moto.pid)
+    moto.stdin.close()
+    stop(moto, timeout=10)
+    return m
+
+
+def describe(all_cases, name):
+    return ARCHIVE_CASES[name][1] if name in ARCHIVE_CASES else all_cases[name][2]
+
+
 def run_python(args, work, server, server_port, info, name, receiver_argv, sink):
     log("case %s (Python SDK reference, at most %ds)" % (name, args.python_seconds))
     receiver, rport, stats_path = start_receiver(work, name, receiver_argv)
@@ -508,12 +567,16 @@ def main():
         all_cases = cases(certs, args.discard_format, args.hec_latency)
         wanted = [c for c in args.cases.split(",") if c]
         for c in wanted:
-            if c not in all_cases:
-                raise SystemExit("unknown case %s (known: %s)" % (c, ", ".join(all_cases)))
+            if c not in all_cases and c not in ARCHIVE_CASES:
+                raise SystemExit("unknown case %s (known: %s)" % (c, ", ".join(list(all_cases) + list(ARCHIVE_CASES))))
         py_wanted = [c for c in args.python_cases.split(",") if c]
         server, port, info = fill(args, args.work)
         results = {}
         for name in wanted:
+            if name in ARCHIVE_CASES:
+                results[name] = row(name, run_archive_case(args, args.work, server, port, info, name))
+                log("  " + fmt(results[name]))
+                continue
             receiver_argv, sink, _ = all_cases[name]
             receiver_argv = with_syslog_latency(args, receiver_argv)
             results[name] = row(name, run_case(args, args.work, server, port, info, name, receiver_argv, sink))
@@ -577,7 +640,7 @@ def main():
             lines.append("| %s | %s | %.1fx | %.1fx |" % (rust, py, a["per_core"] / b["per_core"] if b["per_core"] else float("nan"),
                                                      a["mibs"] / b["mibs"] if b["mibs"] else float("nan")))
     lines.append("")
-    lines.append("Cases: " + "; ".join("`%s` %s" % (n, all_cases[n][2]) for n in wanted) + ".")
+    lines.append("Cases: " + "; ".join("`%s` %s" % (n, describe(all_cases, n)) for n in wanted) + ".")
     text = "\n".join(lines) + "\n"
     print()
     print(text)

@@ -85,6 +85,15 @@ sink_labels_with!(
     kind
 );
 
+/// Labels of an archive's per-column series: the column's name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ColumnLabels {
+    /// The sink's name.
+    pub sink: String,
+    /// The column's name, as configured.
+    pub column: String,
+}
+
 impl SinkLabels {
     /// Labels for the sink called `name`.
     pub fn new(name: &str) -> Self {
@@ -161,6 +170,8 @@ pub struct Metrics {
     /// Seconds since the oldest file an archive has not stored yet was opened (0 when it
     /// holds none): alert on it before the logstore's TTL.
     pub archive_oldest_unuploaded_seconds: Family<SinkLabels, Gauge<f64, AtomicU64>>,
+    /// Values an archive wrote as null because they did not convert to their column's type.
+    pub archive_conversion_nulls: Family<ColumnLabels, Counter>,
 }
 
 impl Metrics {
@@ -202,6 +213,7 @@ impl Metrics {
             archive_buffered_bytes: Family::default(),
             archive_upload_failures: Family::default(),
             archive_oldest_unuploaded_seconds: Family::default(),
+            archive_conversion_nulls: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -328,6 +340,11 @@ impl Metrics {
             "archive_oldest_unuploaded_seconds",
             "Age of the oldest file an archive sink has not stored yet",
             metrics.archive_oldest_unuploaded_seconds.clone(),
+        );
+        registry.register(
+            "archive_conversion_nulls",
+            "Values an archive sink wrote as null because they did not convert to their column's type",
+            metrics.archive_conversion_nulls.clone(),
         );
         Self {
             registry,

@@ -16,6 +16,14 @@ client nobody here wrote.
                                       type and its logs (decompressed by extension: gzip,
                                       zstandard, python-snappy raw and framed, lz4 frame; JSON
                                       lines parsed, or CSV rows read by Python's csv module)
+  s3_tool.py parquet ENDPOINT BUCKET  download every .parquet object and print JSON: per object
+                                      its key, content type, pyarrow's schema (name, type,
+                                      nullable), rows, row groups, the column chunks' codecs and
+                                      created_by; and DuckDB's count(*) over all of them
+  s3_tool.py duckdb-csv ENDPOINT BUCKET DELIMITER QUOTE NULL_VALUE
+                                      download every .csv.gz object and print JSON: the rows
+                                      DuckDB's read_csv gives (header row, all text, NULL_VALUE
+                                      as null)
 """
 import csv
 import gzip
@@ -24,6 +32,7 @@ import io
 import json
 import os
 import sys
+import tempfile
 
 import lz4.frame
 import snappy
@@ -149,6 +158,76 @@ def head(endpoint, bucket, key):
     )
 
 
+def download(endpoint, bucket, suffix, directory):
+    """Saves every object whose key ends with `suffix` under `directory`; returns (key, path,
+    content type) of each."""
+    s3 = client(endpoint)
+    saved = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for entry in page.get("Contents", []):
+            if not entry["Key"].endswith(suffix):
+                continue
+            got = s3.get_object(Bucket=bucket, Key=entry["Key"])
+            path = os.path.join(directory, f"{len(saved):06}{suffix}")
+            with open(path, "wb") as file:
+                file.write(got["Body"].read())
+            saved.append((entry["Key"], path, got.get("ContentType")))
+    return saved
+
+
+def parquet(endpoint, bucket):
+    import duckdb
+    import pyarrow.parquet as pq
+
+    with tempfile.TemporaryDirectory() as directory:
+        objects = []
+        for key, path, content_type in download(endpoint, bucket, ".parquet", directory):
+            file = pq.ParquetFile(path)
+            metadata = file.metadata
+            codecs = sorted(
+                {
+                    metadata.row_group(group).column(column).compression
+                    for group in range(metadata.num_row_groups)
+                    for column in range(metadata.num_columns)
+                }
+            )
+            schema = file.schema_arrow
+            objects.append(
+                {
+                    "key": key,
+                    "content_type": content_type,
+                    "schema": [[field.name, str(field.type), field.nullable] for field in schema],
+                    "rows": file.read().to_pylist(),
+                    "row_groups": metadata.num_row_groups,
+                    "codecs": codecs,
+                    "created_by": metadata.created_by,
+                }
+            )
+        pattern = os.path.join(directory, "*.parquet")
+        count = duckdb.sql(f"SELECT count(*) FROM read_parquet('{pattern}')").fetchall()[0][0]
+    json.dump({"objects": objects, "duckdb_count": count}, sys.stdout)
+
+
+def duckdb_csv(endpoint, bucket, delimiter, quote, null_value):
+    import duckdb
+
+    with tempfile.TemporaryDirectory() as directory:
+        download(endpoint, bucket, ".csv.gz", directory)
+        pattern = os.path.join(directory, "*.csv.gz")
+        relation = duckdb.read_csv(
+            pattern,
+            sep=delimiter,
+            quotechar=quote,
+            escapechar=quote,
+            header=True,
+            all_varchar=True,
+            na_values=[null_value],
+        )
+        columns = relation.columns
+        rows = [dict(zip(columns, row)) for row in relation.fetchall()]
+    json.dump(rows, sys.stdout)
+
+
 if __name__ == "__main__":
     command = sys.argv[1]
     if command == "serve":
@@ -161,5 +240,9 @@ if __name__ == "__main__":
         client(sys.argv[2]).put_object(Bucket=sys.argv[3], Key=sys.argv[4], Body=sys.stdin.buffer.read())
     elif command == "dump":
         dump(sys.argv[2], sys.argv[3], sys.argv[4:6] or None)
+    elif command == "parquet":
+        parquet(sys.argv[2], sys.argv[3])
+    elif command == "duckdb-csv":
+        duckdb_csv(*sys.argv[2:7])
     else:
         sys.exit(f"unknown command {command}")

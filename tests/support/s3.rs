@@ -194,6 +194,35 @@ impl S3Server {
             .await
     }
 
+    /// Every `.parquet` object of `bucket` as pyarrow reads it (`objects`: key, content type,
+    /// schema, rows, row groups, codecs, created_by), and DuckDB's `count(*)` over them all
+    /// (`duckdb_count`).
+    pub async fn parquet(&self, bucket: &str) -> Value {
+        let dump = self.tool(&["parquet", &self.endpoint, bucket]).await;
+        serde_json::from_slice(&dump).expect("parquet dump is JSON")
+    }
+
+    /// The rows of every `.csv.gz` object of `bucket` as DuckDB's `read_csv` reads them (a
+    /// header row, every column text, `null_value` as null), each an object by column name.
+    pub async fn duckdb_csv(
+        &self,
+        bucket: &str,
+        delimiter: &str,
+        quote: &str,
+        null_value: &str,
+    ) -> Vec<Value> {
+        let args = [
+            "duckdb-csv",
+            &self.endpoint,
+            bucket,
+            delimiter,
+            quote,
+            null_value,
+        ];
+        let dump = self.tool(&args).await;
+        serde_json::from_slice(&dump).expect("duckdb dump is JSON")
+    }
+
     async fn dump(&self, args: &[&str]) -> Vec<StoredObject> {
         let dump = self.tool(args).await;
         let objects: Vec<Value> = serde_json::from_slice(&dump).expect("dump is JSON");

@@ -11,6 +11,8 @@ use reqwest::Url;
 use serde::Deserialize;
 
 use super::activity::SharedActivity;
+#[cfg(feature = "parquet")]
+use super::encode::parquet::{ColumnType, ParquetColumn, ParquetLayout};
 use super::encode::{Compression, CsvLayout, Format};
 use super::http::connector;
 use super::key::{
@@ -82,13 +84,16 @@ pub struct ObjectStorageSinkConfig {
     #[serde(default = "default_extension")]
     pub extension: String,
     /// `json` (default): one flattened JSON object per line; `csv`: one row per log with the
-    /// `columns`.
+    /// `columns`; `parquet`: a Parquet file with one typed, nullable column per entry of
+    /// `columns` (builds with the `parquet` cargo feature, on by default).
     #[serde(default)]
     pub format: FormatSetting,
-    /// `gzip` (default), `zstd`, `snappy` (the raw block format Alibaba ships; the whole
-    /// object is held uncompressed until sealed), `snappy_framed`, `lz4` (frame) or `none`.
+    /// JSON and CSV: `gzip` (default), `zstd`, `snappy` (the raw block format Alibaba ships;
+    /// the whole object is held uncompressed until sealed), `snappy_framed`, `lz4` (frame) or
+    /// `none`. Parquet: the file's internal codec, `snappy` (default), `zstd`, `gzip` or
+    /// `none` (the object itself is never compressed again).
     #[serde(default)]
-    pub compression: CompressionSetting,
+    pub compression: Option<CompressionSetting>,
     /// Compression level: gzip 0 to 9 (default 6), zstd 1 to 19 (default 3).
     #[serde(default)]
     pub compression_level: Option<i32>,
@@ -103,14 +108,19 @@ pub struct ObjectStorageSinkConfig {
     /// limit.
     #[serde(default)]
     pub max_events: u64,
-    /// CSV columns (required with `format = "csv"`): flattened keys (`__time__`,
-    /// `__time_ns_part__`, `__topic__`, `__source__`, `__tag__:NAME`, content keys) as
-    /// `"key"` or `{ key = "...", name = "..." }` (`name`: the header, default the key).
+    /// CSV and Parquet columns (required with `format = "csv"` or `"parquet"`): flattened
+    /// keys (`__time__`, `__time_ns_part__`, `__topic__`, `__source__`, `__tag__:NAME`,
+    /// content keys) as `"key"` or `{ key = "...", name = "...", type = "..." }` (`name`: the
+    /// header or Parquet column name, default the key; `type`: Parquet only, `string`
+    /// (default), `boolean`, `int32`, `int64`, `float` or `double`).
     #[serde(default)]
     pub columns: Option<Vec<ColumnSetting>>,
     /// CSV punctuation.
     #[serde(default)]
     pub csv: CsvSettings,
+    /// Parquet row groups.
+    #[serde(default)]
+    pub parquet: ParquetSettings,
     /// Memory for open files and objects waiting for upload.
     #[serde(default)]
     pub buffer: BufferSettings,
@@ -236,6 +246,8 @@ pub enum FormatSetting {
     Json,
     /// CSV rows of `columns`.
     Csv,
+    /// Parquet files with typed `columns`.
+    Parquet,
 }
 
 /// Object compression.
@@ -257,33 +269,46 @@ pub enum CompressionSetting {
     None,
 }
 
-/// One CSV column: a key, or a key with a header name.
+/// One CSV or Parquet column: a key, or a key with a name and (Parquet) a type.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum ColumnSetting {
-    /// The key, also the header name.
+    /// The key, also the name; Parquet type `string`.
     Key(String),
-    /// A key and its header name.
+    /// A key with its name and type.
     Named(NamedColumn),
 }
 
-/// A CSV column with a header name.
+/// A column with a name and a type.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NamedColumn {
     /// Flattened key.
     pub key: String,
-    /// Header name; default the key.
+    /// Header (CSV) or column (Parquet) name; default the key.
     #[serde(default)]
     pub name: Option<String>,
+    /// Parquet type: `string` (default), `boolean`, `int32`, `int64`, `float` or `double`;
+    /// CSV ignores it.
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
 }
 
 impl ColumnSetting {
-    /// The key and the header name.
+    /// The key and the name.
     fn key_and_name(&self) -> (&str, &str) {
         match self {
             Self::Key(key) => (key, key),
             Self::Named(column) => (&column.key, column.name.as_deref().unwrap_or(&column.key)),
+        }
+    }
+
+    /// The configured type's name, if any.
+    #[cfg(feature = "parquet")]
+    fn kind(&self) -> Option<&str> {
+        match self {
+            Self::Key(_) => None,
+            Self::Named(column) => column.kind.as_deref(),
         }
     }
 }
@@ -322,6 +347,28 @@ fn default_delimiter() -> String {
 }
 fn default_quote() -> String {
     "\"".into()
+}
+
+/// `parquet` settings.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParquetSettings {
+    /// A row group is written (encoded and compressed into the file) once its values reach
+    /// this, `1MiB` to `128MiB`; until then they are held in memory. Default `16MiB`.
+    #[serde(default = "default_row_group_bytes")]
+    pub row_group_bytes: ByteSize,
+}
+
+impl Default for ParquetSettings {
+    fn default() -> Self {
+        Self {
+            row_group_bytes: default_row_group_bytes(),
+        }
+    }
+}
+
+fn default_row_group_bytes() -> ByteSize {
+    ByteSize::mib(16)
 }
 
 /// `buffer` settings.
@@ -452,6 +499,8 @@ fn default_retry_max() -> HumanDuration {
 const MAX_BYTES: (ByteSize, ByteSize) = (ByteSize::mib(5), ByteSize::mib(256));
 const MAX_AGE: (HumanDuration, HumanDuration) = (HumanDuration::secs(3), HumanDuration::secs(900));
 const MAX_EVENTS: u64 = 10_000_000;
+#[cfg(feature = "parquet")]
+const ROW_GROUP_BYTES: (ByteSize, ByteSize) = (ByteSize::mib(1), ByteSize::mib(128));
 const MAX_MEMORY: (ByteSize, ByteSize) = (ByteSize::mib(8), ByteSize::mib(4096));
 const UPLOAD_TIMEOUT: (HumanDuration, HumanDuration) =
     (HumanDuration::secs(1), HumanDuration::secs(3600));
@@ -498,8 +547,8 @@ impl ObjectStorageSinkConfig {
                 "must be \"auto\", \"\" or start with '.' (and hold no '/')",
             ));
         }
+        self.format(self.name.as_deref().unwrap_or_default())?;
         self.compression()?;
-        self.format()?;
         let within = |key: &str, checked: Result<(), String>| {
             checked.map_err(|reason| InvalidSetting::new(key, reason))
         };
@@ -678,14 +727,21 @@ impl ObjectStorageSinkConfig {
         Ok(url)
     }
 
+    /// The compression: for JSON and CSV of the object, for Parquet the file's internal codec.
     fn compression(&self) -> Result<Compression, InvalidSetting> {
+        let parquet = self.format == FormatSetting::Parquet;
+        let setting = self.compression.unwrap_or(if parquet {
+            CompressionSetting::Snappy
+        } else {
+            CompressionSetting::Gzip
+        });
         let level = |default: i32, (min, max): (i32, i32)| {
             let level = self.compression_level.unwrap_or(default);
             check_within(level, min, max)
                 .map(|()| level)
                 .map_err(|reason| InvalidSetting::new("compression_level", reason))
         };
-        Ok(match self.compression {
+        Ok(match setting {
             CompressionSetting::None => {
                 if self.compression_level.is_some() {
                     return Err(InvalidSetting::new(
@@ -697,6 +753,19 @@ impl ObjectStorageSinkConfig {
             }
             CompressionSetting::Gzip => Compression::Gzip(level(6, (0, 9))?.unsigned_abs()),
             CompressionSetting::Zstd => Compression::Zstd(level(3, (1, 19))?),
+            CompressionSetting::SnappyFramed | CompressionSetting::Lz4 if parquet => {
+                let name = if setting == CompressionSetting::Lz4 {
+                    "lz4"
+                } else {
+                    "snappy_framed"
+                };
+                return Err(InvalidSetting::new(
+                    "compression",
+                    format!(
+                        "{name:?} is not available for format = \"parquet\"; use none, snappy, zstd or gzip (Parquet-internal codecs)"
+                    ),
+                ));
+            }
             CompressionSetting::Snappy
             | CompressionSetting::SnappyFramed
             | CompressionSetting::Lz4 => {
@@ -706,7 +775,7 @@ impl ObjectStorageSinkConfig {
                         "only for gzip and zstd",
                     ));
                 }
-                match self.compression {
+                match setting {
                     CompressionSetting::Snappy => Compression::Snappy,
                     CompressionSetting::SnappyFramed => Compression::SnappyFramed,
                     _ => Compression::Lz4,
@@ -715,19 +784,37 @@ impl ObjectStorageSinkConfig {
         })
     }
 
-    fn format(&self) -> Result<Format, InvalidSetting> {
+    /// The format; `sink` names the sink in Parquet's conversion-null counters.
+    fn format(
+        &self,
+        #[cfg_attr(not(feature = "parquet"), expect(unused_variables))] sink: &str,
+    ) -> Result<Format, InvalidSetting> {
         let columns = match (self.format, &self.columns) {
             (FormatSetting::Json, None) => return Ok(Format::Json),
             (FormatSetting::Json, Some(_)) => {
-                return Err(InvalidSetting::new("columns", "only for format = \"csv\""))
-            }
-            (FormatSetting::Csv, None) => {
                 return Err(InvalidSetting::new(
                     "columns",
-                    "required for format = \"csv\"",
+                    "only for format = \"csv\" or \"parquet\"",
                 ))
             }
-            (FormatSetting::Csv, Some(columns)) => columns,
+            (FormatSetting::Parquet, _) if cfg!(not(feature = "parquet")) => {
+                return Err(InvalidSetting::new(
+                    "format",
+                    "this build has no Parquet support",
+                ))
+            }
+            (format, None) => {
+                let name = if format == FormatSetting::Csv {
+                    "csv"
+                } else {
+                    "parquet"
+                };
+                return Err(InvalidSetting::new(
+                    "columns",
+                    format!("required for format = {name:?}"),
+                ));
+            }
+            (_, Some(columns)) => columns,
         };
         if columns.is_empty() {
             return Err(InvalidSetting::new("columns", "must name at least one key"));
@@ -747,6 +834,10 @@ impl ObjectStorageSinkConfig {
                     format!("the name {name:?} is used twice"),
                 ));
             }
+        }
+        #[cfg(feature = "parquet")]
+        if self.format == FormatSetting::Parquet {
+            return self.parquet_layout(columns, sink).map(Format::Parquet);
         }
         let one_ascii = |key: &str, text: &str| match text.as_bytes() {
             [byte] if byte.is_ascii() && *byte != b'\n' && *byte != b'\r' => Ok(*byte),
@@ -778,6 +869,47 @@ impl ObjectStorageSinkConfig {
         }))
     }
 
+    /// Parquet's typed columns and row-group size.
+    #[cfg(feature = "parquet")]
+    fn parquet_layout(
+        &self,
+        columns: &[ColumnSetting],
+        sink: &str,
+    ) -> Result<ParquetLayout, InvalidSetting> {
+        self.parquet
+            .row_group_bytes
+            .check_within(ROW_GROUP_BYTES.0, ROW_GROUP_BYTES.1)
+            .map_err(|reason| InvalidSetting::new("parquet.row_group_bytes", reason))?;
+        let columns = columns
+            .iter()
+            .enumerate()
+            .map(|(index, column)| {
+                let (key, name) = column.key_and_name();
+                let kind = match column.kind() {
+                    None => ColumnType::String,
+                    Some(kind) => ColumnType::from_name(kind).ok_or_else(|| {
+                        InvalidSetting::new(
+                            format!("columns[{index}].type"),
+                            format!(
+                                "unknown type {kind:?}; use string, boolean, int32, int64, float or double"
+                            ),
+                        )
+                    })?,
+                };
+                Ok(ParquetColumn {
+                    key: key.to_owned(),
+                    name: name.to_owned(),
+                    kind,
+                })
+            })
+            .collect::<Result<_, InvalidSetting>>()?;
+        Ok(ParquetLayout {
+            columns,
+            row_group_bytes: self.parquet.row_group_bytes.0,
+            sink: sink.to_owned(),
+        })
+    }
+
     /// Builds the sink: the bucket's client and the runtime settings; `context` fills
     /// `{project}` and `{consumer_group}` and gives the consumer's per-shard limit, the drain
     /// token and the shard releases. Credentials missing
@@ -797,8 +929,11 @@ impl ObjectStorageSinkConfig {
         self.validate().map_err(config_error)?;
         let name = self.name.clone().unwrap_or_else(|| name.to_owned());
         let compression = self.compression().map_err(config_error)?;
-        let format = self.format().map_err(config_error)?;
-        if compression == Compression::Snappy && self.max_bytes > ByteSize::mib(64) {
+        let format = self.format(&name).map_err(config_error)?;
+        if compression == Compression::Snappy
+            && format.compresses_outside()
+            && self.max_bytes > ByteSize::mib(64)
+        {
             tracing::warn!(sink = %name, max_bytes = %self.max_bytes, "raw snappy holds each object uncompressed until it is sealed: up to max_bytes per open file");
         }
         let endpoint = self.endpoint_url().map_err(config_error)?;
@@ -991,7 +1126,7 @@ mod tests {
         assert_eq!(config.validate(), Ok(()));
         assert_eq!(config.max_bytes, ByteSize::mib(64));
         assert_eq!(config.max_age.0, Duration::from_secs(300));
-        assert_eq!(config.compression, CompressionSetting::Gzip);
+        assert_eq!(config.compression().unwrap(), Compression::Gzip(6));
         assert_eq!(config.prefix, "{logstore}/");
     }
 
@@ -1053,7 +1188,11 @@ mod tests {
                 "columns",
                 "required for format = \"csv\"",
             ),
-            ("columns = [\"a\"]", "columns", "only for format = \"csv\""),
+            (
+                "columns = [\"a\"]",
+                "columns",
+                "only for format = \"csv\" or \"parquet\"",
+            ),
             (
                 "format = \"csv\"\ncolumns = [\"a\", { key = \"b\", name = \"a\" }]",
                 "columns[1]",
@@ -1096,6 +1235,97 @@ mod tests {
         assert_eq!(
             (error.key.as_str(), error.reason.as_str()),
             ("endpoint", "required for provider = \"custom\"")
+        );
+    }
+
+    #[cfg(feature = "parquet")]
+    #[test]
+    fn parquet_takes_typed_columns_and_its_own_codecs() {
+        let config = parse(
+            "format = \"parquet\"\n\
+             columns = [\"__topic__\", { key = \"__time__\", type = \"int64\" }, \
+                        { key = \"ms\", name = \"latency\", type = \"double\" }]",
+        );
+        assert_eq!(config.validate(), Ok(()));
+        assert_eq!(config.compression().unwrap(), Compression::Snappy);
+        let Format::Parquet(layout) = config.format("archive").unwrap() else {
+            panic!("not parquet");
+        };
+        let columns: Vec<_> = layout
+            .columns
+            .iter()
+            .map(|column| (column.key.as_str(), column.name.as_str(), column.kind))
+            .collect();
+        assert_eq!(
+            columns,
+            [
+                ("__topic__", "__topic__", ColumnType::String),
+                ("__time__", "__time__", ColumnType::Int64),
+                ("ms", "latency", ColumnType::Double),
+            ]
+        );
+        assert_eq!(layout.row_group_bytes, 16 << 20);
+        assert_eq!(
+            Compression::Snappy.extension(&Format::Parquet(layout.clone())),
+            ".parquet"
+        );
+        assert_eq!(
+            Compression::Gzip(6).content_type(&Format::Parquet(layout)),
+            "application/vnd.apache.parquet"
+        );
+        let columns = "format = \"parquet\"\ncolumns = [\"a\"]\n";
+        for (extra, key, reason) in [
+            ("format = \"parquet\"", "columns", "required for format = \"parquet\""),
+            (
+                "format = \"parquet\"\ncolumns = [\"a\", { key = \"b\", type = \"int\" }]",
+                "columns[1].type",
+                "unknown type \"int\"; use string, boolean, int32, int64, float or double",
+            ),
+            (
+                &format!("{columns}compression = \"snappy_framed\""),
+                "compression",
+                "\"snappy_framed\" is not available for format = \"parquet\"; use none, snappy, zstd or gzip (Parquet-internal codecs)",
+            ),
+            (
+                &format!("{columns}compression = \"lz4\""),
+                "compression",
+                "\"lz4\" is not available",
+            ),
+            (
+                &format!("{columns}parquet = {{ row_group_bytes = \"512KiB\" }}"),
+                "parquet.row_group_bytes",
+                "must be between",
+            ),
+            (
+                &format!("{columns}compression = \"zstd\"\ncompression_level = 20"),
+                "compression_level",
+                "must be between 1 and 19",
+            ),
+        ] {
+            let (got_key, got_reason) = refusal(extra);
+            assert_eq!(got_key, key, "{extra}");
+            assert!(got_reason.contains(reason), "{extra}: {got_reason}");
+        }
+        for (codec, expected) in [
+            ("none", Compression::None),
+            ("gzip", Compression::Gzip(6)),
+            ("zstd", Compression::Zstd(3)),
+        ] {
+            let config = parse(&format!("{columns}compression = \"{codec}\""));
+            assert_eq!(config.validate(), Ok(()));
+            assert_eq!(config.compression().unwrap(), expected);
+        }
+    }
+
+    #[cfg(not(feature = "parquet"))]
+    #[test]
+    fn without_the_parquet_feature_parquet_is_refused() {
+        assert_eq!(
+            refusal("format = \"parquet\"\ncolumns = [\"a\"]"),
+            (
+                "format".to_owned(),
+                "this build has no Parquet support".to_owned()
+            )
         );
     }
 

@@ -1,6 +1,9 @@
 //! The body of one object: logs as JSON lines in the project's flattened form or as CSV rows,
-//! compressed as they are appended. Pure and synchronous (the sink runs it off the async
-//! threads).
+//! compressed as they are appended, or (with the `parquet` cargo feature) as a Parquet file
+//! with typed columns ([`parquet`]). Synchronous (the sink runs it off the async threads).
+
+#[cfg(feature = "parquet")]
+pub mod parquet;
 
 use std::io::{self, Write};
 
@@ -11,12 +14,15 @@ use crate::encoding::json::write_flat_object;
 use crate::model::LogRecord;
 
 /// How each log is written.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Format {
     /// One flattened JSON object per line.
     Json,
     /// One CSV row per log.
     Csv(CsvLayout),
+    /// A Parquet file with typed columns; the compression is the file's internal codec.
+    #[cfg(feature = "parquet")]
+    Parquet(parquet::ParquetLayout),
 }
 
 impl Format {
@@ -25,6 +31,42 @@ impl Format {
         match self {
             Self::Json => "json",
             Self::Csv(_) => "csv",
+            #[cfg(feature = "parquet")]
+            Self::Parquet(_) => "parquet",
+        }
+    }
+
+    /// True when the compression applies to the encoded bytes as a whole (JSON and CSV), false
+    /// when it is the format's own (Parquet's per-page codec).
+    pub fn compresses_outside(&self) -> bool {
+        match self {
+            Self::Json | Self::Csv(_) => true,
+            #[cfg(feature = "parquet")]
+            Self::Parquet(_) => false,
+        }
+    }
+}
+
+/// A log's text for a column key, as CSV and Parquet read it: `__time__` and
+/// `__time_ns_part__` from the log's time, any other key by [`LogRecord::lookup`].
+#[derive(Default)]
+pub(super) struct ColumnText {
+    time: itoa::Buffer,
+    time_ns: itoa::Buffer,
+}
+
+impl ColumnText {
+    /// The lookup of `record`'s values by column key (`None` when the log has no such key).
+    pub(super) fn of<'s>(
+        &'s mut self,
+        record: &'s LogRecord<'_>,
+    ) -> impl Fn(&str) -> Option<&'s str> + 's {
+        let time = self.time.format(record.time);
+        let time_ns = record.time_ns.map(|ns| self.time_ns.format(ns));
+        move |key| match key {
+            "__time__" => Some(time),
+            "__time_ns_part__" => time_ns,
+            key => record.lookup(key),
         }
     }
 }
@@ -51,6 +93,8 @@ impl Format {
         match self {
             Self::Json => ".json",
             Self::Csv(_) => ".csv",
+            #[cfg(feature = "parquet")]
+            Self::Parquet(_) => ".parquet",
         }
     }
 
@@ -59,6 +103,8 @@ impl Format {
         match self {
             Self::Json => "application/x-ndjson",
             Self::Csv(_) => "text/csv",
+            #[cfg(feature = "parquet")]
+            Self::Parquet(_) => "application/vnd.apache.parquet",
         }
     }
 }
@@ -82,8 +128,12 @@ pub enum Compression {
 }
 
 impl Compression {
-    /// The name's ending for objects of `format` (`.json.gz`, `.csv.snappy`, ...).
+    /// The name's ending for objects of `format` (`.json.gz`, `.csv.snappy`, ...; `.parquet`
+    /// whatever the codec).
     pub fn extension(self, format: &Format) -> String {
+        if !format.compresses_outside() {
+            return format.extension().to_owned();
+        }
         let compressed = match self {
             Self::None => "",
             Self::Gzip(_) => ".gz",
@@ -97,6 +147,9 @@ impl Compression {
 
     /// The `Content-Type` of objects of `format`.
     pub fn content_type(self, format: &Format) -> &'static str {
+        if !format.compresses_outside() {
+            return format.content_type();
+        }
         match self {
             Self::None => format.content_type(),
             Self::Gzip(_) => "application/gzip",
@@ -144,8 +197,104 @@ impl Output {
 }
 
 /// An object being written.
-pub struct ObjectBody {
-    format: Format,
+pub struct ObjectBody(Body);
+
+enum Body {
+    /// JSON lines or CSV rows through a stream compressor.
+    Text(Box<TextBody>),
+    /// A Parquet file.
+    #[cfg(feature = "parquet")]
+    Parquet(Box<parquet::ParquetBody>),
+}
+
+impl std::fmt::Debug for ObjectBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectBody")
+            .field("uncompressed", &self.uncompressed_bytes())
+            .field("logs", &self.logs())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ObjectBody {
+    /// An empty body (for CSV with a header, the header row).
+    ///
+    /// # Errors
+    ///
+    /// When the compressor or the Parquet writer cannot start.
+    pub fn new(format: &Format, compression: Compression) -> io::Result<Self> {
+        Ok(Self(match format {
+            Format::Json | Format::Csv(_) => {
+                Body::Text(Box::new(TextBody::new(format, compression)?))
+            }
+            #[cfg(feature = "parquet")]
+            Format::Parquet(layout) => Body::Parquet(Box::new(parquet::ParquetBody::new(
+                layout.clone(),
+                compression,
+            )?)),
+        }))
+    }
+
+    /// Appends one line (JSON), row (CSV) or row of the row group (Parquet) per log.
+    ///
+    /// # Errors
+    ///
+    /// When the compressor or the Parquet writer fails.
+    pub fn append<'a>(&mut self, records: impl Iterator<Item = LogRecord<'a>>) -> io::Result<()> {
+        match &mut self.0 {
+            Body::Text(body) => body.append(records),
+            #[cfg(feature = "parquet")]
+            Body::Parquet(body) => body.append(records),
+        }
+    }
+
+    /// Encoded bytes before compression (for Parquet, the values' sizes: see
+    /// [`parquet::ParquetBody`]).
+    pub fn uncompressed_bytes(&self) -> u64 {
+        match &self.0 {
+            Body::Text(body) => body.uncompressed,
+            #[cfg(feature = "parquet")]
+            Body::Parquet(body) => body.uncompressed_bytes(),
+        }
+    }
+
+    /// Logs written.
+    pub fn logs(&self) -> u64 {
+        match &self.0 {
+            Body::Text(body) => body.logs,
+            #[cfg(feature = "parquet")]
+            Body::Parquet(body) => body.logs(),
+        }
+    }
+
+    /// Bytes held in memory: output so far and the encoder's buffers (for Parquet, the row
+    /// group not yet written).
+    pub fn memory_bytes(&self) -> u64 {
+        match &self.0 {
+            Body::Text(body) => (body.output.capacity() + body.scratch.capacity()) as u64,
+            #[cfg(feature = "parquet")]
+            Body::Parquet(body) => body.memory_bytes(),
+        }
+    }
+
+    /// Ends the compressed stream (or writes the Parquet footer) and returns the whole body.
+    ///
+    /// # Errors
+    ///
+    /// When the compressor or the Parquet writer fails.
+    pub fn finish(self) -> io::Result<Bytes> {
+        match self.0 {
+            Body::Text(body) => body.finish(),
+            #[cfg(feature = "parquet")]
+            Body::Parquet(body) => body.finish(),
+        }
+    }
+}
+
+/// JSON lines or CSV rows, compressed as they are appended.
+struct TextBody {
+    /// The CSV layout; JSON lines without one.
+    csv: Option<CsvLayout>,
     compression: Compression,
     output: Output,
     /// Encoded bytes before compression.
@@ -156,22 +305,8 @@ pub struct ObjectBody {
     scratch: Vec<u8>,
 }
 
-impl std::fmt::Debug for ObjectBody {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ObjectBody")
-            .field("uncompressed", &self.uncompressed)
-            .field("logs", &self.logs)
-            .finish_non_exhaustive()
-    }
-}
-
-impl ObjectBody {
-    /// An empty body (for CSV with a header, the header row).
-    ///
-    /// # Errors
-    ///
-    /// When the compressor cannot start.
-    pub fn new(format: &Format, compression: Compression) -> io::Result<Self> {
+impl TextBody {
+    fn new(format: &Format, compression: Compression) -> io::Result<Self> {
         let output = match compression {
             Compression::None | Compression::Snappy => Output::Plain(Vec::new()),
             Compression::Gzip(level) => {
@@ -188,58 +323,48 @@ impl ObjectBody {
             }
         };
         let mut body = Self {
-            format: format.clone(),
+            csv: match format {
+                Format::Csv(layout) => Some(layout.clone()),
+                _ => None,
+            },
             compression,
             output,
             uncompressed: 0,
             logs: 0,
             scratch: Vec::new(),
         };
-        if let Format::Csv(layout) = format {
-            if layout.header {
-                let mut writer = csv_writer(layout, &mut body.scratch);
-                writer.write_record(layout.columns.iter().map(|(_, name)| name))?;
-                drop(writer);
-                body.flush_scratch()?;
-            }
+        if let Some(layout) = body.csv.as_ref().filter(|layout| layout.header) {
+            let mut writer = csv_writer(layout, &mut body.scratch);
+            writer.write_record(layout.columns.iter().map(|(_, name)| name))?;
+            drop(writer);
+            body.flush_scratch()?;
         }
         Ok(body)
     }
 
-    /// Appends one line (JSON) or row (CSV) per log.
-    ///
-    /// # Errors
-    ///
-    /// When the compressor fails.
-    pub fn append<'a>(&mut self, records: impl Iterator<Item = LogRecord<'a>>) -> io::Result<()> {
-        match &self.format {
-            Format::Json => {
+    fn append<'a>(&mut self, records: impl Iterator<Item = LogRecord<'a>>) -> io::Result<()> {
+        match &self.csv {
+            Some(layout) => {
+                let mut writer = csv_writer(layout, &mut self.scratch);
+                let mut text = ColumnText::default();
+                for record in records {
+                    let value = text.of(&record);
+                    writer.write_record(
+                        layout
+                            .columns
+                            .iter()
+                            .map(|(key, _)| value(key).unwrap_or(layout.null_value.as_str())),
+                    )?;
+                    self.logs += 1;
+                }
+                writer.flush()?;
+            }
+            None => {
                 for record in records {
                     write_flat_object(&record, &mut self.scratch);
                     self.scratch.push(b'\n');
                     self.logs += 1;
                 }
-            }
-            Format::Csv(layout) => {
-                let mut writer = csv_writer(layout, &mut self.scratch);
-                let mut numbers = [itoa::Buffer::new(), itoa::Buffer::new()];
-                for record in records {
-                    let [time, time_ns] = &mut numbers;
-                    let (time, time_ns) = (
-                        time.format(record.time),
-                        record.time_ns.map(|ns| time_ns.format(ns)),
-                    );
-                    writer.write_record(layout.columns.iter().map(|(key, _)| {
-                        let value = match key.as_str() {
-                            "__time__" => Some(time),
-                            "__time_ns_part__" => time_ns,
-                            key => record.lookup(key),
-                        };
-                        value.unwrap_or(layout.null_value.as_str())
-                    }))?;
-                    self.logs += 1;
-                }
-                writer.flush()?;
             }
         }
         self.flush_scratch()
@@ -253,27 +378,7 @@ impl ObjectBody {
         Ok(())
     }
 
-    /// Encoded bytes before compression.
-    pub fn uncompressed_bytes(&self) -> u64 {
-        self.uncompressed
-    }
-
-    /// Logs written.
-    pub fn logs(&self) -> u64 {
-        self.logs
-    }
-
-    /// Bytes held in memory: compressed output so far and the scratch buffer.
-    pub fn memory_bytes(&self) -> u64 {
-        (self.output.capacity() + self.scratch.capacity()) as u64
-    }
-
-    /// Ends the compressed stream and returns the whole body.
-    ///
-    /// # Errors
-    ///
-    /// When the compressor fails.
-    pub fn finish(self) -> io::Result<Bytes> {
+    fn finish(self) -> io::Result<Bytes> {
         let bytes = match self.output {
             Output::Plain(out) if self.compression == Compression::Snappy => {
                 snap::raw::Encoder::new().compress_vec(&out)?
