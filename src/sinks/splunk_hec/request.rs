@@ -49,6 +49,7 @@ impl HecRequest {
     }
 
     /// The uncompressed body.
+    #[cfg(test)]
     pub fn body(&self) -> &[u8] {
         &self.body
     }
