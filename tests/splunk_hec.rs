@@ -972,3 +972,46 @@ async fn bodyless_400_from_a_proxy_pauses_the_sink_and_dead_letters_nothing() {
         Some(HealthState::Healthy)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_waiting_for_a_slot_hold_only_their_compressed_payload() {
+    let server = ack_server().await;
+    server.set_withhold_acks(true);
+    let config = config(
+        &server,
+        "ack = true\nmax_pending_acks = 4\nmax_in_flight = 4\nbatch = { max_events = 100 }",
+    );
+    let running = Running::start(&config, "hec-held-bytes");
+    let (batch, receiver) = audit_batch(0, 0, 0, 1000, None);
+    running.send(batch).await;
+    let held = || {
+        metrics()
+            .sink_request_bytes
+            .get_or_create(&SinkLabels::new("hec-held-bytes"))
+            .get()
+    };
+    // Four requests await their acknowledgement and hold every slot; the fifth is encoded and
+    // waits for one, the other five are not encoded yet.
+    eventually(
+        "four requests sent and three unanswered ack queries",
+        Duration::from_secs(10),
+        || server.count(|c| &c.data_requests) == 4 && unreleased_acks(&server) >= 3,
+    )
+    .await;
+    let five_requests = held();
+    server.set_withhold_acks(false);
+    all_delivered(vec![receiver], Duration::from_secs(10)).await;
+    running.finish().await;
+    assert_eq!(by_id(&server.events()).len(), 1000);
+    // The ten requests' uncompressed bodies, counted as they were confirmed.
+    let one_request = counter(&metrics().sink_delivered_bytes, "hec-held-bytes") / 10;
+    assert!(
+        five_requests > 0 && five_requests.unsigned_abs() < one_request,
+        "five requests held {five_requests} bytes; one uncompressed request is {one_request}"
+    );
+    assert_eq!(
+        held(),
+        0,
+        "every request's bytes are released once confirmed"
+    );
+}

@@ -143,6 +143,9 @@ pub struct Metrics {
     pub sink_dead_lettered_events: Family<SinkLabels, Counter>,
     /// Messages cut to fit a size limit (e.g. the UDP datagram maximum).
     pub sink_truncated_messages: Family<SinkLabels, Counter>,
+    /// Bytes of encoded requests a sink holds from encoding until the destination confirms
+    /// them (the compressed size when requests are compressed).
+    pub sink_request_bytes: Family<SinkLabels, Gauge>,
     /// Share of a catching-up shard's starting lag worked off, 0 to 100 (100 once caught up).
     pub catch_up_percent: Family<ShardLabels, Gauge<f64, AtomicU64>>,
     /// Logs per second a catching-up shard delivers.
@@ -201,6 +204,7 @@ impl Metrics {
             sink_retries: Family::default(),
             sink_dead_lettered_events: Family::default(),
             sink_truncated_messages: Family::default(),
+            sink_request_bytes: Family::default(),
             catch_up_percent: Family::default(),
             catch_up_logs_per_second: Family::default(),
             catch_up_eta_seconds: Family::default(),
@@ -280,6 +284,11 @@ impl Metrics {
             "sink_truncated_messages",
             "Messages truncated to fit a size limit",
             metrics.sink_truncated_messages.clone(),
+        );
+        registry.register(
+            "sink_request_bytes",
+            "Bytes of encoded requests held until the destination confirms them",
+            metrics.sink_request_bytes.clone(),
         );
         registry.register(
             "catch_up_percent",

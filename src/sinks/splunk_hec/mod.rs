@@ -1,9 +1,10 @@
 //! Splunk HTTP Event Collector sink.
 //!
 //! Logs of incoming batches are encoded into requests (back-to-back JSON envelopes, or raw
-//! lines) that are cut by event count, bytes or time. A request is encoded only once the
-//! previous one got its delivery slot, so a slow collector holds back encoding and memory
-//! stays near the in-flight and pending limits. Several requests are in flight at once on
+//! lines) that are cut by event count, bytes or time. A request is encoded, and compressed,
+//! only once the previous one got its delivery slot, so a slow collector holds back encoding,
+//! requests waiting for a slot or an answer hold only their compressed payload, and memory
+//! stays near the in-flight and pending limits (gauge `sink_request_bytes`). Several requests are in flight at once on
 //! keep-alive connections, gzipped by default, each with the token and the sink's channel GUID.
 //! A batch's ack is settled `delivered()` only when every event of it was accepted (and
 //! acknowledged by the indexers when Splunk hands out `ackId`s) or dead-lettered as bad data.

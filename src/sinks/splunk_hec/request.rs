@@ -6,6 +6,7 @@ use std::io::Write;
 use std::ops::Range;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use flate2::write::GzEncoder;
 use serde::Deserialize;
 
@@ -27,6 +28,8 @@ pub(crate) struct HecRequest {
     body: Vec<u8>,
     events: Vec<EventSlot>,
     batches: Vec<Arc<BatchDelivery>>,
+    /// The gzipped body, made by [`HecRequest::compress`] (the body is then released).
+    compressed: Option<Bytes>,
 }
 
 impl HecRequest {
@@ -40,7 +43,13 @@ impl HecRequest {
         self.events.is_empty()
     }
 
+    /// Length of the uncompressed body, also while it is released.
+    pub fn encoded_len(&self) -> usize {
+        self.events.last().map_or(0, |last| last.end)
+    }
+
     /// The uncompressed body.
+    #[cfg(test)]
     pub fn body(&self) -> &[u8] {
         &self.body
     }
@@ -70,6 +79,25 @@ impl HecRequest {
         std::mem::take(&mut self.body)
     }
 
+    /// Gzips the body into the payload to send and releases the body, so that the request
+    /// holds only its compressed payload from now on (a split recovers the body from it).
+    pub fn compress(&mut self) -> std::io::Result<()> {
+        let compressed = gzip(&self.body)?;
+        self.body = Vec::new();
+        self.compressed = Some(Bytes::from(compressed));
+        Ok(())
+    }
+
+    /// The payload made by [`HecRequest::compress`], if any, taken out.
+    pub fn take_compressed(&mut self) -> Option<Bytes> {
+        self.compressed.take()
+    }
+
+    /// Bytes the request holds: its compressed payload once compressed, else its body.
+    pub fn held_bytes(&self) -> usize {
+        self.compressed.as_ref().map_or(self.body.len(), Bytes::len)
+    }
+
     /// True between [`HecRequest::take_body`] and [`HecRequest::restore_body`].
     pub fn body_released(&self) -> bool {
         self.body.is_empty() && !self.events.is_empty()
@@ -78,8 +106,7 @@ impl HecRequest {
     /// Puts back the body taken by [`HecRequest::take_body`]; returns `false` (and keeps
     /// the request released) when `body` is not the length the events need.
     pub fn restore_body(&mut self, body: Vec<u8>) -> bool {
-        let expected = self.events.last().map_or(0, |last| last.end);
-        if body.len() != expected {
+        if body.len() != self.encoded_len() {
             return false;
         }
         self.body = body;

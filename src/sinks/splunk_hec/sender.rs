@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -105,11 +106,38 @@ impl Shared {
 /// Why a delivery stopped before confirming its events.
 struct Cancelled;
 
+/// A request's bytes, counted in the sink's `sink_request_bytes` gauge from its dispatch
+/// until its delivery ends.
+pub(crate) struct HeldBytes {
+    gauge: Gauge,
+    bytes: i64,
+}
+
+impl HeldBytes {
+    /// Counts `bytes` for the sink of `labels`.
+    pub fn count(labels: &SinkLabels, bytes: usize) -> Self {
+        let gauge = crate::telemetry::metrics()
+            .sink_request_bytes
+            .get_or_create(labels)
+            .clone();
+        let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
+        gauge.inc_by(bytes);
+        Self { gauge, bytes }
+    }
+}
+
+impl Drop for HeldBytes {
+    fn drop(&mut self) {
+        self.gauge.dec_by(self.bytes);
+    }
+}
+
 /// Delivers `request` and every part it is split into. `pending` bounds the requests not yet
-/// confirmed (and so the ones awaiting acknowledgement); it is released at the end.
+/// confirmed (and so the ones awaiting acknowledgement); it and `held` are released at the end.
 pub(crate) async fn deliver(
     shared: Arc<Shared>,
     request: HecRequest,
+    held: HeldBytes,
     in_flight: RequestPermit,
     pending: OwnedSemaphorePermit,
     shutdown: CancellationToken,
@@ -127,7 +155,7 @@ pub(crate) async fn deliver(
             return;
         }
     }
-    drop(pending);
+    drop((pending, held));
 }
 
 /// One request task's state: the requests left (a split adds halves), its connection slot.
@@ -145,12 +173,15 @@ impl RequestDelivery<'_> {
         let metrics = crate::telemetry::metrics();
         let mut backoff = Backoff::new(shared.policy.retry_initial, shared.policy.retry_max);
         let mut payload: Option<Bytes> = None;
-        if request.len() == 1 && request.body().len() > shared.policy.max_event_bytes {
+        if request.len() == 1 && request.encoded_len() > shared.policy.max_event_bytes {
             let reason = format!(
                 "not sent: event of {} bytes exceeds max_event_bytes ({})",
-                request.body().len(),
+                request.encoded_len(),
                 shared.policy.max_event_bytes
             );
+            if let Some(compressed) = request.take_compressed() {
+                self.restore_body(&mut request, &compressed)?;
+            }
             return self.dead_letter(&request, 0, 413, &reason).await;
         }
         loop {
@@ -292,11 +323,15 @@ impl RequestDelivery<'_> {
         }
     }
 
-    /// The body to send, without copying it: gzipped off the async threads when compression
-    /// is on (the uncompressed body is freed meanwhile, so a request on the wire holds only
-    /// its compressed payload; a split recovers the body from it), otherwise the body itself
-    /// (the request gets it back from the payload only if it has to be split).
+    /// The body to send, without copying it: the payload compressed when the request was
+    /// made, or (for a part of a split request) gzipped now off the async threads when
+    /// compression is on (the uncompressed body is freed meanwhile, so a request on the wire
+    /// holds only its compressed payload; a split recovers the body from it), otherwise the
+    /// body itself (the request gets it back from the payload only if it has to be split).
     async fn payload(&self, request: &mut HecRequest) -> Result<Bytes, Cancelled> {
+        if let Some(compressed) = request.take_compressed() {
+            return Ok(compressed);
+        }
         let body = request.take_body();
         if !self.shared.gzip {
             return Ok(Bytes::from(body));

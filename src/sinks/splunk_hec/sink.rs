@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::acks::AckQueries;
 use super::request::{HecRequest, RequestBuilder};
-use super::sender::{deliver, Shared};
+use super::sender::{deliver, HeldBytes, Shared};
 use crate::sinks::{Sink, SinkBatch, SinkError};
 
 /// A Splunk HEC destination; create it with
@@ -169,40 +169,62 @@ fn lock(builder: &Mutex<RequestBuilder>) -> Result<MutexGuard<'_, RequestBuilder
 
 /// Dispatches the pending request, if any. Returns `false` on shutdown.
 async fn dispatch_pending(
-    builder: &Mutex<RequestBuilder>,
+    builder: &Arc<Mutex<RequestBuilder>>,
     dispatcher: &mut Dispatcher<'_>,
 ) -> Result<bool, SinkError> {
-    let pending = {
-        let mut builder = lock(builder)?;
-        if builder.is_empty() {
-            return Ok(true);
-        }
-        builder.take()
-    };
-    Ok(dispatcher.dispatch(pending).await)
+    let pending = prepare(builder, dispatcher.shared.gzip, |builder| {
+        (!builder.is_empty()).then(|| builder.take())
+    })
+    .await?;
+    match pending {
+        Some(request) => Ok(dispatcher.dispatch(request).await),
+        None => Ok(true),
+    }
 }
 
 /// Encodes `batch` one request at a time, off the async workers (a request takes
-/// milliseconds to encode), and dispatches each full request before encoding the next: while
-/// the collector is slow, the rest of the batch stays unencoded. Returns `false` on shutdown.
+/// milliseconds to encode and compress), and dispatches each full request before encoding the
+/// next: while the collector is slow, the rest of the batch stays unencoded. Returns `false`
+/// on shutdown.
 async fn encode_and_dispatch(
     builder: &Arc<Mutex<RequestBuilder>>,
     batch: SinkBatch,
     dispatcher: &mut Dispatcher<'_>,
 ) -> Result<bool, SinkError> {
     lock(builder)?.start(batch);
-    loop {
-        let encoding = builder.clone();
-        let full = tokio::task::spawn_blocking(move || lock(&encoding).map(|mut b| b.next_full()))
-            .await
-            .map_err(|error| SinkError::Unavailable(format!("encoding task failed: {error}")))??;
-        let Some(request) = full else {
-            return Ok(true);
-        };
+    while let Some(request) =
+        prepare(builder, dispatcher.shared.gzip, RequestBuilder::next_full).await?
+    {
         if !dispatcher.dispatch(request).await {
             return Ok(false);
         }
     }
+    Ok(true)
+}
+
+/// The request `next` takes from the builder, made off the async workers and, with `gzip`,
+/// compressed there: a request waiting for a slot or on the wire holds only its compressed
+/// payload, and the sink holds at most one uncompressed body (the one being encoded).
+async fn prepare(
+    builder: &Arc<Mutex<RequestBuilder>>,
+    gzip: bool,
+    next: fn(&mut RequestBuilder) -> Option<HecRequest>,
+) -> Result<Option<HecRequest>, SinkError> {
+    let builder = builder.clone();
+    tokio::task::spawn_blocking(move || {
+        let request = next(&mut *lock(&builder)?);
+        match request {
+            Some(mut request) if gzip => {
+                request
+                    .compress()
+                    .map_err(|error| SinkError::Unavailable(format!("gzip failed: {error}")))?;
+                Ok(Some(request))
+            }
+            request => Ok(request),
+        }
+    })
+    .await
+    .map_err(|error| SinkError::Unavailable(format!("encoding task failed: {error}")))?
 }
 
 /// What the sink loop does next.
@@ -227,6 +249,7 @@ impl Dispatcher<'_> {
     /// Starts delivering `request` once a pending slot and a connection slot are free.
     /// Returns `false` on shutdown.
     async fn dispatch(&mut self, request: HecRequest) -> bool {
+        let held = HeldBytes::count(&self.shared.labels, request.held_bytes());
         let permits = async {
             let pending = self.pending.clone().acquire_owned().await.ok()?;
             let in_flight = self.shared.in_flight.acquire().await;
@@ -243,6 +266,7 @@ impl Dispatcher<'_> {
         self.tasks.spawn(deliver(
             self.shared.clone(),
             request,
+            held,
             in_flight,
             pending,
             self.shutdown.clone(),
