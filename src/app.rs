@@ -178,6 +178,7 @@ pub fn source_client(source: &ResolvedSource, endpoint: &str) -> anyhow::Result<
     let mut client_config =
         ClientConfig::with_credentials(endpoint, &source.project, source.credentials.cache());
     client_config.signing = source.signing.clone();
+    client_config.max_inflight_requests = source.max_inflight_requests;
     Ok(Client::new(client_config)?)
 }
 

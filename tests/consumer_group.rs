@@ -10,6 +10,7 @@ use tokio::sync::Mutex;
 
 use siem_forwarder::common::time::unix_now;
 use siem_forwarder::local_server::DeniedAction;
+use siem_forwarder::source::api::cursor::CursorFrom;
 use support::forwarder::{
     all_held_since, consumer_with_timeout, event_id, fast_consumer, Forwarder, DRAIN_TIMEOUT_SECS,
 };
@@ -253,6 +254,66 @@ async fn sigterm_exits_cleanly_and_hands_over_at_once_without_duplicates() {
     let counts = delivery_counts(&everyone);
     assert_eq!(counts.len(), 30_000);
     assert!(counts.values().all(|n| *n == 1), "no log delivered twice");
+}
+
+/// A process holding many shards keeps its connections to the log service bounded by
+/// `source.max_inflight_requests`: against a server that serves 16 connections at once, one
+/// process takes 64 shards, delivers every log and commits every shard's end, without
+/// waiting for idle connections to be closed (60 s) and without failed commits.
+#[tokio::test]
+async fn many_shards_in_one_process_stay_within_the_servers_connections() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    const SHARDS: u32 = 64;
+    const LOGS: usize = 6_400;
+    let server = TestServer::start_with_connections(&[("audit", SHARDS)], 16).await;
+    let client = server.client();
+    put_audit_logs(&client, "audit", LOGS, 50, 61).await;
+    let dir = tempfile::tempdir().unwrap();
+    let consumer = "group = \"g\"\nname = \"wide\"\nheartbeat_interval = \"2s\"\n\
+                    group_timeout = \"10s\"\ncheckpoint_interval = \"500ms\"\n\
+                    fetch_interval = \"200ms\"\n";
+    let forwarder = Forwarder::spawn_with_source(
+        &server,
+        dir.path(),
+        &["audit"],
+        "max_inflight_requests = 8\n",
+        consumer,
+        "",
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    let left = || deadline.saturating_duration_since(std::time::Instant::now());
+    wait_until("every shard held", left(), || {
+        let held = forwarder.assigned().len();
+        async move { held == SHARDS as usize }
+    })
+    .await;
+    wait_for_all(&[&forwarder], LOGS, left()).await;
+    let mut ends = Vec::new();
+    for shard in 0..SHARDS {
+        let end = client
+            .get_cursor("audit", shard, CursorFrom::End)
+            .await
+            .unwrap();
+        ends.push(end);
+    }
+    wait_until("every shard committed at its end", left(), || {
+        let (client, ends) = (&client, &ends);
+        async move {
+            for (shard, end) in (0..SHARDS).zip(ends) {
+                match client.get_checkpoint("audit", "g", shard).await {
+                    Ok(Some(stored)) if stored.checkpoint == *end => {}
+                    _ => return false,
+                }
+            }
+            true
+        }
+    })
+    .await;
+    assert_eq!(delivery_counts(&[&forwarder]).len(), LOGS);
+    assert!(
+        !forwarder.logged("checkpoint commit failed; will retry"),
+        "a commit failed"
+    );
 }
 
 #[tokio::test]

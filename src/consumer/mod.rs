@@ -86,7 +86,9 @@ pub async fn run(
     let name = ConsumerName::resolve(&config);
     let consumer: Arc<str> = name.as_str().into();
     // Heartbeats and commits: one attempt each, within half the heartbeat interval.
+    // Heartbeats never wait for a turn behind pulls: a late one loses every shard.
     let control = client.single_attempt(config.call_timeout());
+    let heartbeats = control.uncapped();
     let config = Arc::new(config);
     let budget = Arc::new(Semaphore::new(
         config.max_inflight_bytes.0.min(u64::from(u32::MAX)) as usize,
@@ -112,7 +114,12 @@ pub async fn run(
             budget: budget.clone(),
             releases: releases.clone(),
         };
-        members.spawn(run_member(template, config.clone(), shutdown.clone()));
+        members.spawn(run_member(
+            template,
+            heartbeats.clone(),
+            config.clone(),
+            shutdown.clone(),
+        ));
     }
     drop(output);
     if members.is_empty() {
@@ -124,10 +131,11 @@ pub async fn run(
     Ok(())
 }
 
-/// One logstore's heartbeat and worker; the heartbeat outlives the worker's drain, and the
-/// release heartbeat ends by the drain deadline.
+/// One logstore's heartbeat (sent through `heartbeats`) and worker; the heartbeat outlives
+/// the worker's drain, and the release heartbeat ends by the drain deadline.
 async fn run_member<S: GroupService>(
     template: ShardTask<S>,
+    heartbeats: S,
     config: Arc<ConsumerConfig>,
     shutdown: CancellationToken,
 ) {
@@ -135,7 +143,7 @@ async fn run_member<S: GroupService>(
     let poke = Arc::new(Notify::new());
     let (assigned_tx, assigned_rx) = watch::channel(BTreeSet::new());
     let heartbeat = Arc::new(Heartbeat {
-        client: template.control.clone(),
+        client: heartbeats,
         leases: template.leases.clone(),
         logstore: template.key.logstore.to_string(),
         group: config.group.clone(),
@@ -187,7 +195,12 @@ mod tests {
         let (template, mut batches) = fake::shard_task(&service, "member-stuck", config.clone());
         let held = tokio::spawn(async move { batches.recv().await });
         let shutdown = CancellationToken::new();
-        let member = tokio::spawn(run_member(template, Arc::new(config), shutdown.clone()));
+        let member = tokio::spawn(run_member(
+            template,
+            service.clone(),
+            Arc::new(config),
+            shutdown.clone(),
+        ));
         tokio::time::sleep(Duration::from_millis(1_500)).await;
         let stopped = tokio::time::Instant::now();
         shutdown.cancel();

@@ -2,10 +2,12 @@
 //! jittered backoff on network errors and 5xx, and typed errors. The API operations live in
 //! [`super::api`], one file each.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method};
+use tokio::sync::Semaphore;
 
 use super::auth::{self, SignedRequest, Signing, SECURITY_TOKEN_HEADER};
 use super::credentials::static_keys::StaticProvider;
@@ -17,6 +19,10 @@ use crate::common::{Backoff, Secret};
 /// How long establishing a connection may take, whatever the request timeout (as the Java
 /// consumer's `HTTP_CONNECT_TIME_OUT`).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Requests a client and its clones send at once by default (see
+/// [`ClientConfig::max_inflight_requests`]).
+pub const DEFAULT_MAX_INFLIGHT_REQUESTS: usize = 64;
 
 /// Where and as whom to connect.
 #[derive(Debug, Clone)]
@@ -42,6 +48,11 @@ pub struct ClientConfig {
     /// Credentials asked for before every request (refreshed near expiry and when refused);
     /// when set, the three static values above are not used.
     pub credentials: Option<CredentialsCache>,
+    /// Requests this client and its clones send at once (at least 1); each holds a
+    /// connection, so this bounds the connections whatever the number of callers. Further
+    /// requests wait their turn, in order. Requests of an [`Client::uncapped`] clone do not
+    /// count.
+    pub max_inflight_requests: usize,
 }
 
 impl ClientConfig {
@@ -63,6 +74,7 @@ impl ClientConfig {
             user_agent: concat!("siem-forwarder/", env!("CARGO_PKG_VERSION")).to_owned(),
             signing: Signing::V1,
             credentials: None,
+            max_inflight_requests: DEFAULT_MAX_INFLIGHT_REQUESTS,
         }
     }
 
@@ -242,6 +254,8 @@ pub struct Client {
     host_header: HeaderValue,
     /// The credentials requests are signed with.
     credentials: CredentialsCache,
+    /// Turns to send a request, shared by the clones; `None` for an uncapped clone.
+    inflight: Option<Arc<Semaphore>>,
 }
 
 impl Client {
@@ -313,12 +327,16 @@ impl Client {
                 endpoint: config.endpoint.clone(),
                 source: error,
             })?;
+        let inflight = Some(Arc::new(Semaphore::new(
+            config.max_inflight_requests.max(1),
+        )));
         Ok(Self {
             http,
             config,
             base_url,
             host_header,
             credentials,
+            inflight,
         })
     }
 
@@ -339,6 +357,17 @@ impl Client {
         client.config.request_timeout = timeout;
         client.config.max_attempts = 1;
         client
+    }
+
+    /// This client (sharing its connections) with requests that do not wait for a turn
+    /// under [`ClientConfig::max_inflight_requests`]: for heartbeats, which must not queue
+    /// behind pulls, as a heartbeat late by the group timeout loses every shard. A consumer
+    /// sends one heartbeat per logstore at a time, so they add at most that many connections.
+    pub fn uncapped(&self) -> Self {
+        Self {
+            inflight: None,
+            ..self.clone()
+        }
     }
 
     /// Sends a request, retrying network errors and 5xx answers with backoff. Refused
@@ -364,12 +393,23 @@ impl Client {
     }
 
     /// Sends a request signed with the current credentials; when the log service refuses
-    /// them, sends it once more with refreshed ones.
+    /// them, sends it once more with refreshed ones. Waits for a turn first (see
+    /// [`ClientConfig::max_inflight_requests`]), held until the answer is read and its
+    /// connection idle again; the credentials and the request's date come after the wait.
     async fn send_authorized(
         &self,
         api: &'static str,
         request: &ApiRequest,
     ) -> Result<ApiResponse, ClientError> {
+        let _turn = match &self.inflight {
+            Some(inflight) => Some(
+                inflight
+                    .acquire()
+                    .await
+                    .expect("the in-flight semaphore is never closed"),
+            ),
+            None => None,
+        };
         let credentials = self.credentials.get().await?;
         match self.send_once(api, request, &credentials).await {
             Err(error) if error.is_credentials_refused() => {
@@ -659,6 +699,71 @@ mod tests {
             started.elapsed()
         );
         assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    /// Answers each request on its own connection (then closes it), once `gate` has a
+    /// permit for it; counts the connections accepted.
+    async fn gated_server() -> (String, Arc<Semaphore>, Arc<std::sync::atomic::AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let gate = Arc::new(Semaphore::new(0));
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (server_gate, counter) = (gate.clone(), accepted.clone());
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let gate = server_gate.clone();
+                tokio::spawn(async move {
+                    let mut request = [0; 4096];
+                    let _ = socket.read(&mut request).await;
+                    gate.acquire().await.unwrap().forget();
+                    let answer =
+                        "HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\n{}";
+                    let _ = socket.write_all(answer.as_bytes()).await;
+                });
+            }
+        });
+        (endpoint, gate, accepted)
+    }
+
+    /// Waits (at most 10 s) until `accepted` reaches `count`.
+    async fn wait_for_connections(accepted: &std::sync::atomic::AtomicUsize, count: usize) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while accepted.load(std::sync::atomic::Ordering::SeqCst) < count {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{count} connections not made"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn requests_past_the_cap_wait_for_a_turn_but_uncapped_ones_do_not() {
+        let (endpoint, gate, accepted) = gated_server().await;
+        let mut config = ClientConfig::new(&endpoint, "proj", "id", Secret::new("s"));
+        config.max_attempts = 1;
+        config.max_inflight_requests = 2;
+        let client = Client::new(config).unwrap();
+        let send = |client: Client| {
+            tokio::spawn(async move { client.send("ListShards", list_shards()).await })
+        };
+        let capped: Vec<_> = (0..4).map(|_| send(client.clone())).collect();
+        wait_for_connections(&accepted, 2).await;
+        let uncapped = send(client.uncapped());
+        wait_for_connections(&accepted, 3).await;
+        assert_eq!(
+            accepted.load(std::sync::atomic::Ordering::SeqCst),
+            3,
+            "two capped requests and the uncapped one, while nothing is answered"
+        );
+        gate.add_permits(5);
+        uncapped.await.unwrap().unwrap();
+        for request in capped {
+            request.await.unwrap().unwrap();
+        }
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 5);
     }
 
     #[test]

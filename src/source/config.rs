@@ -11,6 +11,7 @@ use crate::common::Secret;
 use crate::encoding::field::InvalidSetting;
 use crate::local_server::DEFAULT_REGION;
 use crate::source::auth::{SignatureVersion, Signing};
+use crate::source::client::DEFAULT_MAX_INFLIGHT_REQUESTS;
 use crate::source::credentials::config::{check_static, SourceCredentials};
 use crate::source::credentials::{Credentials, CredentialsConfig};
 
@@ -63,6 +64,12 @@ pub struct SourceConfig {
     /// region (default `cn-hangzhou`).
     #[serde(default)]
     pub region: Option<String>,
+    /// Requests this process sends to the log service at once, 1 to 1024; each holds a
+    /// connection, so this bounds the connections however many shards the process holds.
+    /// Further requests (pulls, cursors, checkpoint reads and commits) wait their turn;
+    /// heartbeats never wait, and add one connection per logstore at most. Default 64.
+    #[serde(default)]
+    pub max_inflight_requests: Option<usize>,
     /// Settings of the embedded log service when `endpoint = "local"`.
     #[serde(default)]
     pub local: LocalSourceConfig,
@@ -117,6 +124,8 @@ pub struct ResolvedSource {
     pub signing: Signing,
     /// The region the embedded log service answers as (with `endpoint = "local"`).
     pub local_region: String,
+    /// Requests sent to the log service at once.
+    pub max_inflight_requests: usize,
 }
 
 /// Most logstores one process consumes (a project holds at most 200).
@@ -124,6 +133,8 @@ const MAX_LOGSTORES: usize = 200;
 /// Bounds of `[source.local]` values.
 const MAX_LOCAL_SHARDS: u32 = 256;
 const MAX_LOCAL_GENERATE: usize = 1_000_000;
+/// Most requests in flight at once (each costs a connection and a file descriptor).
+const MAX_INFLIGHT_REQUESTS: usize = 1024;
 
 impl SourceConfig {
     /// Applies the environment fallbacks (`lookup` reads a variable) and checks every value:
@@ -188,6 +199,11 @@ impl SourceConfig {
         if local {
             self.local.check()?;
         }
+        let max_inflight_requests = self
+            .max_inflight_requests
+            .unwrap_or(DEFAULT_MAX_INFLIGHT_REQUESTS);
+        check_within(max_inflight_requests, 1, MAX_INFLIGHT_REQUESTS)
+            .map_err(|reason| InvalidSetting::new("source.max_inflight_requests", reason))?;
         let credentials = match &self.credentials {
             Some(table) => self.credentials_table(table, local, &lookup)?,
             None => SourceCredentials::Static(self.top_level_keys(local, &lookup)?),
@@ -199,6 +215,7 @@ impl SourceConfig {
             credentials,
             signing,
             local_region: local_region.to_owned(),
+            max_inflight_requests,
         })
     }
 
@@ -546,6 +563,23 @@ mod tests {
                 region: "cn-beijing".into()
             }
         );
+    }
+
+    #[test]
+    fn requests_in_flight_are_bounded() {
+        let local = "endpoint = \"local\"\nlogstores = [\"audit\"]\n";
+        assert_eq!(
+            resolved(local).unwrap().max_inflight_requests,
+            DEFAULT_MAX_INFLIGHT_REQUESTS
+        );
+        let set = |value: &str| resolved(&format!("{local}max_inflight_requests = {value}"));
+        assert_eq!(set("1").unwrap().max_inflight_requests, 1);
+        assert_eq!(set("1024").unwrap().max_inflight_requests, 1024);
+        for bad in ["0", "1025"] {
+            let error = set(bad).unwrap_err();
+            assert_eq!(error.key, "source.max_inflight_requests", "{bad}");
+            assert!(error.reason.contains("between 1 and 1024"), "{error}");
+        }
     }
 
     #[test]

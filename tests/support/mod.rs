@@ -18,7 +18,7 @@ use http::{HeaderMap, HeaderValue};
 use siem_forwarder::common::shutdown::CancellationToken;
 use siem_forwarder::common::Secret;
 use siem_forwarder::local_server::{
-    DeniedAction, LocalServer, LocalServerConfig, LogstoreSpec, StsConfig,
+    ConnectionLimits, DeniedAction, LocalServer, LocalServerConfig, LogstoreSpec, StsConfig,
 };
 use siem_forwarder::source::auth::{self, SignedRequest};
 use siem_forwarder::source::{Client, ClientConfig};
@@ -44,6 +44,8 @@ pub struct TestServer {
     pub denied_actions: Vec<DeniedAction>,
     /// Temporary credentials the server hands out (none when `None`).
     pub sts: Option<StsConfig>,
+    /// Connections served at once.
+    pub max_connections: usize,
 }
 
 impl TestServer {
@@ -76,6 +78,14 @@ impl TestServer {
         server
     }
 
+    /// Like [`TestServer::start`], serving `max_connections` connections at once.
+    pub async fn start_with_connections(logstores: &[(&str, u32)], max_connections: usize) -> Self {
+        let mut server = Self::start(logstores).await;
+        server.max_connections = max_connections;
+        server.restart().await;
+        server
+    }
+
     /// Like [`TestServer::start`] with a request body limit.
     pub async fn start_with_limit(logstores: &[(&str, u32)], max_body_bytes: usize) -> Self {
         let temp = tempfile::tempdir().expect("temp dir");
@@ -90,6 +100,7 @@ impl TestServer {
             read_qps_per_shard: None,
             denied_actions: Vec::new(),
             sts: None,
+            max_connections: ConnectionLimits::default().max_connections,
         };
         server.launch("127.0.0.1:0".parse().unwrap()).await;
         server
@@ -120,9 +131,13 @@ impl TestServer {
         self.address = listener.local_addr().unwrap();
         self.shutdown = CancellationToken::new();
         let shutdown = self.shutdown.clone();
+        let limits = ConnectionLimits {
+            max_connections: self.max_connections,
+            ..ConnectionLimits::default()
+        };
         self.task = Some(tokio::spawn(async move {
             server
-                .run(listener, async move { shutdown.cancelled().await })
+                .run_with(listener, async move { shutdown.cancelled().await }, limits)
                 .await
                 .expect("local server run");
         }));
