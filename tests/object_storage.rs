@@ -12,7 +12,8 @@ use std::time::Duration;
 use serde_json::Value;
 use siem_forwarder::source::cursor;
 use support::archive_world::{
-    archive_sink, archive_sink_sealed, archived_ids, checkpoints_at, name_parts, World, BUCKET,
+    archive_sink, archive_sink_sealed, archived_ids, checkpoints_at, name_parts, shard_ends, World,
+    BUCKET,
 };
 use support::forwarder::{fast_consumer, Forwarder};
 use support::s3::StoredObject;

@@ -688,7 +688,7 @@ impl ObjectStorageSinkConfig {
 
     /// The `compression` setting's name, for the objects' metadata.
     fn compression_name(&self) -> &'static str {
-        match self.compression {
+        match self.compression_setting() {
             CompressionSetting::Gzip => "gzip",
             CompressionSetting::Zstd => "zstd",
             CompressionSetting::Snappy => "snappy",
@@ -727,14 +727,20 @@ impl ObjectStorageSinkConfig {
         Ok(url)
     }
 
+    /// The `compression` setting, or its default: snappy for Parquet, gzip otherwise.
+    fn compression_setting(&self) -> CompressionSetting {
+        self.compression
+            .unwrap_or(if self.format == FormatSetting::Parquet {
+                CompressionSetting::Snappy
+            } else {
+                CompressionSetting::Gzip
+            })
+    }
+
     /// The compression: for JSON and CSV of the object, for Parquet the file's internal codec.
     fn compression(&self) -> Result<Compression, InvalidSetting> {
         let parquet = self.format == FormatSetting::Parquet;
-        let setting = self.compression.unwrap_or(if parquet {
-            CompressionSetting::Snappy
-        } else {
-            CompressionSetting::Gzip
-        });
+        let setting = self.compression_setting();
         let level = |default: i32, (min, max): (i32, i32)| {
             let level = self.compression_level.unwrap_or(default);
             check_within(level, min, max)
