@@ -271,19 +271,26 @@ async fn transient_failures_and_resets_are_retried_and_never_checkpointed_past_t
 /// S3 answers a request that failed after its 200 was sent (a `CompleteMultipartUpload`, a
 /// copy) with 200 and an `<Error>` document. A store answered that way, without the `ETag` of
 /// a stored object, has not stored it.
-#[tokio::test]
-async fn an_ok_answer_carrying_an_error_document_is_a_failure_and_retried() {
-    const LOGS: usize = 300;
-    let world = World::start(true, 1, LOGS, 100, 43).await;
+/// A forwarder archiving `logs` logs (one shard, sealed by `seal`, with `extra` lines) whose
+/// first two `kind` requests are answered 200 with an S3 `<Error>` document: both must count
+/// as failed attempts, and every log must be stored once in the end. Returns the proxy for
+/// the caller's own counts.
+async fn ok_answers_carrying_error_documents(
+    kind: Kind,
+    logs: usize,
+    seal: &str,
+    extra: &str,
+) -> S3FaultProxy {
+    let world = World::start(true, 1, logs, 100, 43).await;
     let proxy = S3FaultProxy::start(&world.s3.endpoint).await;
     proxy.fail_next(
-        Kind::PutObject,
+        kind,
         &[
             Fault::OkWithError("InternalError"),
             Fault::OkWithError("SlowDown"),
         ],
     );
-    let sink = proxied_sink(&world, &proxy, SEALED_SOON, "");
+    let sink = proxied_sink(&world, &proxy, seal, extra);
     let mut forwarder = Forwarder::spawn(
         &world.server,
         world.dir.path(),
@@ -291,12 +298,12 @@ async fn an_ok_answer_carrying_an_error_document_is_a_failure_and_retried() {
         &fast_consumer("g", "n1"),
         &sink,
     );
-    wait_until("checkpoints at the end", Duration::from_secs(60), || {
+    wait_until("checkpoints at the end", Duration::from_secs(90), || {
         checkpoints_at(&world.client, "g", &world.ends)
     })
     .await;
     assert_eq!(proxy.faults_given(), 2);
-    assert_each_log_once(&world.s3.objects(BUCKET).await, &forwarder, LOGS);
+    assert_each_log_once(&world.s3.objects(BUCKET).await, &forwarder, logs);
     let metrics = page(&forwarder, "/metrics").await;
     assert_eq!(
         metric_sum(
@@ -308,6 +315,38 @@ async fn an_ok_answer_carrying_an_error_document_is_a_failure_and_retried() {
     );
     let (code, _) = forwarder.terminate(Duration::from_secs(30)).await;
     assert_eq!(code, Some(0));
+    proxy
+}
+
+#[tokio::test]
+async fn an_ok_answer_carrying_an_error_document_is_a_failure_and_retried() {
+    ok_answers_carrying_error_documents(Kind::PutObject, 300, SEALED_SOON, "").await;
+}
+
+#[tokio::test]
+async fn a_completed_multipart_upload_answered_with_an_error_document_starts_again() {
+    // About 6 MiB of JSON lines in one object: two parts of at most 5 MiB. S3 may answer
+    // CompleteMultipartUpload 200 with an <Error> body; only a parsed result completes it.
+    const LOGS: usize = 5_000;
+    let proxy = ok_answers_carrying_error_documents(
+        Kind::CompleteMultipart,
+        LOGS,
+        &format!("max_events = {LOGS}\nmax_age = \"10m\""),
+        "compression = \"none\"\nupload = { part_size = \"5MiB\", max_retries = 0 }",
+    )
+    .await;
+    assert_eq!(
+        proxy.count(Kind::CreateMultipart),
+        3,
+        "each failed completion starts a new upload from part 1"
+    );
+    assert_eq!(proxy.count(Kind::UploadPart), 6, "two parts per attempt");
+    assert_eq!(proxy.stored(Kind::CompleteMultipart), 1);
+    assert_eq!(
+        proxy.count(Kind::PutObject),
+        0,
+        "larger than a part: never one PUT"
+    );
 }
 
 #[tokio::test]
