@@ -63,15 +63,21 @@ def cpu_seconds(pid):
         return None
 
 
-def vm_hwm_kib(pid):
+def proc_status_kib(pid, field):
+    """A KiB figure of /proc/PID/status (`VmHWM`, peak RSS; `VmRSS`, current RSS); 0 once
+    the process is gone."""
     try:
         with open("/proc/%d/status" % pid) as f:
             for line in f:
-                if line.startswith("VmHWM:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1])
     except OSError:
         pass
     return 0
+
+
+def vm_hwm_kib(pid):
+    return proc_status_kib(pid, "VmHWM")
 
 
 def stop(proc, timeout=30.0, sig=signal.SIGTERM):

@@ -38,7 +38,7 @@ import urllib.request
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import driver  # noqa: E402
 from driver import (AK_ID, AK_SECRET, HEC_TOKEN, PROJECT, ROOT, cpu_seconds, free_port, log,  # noqa: E402
-                    read_stats, spawn, stop, vm_hwm_kib, wait_port)
+                    proc_status_kib, read_stats, spawn, stop, vm_hwm_kib, wait_port)
 
 GIB = 2**30
 PUT_CHUNK = 250_000  # logs per `put --generate` call (put builds its batches in memory)
@@ -432,14 +432,7 @@ def run_backlog(args, server, gib, logs, raw):
 
 
 def current_rss_kib(pid):
-    try:
-        with open("/proc/%d/status" % pid) as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
+    return proc_status_kib(pid, "VmRSS")
 
 
 BACKLOG_HEADER = ("| backlog | logs | HEC stalled after s | logs to the healthy syslog receiver during the stall "
