@@ -305,6 +305,19 @@ async fn a_disk_spool_is_wiped_at_start_and_locked_against_a_second_process() {
     })
     .await;
     assert!(!spool.join("x.part").exists(), "the stale file is removed");
+    let locked = forwarder
+        .log_lines()
+        .into_iter()
+        .find(|line| {
+            line["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("spool directory locked"))
+        })
+        .expect("the spool's start is logged");
+    assert_eq!(
+        locked["removed"], 1,
+        "how many leftovers were deleted: {locked}"
+    );
     assert_eq!(
         spool_files(&spool),
         Vec::<u64>::new(),
@@ -331,9 +344,12 @@ async fn a_disk_spool_is_wiped_at_start_and_locked_against_a_second_process() {
     )
     .await;
     let stderr = std::fs::read_to_string(&second.log).unwrap();
+    let lock = spool.join(".lock");
     assert!(
-        stderr.contains("locked by another process") && stderr.contains(".lock"),
-        "{stderr}"
+        stderr.contains("locked by another process")
+            && stderr.contains(&lock.display().to_string()),
+        "names the lock {}: {stderr}",
+        lock.display()
     );
     assert!(forwarder.running(), "the first keeps its spool");
     let (code, _) = forwarder.terminate(Duration::from_secs(60)).await;
