@@ -1,7 +1,8 @@
 //! How the `object_storage` sink writes objects, in a running forwarder against a real
 //! S3-compatible server (moto), checked with boto3: multipart uploads above
 //! `upload.part_size`, provenance metadata, storage class and encryption, `create_only`
-//! leaving an object already stored untouched, and the refusals of bad upload settings.
+//! leaving an object already stored untouched, the disk spool (`buffer.dir`), and the refusals
+//! of bad upload settings.
 
 mod support;
 
@@ -11,9 +12,12 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use siem_forwarder::source::cursor;
-use support::archive_world::{archive_sink_at, archive_sink_sealed, checkpoints_at, World, BUCKET};
+use support::archive_world::{
+    archive_sink, archive_sink_at, archive_sink_sealed, archived_ids, checkpoints_at, World, BUCKET,
+};
 use support::forwarder::{event_id, fast_consumer, Forwarder, DRAIN_TIMEOUT_SECS};
-use support::{wait_until, PROJECT};
+use support::s3_fault_proxy::{Kind, S3FaultProxy};
+use support::{http_get, metric_sum, wait_until, PROJECT};
 
 /// Seal rules that leave one file open until shutdown: ten minutes of age, no size that the
 /// tests reach, no event limit.
@@ -259,6 +263,175 @@ async fn virtual_hosted_requests_reach_the_bucket_through_a_resolved_name() {
     assert_eq!(code, Some(0));
 }
 
+/// The `.part` files in `dir`, with their sizes.
+fn spool_files(dir: &std::path::Path) -> Vec<u64> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|entry| entry.path().extension().is_some_and(|ext| ext == "part"))
+                .map(|entry| entry.metadata().map_or(0, |meta| meta.len()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The `buffer` line of an archive spooling to `dir`.
+fn spool_setting(dir: &std::path::Path) -> String {
+    format!(
+        "buffer = {{ dir = \"{}\", max_disk = \"256MiB\" }}",
+        dir.display()
+    )
+}
+
+#[tokio::test]
+async fn a_disk_spool_is_wiped_at_start_and_locked_against_a_second_process() {
+    const LOGS: usize = 1_200;
+    let world = World::start(true, 1, LOGS, 200, 47).await;
+    let spool = world.dir.path().join("spool");
+    std::fs::create_dir_all(&spool).unwrap();
+    // Left by a crash: never acknowledged, so its logs are redelivered.
+    std::fs::write(spool.join("x.part"), b"half an object").unwrap();
+    let sink = archive_sink(&world.s3, &spool_setting(&spool));
+    let mut forwarder = Forwarder::spawn(
+        &world.server,
+        world.dir.path(),
+        "audit",
+        &fast_consumer("g", "n1"),
+        &sink,
+    );
+    wait_until("checkpoints at the end", Duration::from_secs(120), || {
+        checkpoints_at(&world.client, "g", &world.ends)
+    })
+    .await;
+    assert!(!spool.join("x.part").exists(), "the stale file is removed");
+    let locked = forwarder
+        .log_lines()
+        .into_iter()
+        .find(|line| {
+            line["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("spool directory locked"))
+        })
+        .expect("the spool's start is logged");
+    assert_eq!(
+        locked["removed"], 1,
+        "how many leftovers were deleted: {locked}"
+    );
+    assert_eq!(
+        spool_files(&spool),
+        Vec::<u64>::new(),
+        "stored objects leave the spool"
+    );
+    let archived = archived_ids(&world.s3.objects(BUCKET).await);
+    assert_eq!(archived.len(), LOGS);
+    assert!(archived.values().all(|&times| times == 1), "every log once");
+    // A second process on the same directory is refused, naming the lock.
+    let mut second = Forwarder::spawn(
+        &world.server,
+        world.dir.path(),
+        "audit",
+        &fast_consumer("g2", "n2"),
+        &sink,
+    );
+    wait_until(
+        "the second forwarder to exit",
+        Duration::from_secs(60),
+        || {
+            let running = second.running();
+            async move { !running }
+        },
+    )
+    .await;
+    let stderr = std::fs::read_to_string(&second.log).unwrap();
+    let lock = spool.join(".lock");
+    assert!(
+        stderr.contains("locked by another process")
+            && stderr.contains(&lock.display().to_string()),
+        "names the lock {}: {stderr}",
+        lock.display()
+    );
+    assert!(forwarder.running(), "the first keeps its spool");
+    let (code, _) = forwarder.terminate(Duration::from_secs(60)).await;
+    assert_eq!(code, Some(0));
+}
+
+#[tokio::test]
+async fn with_a_disk_spool_objects_waiting_for_a_stalled_bucket_are_on_disk_not_in_memory() {
+    const LOGS: usize = 4_000;
+    let world = World::start(true, 2, LOGS, 250, 53).await;
+    let proxy = S3FaultProxy::start(&world.s3.endpoint).await;
+    proxy.stall(&Kind::WRITES);
+    let spool = world.dir.path().join("spool");
+    let (id, secret) = &world.s3.keys;
+    let sink = archive_sink_at(
+        &proxy.endpoint(),
+        (id, secret),
+        "max_age = \"3s\"\nmax_events = 500",
+        &spool_setting(&spool),
+    );
+    let mut forwarder = Forwarder::spawn(
+        &world.server,
+        world.dir.path(),
+        "audit",
+        &fast_consumer("g", "n1"),
+        &sink,
+    );
+    let metrics_url = format!("{}/metrics", forwarder.telemetry_url().await);
+    let buffered = |page: &str, kind: &str| {
+        metric_sum(
+            page,
+            &format!("siem_forwarder_archive_buffered_bytes{{sink=\"archive\",kind=\"{kind}\"}}"),
+        )
+    };
+    // Every log sealed (a shard's pull holds all its logs, so one object each) and held by
+    // the stall: the objects wait in the spool, and its bytes are published.
+    wait_until(
+        "the stalled objects spooled",
+        Duration::from_secs(120),
+        || {
+            let (url, spool) = (&metrics_url, &spool);
+            async move {
+                let page = http_get(url).await.1;
+                let files = spool_files(spool);
+                files.len() == 2 && buffered(&page, "disk") == files.iter().sum::<u64>() as f64
+            }
+        },
+    )
+    .await;
+    let page = http_get(&metrics_url).await.1;
+    let (memory, disk) = (buffered(&page, "memory"), buffered(&page, "disk"));
+    assert!(proxy.held() > 0, "uploads are stalled");
+    assert!(disk >= 100_000.0, "spooled bytes published: {disk}");
+    assert!(
+        memory < 100_000.0,
+        "sealed objects wait on disk, not in memory: memory {memory}, disk {disk}"
+    );
+    let status = http_get(&metrics_url.replace("/metrics", "/status"))
+        .await
+        .1;
+    assert!(
+        status.contains(&format!("\"spooled_bytes\":{disk}")),
+        "{status}"
+    );
+    proxy.release();
+    wait_until(
+        "checkpoints at the end once released",
+        Duration::from_secs(120),
+        || checkpoints_at(&world.client, "g", &world.ends),
+    )
+    .await;
+    assert_eq!(
+        spool_files(&spool),
+        Vec::<u64>::new(),
+        "stored objects leave the spool"
+    );
+    let archived = archived_ids(&world.s3.objects(BUCKET).await);
+    assert_eq!(archived.len(), LOGS);
+    let (code, _) = forwarder.terminate(Duration::from_secs(60)).await;
+    assert_eq!(code, Some(0));
+}
+
 /// A configuration with an archive sink, with `lines` appended to the sink; and the
 /// 1-based line of the last of them.
 fn archive_config(lines: &str) -> (String, usize) {
@@ -295,7 +468,7 @@ fn validate(config: &str) -> Output {
 }
 
 #[test]
-fn bad_upload_and_object_settings_are_refused_naming_key_and_line() {
+fn bad_upload_buffer_and_object_settings_are_refused_naming_key_and_line() {
     for (lines, key) in [
         ("upload = { part_size = \"4MiB\" }", "upload.part_size"),
         ("upload = { part_size = \"1GiB\" }", "upload.part_size"),
@@ -306,6 +479,11 @@ fn bad_upload_and_object_settings_are_refused_naming_key_and_line() {
         (
             "upload = { part_concurrency = 17 }",
             "upload.part_concurrency",
+        ),
+        ("buffer = { max_disk = \"1GiB\" }", "buffer.max_disk"),
+        (
+            "buffer = { dir = \"/tmp/archive-spool\", max_disk = \"100MiB\" }",
+            "buffer.max_disk",
         ),
         ("storage_class = \"standard_ia\"", "storage_class"),
         ("storage_class = \"\"", "storage_class"),

@@ -21,6 +21,7 @@ use super::key::{
 use super::put::ObjectOptions;
 use super::rollover::{Layout, Limits, PartitionTime};
 use super::sink::ObjectStorageSink;
+use super::spool::Spool;
 use super::upload::Uploader;
 use crate::common::host::is_loopback_host;
 use crate::common::tls::TlsConfig;
@@ -372,7 +373,7 @@ fn default_row_group_bytes() -> ByteSize {
 }
 
 /// `buffer` settings.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BufferSettings {
     /// Memory for open files and sealed objects not yet stored, `8MiB` to `4GiB`. Over it
@@ -382,13 +383,32 @@ pub struct BufferSettings {
     /// files waiting for their age or size do not hold the pull. Default `64MiB`.
     #[serde(default = "default_max_memory")]
     pub max_memory: ByteSize,
+    /// A spool directory: sealed objects wait for upload in `{dir}/{uuid}.part` files instead
+    /// of memory, are read back a part at a time and deleted once stored. Open files stay in
+    /// memory. Locked (`{dir}/.lock`) by one process; leftover `.part` files, which hold
+    /// nothing acknowledged, are deleted at start. Default none (memory only).
+    #[serde(default)]
+    pub dir: Option<std::path::PathBuf>,
+    /// Bytes the spool may hold, at least twice `max_bytes`; when full, the sink takes no
+    /// more batches until uploads finish. Only with `dir`. Default `4GiB`.
+    #[serde(default)]
+    pub max_disk: Option<ByteSize>,
 }
 
 impl Default for BufferSettings {
     fn default() -> Self {
         Self {
             max_memory: default_max_memory(),
+            dir: None,
+            max_disk: None,
         }
+    }
+}
+
+impl BufferSettings {
+    /// The spool's budget: `max_disk`, or 4 GiB.
+    fn max_disk(&self) -> u64 {
+        self.max_disk.map_or(4 << 30, |size| size.0)
     }
 }
 
@@ -566,6 +586,7 @@ impl ObjectStorageSinkConfig {
                 .max_memory
                 .check_within(MAX_MEMORY.0, MAX_MEMORY.1),
         )?;
+        self.check_spool()?;
         within(
             "upload.concurrency",
             check_within(self.upload.concurrency, 1, 64),
@@ -605,6 +626,45 @@ impl ObjectStorageSinkConfig {
             ));
         }
         self.check_object_options()
+    }
+
+    /// Checks the spool settings: `max_disk` only with `dir`, and room for two largest
+    /// objects.
+    fn check_spool(&self) -> Result<(), InvalidSetting> {
+        let Some(dir) = &self.buffer.dir else {
+            if self.buffer.max_disk.is_some() {
+                return Err(InvalidSetting::new(
+                    "buffer.max_disk",
+                    "needs buffer.dir (the spool directory it bounds)",
+                ));
+            }
+            return Ok(());
+        };
+        if dir.as_os_str().is_empty() {
+            return Err(InvalidSetting::new("buffer.dir", "must not be empty"));
+        }
+        // Uploads read their parts from the spool into memory.
+        let reading = self.upload.concurrency as u64
+            * self.upload.part_concurrency as u64
+            * self.upload.part_size.0;
+        if self.buffer.max_memory.0 < reading {
+            return Err(InvalidSetting::new(
+                "buffer.max_memory",
+                format!(
+                    "with buffer.dir, must hold the parts being uploaded: upload.concurrency × upload.part_concurrency × upload.part_size ({reading} bytes)"
+                ),
+            ));
+        }
+        if self.buffer.max_disk() < 2 * self.max_bytes.0 {
+            return Err(InvalidSetting::new(
+                "buffer.max_disk",
+                format!(
+                    "must be at least 2 × max_bytes ({} bytes)",
+                    2 * self.max_bytes.0
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Checks the storage class and the encryption settings.
@@ -1059,6 +1119,7 @@ impl ObjectStorageSinkConfig {
                 max_batches: context.max_inflight_batches,
             },
         };
+        let spool = self.open_spool(&name)?;
         Ok(ObjectStorageSink {
             uploader: Uploader {
                 store: Arc::new(store),
@@ -1073,9 +1134,23 @@ impl ObjectStorageSinkConfig {
             layout: Arc::new(layout),
             max_memory: self.buffer.max_memory.0,
             concurrency: self.upload.concurrency,
+            spool,
             drain: context.drain.clone(),
             releases: context.releases.subscribe(),
         })
+    }
+}
+
+impl ObjectStorageSinkConfig {
+    /// Opens and locks the spool directory, deleting leftover `.part` files.
+    fn open_spool(&self, name: &str) -> Result<Option<(Arc<Spool>, u64)>, SinkError> {
+        let Some(dir) = &self.buffer.dir else {
+            return Ok(None);
+        };
+        let (spool, removed) =
+            Spool::open(dir).map_err(|error| SinkError::Config(error.to_string()))?;
+        tracing::info!(sink = %name, dir = %dir.display(), removed, "spool directory locked; leftover .part files (never acknowledged, redelivered) deleted");
+        Ok(Some((Arc::new(spool), self.buffer.max_disk())))
     }
 }
 
@@ -1127,6 +1202,18 @@ mod tests {
     }
 
     #[test]
+    fn a_spool_with_room_for_two_largest_objects_is_valid() {
+        let config = parse(
+            "max_bytes = \"64MiB\"\nbuffer = { dir = \"/tmp/spool\", max_disk = \"128MiB\" }",
+        );
+        assert_eq!(config.validate(), Ok(()));
+        assert_eq!(
+            parse("buffer = { dir = \"/tmp/spool\" }").buffer.max_disk(),
+            4 << 30
+        );
+    }
+
+    #[test]
     fn defaults_are_valid() {
         let config = parse("");
         assert_eq!(config.validate(), Ok(()));
@@ -1172,6 +1259,22 @@ mod tests {
                 "buffer = { max_memory = \"1MiB\" }",
                 "buffer.max_memory",
                 "must be between",
+            ),
+            (
+                "buffer = { max_disk = \"1GiB\" }",
+                "buffer.max_disk",
+                "needs buffer.dir",
+            ),
+            (
+                "buffer = { dir = \"/tmp/spool\", max_disk = \"100MiB\" }",
+                "buffer.max_disk",
+                "at least 2 × max_bytes",
+            ),
+            ("buffer = { dir = \"\" }", "buffer.dir", "must not be empty"),
+            (
+                "buffer = { dir = \"/tmp/spool\", max_memory = \"32MiB\" }",
+                "buffer.max_memory",
+                "parts being uploaded",
             ),
             (
                 "upload = { concurrency = 0 }",

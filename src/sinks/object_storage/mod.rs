@@ -12,6 +12,7 @@
 //! - `upload`: storing an object, retried until stored; failure classes and health.
 //! - `sink`: the run loop (batches in, seals, uploads, memory budget) and what it publishes
 //!   (metrics, `/status`).
+//! - `spool`: the disk spool of sealed objects (`buffer.dir`): lock, leftovers, files.
 //! - `activity`: uploads in flight and the last finished ones, for `/status`.
 
 mod activity;
@@ -22,6 +23,7 @@ mod key;
 mod put;
 mod rollover;
 mod sink;
+mod spool;
 mod upload;
 
 pub use config::ObjectStorageSinkConfig;

@@ -1,7 +1,8 @@
 //! One attempt at writing a sealed object: a single PutObject up to `upload.part_size`, a
 //! multipart upload of parts of exactly that size above it (`upload.part_concurrency` in
-//! flight); the object's headers (Content-Type, storage class, provenance metadata);
-//! `create_only`; and the check after the upload (`verify_after_upload`).
+//! flight, each read from memory or the spool when its slot is free); the object's headers
+//! (Content-Type, storage class, provenance metadata); `create_only`; and the check after the
+//! upload (`verify_after_upload`).
 //!
 //! The multipart upload drives object_store's [`MultipartUpload`] directly rather than its
 //! `WriteMultipart`: `WriteMultipart::finish` returns a failed part's error without aborting
@@ -17,6 +18,7 @@ use object_store::{
 
 use super::key::ObjectId;
 use super::rollover::SealedObject;
+use super::spool::Body;
 
 /// The metadata name (after `x-amz-meta-`) of the hex SHA-256 of the object's body.
 pub const SHA256_METADATA: &str = "content-sha256";
@@ -85,17 +87,23 @@ impl Mismatch {
     }
 }
 
-/// The hex SHA-256 of `body`.
-pub fn sha256_hex(body: &[u8]) -> String {
+/// The hex SHA-256 of `body`, read a chunk at a time when spooled (blocking).
+///
+/// # Errors
+///
+/// The spool file cannot be read.
+pub fn sha256_of(body: &Body) -> std::io::Result<String> {
     use std::fmt::Write as _;
-    let digest = ring::digest::digest(&ring::digest::SHA256, body);
-    digest
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    body.for_each_chunk(|chunk| context.update(chunk))?;
+    Ok(context
+        .finish()
         .as_ref()
         .iter()
         .fold(String::with_capacity(64), |mut text, byte| {
             let _ = write!(text, "{byte:02x}");
             text
-        })
+        }))
 }
 
 impl ObjectOptions {
@@ -153,7 +161,12 @@ impl ObjectOptions {
                 attributes: attributes.clone(),
                 ..PutOptions::default()
             };
-            let payload = PutPayload::from_bytes(object.body.clone());
+            let body = object
+                .body
+                .read(0..object.body.len())
+                .await
+                .map_err(spool_error)?;
+            let payload = PutPayload::from_bytes(body);
             match store.put_opts(path, payload, options).await {
                 Ok(_) => Written::Stored,
                 Err(object_store::Error::AlreadyExists { .. }) => Written::AlreadyStored,
@@ -193,20 +206,22 @@ impl ObjectOptions {
         };
         let mut upload = store.put_multipart_opts(path, options).await?;
         let body = &object.body;
-        // Each part's number is fixed when its request is created, in order; the requests
-        // run when polled, at most `part_concurrency` at once.
-        let parts: Vec<_> = (0..body.len())
-            .step_by(self.part_size)
-            .map(|start| {
-                let end = (start + self.part_size).min(body.len());
-                upload.put_part(PutPayload::from_bytes(body.slice(start..end)))
+        // Each part's number is fixed when its request is created, in order; a part is read
+        // (from memory or the spool) only when one of the `part_concurrency` slots is free.
+        let size = body.len();
+        let parts = futures::stream::iter((0..size).step_by(self.part_size))
+            .then(|start| {
+                let (body, end) = (body.clone(), (start + self.part_size).min(size));
+                async move { body.read(start..end).await }
             })
-            .collect();
-        let uploaded = futures::stream::iter(parts)
-            .buffer_unordered(self.part_concurrency)
+            .map(|read| match read {
+                Ok(part) => Ok(upload.put_part(PutPayload::from_bytes(part))),
+                Err(error) => Err(spool_error(error)),
+            })
+            .try_buffer_unordered(self.part_concurrency)
             .try_collect::<Vec<()>>()
             .await;
-        let completed = match uploaded {
+        let completed = match parts {
             Ok(_) => upload.complete().await.map(drop),
             Err(error) => Err(error),
         };
@@ -254,6 +269,14 @@ impl ObjectOptions {
             .into_error()),
             _ => Ok(()),
         }
+    }
+}
+
+/// A spool file that cannot be read, as a store error (the attempt fails and is retried).
+fn spool_error(error: std::io::Error) -> object_store::Error {
+    object_store::Error::Generic {
+        store: "S3",
+        source: Box::new(error),
     }
 }
 

@@ -7,12 +7,12 @@ use std::collections::BTreeMap;
 use std::io;
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
 use super::encode::{Compression, Format, ObjectBody};
 use super::key::{KeyTemplate, ObjectId};
+use super::spool::Body;
 use crate::model::ack::AckToken;
 use crate::model::batch::{Batch, ShardKey};
 
@@ -99,8 +99,8 @@ impl SealReason {
 pub struct SealedObject {
     /// Object name.
     pub key: String,
-    /// Compressed body.
-    pub body: Bytes,
+    /// Compressed body, in memory or spooled to disk.
+    pub body: Body,
     /// Logs in it.
     pub logs: u64,
     /// Encoded bytes before compression.
@@ -344,7 +344,7 @@ impl ShardFiles {
         let (logs, uncompressed) = (file.body.logs(), file.body.uncompressed_bytes());
         Ok(SealedObject {
             key: layout.keys.key(&self.shard, partition, &id),
-            body: file.body.finish()?,
+            body: Body::Memory(file.body.finish()?),
             logs,
             uncompressed,
             reason,

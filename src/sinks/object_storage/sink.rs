@@ -4,7 +4,9 @@
 //! bounded by the sink's budget: over it, the largest open file is sealed, and when nothing is
 //! left to seal the sink stops taking batches, so a stalled bucket slows the pull. A batch is
 //! dropped once encoded, which gives its pulled bytes back to the consumer's in-flight budget:
-//! what waits for storage is bounded by this sink's budget alone.
+//! what waits for storage is bounded by this sink's budget alone. With a disk spool
+//! (`buffer.dir`) sealed objects wait for upload in spool files instead of memory, bounded by
+//! `buffer.max_disk`: when the largest object might no longer fit, the sink takes no batches.
 //!
 //! Held batches are delivered before the consumer gives up on them: when shutdown starts (the
 //! drain token) every open file is sealed, and so is every batch appended after; when the
@@ -24,6 +26,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::rollover::{Layout, SealReason, SealedObject, ShardFiles};
+use super::spool::{Body, Spool};
 use super::upload::Uploader;
 use crate::model::batch::ShardKey;
 use crate::sinks::{Sink, SinkBatch, SinkError};
@@ -47,6 +50,9 @@ pub struct ObjectStorageSink {
     pub max_memory: u64,
     /// Objects uploaded at once.
     pub concurrency: usize,
+    /// The disk spool (`buffer.dir`) and its budget (`buffer.max_disk`): sealed objects wait
+    /// for upload there instead of in memory.
+    pub spool: Option<(Arc<Spool>, u64)>,
     /// Fires when shutdown starts: seal everything, and every batch appended after.
     pub drain: CancellationToken,
     /// Shards the consumer starts releasing: seal their files.
@@ -85,6 +91,7 @@ impl Sink for ObjectStorageSink {
             queue: VecDeque::new(),
             uploads: JoinSet::new(),
             pending_bytes: 0,
+            spooled_bytes: 0,
             draining: false,
             released: HashSet::new(),
             sink: *self,
@@ -105,10 +112,12 @@ struct Run {
     shards: HashMap<ShardKey, ShardFiles>,
     /// Sealed objects waiting for an upload slot.
     queue: VecDeque<SealedObject>,
-    /// Uploads in flight; each yields the body bytes it held.
-    uploads: JoinSet<u64>,
-    /// Body bytes of the objects queued or uploading.
+    /// Uploads in flight; each yields the body bytes it held and whether they were spooled.
+    uploads: JoinSet<(u64, bool)>,
+    /// Body bytes of the objects queued or uploading, held in memory.
     pending_bytes: u64,
+    /// Body bytes of the objects queued or uploading, held in the spool.
+    spooled_bytes: u64,
     /// Shutdown started: every appended batch is sealed at once.
     draining: bool,
     /// Shards the consumer released: their batches still arriving are sealed at once.
@@ -132,10 +141,18 @@ impl Run {
             if !input_open && self.queue.is_empty() && self.uploads.is_empty() {
                 return Ok(());
             }
-            let full = self.memory_bytes() >= self.sink.max_memory;
-            if full && self.seal_largest().await? {
+            let memory_full = self.memory_bytes() >= self.sink.max_memory;
+            if memory_full && self.seal_largest().await? {
                 continue;
             }
+            // The spool is full when the largest object might not fit.
+            let max_bytes = self.sink.layout.limits.max_bytes;
+            let full = memory_full
+                || self
+                    .sink
+                    .spool
+                    .as_ref()
+                    .is_some_and(|(_, max_disk)| self.spooled_bytes + max_bytes > *max_disk);
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => return Ok(()),
@@ -145,8 +162,12 @@ impl Run {
                     self.seal_everything(SealReason::Drain).await?;
                 }
                 Some(joined) = self.uploads.join_next(), if !self.uploads.is_empty() => {
-                    let bytes = joined.map_err(|error| SinkError::Unavailable(format!("upload task failed: {error}")))?;
-                    self.pending_bytes -= bytes;
+                    let (bytes, spooled) = joined.map_err(|error| SinkError::Unavailable(format!("upload task failed: {error}")))?;
+                    if spooled {
+                        self.spooled_bytes -= bytes;
+                    } else {
+                        self.pending_bytes -= bytes;
+                    }
                     self.publish();
                 }
                 released = self.sink.releases.recv(), if releases_open => match released {
@@ -218,6 +239,10 @@ impl Run {
             .get_or_create(&BufferLabels::new(name, "memory"))
             .set(i64::try_from(self.memory_bytes()).unwrap_or(i64::MAX));
         metrics
+            .archive_buffered_bytes
+            .get_or_create(&BufferLabels::new(name, "disk"))
+            .set(i64::try_from(self.spooled_bytes).unwrap_or(i64::MAX));
+        metrics
             .archive_oldest_unuploaded_seconds
             .get_or_create(&labels)
             .set(oldest.map_or(0.0, |oldest| now.duration_since(oldest).as_secs_f64()));
@@ -227,6 +252,7 @@ impl Run {
                 "archive": {
                     "open_files": open,
                     "queued": self.queue.len(),
+                    "spooled_bytes": self.spooled_bytes,
                     "uploading": activity.uploading(),
                     "history": activity.history(),
                 }
@@ -242,20 +268,42 @@ impl Run {
             let uploader = self.sink.uploader.clone();
             let stop = shutdown.clone();
             let bytes = object.body.len() as u64;
+            let spooled = match &object.body {
+                Body::Memory(_) => None,
+                Body::Spooled(file) => Some(file.clone()),
+            };
             self.uploads.spawn(async move {
-                uploader.store(object, &stop).await;
-                bytes
+                let stored = uploader.store(object, &stop).await;
+                if let (true, Some(file)) = (stored, &spooled) {
+                    if let Err(error) = file.delete() {
+                        tracing::warn!(file = %file.path().display(), %error, "cannot delete a stored object's spool file; it is deleted at the next start");
+                    }
+                }
+                (bytes, spooled.is_some())
             });
         }
     }
 
-    fn enqueue(&mut self, sealed: Vec<SealedObject>) {
-        for object in sealed {
+    /// Queues sealed objects for upload; with a spool, writes each body to it while it has
+    /// room (an object that does not fit, or cannot be written, waits in memory).
+    async fn enqueue(&mut self, sealed: Vec<SealedObject>) {
+        for mut object in sealed {
             metrics()
                 .archive_seals
                 .get_or_create(&SealLabels::new(&self.sink.name, object.reason.as_str()))
                 .inc();
-            self.pending_bytes += object.body.len() as u64;
+            let bytes = object.body.len() as u64;
+            if let Some((spool, max_disk)) = &self.sink.spool {
+                if self.spooled_bytes + bytes <= *max_disk {
+                    if let Some(file) = spool_body(spool, &object.body).await {
+                        object.body = Body::Spooled(file);
+                        self.spooled_bytes += bytes;
+                        self.queue.push_back(object);
+                        continue;
+                    }
+                }
+            }
+            self.pending_bytes += bytes;
             self.queue.push_back(object);
         }
     }
@@ -292,7 +340,7 @@ impl Run {
         })
         .await?;
         self.shards.insert(shard, files);
-        self.enqueue(sealed);
+        self.enqueue(sealed).await;
         Ok(())
     }
 
@@ -355,8 +403,24 @@ impl Run {
         let layout = self.sink.layout.clone();
         let (files, sealed) = off_thread(files, move |files| seal(files, &layout)).await?;
         self.shards.insert(shard, files);
-        self.enqueue(sealed);
+        self.enqueue(sealed).await;
         Ok(())
+    }
+}
+
+/// Writes `body` to the spool off the async threads; `None` (logged) when it cannot.
+async fn spool_body(spool: &Arc<Spool>, body: &Body) -> Option<super::spool::SpooledFile> {
+    let Body::Memory(bytes) = body else {
+        return None;
+    };
+    let (spool, bytes) = (spool.clone(), bytes.clone());
+    match tokio::task::spawn_blocking(move || spool.write(&bytes)).await {
+        Ok(Ok(file)) => Some(file),
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "cannot write a sealed object to the spool; it waits for upload in memory");
+            None
+        }
+        Err(_) => None,
     }
 }
 
@@ -418,6 +482,7 @@ mod tests {
             }),
             max_memory,
             concurrency: 2,
+            spool: None,
             drain: CancellationToken::new(),
             releases: broadcast::channel(16).1,
         }
@@ -645,6 +710,95 @@ mod tests {
         );
         assert_eq!(wait_for_objects(&store, 3).await.len(), 3);
         drop(input);
+        running.await.unwrap().unwrap();
+    }
+
+    fn spool_in(dir: &std::path::Path, max_disk: u64) -> Option<(Arc<Spool>, u64)> {
+        Some((Arc::new(Spool::open(dir).unwrap().0), max_disk))
+    }
+
+    fn part_files(dir: &std::path::Path) -> usize {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter(|entry| {
+                let path = entry.as_ref().unwrap().path();
+                path.extension().is_some_and(|ext| ext == "part")
+            })
+            .count()
+    }
+
+    #[tokio::test]
+    async fn spooled_objects_are_stored_from_their_files_and_deleted() {
+        let store = Arc::new(InMemory::new());
+        let dir = tempfile::tempdir().unwrap();
+        let mut archive = sink(store.clone(), limits(), 64 << 20);
+        archive.spool = spool_in(dir.path(), 1 << 30);
+        let (input, receiver) = mpsc::channel(4);
+        let running = tokio::spawn(Box::new(archive).run(receiver, CancellationToken::new()));
+        let mut acks = Vec::new();
+        for sequence in 0..4 {
+            let (batch, ack) = one_log_batch(0, sequence);
+            input.send(batch).await.unwrap();
+            acks.push(ack);
+        }
+        drop(input);
+        running.await.unwrap().unwrap();
+        for ack in acks {
+            assert_eq!(ack.await, DeliveryStatus::Delivered);
+        }
+        let texts = object_texts(&store).await;
+        assert_eq!(texts.len(), 2);
+        assert!(texts.iter().all(|text| text.lines().count() == 2));
+        assert_eq!(part_files(dir.path()), 0, "stored objects leave the spool");
+    }
+
+    #[tokio::test]
+    async fn a_full_spool_stops_the_sink_taking_batches() {
+        use object_store::throttle::{ThrottleConfig, ThrottledStore};
+        // Uploads that never finish: sealed objects stay in the spool.
+        let stalled = ThrottledStore::new(
+            InMemory::new(),
+            ThrottleConfig {
+                wait_put_per_call: Duration::from_secs(3600),
+                ..ThrottleConfig::default()
+            },
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let mut limits = limits();
+        limits.max_events = 1;
+        limits.max_bytes = 200;
+        let mut archive = sink(Arc::new(stalled), limits, 64 << 20);
+        archive.spool = spool_in(dir.path(), 1024);
+        let (input, receiver) = mpsc::channel(1);
+        let shutdown = CancellationToken::new();
+        let running = tokio::spawn(Box::new(archive).run(receiver, shutdown.clone()));
+        let mut accepted = 0;
+        let mut acks = Vec::new();
+        for sequence in 0..100 {
+            let (batch, ack) = one_log_batch(0, sequence);
+            acks.push(ack);
+            if tokio::time::timeout(Duration::from_secs(2), input.send(batch))
+                .await
+                .is_err()
+            {
+                break;
+            }
+            accepted += 1;
+        }
+        assert!(
+            accepted < 100,
+            "the sink stops taking batches once its spool is full"
+        );
+        let files = part_files(dir.path());
+        let spooled: u64 = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().metadata().unwrap().len())
+            .sum();
+        assert!(
+            files >= 1 && spooled <= 1024,
+            "{files} objects spooled, {spooled} bytes, within max_disk"
+        );
+        shutdown.cancel();
         running.await.unwrap().unwrap();
     }
 }

@@ -14,7 +14,7 @@ use object_store::{Attribute, Attributes, ObjectStore};
 use tokio_util::sync::CancellationToken;
 
 use super::activity::{Activity, Finished, SharedActivity};
-use super::put::{sha256_hex, ObjectOptions, Written};
+use super::put::{sha256_of, ObjectOptions, Written};
 use super::rollover::SealedObject;
 use crate::common::backoff::{sleep_or_cancel, Backoff};
 use crate::model::ack::AckToken;
@@ -85,7 +85,10 @@ impl Uploader {
         let body = object.body.clone();
         // Off the async threads: a digest of up to `max_bytes`. It fails only when the runtime
         // shuts down, which drops the acks unsettled like a stop does.
-        let Ok(sha256) = tokio::task::spawn_blocking(move || sha256_hex(&body)).await else {
+        let Ok(Ok(sha256)) = tokio::task::spawn_blocking(move || sha256_of(&body)).await else {
+            // The runtime shuts down, or the spool file is gone (its directory was emptied
+            // under the sink): unsettled, so redelivered.
+            tracing::error!(sink = %self.sink, key = %object.key, "cannot read the object's body; it is not stored and its logs are redelivered to the next owner");
             return false;
         };
         let mut attributes = Attributes::new();
@@ -249,6 +252,7 @@ fn classify_text(text: &str) -> FailureClass {
 
 #[cfg(test)]
 mod tests {
+    use crate::sinks::object_storage::spool::{Body, Spool};
     use std::collections::VecDeque;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Mutex;
@@ -427,7 +431,7 @@ mod tests {
         let (token, receiver) = ack::channel();
         let object = SealedObject {
             key: key.into(),
-            body: bytes::Bytes::from_static(b"{}\n"),
+            body: Body::Memory(bytes::Bytes::from_static(b"{}\n")),
             logs: 1,
             uncompressed: 3,
             reason: SealReason::Stop,
@@ -447,11 +451,20 @@ mod tests {
     /// An object of `size` bytes under a cursor-range name.
     fn object_of(size: usize) -> (SealedObject, ack::AckReceiver) {
         let (mut object, receiver) = object();
-        object.body = (0..size)
-            .map(|i| (i % 251) as u8)
-            .collect::<Vec<_>>()
-            .into();
+        object.body = Body::Memory(
+            (0..size)
+                .map(|i| (i % 251) as u8)
+                .collect::<Vec<_>>()
+                .into(),
+        );
         (object, receiver)
+    }
+
+    fn in_memory(body: &Body) -> bytes::Bytes {
+        match body {
+            Body::Memory(bytes) => bytes.clone(),
+            Body::Spooled(_) => unreachable!("these objects are built in memory"),
+        }
     }
 
     async fn stored_body(store: &FailingStore, key: &str) -> bytes::Bytes {
@@ -465,7 +478,7 @@ mod tests {
         // The second part of the first attempt fails.
         store.parts.fail_once.lock().unwrap().push(1);
         let (object, receiver) = object_of(12 << 20);
-        let (key, body) = (object.key.clone(), object.body.clone());
+        let (key, body) = (object.key.clone(), in_memory(&object.body));
         assert!(uploader.store(object, &CancellationToken::new()).await);
         assert_eq!(receiver.await, DeliveryStatus::Delivered);
         assert_eq!(stored_body(&store, &key).await, body);
@@ -476,6 +489,30 @@ mod tests {
             "parts of exactly part_size; the second attempt starts again from part 1"
         );
         assert_eq!(store.parts.aborts.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_spooled_object_goes_up_in_parts_read_from_its_file() {
+        let (uploader, store) = uploader("archive-unit-spooled", Vec::new());
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, _) = Spool::open(dir.path()).unwrap();
+        let (mut object, receiver) = object_of(12 << 20);
+        let (key, body) = (object.key.clone(), in_memory(&object.body));
+        object.body = Body::Spooled(spool.write(&body).unwrap());
+        assert!(uploader.store(object, &CancellationToken::new()).await);
+        assert_eq!(receiver.await, DeliveryStatus::Delivered);
+        assert_eq!(stored_body(&store, &key).await, body);
+        let (five, two) = (5 << 20, 2 << 20);
+        assert_eq!(*store.parts.sizes.lock().unwrap(), [five, five, two]);
+        // Small enough for one PutObject: read whole from the file.
+        let (mut small, receiver) = object_named("audit/p_0_1_2.json");
+        small.body = Body::Spooled(spool.write(b"{\"n\":1}\n").unwrap());
+        assert!(uploader.store(small, &CancellationToken::new()).await);
+        assert_eq!(receiver.await, DeliveryStatus::Delivered);
+        assert_eq!(
+            stored_body(&store, "audit/p_0_1_2.json").await.as_ref(),
+            b"{\"n\":1}\n"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -497,7 +534,7 @@ mod tests {
         options.verify = true;
         uploader.options = Arc::new(options);
         let (object, receiver) = object_of(1000);
-        let (key, body) = (object.key.clone(), object.body.clone());
+        let (key, body) = (object.key.clone(), in_memory(&object.body));
         assert!(uploader.store(object, &CancellationToken::new()).await);
         assert_eq!(receiver.await, DeliveryStatus::Delivered);
         assert_eq!(stored_body(&store, &key).await, body, "rewritten whole");
@@ -547,7 +584,7 @@ mod tests {
         let mut attributes = Attributes::new();
         attributes.insert(
             Attribute::Metadata(crate::sinks::object_storage::put::SHA256_METADATA.into()),
-            sha256_hex(&same.body).into(),
+            sha256_of(&same.body).unwrap().into(),
         );
         let path = Path::from(same.key.as_str());
         let options = object_store::PutOptions {
@@ -556,7 +593,7 @@ mod tests {
         };
         store
             .inner
-            .put_opts(&path, same.body.clone().into(), options)
+            .put_opts(&path, in_memory(&same.body).into(), options)
             .await
             .unwrap();
         assert!(uploader.store(same, &CancellationToken::new()).await);
