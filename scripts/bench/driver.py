@@ -663,10 +663,16 @@ def main():
 def write_results(path, logs, text):
     """Keeps one section per data size (e.g. the --quick and the full run) in the Markdown file,
     replacing the section of this size."""
-    begin, end = "<!-- bench:%d:begin -->" % logs, "<!-- bench:%d:end -->" % logs
     head = ("# siem-forwarder end-to-end benchmark: latest results\n\n"
             "Written by `scripts/bench.sh --write-results` (see `scripts/bench.sh --help`); each run replaces the "
             "section of its data size.\n")
+    replace_section(path, "bench:%d" % logs, text, head)
+
+
+def replace_section(path, marker, text, head=""):
+    """Replaces the text between `<!-- MARKER:begin -->` and `<!-- MARKER:end -->` in the
+    Markdown file, or appends such a section (to `head` when the file does not exist)."""
+    begin, end = "<!-- %s:begin -->" % marker, "<!-- %s:end -->" % marker
     try:
         with open(path) as f:
             current = f.read()

@@ -38,7 +38,7 @@ import urllib.request
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import driver  # noqa: E402
 from driver import (AK_ID, AK_SECRET, HEC_TOKEN, PROJECT, ROOT, cpu_seconds, free_port, log,  # noqa: E402
-                    proc_status_kib, read_stats, spawn, stop, vm_hwm_kib, wait_port)
+                    proc_status_kib, read_stats, replace_section, spawn, stop, vm_hwm_kib, wait_port)
 
 GIB = 2**30
 PUT_CHUNK = 250_000  # logs per `put --generate` call (put builds its batches in memory)
@@ -563,16 +563,7 @@ def report(args, started, load_start, load_end, groups, backlogs):
 
 def write_results(path, text):
     """Replaces the latest cost-curve section of the Markdown file (or appends one)."""
-    begin, end = "<!-- bench:scale:begin -->", "<!-- bench:scale:end -->"
-    with open(path) as f:
-        current = f.read()
-    section = "%s\n%s%s" % (begin, text, end)
-    if begin in current and end in current:
-        current = current[:current.index(begin)] + section + current[current.index(end) + len(end):]
-    else:
-        current = current.rstrip("\n") + "\n\n" + section + "\n"
-    with open(path, "w") as f:
-        f.write(current)
+    replace_section(path, "bench:scale", text)
 
 
 if __name__ == "__main__":
