@@ -138,8 +138,11 @@ impl S3FaultProxy {
         let addr = listener.local_addr().expect("local addr");
         let state = Arc::new(State {
             upstream: upstream.trim_end_matches('/').to_owned(),
+            // A fresh connection to the server for every request: a kept-alive one the
+            // server has closed meanwhile would fail a forward, a fault nobody chose.
             client: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
+                .pool_max_idle_per_host(0)
                 .build()
                 .expect("proxy client"),
             faults: Mutex::new(BTreeMap::new()),
