@@ -298,10 +298,9 @@ async fn ok_answers_carrying_error_documents(
         &fast_consumer("g", "n1"),
         &sink,
     );
-    wait_until("checkpoints at the end", Duration::from_secs(90), || {
-        checkpoints_at(&world.client, "g", &world.ends)
-    })
-    .await;
+    world
+        .wait_checkpoints_at_end("checkpoints at the end", Duration::from_secs(90))
+        .await;
     assert_eq!(proxy.faults_given(), 2);
     assert_each_log_once(&world.s3.objects(BUCKET).await, &forwarder, logs);
     let metrics = page(&forwarder, "/metrics").await;
@@ -379,12 +378,12 @@ async fn a_refusing_bucket_holds_every_checkpoint_and_names_the_code_until_it_ac
     );
     assert_eq!(proxy.stored(Kind::PutObject), 0);
     proxy.set_denied(false);
-    wait_until(
-        "checkpoints at the end once accepted",
-        Duration::from_secs(60),
-        || checkpoints_at(&world.client, "g", &world.ends),
-    )
-    .await;
+    world
+        .wait_checkpoints_at_end(
+            "checkpoints at the end once accepted",
+            Duration::from_secs(60),
+        )
+        .await;
     assert_each_log_once(&world.s3.objects(BUCKET).await, &forwarder, LOGS);
     wait_ready(&forwarder).await;
     let (code, _) = forwarder.terminate(Duration::from_secs(30)).await;
@@ -421,12 +420,12 @@ async fn moto_checks_signatures_a_wrong_secret_is_refused_by_name_and_the_right_
         &fast_consumer("g", "n2"),
         &archive_sink_at(&world.s3.endpoint, (&id, &secret), SEALED_SOON, ""),
     );
-    wait_until(
-        "checkpoints at the end with the right key",
-        Duration::from_secs(60),
-        || checkpoints_at(&world.client, "g", &world.ends),
-    )
-    .await;
+    world
+        .wait_checkpoints_at_end(
+            "checkpoints at the end with the right key",
+            Duration::from_secs(60),
+        )
+        .await;
     assert_each_log_once(&world.s3.objects(BUCKET).await, &forwarder, LOGS);
     let (code, _) = forwarder.terminate(Duration::from_secs(30)).await;
     assert_eq!(code, Some(0));
@@ -531,12 +530,12 @@ async fn a_stalled_bucket_bounds_the_archives_memory_and_holds_the_pull() {
     let rss_mib = forwarder.peak_rss_kib() / 1024;
     assert!(rss_mib < 96, "peak RSS {rss_mib} MiB while stalled");
     proxy.release();
-    wait_until(
-        "checkpoints at the end once released",
-        Duration::from_secs(60),
-        || checkpoints_at(&world.client, "g", &world.ends),
-    )
-    .await;
+    world
+        .wait_checkpoints_at_end(
+            "checkpoints at the end once released",
+            Duration::from_secs(60),
+        )
+        .await;
     assert_each_log_once(&world.s3.objects(BUCKET).await, &forwarder, LOGS);
     let (code, _) = forwarder.terminate(Duration::from_secs(30)).await;
     assert_eq!(code, Some(0));

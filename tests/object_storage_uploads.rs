@@ -115,12 +115,12 @@ async fn objects_carry_provenance_metadata_storage_class_and_encryption_and_are_
              verify_after_upload = true",
         ),
     );
-    wait_until(
-        "checkpoints at the end of both shards",
-        Duration::from_secs(60),
-        || checkpoints_at(&world.client, "g", &world.ends),
-    )
-    .await;
+    world
+        .wait_checkpoints_at_end(
+            "checkpoints at the end of both shards",
+            Duration::from_secs(60),
+        )
+        .await;
     let objects = world.s3.objects(BUCKET).await;
     assert!(objects.len() >= 2, "{} objects", objects.len());
     let mut logs = 0;
@@ -231,12 +231,12 @@ async fn virtual_hosted_requests_reach_the_bucket_through_a_resolved_name() {
              resolve = { \"archive.localhost\" = \"127.0.0.1\" }",
         ),
     );
-    wait_until(
-        "checkpoints at the end of the shard",
-        Duration::from_secs(60),
-        || checkpoints_at(&world.client, "g", &world.ends),
-    )
-    .await;
+    world
+        .wait_checkpoints_at_end(
+            "checkpoints at the end of the shard",
+            Duration::from_secs(60),
+        )
+        .await;
     // moto takes the bucket from the Host header (`archive.localhost:PORT`) of requests
     // whose path holds the key alone.
     let log = world.s3.request_log();
@@ -300,10 +300,9 @@ async fn a_disk_spool_is_wiped_at_start_and_locked_against_a_second_process() {
         &fast_consumer("g", "n1"),
         &sink,
     );
-    wait_until("checkpoints at the end", Duration::from_secs(120), || {
-        checkpoints_at(&world.client, "g", &world.ends)
-    })
-    .await;
+    world
+        .wait_checkpoints_at_end("checkpoints at the end", Duration::from_secs(120))
+        .await;
     assert!(!spool.join("x.part").exists(), "the stale file is removed");
     let locked = forwarder
         .log_lines()
@@ -415,12 +414,12 @@ async fn with_a_disk_spool_objects_waiting_for_a_stalled_bucket_are_on_disk_not_
         "{status}"
     );
     proxy.release();
-    wait_until(
-        "checkpoints at the end once released",
-        Duration::from_secs(120),
-        || checkpoints_at(&world.client, "g", &world.ends),
-    )
-    .await;
+    world
+        .wait_checkpoints_at_end(
+            "checkpoints at the end once released",
+            Duration::from_secs(120),
+        )
+        .await;
     assert_eq!(
         spool_files(&spool),
         Vec::<u64>::new(),

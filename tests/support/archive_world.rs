@@ -2,12 +2,13 @@
 //! generated audit logs, the archive sink's configuration, and reading back what it stored.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use siem_forwarder::source::api::cursor::CursorFrom;
 use siem_forwarder::source::Client;
 
 use super::s3::{S3Server, StoredObject};
-use super::{put_audit_logs, TestServer};
+use super::{put_audit_logs, wait_until, TestServer};
 
 /// The bucket every archive test writes to.
 pub const BUCKET: &str = "archive";
@@ -36,6 +37,14 @@ impl World {
             s3.create_bucket(BUCKET).await;
         }
         Self::around(s3, shards, logs, group_size, seed).await
+    }
+
+    /// Waits (`what`, up to `within`) until group `g`'s checkpoint of every shard is its end.
+    pub async fn wait_checkpoints_at_end(&self, what: &str, within: Duration) {
+        wait_until(what, within, || {
+            checkpoints_at(&self.client, "g", &self.ends)
+        })
+        .await;
     }
 
     /// Like [`World::start`] around the server `s3` as it is (its buckets already made).

@@ -107,6 +107,20 @@ pub fn sha256_of(body: &Body) -> std::io::Result<String> {
 }
 
 impl ObjectOptions {
+    /// Single PUTs up to 5 MiB, two parts at a time above, no checks, class or metadata: the
+    /// unit tests' options.
+    #[cfg(test)]
+    pub(crate) fn plain() -> Self {
+        Self {
+            part_size: 5 << 20,
+            part_concurrency: 2,
+            create_only: false,
+            verify: false,
+            storage_class: None,
+            metadata: None,
+        }
+    }
+
     /// Adds the storage class and the provenance metadata of `object` (whose body has the
     /// SHA-256 `sha256`) to `attributes`.
     pub fn describe(&self, attributes: &mut Attributes, object: &SealedObject, sha256: &str) {

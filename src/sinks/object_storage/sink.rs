@@ -459,14 +459,7 @@ mod tests {
                 format: "json",
                 retry: (Duration::from_millis(10), Duration::from_millis(50)),
                 activity: Default::default(),
-                options: Arc::new(ObjectOptions {
-                    part_size: 5 << 20,
-                    part_concurrency: 2,
-                    create_only: false,
-                    verify: false,
-                    storage_class: None,
-                    metadata: None,
-                }),
+                options: Arc::new(ObjectOptions::plain()),
             },
             layout: Arc::new(Layout {
                 keys: KeyTemplate {

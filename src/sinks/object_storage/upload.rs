@@ -412,12 +412,8 @@ mod tests {
             retry: (Duration::from_millis(100), Duration::from_secs(1)),
             activity: SharedActivity::default(),
             options: Arc::new(ObjectOptions {
-                part_size: 5 << 20,
-                part_concurrency: 2,
-                create_only: false,
-                verify: false,
-                storage_class: None,
                 metadata: Some(Vec::new()),
+                ..ObjectOptions::plain()
             }),
         };
         (uploader, store)
