@@ -1015,3 +1015,43 @@ async fn requests_waiting_for_a_slot_hold_only_their_compressed_payload() {
         "every request's bytes are released once confirmed"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_is_released_once_encoded_while_its_acknowledgement_waits_for_the_collector() {
+    let server = ack_server().await;
+    server.set_withhold_acks(true);
+    let config = config(
+        &server,
+        "ack = true\nmax_pending_acks = 16\nmax_in_flight = 16\nbatch = { max_events = 100 }",
+    );
+    let running = Running::start(&config, "hec-released-once-encoded");
+    let (mut batch, mut receiver) = audit_batch(0, 0, 0, 1000, None);
+    // What the consumer's in-flight budget hangs on a pulled batch: held by the batch's memory.
+    let memory: Arc<()> = Arc::new(());
+    let held_by_the_batch = Arc::downgrade(&memory);
+    Arc::get_mut(&mut batch.batch)
+        .expect("the batch is not shared yet")
+        .budget = Some(memory);
+    running.send(batch).await;
+    eventually(
+        "all ten requests sent and awaiting their acknowledgement",
+        Duration::from_secs(10),
+        || server.count(|c| &c.data_requests) == 10,
+    )
+    .await;
+    eventually(
+        "the batch's memory released once every log is encoded",
+        Duration::from_secs(10),
+        || held_by_the_batch.upgrade().is_none(),
+    )
+    .await;
+    assert_eq!(
+        receiver.try_outcome(),
+        None,
+        "the batch is not acknowledged before the collector confirms it"
+    );
+    server.set_withhold_acks(false);
+    all_delivered(vec![receiver], Duration::from_secs(10)).await;
+    running.finish().await;
+    assert_eq!(by_id(&server.events()).len(), 1000);
+}

@@ -34,6 +34,18 @@ use crate::telemetry::status::{status_board, ShardPhase, ShardStatus};
 /// The largest reservation of the in-flight budget taken before a pull.
 const MAX_FETCH_RESERVATION: usize = 16 << 20;
 
+/// Budget reserved before a pull: what the shard's last pull brought (`None` before its first
+/// pull: a quarter of the budget), at least one byte and at most [`MAX_FETCH_RESERVATION`] or
+/// the whole budget. Reserving about what a pull will bring keeps the budget a real bound
+/// while many shards pull at once (a pull larger than its reservation takes the rest only
+/// when the budget has it), and lets a quiet shard pull without waiting for room it will not
+/// use.
+fn fetch_reservation(budget: usize, last_pull: Option<usize>) -> u32 {
+    let expected = last_pull.unwrap_or(budget / 4);
+    let most = MAX_FETCH_RESERVATION.min(budget).max(1);
+    u32::try_from(expected.clamp(1, most)).unwrap_or(u32::MAX)
+}
+
 /// Why a refused cursor continues where it does (see [`ShardRun::recover_invalid_cursor`]).
 const UNREADABLE: &str =
     "cursor refused and unreadable; continuing from the configured start position";
@@ -161,6 +173,7 @@ impl<S: GroupService> ShardTask<S> {
         let mut run = ShardRun {
             tracker: CheckpointTracker::new(&cursor, from_checkpoint),
             cursor,
+            last_pull: None,
             deliveries: FuturesOrdered::new(),
             task: self,
         };
@@ -221,12 +234,17 @@ impl<S: GroupService> ShardTask<S> {
             .await
     }
 
-    /// A pull of the next batch: waits for `not_before`, reserves budget, pulls.
-    fn fetch(&self, cursor: String, not_before: Instant, stop: CancellationToken) -> Fetch {
+    /// A pull of the next batch: waits for `not_before`, reserves `reservation` bytes of the
+    /// budget, pulls.
+    fn fetch(
+        &self,
+        cursor: String,
+        not_before: Instant,
+        reservation: u32,
+        stop: CancellationToken,
+    ) -> Fetch {
         let task = self.clone();
         Box::pin(async move {
-            let reservation = (task.config.max_inflight_bytes.0 as usize / 4)
-                .clamp(1, MAX_FETCH_RESERVATION) as u32;
             let waited = async {
                 tokio::time::sleep_until(not_before).await;
                 task.budget.clone().acquire_many_owned(reservation).await
@@ -253,6 +271,8 @@ struct ShardRun<S> {
     tracker: CheckpointTracker,
     /// Where the next pull starts.
     cursor: String,
+    /// Raw bytes the last pull brought (`None` before the first).
+    last_pull: Option<usize>,
     deliveries: FuturesOrdered<Delivery>,
 }
 
@@ -285,10 +305,14 @@ impl<S: GroupService> ShardRun<S> {
         let mut rewinding = false;
         loop {
             if fetch.is_none() && !rewinding && self.deliveries.len() < config.inflight_batches() {
-                fetch = Some(
-                    self.task
-                        .fetch(self.cursor.clone(), next_fetch, stop.clone()),
-                );
+                let reservation =
+                    fetch_reservation(config.max_inflight_bytes.0 as usize, self.last_pull);
+                fetch = Some(self.task.fetch(
+                    self.cursor.clone(),
+                    next_fetch,
+                    reservation,
+                    stop.clone(),
+                ));
             }
             tokio::select! {
                 biased;
@@ -319,6 +343,7 @@ impl<S: GroupService> ShardRun<S> {
                     match outcome {
                         FetchOutcome::Pulled(pulled, permit) => {
                             backoff.reset();
+                            self.last_pull = Some(pulled.raw_size);
                             progress::pulled(&self.task.key.logstore, self.task.key.shard, pulled.group_count, pulled.end_of_cursor);
                             next_fetch = Instant::now()
                                 + pacing::after_pull(
@@ -646,6 +671,7 @@ fn forget_shard_series(labels: &ShardLabels) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::common::units::ByteSize;
     use crate::consumer::fake::{self, FakeService, Reply, Script, BATCH_BYTES, GAUGE};
     use crate::consumer::lease::Leases;
 
@@ -743,6 +769,59 @@ mod tests {
         stop.cancel();
         ack.delivered();
         assert_eq!(running.await.unwrap(), ShardExit::Released);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_a_small_pull_the_next_waits_only_for_room_for_as_much() {
+        let _gauge = GAUGE.lock().await;
+        let service = FakeService::new(Script {
+            batches: 3,
+            pull_size: (1, 50_000),
+            ..Script::default()
+        });
+        let mut config = fake::config();
+        config.max_inflight_bytes = ByteSize::mib(1);
+        let (task, mut batches) = fake::shard_task(&service, "shard-reservation", config);
+        let budget = task.budget.clone();
+        let stop = CancellationToken::new();
+        let running = tokio::spawn(task.run(stop.clone()));
+        let first = batches.recv().await.unwrap();
+        assert_eq!(
+            service.with(|script| script.pull_calls.len()),
+            1,
+            "a small pull is paced: the next one has not started"
+        );
+        // Other shards' batches take all but 60 KB: less than a quarter of the budget, more
+        // than this shard's last pull.
+        let room = 60_000;
+        let others = budget
+            .clone()
+            .try_acquire_many_owned((budget.available_permits() - room) as u32)
+            .unwrap();
+        let second = tokio::time::timeout(secs(30), batches.recv())
+            .await
+            .expect("the next pull waits only for room for what the last one brought")
+            .unwrap();
+        assert_eq!(second.batch.records.len(), first.batch.records.len());
+        stop.cancel();
+        first.ack.delivered();
+        second.ack.delivered();
+        drop(others);
+        assert_eq!(running.await.unwrap(), ShardExit::Released);
+    }
+
+    #[test]
+    fn a_pull_reserves_what_the_last_one_brought_within_the_budget() {
+        let budget = 64 << 20;
+        assert_eq!(fetch_reservation(budget, None), 16 << 20, "a quarter first");
+        assert_eq!(fetch_reservation(budget, Some(3_000_000)), 3_000_000);
+        assert_eq!(fetch_reservation(budget, Some(0)), 1, "a quiet shard");
+        assert_eq!(
+            fetch_reservation(budget, Some(40 << 20)),
+            MAX_FETCH_RESERVATION as u32
+        );
+        assert_eq!(fetch_reservation(1 << 20, Some(8 << 20)), 1 << 20);
+        assert_eq!(fetch_reservation(4, None), 1);
     }
 
     #[tokio::test(start_paused = true)]

@@ -2,26 +2,33 @@
 //! may carry logs of several batches (and shards); each request confirms the events it got
 //! through, and the batch's ack is settled `delivered()` when its last event is confirmed.
 //! Dropping the last reference to an unfinished batch drops its token, which reports a failure.
+//!
+//! The tracking keeps no log: the batch's logs (and the share of the consumer's in-flight
+//! budget their memory holds) go back as soon as every log is encoded into requests, which
+//! carry their own copy; only the acknowledgement waits for the collector.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::model::batch::Batch;
+use crate::model::batch::{Batch, ShardKey};
 use crate::model::AckToken;
 use crate::sinks::SinkBatch;
 
 /// One batch in flight through the sink.
 #[derive(Debug)]
 pub(crate) struct BatchDelivery {
-    /// The batch (for its shard in dead-letter entries).
-    pub batch: Arc<Batch>,
+    /// The shard the batch came from (for dead-letter entries).
+    pub shard: ShardKey,
+    /// The batch's position among its shard's batches (for dead-letter entries).
+    pub sequence: u64,
     unconfirmed: AtomicUsize,
     ack: Mutex<Option<AckToken>>,
 }
 
 impl BatchDelivery {
-    /// Starts tracking `sink_batch`; an empty batch is delivered at once.
-    pub fn new(sink_batch: SinkBatch) -> Arc<Self> {
+    /// Starts tracking `sink_batch`; an empty batch is delivered at once. Returns the batch's
+    /// logs apart from the tracking, for the encoder to drop once it has encoded them.
+    pub fn new(sink_batch: SinkBatch) -> (Arc<Batch>, Arc<Self>) {
         let SinkBatch { batch, ack } = sink_batch;
         let events = batch.records.len();
         let ack = if events == 0 {
@@ -30,11 +37,13 @@ impl BatchDelivery {
         } else {
             Some(ack)
         };
-        Arc::new(Self {
-            batch,
+        let delivery = Arc::new(Self {
+            shard: batch.shard.clone(),
+            sequence: batch.sequence,
             unconfirmed: AtomicUsize::new(events),
             ack: Mutex::new(ack),
-        })
+        });
+        (batch, delivery)
     }
 
     /// Confirms `events` events (accepted, or dead-lettered); settles the ack after the last.
@@ -70,7 +79,7 @@ mod tests {
     #[tokio::test]
     async fn settles_after_the_last_event_only() {
         let (batch, mut receiver) = sink_batch(3);
-        let delivery = BatchDelivery::new(batch);
+        let (_, delivery) = BatchDelivery::new(batch);
         delivery.confirm(2);
         assert_eq!(receiver.try_outcome(), None);
         delivery.confirm(1);
@@ -80,7 +89,7 @@ mod tests {
     #[tokio::test]
     async fn dropping_an_unfinished_batch_fails_it() {
         let (batch, receiver) = sink_batch(2);
-        let delivery = BatchDelivery::new(batch);
+        let (_, delivery) = BatchDelivery::new(batch);
         delivery.confirm(1);
         drop(delivery);
         assert!(matches!(receiver.await, DeliveryStatus::Failed(_)));
@@ -89,7 +98,7 @@ mod tests {
     #[tokio::test]
     async fn empty_batches_are_delivered_at_once() {
         let (batch, receiver) = sink_batch(0);
-        let _delivery = BatchDelivery::new(batch);
+        let _tracked = BatchDelivery::new(batch);
         assert_eq!(receiver.await, DeliveryStatus::Delivered);
     }
 }

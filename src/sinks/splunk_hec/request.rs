@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use super::delivery::BatchDelivery;
 use crate::encoding::hec::HecEncoder;
+use crate::model::batch::Batch;
 use crate::sinks::SinkBatch;
 use crate::telemetry::metrics::SinkLabels;
 
@@ -241,8 +242,9 @@ pub(crate) struct RequestBuilder {
     limits: RequestLimits,
     current: HecRequest,
     scratch: Vec<u8>,
-    /// The batch being encoded.
-    source: Option<Arc<BatchDelivery>>,
+    /// The batch being encoded and its delivery tracking; dropped (and with it the batch's
+    /// memory and budget, unless another sink still holds them) once every log is encoded.
+    source: Option<(Arc<Batch>, Arc<BatchDelivery>)>,
     /// Index of the source's next log to encode.
     next_log: usize,
     /// The pending request takes no more events (it is handed out next).
@@ -286,8 +288,8 @@ impl RequestBuilder {
         if self.current_full {
             return Some(self.take());
         }
-        let delivery = self.source.clone()?;
-        while let Some(record) = delivery.batch.records.get(self.next_log) {
+        let (batch, delivery) = self.source.clone()?;
+        while let Some(record) = batch.records.get(self.next_log) {
             self.next_log += 1;
             self.scratch.clear();
             match self.endpoint {

@@ -428,7 +428,7 @@ impl RequestDelivery<'_> {
         reason: &str,
     ) -> Result<(), Cancelled> {
         let shared = self.shared;
-        let batch = &request.event_batch(index).batch;
+        let batch = request.event_batch(index);
         let letter = DeadLetter {
             time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             sink: &shared.name,
