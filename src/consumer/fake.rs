@@ -3,6 +3,7 @@
 //! returns one group, and a pull from outside `begin..=batches` fails with `InvalidCursor`.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -234,13 +235,14 @@ impl GroupService for FakeService {
         }))
     }
 
-    async fn pull_logs(
+    async fn pull_logs<T: Send, F: Future<Output = T> + Send>(
         &self,
         _logstore: &str,
         _shard: u32,
         cursor: &str,
         _count: u32,
-    ) -> Result<PullResult, ClientError> {
+        make_room: impl FnOnce(usize) -> F + Send,
+    ) -> Result<(PullResult, T), ClientError> {
         let (reply, begin, end, (groups, raw_size)) = self.with(|script| {
             script.pull_calls.push(Instant::now());
             let reply = next(&mut script.pulls);
@@ -252,24 +254,27 @@ impl GroupService for FakeService {
             .and_then(|position| u64::try_from(position).ok())
             .filter(|position| (begin..=end).contains(position))
             .ok_or_else(|| api_error("InvalidCursor"))?;
-        if position == end {
-            return Ok(PullResult {
+        let pulled = if position == end {
+            PullResult {
                 records: Default::default(),
                 group_count: 0,
                 next_cursor: cursor.to_owned(),
                 raw_size: 0,
                 end_of_cursor: true,
-            });
-        }
-        Ok(PullResult {
-            records: RecordsBuilder::new()
-                .log(1, None, &[("n", &position.to_string())])
-                .build(),
-            group_count: groups,
-            next_cursor: at(position + 1),
-            raw_size,
-            end_of_cursor: false,
-        })
+            }
+        } else {
+            PullResult {
+                records: RecordsBuilder::new()
+                    .log(1, None, &[("n", &position.to_string())])
+                    .build(),
+                group_count: groups,
+                next_cursor: at(position + 1),
+                raw_size,
+                end_of_cursor: false,
+            }
+        };
+        let room = make_room(pulled.raw_size).await;
+        Ok((pulled, room))
     }
 
     async fn update_checkpoint(
@@ -315,7 +320,7 @@ pub fn shard_task(
     config: ConsumerConfig,
 ) -> (ShardTask<FakeService>, mpsc::Receiver<SinkBatch>) {
     let (output, batches) = mpsc::channel(16);
-    let budget = Arc::new(Semaphore::new(config.max_inflight_bytes.0 as usize));
+    let budget = Arc::new(Semaphore::new(super::shard::budget_size(&config)));
     let leases = Arc::new(Leases::new(LEASE_OUTLASTING_EVERY_TEST));
     leases.renew([0], Instant::now());
     let task = ShardTask {

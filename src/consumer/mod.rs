@@ -90,9 +90,7 @@ pub async fn run(
     let control = client.single_attempt(config.call_timeout());
     let heartbeats = control.uncapped();
     let config = Arc::new(config);
-    let budget = Arc::new(Semaphore::new(
-        config.max_inflight_bytes.0.min(u64::from(u32::MAX)) as usize,
-    ));
+    let budget = Arc::new(Semaphore::new(shard::budget_size(&config)));
     tracing::info!(group = %config.group, consumer = %consumer, ?logstores, "joining consumer group");
     let mut members = tokio::task::JoinSet::new();
     for logstore in logstores {

@@ -62,14 +62,17 @@ pub trait GroupService: Debug + Clone + Send + Sync + 'static {
         from: CursorFrom,
     ) -> impl Future<Output = Result<String, ClientError>> + Send;
 
-    /// Pulls up to `count` log groups of `shard` from `cursor`.
-    fn pull_logs(
+    /// Pulls up to `count` log groups of `shard` from `cursor`, awaiting
+    /// `make_room(raw_size)` before the logs are decoded (see
+    /// [`Client::pull_logs_making_room`]).
+    fn pull_logs<T: Send, F: Future<Output = T> + Send>(
         &self,
         logstore: &str,
         shard: u32,
         cursor: &str,
         count: u32,
-    ) -> impl Future<Output = Result<PullResult, ClientError>> + Send;
+        make_room: impl FnOnce(usize) -> F + Send,
+    ) -> impl Future<Output = Result<(PullResult, T), ClientError>> + Send;
 
     /// Stores `cursor` as the checkpoint of `shard`.
     fn update_checkpoint(
@@ -139,14 +142,15 @@ impl GroupService for Client {
         Client::get_cursor(self, logstore, shard, from)
     }
 
-    fn pull_logs(
+    fn pull_logs<T: Send, F: Future<Output = T> + Send>(
         &self,
         logstore: &str,
         shard: u32,
         cursor: &str,
         count: u32,
-    ) -> impl Future<Output = Result<PullResult, ClientError>> + Send {
-        Client::pull_logs(self, logstore, shard, cursor, count)
+        make_room: impl FnOnce(usize) -> F + Send,
+    ) -> impl Future<Output = Result<(PullResult, T), ClientError>> + Send {
+        Client::pull_logs_making_room(self, logstore, shard, cursor, count, make_room)
     }
 
     fn update_checkpoint(

@@ -34,6 +34,41 @@ use crate::telemetry::status::{status_board, ShardPhase, ShardStatus};
 /// The largest reservation of the in-flight budget taken before a pull.
 const MAX_FETCH_RESERVATION: usize = 16 << 20;
 
+/// The in-flight budget's size in permits (bytes), as the process's semaphore holds it.
+pub(crate) fn budget_size(config: &ConsumerConfig) -> usize {
+    config.max_inflight_bytes.0.min(u64::from(u32::MAX)) as usize
+}
+
+/// The budget a pulled batch of `raw_size` bytes holds while in memory (at least one byte,
+/// at most the whole budget), made from the `reservation` taken before the pull, before the
+/// batch is decoded: the unused part is given back, a missing part taken when the budget has
+/// it; otherwise the reservation is given back and the whole size awaited in turn (the
+/// budget serves waiters first come, first served), so that shards waiting for room cannot
+/// hold parts of it against each other.
+async fn room_for(
+    budget: Arc<Semaphore>,
+    mut reservation: OwnedSemaphorePermit,
+    raw_size: usize,
+    whole_budget: usize,
+) -> OwnedSemaphorePermit {
+    let wanted = raw_size.clamp(1, whole_budget.max(1));
+    let held = reservation.num_permits();
+    if wanted <= held {
+        drop(reservation.split(held - wanted));
+        return reservation;
+    }
+    let missing = u32::try_from(wanted - held).unwrap_or(u32::MAX);
+    if let Ok(extra) = budget.clone().try_acquire_many_owned(missing) {
+        reservation.merge(extra);
+        return reservation;
+    }
+    drop(reservation);
+    budget
+        .acquire_many_owned(u32::try_from(wanted).unwrap_or(u32::MAX))
+        .await
+        .expect("the budget semaphore is never closed")
+}
+
 /// Budget reserved before a pull: what the shard's last pull brought (`None` before its first
 /// pull: a quarter of the budget), at least one byte and at most [`MAX_FETCH_RESERVATION`] or
 /// the whole budget. Reserving about what a pull will bring keeps the budget a real bound
@@ -253,12 +288,15 @@ impl<S: GroupService> ShardTask<S> {
                 permit = waited => permit.expect("the budget semaphore is never closed"),
                 () = stop.cancelled() => return FetchOutcome::Stopped,
             };
+            let budget = task.budget.clone();
+            let whole_budget = budget_size(&task.config);
+            let make_room = move |raw_size| room_for(budget, permit, raw_size, whole_budget);
             let pulled = tokio::select! {
-                pulled = task.client.pull_logs(&task.key.logstore, task.key.shard, &cursor, task.config.max_fetch_groups) => pulled,
+                pulled = task.client.pull_logs(&task.key.logstore, task.key.shard, &cursor, task.config.max_fetch_groups, make_room) => pulled,
                 () = stop.cancelled() => return FetchOutcome::Stopped,
             };
             match pulled {
-                Ok(result) => FetchOutcome::Pulled(Box::new(result), permit),
+                Ok((result, permit)) => FetchOutcome::Pulled(Box::new(result), permit),
                 Err(error) => FetchOutcome::Failed(error),
             }
         })
@@ -305,8 +343,7 @@ impl<S: GroupService> ShardRun<S> {
         let mut rewinding = false;
         loop {
             if fetch.is_none() && !rewinding && self.deliveries.len() < config.inflight_batches() {
-                let reservation =
-                    fetch_reservation(config.max_inflight_bytes.0 as usize, self.last_pull);
+                let reservation = fetch_reservation(budget_size(&config), self.last_pull);
                 fetch = Some(self.task.fetch(
                     self.cursor.clone(),
                     next_fetch,
@@ -448,7 +485,7 @@ impl<S: GroupService> ShardRun<S> {
     async fn hand_on(
         &mut self,
         pulled: PullResult,
-        mut permit: OwnedSemaphorePermit,
+        permit: OwnedSemaphorePermit,
         stop: &CancellationToken,
     ) -> HandOn {
         let room = tokio::select! {
@@ -471,20 +508,6 @@ impl<S: GroupService> ShardRun<S> {
             .pulled_bytes
             .get_or_create(&labels)
             .inc_by(raw_bytes as u64);
-        // Keep exactly the batch's size reserved (at least one byte) while it is in memory: give
-        // back what the pull did not use, or take more for a pull larger than the reservation
-        // when the budget has it (waiting here could deadlock on this shard's own batches).
-        let wanted = raw_bytes.max(1);
-        if wanted < permit.num_permits() {
-            drop(permit.split(permit.num_permits() - wanted));
-        } else if let Ok(extra) = self
-            .task
-            .budget
-            .clone()
-            .try_acquire_many_owned((wanted - permit.num_permits()) as u32)
-        {
-            permit.merge(extra);
-        }
         let inflight = InflightBytes::count(raw_bytes);
         let logs = pulled.records.len();
         let newest_log_time = pulled
@@ -807,6 +830,46 @@ mod tests {
         first.ack.delivered();
         second.ack.delivered();
         drop(others);
+        assert_eq!(running.await.unwrap(), ShardExit::Released);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pull_larger_than_the_room_left_is_handed_on_only_once_the_budget_has_it() {
+        let _gauge = GAUGE.lock().await;
+        let pull = 600_000;
+        let service = FakeService::new(Script {
+            batches: 1,
+            pull_size: (1, pull),
+            ..Script::default()
+        });
+        let mut config = fake::config();
+        config.max_inflight_bytes = ByteSize::mib(1);
+        let (task, mut batches) = fake::shard_task(&service, "shard-room", config);
+        let budget = task.budget.clone();
+        let whole = budget.available_permits();
+        // Other shards' batches leave 300 KB: room for the reservation before the pull
+        // (a quarter of the budget), not for what the pull brings.
+        let others = budget
+            .clone()
+            .try_acquire_many_owned((whole - 300_000) as u32)
+            .unwrap();
+        let stop = CancellationToken::new();
+        let running = tokio::spawn(task.run(stop.clone()));
+        assert!(
+            tokio::time::timeout(secs(30), batches.recv())
+                .await
+                .is_err(),
+            "the batch waits for room for all of it"
+        );
+        assert_eq!(service.with(|script| script.pull_calls.len()), 1);
+        drop(others);
+        let batch = tokio::time::timeout(secs(1), batches.recv())
+            .await
+            .expect("handed on once the budget has room")
+            .unwrap();
+        assert_eq!(budget.available_permits(), whole - pull);
+        stop.cancel();
+        batch.ack.delivered();
         assert_eq!(running.await.unwrap(), ShardExit::Released);
     }
 

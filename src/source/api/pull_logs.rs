@@ -3,6 +3,8 @@
 //! The body is a compressed `LogGroupList`; it is decompressed into one buffer and decoded
 //! into [`LogRecords`] that view that buffer (large bodies off the async threads).
 
+use std::future::Future;
+
 use bytes::Bytes;
 use http::Method;
 
@@ -43,6 +45,30 @@ impl Client {
         cursor: &str,
         count: u32,
     ) -> Result<PullResult, ClientError> {
+        let (pulled, ()) = self
+            .pull_logs_making_room(logstore, shard, cursor, count, |_| async {})
+            .await?;
+        Ok(pulled)
+    }
+
+    /// [`Client::pull_logs`], awaiting `make_room(raw_size)` once the answer has arrived and
+    /// before its body is decompressed: the caller's chance to wait for memory for the decoded
+    /// logs while only the compressed body is held. What it yields comes back with the logs.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::pull_logs`].
+    pub async fn pull_logs_making_room<T, F>(
+        &self,
+        logstore: &str,
+        shard: u32,
+        cursor: &str,
+        count: u32,
+        make_room: impl FnOnce(usize) -> F,
+    ) -> Result<(PullResult, T), ClientError>
+    where
+        F: Future<Output = T>,
+    {
         let request = ApiRequest::new(
             Method::GET,
             format!("{}/shards/{shard}", logstore_path(logstore)),
@@ -64,6 +90,7 @@ impl Client {
         )
         .map_err(|error| ClientError::bad_response("PullLogs", error))?;
         let raw_size = result.raw_size;
+        let room = make_room(raw_size).await;
         let decode = move || -> Result<LogRecords, ClientError> {
             if raw_size == 0 {
                 return Ok(LogRecords::default());
@@ -91,7 +118,7 @@ impl Client {
                 ),
             ));
         }
-        Ok(result)
+        Ok((result, room))
     }
 }
 
