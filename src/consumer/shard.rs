@@ -69,15 +69,15 @@ async fn room_for(
         .expect("the budget semaphore is never closed")
 }
 
-/// Budget reserved before a pull: what the shard's last pull brought (`None` before its first
-/// pull: a quarter of the budget), at least one byte and at most [`MAX_FETCH_RESERVATION`] or
-/// the whole budget. Reserving about what a pull will bring keeps the budget a real bound
-/// while many shards pull at once (a pull larger than its reservation takes the rest only
-/// when the budget has it), and lets a quiet shard pull without waiting for room it will not
-/// use.
+/// Budget reserved before a pull: what the shard's last pull brought, but at least a sixteenth
+/// of the budget (so that no more than about sixteen pulls hold their compressed answers at
+/// once); before a shard's first pull, when its size is unknown, the most a reservation
+/// takes: [`MAX_FETCH_RESERVATION`] or the whole budget, whichever is less. Reserving about
+/// what a pull brings keeps the decoded batches within the budget while many shards pull at
+/// once without idling it: a quiet shard does not hold room it will not use.
 fn fetch_reservation(budget: usize, last_pull: Option<usize>) -> u32 {
-    let expected = last_pull.unwrap_or(budget / 4);
     let most = MAX_FETCH_RESERVATION.min(budget).max(1);
+    let expected = last_pull.map_or(most, |last| last.max(budget / 16));
     u32::try_from(expected.clamp(1, most)).unwrap_or(u32::MAX)
 }
 
@@ -794,17 +794,30 @@ mod tests {
         assert_eq!(running.await.unwrap(), ShardExit::Released);
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn after_a_small_pull_the_next_waits_only_for_room_for_as_much() {
-        let _gauge = GAUGE.lock().await;
-        let service = FakeService::new(Script {
-            batches: 3,
-            pull_size: (1, 50_000),
-            ..Script::default()
-        });
+    /// A task on a 1 MiB budget whose pulls bring `pull` raw bytes each.
+    fn task_on_a_small_budget(
+        service: &FakeService,
+        pull: usize,
+    ) -> (ShardTask<FakeService>, mpsc::Receiver<SinkBatch>) {
+        service.with(|script| script.pull_size = (1, pull));
         let mut config = fake::config();
         config.max_inflight_bytes = ByteSize::mib(1);
-        let (task, mut batches) = fake::shard_task(&service, "shard-reservation", config);
+        fake::shard_task(service, "shard-budget-room", config)
+    }
+
+    /// Takes all of `budget` but `room` bytes, as other shards' batches would.
+    fn leave_room(budget: &Arc<Semaphore>, room: usize) -> OwnedSemaphorePermit {
+        budget
+            .clone()
+            .try_acquire_many_owned((budget.available_permits() - room) as u32)
+            .unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_a_pull_the_next_waits_only_for_room_for_as_much() {
+        let _gauge = GAUGE.lock().await;
+        let service = service(3, vec![Reply::Ok(())]);
+        let (task, mut batches) = task_on_a_small_budget(&service, 100_000);
         let budget = task.budget.clone();
         let stop = CancellationToken::new();
         let running = tokio::spawn(task.run(stop.clone()));
@@ -814,18 +827,12 @@ mod tests {
             1,
             "a small pull is paced: the next one has not started"
         );
-        // Other shards' batches take all but 60 KB: less than a quarter of the budget, more
-        // than this shard's last pull.
-        let room = 60_000;
-        let others = budget
-            .clone()
-            .try_acquire_many_owned((budget.available_permits() - room) as u32)
-            .unwrap();
+        // Room for this shard's last pull, not for a quarter of the budget.
+        let others = leave_room(&budget, 120_000);
         let second = tokio::time::timeout(secs(30), batches.recv())
             .await
             .expect("the next pull waits only for room for what the last one brought")
             .unwrap();
-        assert_eq!(second.batch.records.len(), first.batch.records.len());
         stop.cancel();
         first.ack.delivered();
         second.ack.delivered();
@@ -836,55 +843,58 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_pull_larger_than_the_room_left_is_handed_on_only_once_the_budget_has_it() {
         let _gauge = GAUGE.lock().await;
-        let pull = 600_000;
-        let service = FakeService::new(Script {
-            batches: 1,
-            pull_size: (1, pull),
-            ..Script::default()
-        });
-        let mut config = fake::config();
-        config.max_inflight_bytes = ByteSize::mib(1);
-        let (task, mut batches) = fake::shard_task(&service, "shard-room", config);
+        let service = service(2, vec![Reply::Ok(())]);
+        let (task, mut batches) = task_on_a_small_budget(&service, 100_000);
         let budget = task.budget.clone();
         let whole = budget.available_permits();
-        // Other shards' batches leave 300 KB: room for the reservation before the pull
-        // (a quarter of the budget), not for what the pull brings.
-        let others = budget
-            .clone()
-            .try_acquire_many_owned((whole - 300_000) as u32)
-            .unwrap();
         let stop = CancellationToken::new();
         let running = tokio::spawn(task.run(stop.clone()));
+        let SinkBatch { batch, ack } = batches.recv().await.unwrap();
+        drop(batch);
+        ack.delivered();
+        // The next pull brings six times as much, and the budget has room for three.
+        let larger = 600_000;
+        service.with(|script| script.pull_size = (1, larger));
+        let others = leave_room(&budget, 300_000);
         assert!(
             tokio::time::timeout(secs(30), batches.recv())
                 .await
                 .is_err(),
             "the batch waits for room for all of it"
         );
-        assert_eq!(service.with(|script| script.pull_calls.len()), 1);
+        assert_eq!(service.with(|script| script.pull_calls.len()), 2);
         drop(others);
-        let batch = tokio::time::timeout(secs(1), batches.recv())
+        let second = tokio::time::timeout(secs(1), batches.recv())
             .await
             .expect("handed on once the budget has room")
             .unwrap();
-        assert_eq!(budget.available_permits(), whole - pull);
+        assert_eq!(budget.available_permits(), whole - larger);
         stop.cancel();
-        batch.ack.delivered();
+        second.ack.delivered();
         assert_eq!(running.await.unwrap(), ShardExit::Released);
     }
 
     #[test]
     fn a_pull_reserves_what_the_last_one_brought_within_the_budget() {
         let budget = 64 << 20;
-        assert_eq!(fetch_reservation(budget, None), 16 << 20, "a quarter first");
-        assert_eq!(fetch_reservation(budget, Some(3_000_000)), 3_000_000);
-        assert_eq!(fetch_reservation(budget, Some(0)), 1, "a quiet shard");
+        assert_eq!(
+            fetch_reservation(budget, None),
+            MAX_FETCH_RESERVATION as u32,
+            "the most before the first pull"
+        );
+        assert_eq!(fetch_reservation(1 << 20, None), 1 << 20);
+        assert_eq!(fetch_reservation(budget, Some(5_000_000)), 5_000_000);
+        assert_eq!(
+            fetch_reservation(budget, Some(0)),
+            4 << 20,
+            "a quiet shard: a sixteenth"
+        );
         assert_eq!(
             fetch_reservation(budget, Some(40 << 20)),
             MAX_FETCH_RESERVATION as u32
         );
         assert_eq!(fetch_reservation(1 << 20, Some(8 << 20)), 1 << 20);
-        assert_eq!(fetch_reservation(4, None), 1);
+        assert_eq!(fetch_reservation(4, None), 4);
     }
 
     #[tokio::test(start_paused = true)]
