@@ -52,12 +52,14 @@
 //! - **Queue sizes**: batches between the consumer and the fan-out, `CONSUMER_QUEUE` in
 //!   [`app`]; batches per sink, [`pipeline::SINK_QUEUE`]; unacknowledged batches per shard,
 //!   `consumer.max_inflight_batches` (4, or 1024 with an archive sink).
-//! - **Memory bound**: pulled bytes still in memory, `consumer.max_inflight_bytes`: a batch's
-//!   share ([`model::Batch::budget`]) is released when the last sink drops it, not at its ack.
-//!   SIEM sinks (HEC, syslog) keep a batch until its destination confirmed it, so their
-//!   unconfirmed logs stay counted; file, console and null sinks acknowledge as they write; the
-//!   archive drops a batch once encoded into its files, which its own `buffer.max_memory`
-//!   bounds (it stops taking batches over it), so files can grow past the consumer's budget.
+//! - **Memory bound**: pulled bytes still in memory, `consumer.max_inflight_bytes`: a pull
+//!   is decoded only once the budget has room for it (`consumer::shard`), and a batch's share
+//!   ([`model::Batch::budget`]) is released when the last sink drops it, not at its ack. Every
+//!   sink drops a batch once it has encoded or written it: Splunk HEC once its logs are in
+//!   requests (which hold their compressed copy until confirmed, bounded by `max_in_flight`
+//!   and `max_pending_acks`), syslog once written, file, console and null sinks as they write,
+//!   the archive once encoded into its files, which its own `buffer.max_memory` bounds (it
+//!   stops taking batches over it), so files can grow past the consumer's budget.
 //! - **Drain**: the shutdown order in [`app`]; each shard's drain (no more pulls, in-flight
 //!   batches until `consumer.drain_timeout`, then a final checkpoint) in [`consumer::shard`].
 //!   Sinks that hold batches on purpose learn of it through [`sinks::SinkContext`]: its

@@ -71,8 +71,13 @@ pub struct ConsumerConfig {
     /// also written when a shard is released and on shutdown. `100ms` to `10m`. Default `5s`.
     #[serde(default = "default_checkpoint_interval")]
     pub checkpoint_interval: HumanDuration,
-    /// Raw bytes pulled but not yet delivered, across all shards of the process; pulling
-    /// waits while the budget is used up. `1MiB` to `4GiB`. Default `64MiB`.
+    /// Raw (decompressed) bytes of pulled logs in memory, across all shards of the process:
+    /// a pulled batch is decoded only once the budget has room for it, and its bytes return
+    /// when every sink has encoded or written it (Splunk HEC into requests, which then hold
+    /// only their compressed copy until confirmed; syslog onto the connection; the archive
+    /// into its files); pulling waits while the budget is used up. Raise it when the log
+    /// service is far away (a pull holds its share during its round trip). `1MiB` to `4GiB`.
+    /// Default `16MiB`.
     #[serde(default = "default_inflight_budget")]
     pub max_inflight_bytes: ByteSize,
     /// Unacknowledged batches per shard, 1 to 1024. Default 4, or 1024 when an
@@ -129,7 +134,7 @@ fn default_checkpoint_interval() -> HumanDuration {
     HumanDuration(Duration::from_secs(5))
 }
 fn default_inflight_budget() -> ByteSize {
-    ByteSize(64 << 20)
+    ByteSize(16 << 20)
 }
 fn default_drain_timeout() -> HumanDuration {
     HumanDuration(Duration::from_secs(20))
