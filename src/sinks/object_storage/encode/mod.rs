@@ -368,9 +368,6 @@ impl TextBody {
                 writer.flush()?;
             }
             None => {
-                // Once, room for a chunk and the line that crosses it: no regrowth (and
-                // copying) while it fills unless one line is longer than a chunk.
-                self.scratch.reserve(2 * SCRATCH_CHUNK);
                 for record in records {
                     write_flat_object(&record, &mut self.scratch);
                     self.scratch.push(b'\n');
@@ -459,7 +456,7 @@ mod tests {
         "\n",
     );
 
-    /// `count` logs of about 1 KB each, every one different, and their JSON lines.
+    /// `count` logs of up to about 1 KB each, every one different, and their JSON lines.
     fn large_batch(count: u32) -> (crate::model::LogRecords, String) {
         let mut builder = RecordsBuilder::new().group("topic", "10.0.0.1", &[("host", "web-1")]);
         let mut expected = String::new();
