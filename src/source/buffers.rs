@@ -24,7 +24,7 @@ use bytes::Bytes;
 
 use super::compression::{Compression, CompressionError};
 
-/// Bodies below this size are decompressed into a fresh allocation as before.
+/// Bodies below this size are decompressed into a fresh allocation.
 pub const MIN_POOLED: usize = 1 << 20;
 
 /// Capacities are multiples of this, so that pulls of nearly the same size share buffers.
