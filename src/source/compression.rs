@@ -136,40 +136,73 @@ impl Compression {
     /// Returns [`CompressionError`] when the size is over the limit, more than the body can
     /// hold, or the body is corrupt.
     pub fn decompress(self, body: &[u8], raw_size: usize) -> Result<Vec<u8>, CompressionError> {
+        let mut raw = Vec::new();
+        self.decompress_into(body, raw_size, &mut raw)?;
+        Ok(raw)
+    }
+
+    /// [`Compression::decompress`] into `raw`, replacing its contents and reusing its
+    /// capacity (a recycled buffer, see [`crate::source::buffers`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Compression::decompress`]; `raw` then holds no meaningful data.
+    pub fn decompress_into(
+        self,
+        body: &[u8],
+        raw_size: usize,
+        raw: &mut Vec<u8>,
+    ) -> Result<(), CompressionError> {
         self.check_raw_size(raw_size, body.len())?;
         let corrupt = |kind, reason: String| CompressionError::Corrupt { kind, reason };
-        let raw = match self {
-            Self::None => body.to_vec(),
-            Self::Lz4 => lz4_flex::block::decompress(body, raw_size)
-                .map_err(|error| corrupt("lz4", error.to_string()))?,
+        raw.clear();
+        match self {
+            Self::None => raw.extend_from_slice(body),
+            Self::Lz4 => {
+                raw.resize(raw_size, 0);
+                let written = lz4_flex::block::decompress_into(body, raw)
+                    .map_err(|error| corrupt("lz4", error.to_string()))?;
+                raw.truncate(written);
+            }
             Self::Zstd => {
                 let decoder = zstd::stream::read::Decoder::with_buffer(body)
                     .map_err(|error| corrupt("zstd", error.to_string()))?;
-                read_at_most(decoder, raw_size, body.len())
-                    .map_err(|error| corrupt("zstd", error.to_string()))?
+                read_at_most(decoder, raw_size, body.len(), raw)
+                    .map_err(|error| corrupt("zstd", error.to_string()))?;
             }
             Self::Deflate => {
-                read_at_most(flate2::read::ZlibDecoder::new(body), raw_size, body.len())
-                    .map_err(|error| corrupt("deflate", error.to_string()))?
+                read_at_most(
+                    flate2::read::ZlibDecoder::new(body),
+                    raw_size,
+                    body.len(),
+                    raw,
+                )
+                .map_err(|error| corrupt("deflate", error.to_string()))?;
             }
-        };
+        }
         if raw.len() != raw_size && self != Self::None {
             return Err(corrupt(
                 self.header_value().unwrap_or("raw"),
                 format!("decompressed to {} bytes, expected {raw_size}", raw.len()),
             ));
         }
-        Ok(raw)
+        Ok(())
     }
 }
 
-/// Reads a decoder's output up to one byte past `raw_size` (so a longer output shows as a
-/// size mismatch), reserving no more up front than a typical ratio of the body's length.
-fn read_at_most(decoder: impl Read, raw_size: usize, body_len: usize) -> std::io::Result<Vec<u8>> {
+/// Reads a decoder's output into `raw` up to one byte past `raw_size` (so a longer output
+/// shows as a size mismatch), reserving no more up front than a typical ratio of the body's
+/// length.
+fn read_at_most(
+    decoder: impl Read,
+    raw_size: usize,
+    body_len: usize,
+    raw: &mut Vec<u8>,
+) -> std::io::Result<()> {
     const TYPICAL_RATIO: usize = 16;
-    let mut raw = Vec::with_capacity(raw_size.min(body_len.saturating_mul(TYPICAL_RATIO)));
-    decoder.take(raw_size as u64 + 1).read_to_end(&mut raw)?;
-    Ok(raw)
+    raw.reserve(raw_size.min(body_len.saturating_mul(TYPICAL_RATIO)));
+    decoder.take(raw_size as u64 + 1).read_to_end(raw)?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod buffers;
 pub mod client;
 pub mod compression;
 pub mod config;

@@ -1,15 +1,16 @@
 //! PullLogs: `GET /logstores/{logstore}/shards/{shard}?type=log&cursor=...&count=...`.
 //!
-//! The body is a compressed `LogGroupList`; it is decompressed into one buffer and decoded
-//! into [`LogRecords`] that view that buffer (large bodies off the async threads).
+//! The body is a compressed `LogGroupList`; it is decompressed into one buffer (a recycled
+//! one for large bodies, [`crate::source::buffers`]) and decoded into [`LogRecords`] that view
+//! that buffer (large bodies off the async threads).
 
 use std::future::Future;
 
-use bytes::Bytes;
 use http::Method;
 
 use super::logstore_path;
 use crate::model::LogRecords;
+use crate::source::buffers::PULL_BUFFERS;
 use crate::source::client::{ApiRequest, ApiResponse, Client, ClientError};
 use crate::source::compression::Compression;
 use crate::source::protobuf::decode_log_group_list;
@@ -95,11 +96,10 @@ impl Client {
             if raw_size == 0 {
                 return Ok(LogRecords::default());
             }
-            let raw = compression
-                .decompress(&body, raw_size)
+            let raw = PULL_BUFFERS
+                .decompress(compression, &body, raw_size)
                 .map_err(|error| ClientError::bad_response("PullLogs", error))?;
-            decode_log_group_list(Bytes::from(raw))
-                .map_err(|error| ClientError::bad_response("PullLogs", error))
+            decode_log_group_list(raw).map_err(|error| ClientError::bad_response("PullLogs", error))
         };
         result.records = if raw_size > BLOCKING_DECODE_THRESHOLD {
             tokio::task::spawn_blocking(decode)
