@@ -120,8 +120,8 @@ impl PullBuffers {
 
     /// Keeps `buffer` for a later pull, then frees the smallest idle buffers while the idle
     /// ones exceed [`MAX_IDLE_BYTES`].
-    fn give_back(&self, mut buffer: Vec<u8>) {
-        buffer.clear();
+    fn give_back(&self, buffer: Vec<u8>) {
+        // The contents stay: the next pull overwrites them instead of zeroing the buffer.
         let mut idle = self.lock();
         idle.push(buffer);
         let mut total: usize = idle.iter().map(Vec::capacity).sum();

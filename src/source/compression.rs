@@ -155,22 +155,33 @@ impl Compression {
     ) -> Result<(), CompressionError> {
         self.check_raw_size(raw_size, body.len())?;
         let corrupt = |kind, reason: String| CompressionError::Corrupt { kind, reason };
-        raw.clear();
         match self {
-            Self::None => raw.extend_from_slice(body),
+            Self::None => {
+                raw.clear();
+                raw.extend_from_slice(body);
+            }
             Self::Lz4 => {
-                raw.resize(raw_size, 0);
+                // The block is decompressed into initialised bytes: a recycled buffer's old
+                // contents are overwritten (the size check below ensures all of them), so
+                // only the part beyond them is zeroed first.
+                if raw.len() < raw_size {
+                    raw.resize(raw_size, 0);
+                } else {
+                    raw.truncate(raw_size);
+                }
                 let written = lz4_flex::block::decompress_into(body, raw)
                     .map_err(|error| corrupt("lz4", error.to_string()))?;
                 raw.truncate(written);
             }
             Self::Zstd => {
+                raw.clear();
                 let decoder = zstd::stream::read::Decoder::with_buffer(body)
                     .map_err(|error| corrupt("zstd", error.to_string()))?;
                 read_at_most(decoder, raw_size, body.len(), raw)
                     .map_err(|error| corrupt("zstd", error.to_string()))?;
             }
             Self::Deflate => {
+                raw.clear();
                 read_at_most(
                     flate2::read::ZlibDecoder::new(body),
                     raw_size,
@@ -216,6 +227,24 @@ mod tests {
         assert_eq!(compressed.len(), 48);
         assert_eq!(&compressed[..2], &[0xf0, 0x1f]);
         assert_eq!(&compressed[2..], &raw[..]);
+    }
+
+    #[test]
+    fn decompressing_into_a_used_buffer_leaves_nothing_of_its_old_contents() {
+        let raw = b"log service block ".repeat(300);
+        for kind in [
+            Compression::None,
+            Compression::Lz4,
+            Compression::Zstd,
+            Compression::Deflate,
+        ] {
+            let body = kind.compress(&raw);
+            for old_len in [0, raw.len() - 7, raw.len() * 2] {
+                let mut buffer = vec![0xAA; old_len];
+                kind.decompress_into(&body, raw.len(), &mut buffer).unwrap();
+                assert_eq!(buffer, raw, "{kind:?} over {old_len} old bytes");
+            }
+        }
     }
 
     #[test]
