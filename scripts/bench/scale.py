@@ -533,7 +533,7 @@ def report(args, started, load_start, load_end, groups, backlogs):
     lines.append("- machine: `nproc` = %d, %s %s, load average (1/5/15 min) %s at the start, %s at the end; "
                  "forwarder commit %s" % (os.cpu_count(), platform.system(), platform.release(), load_start, load_end,
                                           driver.git_rev()))
-    lines.append("- the product's consumer defaults (heartbeat 20 s, fetch_interval 1 s, checkpoint 5 s, 64 MiB "
+    lines.append("- the product's consumer defaults (heartbeat 20 s, fetch_interval 1 s, checkpoint 5 s, 16 MiB "
                  "in flight), `start = \"begin\"`, a fresh consumer group per row; the embedded log service on the "
                  "same cores")
     if groups:
