@@ -229,15 +229,17 @@ mod tests {
         assert_eq!(&compressed[2..], &raw[..]);
     }
 
+    const EVERY_KIND: [Compression; 4] = [
+        Compression::None,
+        Compression::Lz4,
+        Compression::Zstd,
+        Compression::Deflate,
+    ];
+
     #[test]
     fn decompressing_into_a_used_buffer_leaves_nothing_of_its_old_contents() {
         let raw = b"log service block ".repeat(300);
-        for kind in [
-            Compression::None,
-            Compression::Lz4,
-            Compression::Zstd,
-            Compression::Deflate,
-        ] {
+        for kind in EVERY_KIND {
             let body = kind.compress(&raw);
             for old_len in [0, raw.len() - 7, raw.len() * 2] {
                 let mut buffer = vec![0xAA; old_len];
@@ -250,12 +252,7 @@ mod tests {
     #[test]
     fn every_type_round_trips() {
         let raw = b"hello hello hello hello hello log service".repeat(50);
-        for kind in [
-            Compression::None,
-            Compression::Lz4,
-            Compression::Zstd,
-            Compression::Deflate,
-        ] {
+        for kind in EVERY_KIND {
             let body = kind.compress(&raw);
             assert_eq!(kind.decompress(&body, raw.len()).unwrap(), raw, "{kind:?}");
         }
