@@ -42,9 +42,11 @@ pub(crate) fn budget_size(config: &ConsumerConfig) -> usize {
 /// The budget a pulled batch of `raw_size` bytes holds while in memory (at least one byte,
 /// at most the whole budget), made from the `reservation` taken before the pull, before the
 /// batch is decoded: the unused part is given back, a missing part taken when the budget has
-/// it; otherwise the reservation is given back and the whole size awaited in turn (the
-/// budget serves waiters first come, first served), so that shards waiting for room cannot
-/// hold parts of it against each other.
+/// it. A batch a little larger than its reservation (at most [`SLACK_DIVISOR`]th of the
+/// budget more; pulls of a busy shard differ by a few KB) goes on with its reservation alone.
+/// Otherwise the reservation is given back and the whole size awaited in turn (the budget
+/// serves waiters first come, first served), so that shards waiting for room cannot hold parts
+/// of it against each other.
 async fn room_for(
     budget: Arc<Semaphore>,
     mut reservation: OwnedSemaphorePermit,
@@ -57,17 +59,33 @@ async fn room_for(
         drop(reservation.split(held - wanted));
         return reservation;
     }
-    let missing = u32::try_from(wanted - held).unwrap_or(u32::MAX);
-    if let Ok(extra) = budget.clone().try_acquire_many_owned(missing) {
+    let missing = wanted - held;
+    if let Ok(extra) = budget
+        .clone()
+        .try_acquire_many_owned(u32::try_from(missing).unwrap_or(u32::MAX))
+    {
         reservation.merge(extra);
         return reservation;
     }
+    // Waiting would give the reservation back, and the room given back would start another
+    // shard's pull, whose answer then waits too: a few bytes over are not worth it.
+    if missing <= whole_budget / SLACK_DIVISOR {
+        return reservation;
+    }
+    tracing::debug!(
+        raw_size,
+        reserved = held,
+        "pulled answer waits for room in the in-flight budget"
+    );
     drop(reservation);
     budget
         .acquire_many_owned(u32::try_from(wanted).unwrap_or(u32::MAX))
         .await
         .expect("the budget semaphore is never closed")
 }
+
+/// A pulled batch may exceed its reservation by this fraction of the budget without waiting.
+const SLACK_DIVISOR: usize = 32;
 
 /// Budget reserved before a pull: what the shard's last pull brought, but at least a sixteenth
 /// of the budget (so that no more than about sixteen pulls hold their compressed answers at
@@ -871,6 +889,32 @@ mod tests {
         assert_eq!(budget.available_permits(), whole - larger);
         stop.cancel();
         second.ack.delivered();
+        assert_eq!(running.await.unwrap(), ShardExit::Released);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pull_a_little_larger_than_its_reservation_goes_on_with_a_full_budget() {
+        let _gauge = GAUGE.lock().await;
+        let service = service(2, vec![Reply::Ok(())]);
+        let (task, mut batches) = task_on_a_small_budget(&service, 100_000);
+        let budget = task.budget.clone();
+        let stop = CancellationToken::new();
+        let running = tokio::spawn(task.run(stop.clone()));
+        let SinkBatch { batch, ack } = batches.recv().await.unwrap();
+        drop(batch);
+        ack.delivered();
+        // 10 KB more than the last pull, within a thirty-second of the budget; the budget
+        // has room for the reservation only.
+        service.with(|script| script.pull_size = (1, 110_000));
+        let others = leave_room(&budget, 100_000);
+        let second = tokio::time::timeout(secs(30), batches.recv())
+            .await
+            .expect("a few KB over its reservation: handed on without waiting")
+            .unwrap();
+        assert_eq!(budget.available_permits(), 0);
+        stop.cancel();
+        second.ack.delivered();
+        drop(others);
         assert_eq!(running.await.unwrap(), ShardExit::Released);
     }
 
