@@ -490,6 +490,25 @@ mod tests {
         }
     }
 
+    /// Runs `archive` over `batches` until its input closes; every batch is delivered.
+    async fn run_to_the_end(
+        archive: ObjectStorageSink,
+        batches: impl IntoIterator<Item = (SinkBatch, crate::model::ack::AckReceiver)>,
+    ) {
+        let (input, receiver) = mpsc::channel(4);
+        let running = tokio::spawn(Box::new(archive).run(receiver, CancellationToken::new()));
+        let mut acks = Vec::new();
+        for (batch, ack) in batches {
+            input.send(batch).await.unwrap();
+            acks.push(ack);
+        }
+        drop(input);
+        running.await.unwrap().unwrap();
+        for ack in acks {
+            assert_eq!(ack.await, DeliveryStatus::Delivered);
+        }
+    }
+
     fn one_log_batch(shard: u32, sequence: u64) -> (SinkBatch, crate::model::ack::AckReceiver) {
         let records = RecordsBuilder::new()
             .log(1_700_000_000, None, &[("n", &sequence.to_string())])
@@ -542,20 +561,8 @@ mod tests {
     #[tokio::test]
     async fn the_end_of_input_seals_and_stores_every_open_file() {
         let store = Arc::new(InMemory::new());
-        let sink = Box::new(sink(store.clone(), limits(), 64 << 20));
-        let (input, receiver) = mpsc::channel(4);
-        let running = tokio::spawn(sink.run(receiver, CancellationToken::new()));
-        let mut acks = Vec::new();
-        for shard in 0..3 {
-            let (batch, ack) = one_log_batch(shard, 0);
-            input.send(batch).await.unwrap();
-            acks.push(ack);
-        }
-        drop(input);
-        running.await.unwrap().unwrap();
-        for ack in acks {
-            assert_eq!(ack.await, DeliveryStatus::Delivered);
-        }
+        let batches = (0..3).map(|shard| one_log_batch(shard, 0));
+        run_to_the_end(sink(store.clone(), limits(), 64 << 20), batches).await;
         assert_eq!(object_texts(&store).await.len(), 3);
     }
 
@@ -726,19 +733,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut archive = sink(store.clone(), limits(), 64 << 20);
         archive.spool = spool_in(dir.path(), 1 << 30);
-        let (input, receiver) = mpsc::channel(4);
-        let running = tokio::spawn(Box::new(archive).run(receiver, CancellationToken::new()));
-        let mut acks = Vec::new();
-        for sequence in 0..4 {
-            let (batch, ack) = one_log_batch(0, sequence);
-            input.send(batch).await.unwrap();
-            acks.push(ack);
-        }
-        drop(input);
-        running.await.unwrap().unwrap();
-        for ack in acks {
-            assert_eq!(ack.await, DeliveryStatus::Delivered);
-        }
+        run_to_the_end(archive, (0..4).map(|sequence| one_log_batch(0, sequence))).await;
         let texts = object_texts(&store).await;
         assert_eq!(texts.len(), 2);
         assert!(texts.iter().all(|text| text.lines().count() == 2));
