@@ -80,13 +80,17 @@ impl HecRequest {
         std::mem::take(&mut self.body)
     }
 
-    /// Gzips the body into the payload to send and releases the body, so that the request
+    /// Gzips the body into the payload to send (through `scratch`, which keeps its capacity
+    /// for the next request) and hands the body's buffer back emptied, so that the request
     /// holds only its compressed payload from now on (a split recovers the body from it).
-    pub fn compress(&mut self) -> std::io::Result<()> {
-        let compressed = gzip(&self.body)?;
-        self.body = Vec::new();
-        self.compressed = Some(Bytes::from(compressed));
-        Ok(())
+    fn compress_into(&mut self, scratch: &mut Vec<u8>) -> std::io::Result<Vec<u8>> {
+        scratch.clear();
+        gzip_into(&self.body, scratch)?;
+        // The payload may wait minutes for an acknowledgement: an exact copy, no spare capacity.
+        self.compressed = Some(Bytes::copy_from_slice(scratch));
+        let mut body = std::mem::take(&mut self.body);
+        body.clear();
+        Ok(body)
     }
 
     /// The payload made by [`HecRequest::compress`], if any, taken out.
@@ -182,15 +186,19 @@ impl HecRequest {
 /// Gzips `body` at the fastest level (HEC bodies are repetitive JSON; level 1 already shrinks
 /// them several times, and the CPU goes to throughput instead).
 pub(crate) fn gzip(body: &[u8]) -> std::io::Result<Vec<u8>> {
-    let mut encoder = GzEncoder::new(
-        Vec::with_capacity(body.len() / 4 + 64),
-        flate2::Compression::fast(),
-    );
-    encoder.write_all(body)?;
-    let mut compressed = encoder.finish()?;
+    let mut compressed = Vec::with_capacity(body.len() / 4 + 64);
+    gzip_into(body, &mut compressed)?;
     // The payload may wait minutes for an acknowledgement: keep no spare capacity.
     compressed.shrink_to_fit();
     Ok(compressed)
+}
+
+/// Appends `body`, gzipped as [`gzip`] does, to `out`.
+fn gzip_into(body: &[u8], out: &mut Vec<u8>) -> std::io::Result<()> {
+    let mut encoder = GzEncoder::new(out, flate2::Compression::fast());
+    encoder.write_all(body)?;
+    encoder.finish()?;
+    Ok(())
 }
 
 /// Reverses [`gzip`].
@@ -242,6 +250,12 @@ pub(crate) struct RequestBuilder {
     limits: RequestLimits,
     current: HecRequest,
     scratch: Vec<u8>,
+    /// The body buffer of the last compressed request, emptied, for the next request: bodies
+    /// of a full request's size (1 MiB by default) are reused rather than allocated and freed
+    /// for every request.
+    spare_body: Vec<u8>,
+    /// Reused output buffer of [`RequestBuilder::compress`].
+    compressed_scratch: Vec<u8>,
     /// The batch being encoded and its delivery tracking; dropped (and with it the batch's
     /// memory and budget, unless another sink still holds them) once every log is encoded.
     source: Option<(Arc<Batch>, Arc<BatchDelivery>)>,
@@ -263,6 +277,8 @@ impl RequestBuilder {
             limits,
             current: HecRequest::default(),
             scratch: Vec::with_capacity(4096),
+            spare_body: Vec::new(),
+            compressed_scratch: Vec::new(),
             source: None,
             next_log: 0,
             current_full: false,
@@ -329,13 +345,30 @@ impl RequestBuilder {
 
     /// The pending request, leaving the builder empty. The next body starts with the capacity
     /// the last one needed, but never more than a full request (one oversized event must not
-    /// make every later request that large).
+    /// make every later request that large); a spare body buffer is used when there is one.
     pub fn take(&mut self) -> HecRequest {
         let capacity = self.current.body.capacity().min(self.limits.max_bytes);
-        let mut next = HecRequest::default();
+        let mut next = HecRequest {
+            body: std::mem::take(&mut self.spare_body),
+            ..HecRequest::default()
+        };
         next.body.reserve(capacity);
         self.current_full = false;
         std::mem::replace(&mut self.current, next)
+    }
+
+    /// Gzips `request` (taken from this builder) into its payload and keeps its body buffer
+    /// and the compression buffer for the next requests, unless larger than a full request.
+    pub fn compress(&mut self, request: &mut HecRequest) -> std::io::Result<()> {
+        let body = request.compress_into(&mut self.compressed_scratch)?;
+        let reusable = |buffer: &Vec<u8>| buffer.capacity() <= self.limits.max_bytes;
+        if !reusable(&self.compressed_scratch) {
+            self.compressed_scratch = Vec::new();
+        }
+        if reusable(&body) && body.capacity() > self.spare_body.capacity() {
+            self.spare_body = body;
+        }
+        Ok(())
     }
 }
 
@@ -531,5 +564,49 @@ mod tests {
         assert!(request.restore_body(gunzip(&compressed).unwrap()));
         assert!(!request.body_released());
         assert_eq!(ids(&request.subset(19..20)), ["1-19"]);
+    }
+
+    #[test]
+    fn compressed_requests_hand_their_body_buffers_on_to_later_requests() {
+        let mut builder = builder(4, usize::MAX, HecEndpoint::Event);
+        let (batch, _) = sink_batch(1, 9);
+        builder.start(batch);
+        let mut first = builder.next_full().unwrap();
+        let (first_body, first_buffer) = (first.body().to_vec(), first.body().as_ptr());
+        builder.compress(&mut first).unwrap();
+        assert!(
+            first.body_released(),
+            "a compressed request holds only its payload"
+        );
+        let payload = first.take_compressed().unwrap();
+        assert_eq!(gunzip(&payload).unwrap(), first_body);
+        assert_eq!(payload.len(), gzip(&first_body).unwrap().len());
+
+        let mut second = builder.next_full().unwrap();
+        let second_buffer = second.body().as_ptr();
+        assert_eq!(
+            builder.current.body.as_ptr(),
+            first_buffer,
+            "the request after the second is encoded into the first one's body buffer"
+        );
+        builder.compress(&mut second).unwrap();
+        assert_eq!(builder.spare_body.as_ptr(), second_buffer);
+        assert!(builder.next_full().is_none());
+        assert_eq!(ids(&builder.take()), ["1-8"]);
+    }
+
+    #[test]
+    fn a_body_larger_than_a_full_request_is_not_kept() {
+        let mut builder = builder(100, 64, HecEndpoint::Event);
+        builder.limits.max_event_bytes = 4096;
+        let mut batch = RecordsBuilder::new().group("t", "s", &[]);
+        let large = "x".repeat(1000);
+        batch = batch.log(1, None, &[("id", large.as_str())]);
+        let (batch, _) = SinkBatch::new("ls", 1, 0, batch.build());
+        builder.start(batch);
+        let mut oversized = builder.next_full().unwrap();
+        assert!(oversized.body.capacity() > 64);
+        builder.compress(&mut oversized).unwrap();
+        assert_eq!(builder.spare_body.capacity(), 0);
     }
 }

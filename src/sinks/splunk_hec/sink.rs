@@ -212,11 +212,12 @@ async fn prepare(
 ) -> Result<Option<HecRequest>, SinkError> {
     let builder = builder.clone();
     tokio::task::spawn_blocking(move || {
-        let request = next(&mut *lock(&builder)?);
+        let mut builder = lock(&builder)?;
+        let request = next(&mut builder);
         match request {
             Some(mut request) if gzip => {
-                request
-                    .compress()
+                builder
+                    .compress(&mut request)
                     .map_err(|error| SinkError::Unavailable(format!("gzip failed: {error}")))?;
                 Ok(Some(request))
             }
