@@ -8,7 +8,7 @@
 //! Modules may use only modules listed above them; `consumer` and `sinks` never import each
 //! other.
 //!
-//! - [`common`]: allocator settings, shutdown, backoff, secrets, TLS setup, the Unix clock,
+//! - [`common`]: shutdown, backoff, secrets, TLS setup, the Unix clock,
 //!   duration and size units.
 //! - [`telemetry`]: tracing, metrics, health and the status endpoint.
 //! - [`model`]: log records viewed over the pulled buffer, batches, delivery acks.

@@ -1,8 +1,35 @@
 //! The `siem-forwarder` binary: parses the command line and hands over to the library.
 
+/// The process's memory allocator: jemalloc, configured by [`MALLOC_CONF`].
+///
+/// glibc's `malloc` with one arena fragments when buffers of hundreds of KiB to several MiB
+/// (pulled answers, span tables, request payloads) come and go for minutes: freed holes are
+/// split by smaller requests, the next large buffer extends the heap, and memory in the middle
+/// of the heap is never returned. After a one-minute SIEM stall the catch-up's peak resident
+/// set grew with the backlog (16 shards, 0.1 / 1 / 4 GiB: 39 / 56 / 78 MiB) over a live heap
+/// of 29–32 MiB. jemalloc keeps allocations of a size class together and returns unused pages
+/// within [`MALLOC_CONF`]'s decay time, so the peak no longer follows the backlog's length
+/// (32 / 50 / 53 MiB) at the same CPU per GiB (`scripts/bench/RESULTS.md`).
+#[cfg(target_os = "linux")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's settings, read at its first allocation; `MALLOC_CONF` in the environment
+/// overrides any of them (e.g. `MALLOC_CONF=dirty_decay_ms:1000` trades memory for CPU).
+///
+/// - `narenas:1`: one arena for the few busy threads (more arenas each keep their own free
+///   pages: 7–10 MiB more at the peak, no CPU gained).
+/// - `background_thread:true`: a jemalloc thread returns free pages, not the threads
+///   that move logs.
+/// - `dirty_decay_ms:100`, `muzzy_decay_ms:0`: free pages go back to the system within about
+///   100 ms. Sooner (0) cost 20–30% more CPU in page faults; 1 s let a catch-up's churn
+///   raise the peak by 10 MiB.
+#[cfg(target_os = "linux")]
+#[export_name = "malloc_conf"]
+static MALLOC_CONF: &[u8; 69] =
+    b"narenas:1,background_thread:true,dirty_decay_ms:100,muzzy_decay_ms:0\0";
+
 fn main() -> std::process::ExitCode {
-    // SAFETY: nothing has started a thread yet; the runtime below starts the first ones.
-    unsafe { siem_forwarder::common::allocator::tune() };
     match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime.block_on(siem_forwarder::cli::main()),
         Err(error) => {

@@ -1,8 +1,6 @@
-//! Building blocks every other module may use: allocator settings, shutdown signalling, retry
-//! backoff, loopback hosts, redacted secrets, the Unix clock and rustls client setup. This
+//! Building blocks every other module may use: shutdown signalling, retry backoff, loopback hosts, redacted secrets, the Unix clock and rustls client setup. This
 //! module depends on nothing else in the crate.
 
-pub mod allocator;
 pub mod backoff;
 pub mod host;
 pub mod secret;

@@ -1,14 +1,13 @@
 //! Reused buffers for the decompressed bodies of large pulls.
 //!
 //! A pull of a backlog decompresses into one buffer of several MiB that lives until every
-//! sink is done with the batch. Allocated and freed through `malloc`, these buffers fragment
-//! the process's single arena (see [`crate::common::allocator`]): the hole a freed buffer
-//! leaves is partly taken by the smaller allocations made meanwhile (HTTP bodies, encoded
-//! requests, span tables), the next buffer no longer fits in it and extends the heap, and the
-//! resident set grows for as long as batches keep coming. Measured with
-//! `scripts/bench.sh --scale` (a backlog read at full speed after a stalled SIEM, one arena,
-//! live heap flat at about 70 MiB): peak RSS 98 MiB after 0.1 GiB, 133 MiB after 1 GiB,
-//! 203 MiB after 4 GiB.
+//! sink is done with the batch. Allocated and freed for every pull, these buffers fragmented
+//! glibc's `malloc` arena (the hole a freed buffer left was partly taken by the smaller
+//! allocations made meanwhile, the next buffer no longer fitted and extended the heap), and
+//! with jemalloc (the binary's allocator, `src/main.rs`) each freed buffer's pages would be
+//! returned and faulted in again. Measured with `scripts/bench.sh --scale` (a backlog read at
+//! full speed after a stalled SIEM, glibc, one arena, live heap flat at about 70 MiB): peak RSS
+//! 98 MiB after 0.1 GiB, 133 MiB after 1 GiB, 203 MiB after 4 GiB before this pool.
 //!
 //! Buffers of at least [`MIN_POOLED`] bytes therefore go back to a pool when the last holder
 //! of the batch drops it, and the next large pull of about the same size decompresses into
