@@ -14,8 +14,9 @@
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-/// jemalloc's settings, read at its first allocation; `MALLOC_CONF` in the environment
-/// overrides any of them (e.g. `MALLOC_CONF=dirty_decay_ms:1000` trades memory for CPU).
+/// jemalloc's settings, read at its first allocation; `_RJEM_MALLOC_CONF` in the environment
+/// (jemalloc's `MALLOC_CONF` under this build's symbol prefix) overrides any of them, e.g.
+/// `_RJEM_MALLOC_CONF=dirty_decay_ms:1000`.
 ///
 /// - `narenas:1`: one arena for the few busy threads (more arenas each keep their own free
 ///   pages: 7–10 MiB more at the peak, no CPU gained).
@@ -25,7 +26,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 ///   100 ms. Sooner (0) cost 20–30% more CPU in page faults; 1 s let a catch-up's churn
 ///   raise the peak by 10 MiB.
 #[cfg(target_os = "linux")]
-#[export_name = "malloc_conf"]
+#[export_name = "_rjem_malloc_conf"]
 static MALLOC_CONF: &[u8; 69] =
     b"narenas:1,background_thread:true,dirty_decay_ms:100,muzzy_decay_ms:0\0";
 

@@ -1,15 +1,16 @@
 //! The binary's memory allocator: jemalloc with the settings `src/main.rs` gives it, which
-//! `MALLOC_CONF` in the environment can override. Read back from jemalloc's own statistics,
-//! printed at exit when `MALLOC_CONF` asks for them.
+//! `_RJEM_MALLOC_CONF` in the environment can override. Read back from jemalloc's own
+//! statistics, printed at exit when the environment asks for them.
 #![cfg(target_os = "linux")]
 
 use std::process::Command;
 
-/// jemalloc's `opt.*` lines printed when `siem-forwarder --version` exits with `malloc_conf`.
+/// jemalloc's `opt.*` lines printed when `siem-forwarder --version` exits with `malloc_conf`
+/// in the environment.
 fn options_with(malloc_conf: &str) -> Vec<String> {
     let output = Command::new(env!("CARGO_BIN_EXE_siem-forwarder"))
         .arg("--version")
-        .env("MALLOC_CONF", malloc_conf)
+        .env("_RJEM_MALLOC_CONF", malloc_conf)
         .output()
         .expect("the binary runs");
     assert!(output.status.success());
@@ -39,7 +40,7 @@ fn jemalloc_serves_the_process_with_one_arena_and_a_short_decay() {
 }
 
 #[test]
-fn malloc_conf_in_the_environment_overrides_a_setting() {
+fn the_environment_overrides_a_setting() {
     let options = options_with("stats_print:true,dirty_decay_ms:1000");
     assert!(option(&options, "dirty_decay_ms").starts_with("1000 "));
     assert_eq!(option(&options, "narenas"), "1", "the others stay");
