@@ -330,12 +330,12 @@ struct SpanCollector<'b> {
 static TABLE_DENSITY: [AtomicUsize; 4] = [const { AtomicUsize::new(0) }; 4];
 
 /// An empty table with room for `buffer_len` bytes' worth of entries at `density` entries per
-/// MiB, but never for more bytes than the buffer's (a batch of unusual density grows its table
-/// as needed).
+/// MiB, but for no more than a quarter of the buffer's size in bytes (the density is the last
+/// batch's, perhaps another logstore's; a batch denser than that grows its table as needed).
 fn table_for<T>(buffer_len: usize, density: &AtomicUsize) -> Vec<T> {
     let expected = (buffer_len as u64).saturating_mul(density.load(Ordering::Relaxed) as u64) >> 20;
     let capacity = usize::try_from(expected + expected / 8).unwrap_or(usize::MAX);
-    Vec::with_capacity(capacity.min(buffer_len / std::mem::size_of::<T>().max(1)))
+    Vec::with_capacity(capacity.min(buffer_len / 4 / std::mem::size_of::<T>().max(1)))
 }
 
 /// Records the density of the tables just built from `buffer_len` bytes.
@@ -465,14 +465,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn span_tables_are_sized_from_the_last_density_but_never_beyond_the_buffer() {
+    fn span_tables_are_sized_from_the_last_density_within_a_quarter_of_the_buffer() {
         let density = AtomicUsize::new(0);
         assert_eq!(table_for::<FieldSpan>(1 << 20, &density).capacity(), 0);
         density.store(1000, Ordering::Relaxed);
         assert_eq!(table_for::<FieldSpan>(4 << 20, &density).capacity(), 4500);
         density.store(usize::MAX, Ordering::Relaxed);
         let capped = table_for::<FieldSpan>(1 << 20, &density).capacity();
-        assert_eq!(capped, (1 << 20) / std::mem::size_of::<FieldSpan>());
+        assert_eq!(capped, (1 << 20) / 4 / std::mem::size_of::<FieldSpan>());
     }
 
     const SPEC_LIST_HEX: &str = "0a2c0a130880e2cfaa0612060a016b120176257b0000001a01742208\
