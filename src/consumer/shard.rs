@@ -858,10 +858,20 @@ mod tests {
         assert_eq!(running.await.unwrap(), ShardExit::Released);
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_pull_larger_than_the_room_left_is_handed_on_only_once_the_budget_has_it() {
-        let _gauge = GAUGE.lock().await;
-        let service = service(2, vec![Reply::Ok(())]);
+    /// A shard on a small budget, running, whose first pull (100 KB) was delivered and
+    /// released; `pulls` pulls are scripted in all.
+    struct AfterFirstPull {
+        service: FakeService,
+        budget: Arc<Semaphore>,
+        /// The budget's permits before the shard started.
+        whole: usize,
+        batches: mpsc::Receiver<SinkBatch>,
+        stop: CancellationToken,
+        running: tokio::task::JoinHandle<ShardExit>,
+    }
+
+    async fn after_first_pull(pulls: u64) -> AfterFirstPull {
+        let service = service(pulls, vec![Reply::Ok(())]);
         let (task, mut batches) = task_on_a_small_budget(&service, 100_000);
         let budget = task.budget.clone();
         let whole = budget.available_permits();
@@ -870,6 +880,27 @@ mod tests {
         let SinkBatch { batch, ack } = batches.recv().await.unwrap();
         drop(batch);
         ack.delivered();
+        AfterFirstPull {
+            service,
+            budget,
+            whole,
+            batches,
+            stop,
+            running,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pull_larger_than_the_room_left_is_handed_on_only_once_the_budget_has_it() {
+        let _gauge = GAUGE.lock().await;
+        let AfterFirstPull {
+            service,
+            budget,
+            whole,
+            mut batches,
+            stop,
+            running,
+        } = after_first_pull(2).await;
         // The next pull brings six times as much, and the budget has room for three.
         let larger = 600_000;
         service.with(|script| script.pull_size = (1, larger));
@@ -895,14 +926,14 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_pull_a_little_larger_than_its_reservation_goes_on_with_a_full_budget() {
         let _gauge = GAUGE.lock().await;
-        let service = service(2, vec![Reply::Ok(())]);
-        let (task, mut batches) = task_on_a_small_budget(&service, 100_000);
-        let budget = task.budget.clone();
-        let stop = CancellationToken::new();
-        let running = tokio::spawn(task.run(stop.clone()));
-        let SinkBatch { batch, ack } = batches.recv().await.unwrap();
-        drop(batch);
-        ack.delivered();
+        let AfterFirstPull {
+            service,
+            budget,
+            mut batches,
+            stop,
+            running,
+            ..
+        } = after_first_pull(2).await;
         // 10 KB more than the last pull, within a thirty-second of the budget; the budget
         // has room for the reservation only.
         service.with(|script| script.pull_size = (1, 110_000));
